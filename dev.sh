@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The two commands of the quick start:
+#   ./dev.sh demo   set up .venv and run the main job (the embedded default benchmark)
+#   ./dev.sh test   set up .venv and run the whole test suite
+# Set-up is skipped when .venv is already up to date with requirements-dev.txt and the
+# pyproject files. PYIMGANO_VENV chooses another virtual environment folder.
+set -euo pipefail
+shopt -s nullglob
+cd "$(dirname "$0")"
+VENV="${PYIMGANO_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+setup() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "creating virtual environment in $VENV" >&2
+        "$PY" -m venv "$VENV"
+    fi
+    local stamp
+    stamp=$(cat requirements-dev.txt pyimgano-*/pyproject.toml tests/plugins/*/pyproject.toml | sha256sum | cut -c1-16)
+    if [ "$(cat "$VENV/.dev-stamp" 2>/dev/null)" != "$stamp" ]; then
+        echo "installing pyimgano (four distributions, editable) and test tools into $VENV" >&2
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2> >(grep -v "^WARNING: Location" >&2)
+        echo "$stamp" > "$VENV/.dev-stamp"
+    fi
+}
+
+cmd="${1:-help}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    demo)
+        setup
+        exec "$VENV/bin/pyimgano" list-plugins "$@"
+        ;;
+    test)
+        setup
+        set +e
+        "$VENV/bin/python" -m pytest "$@"
+        rc=$?
+        set -e
+        if [ "$rc" -eq 5 ]; then
+            echo "error: pytest collected no tests" >&2
+            exit 1
+        fi
+        exit "$rc"
+        ;;
+    setup)
+        setup
+        ;;
+    *)
+        echo "usage: ./dev.sh demo|test|setup [args...]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,1 @@
+"""pyimgano plugin: anomalib models behind the pyimgano detector contract."""

@@ -1,0 +1,94 @@
+"""pyimgano: visual anomaly detection for industrial inspection, a small core plus plugins.
+
+Plugin authors import the hook marker as ``pyimgano.hookimpl`` and the spec classes
+(``DetectorSpec``, ``DatasetSpec``, ``MetricSpec``, ``PostprocessorSpec``) from here.
+Heavy parts (the detector base, the registry functions, contracts) load on first access.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from pyimgano.errors import (
+    ComponentNotFound,
+    ContractViolation,
+    DatasetError,
+    ImageLoadError,
+    InvalidParams,
+    MetricError,
+    ModelLoadError,
+    NameConflict,
+    NotFittedError,
+    PluginError,
+    PyimganoError,
+)
+from pyimgano.hookspecs import hookimpl
+from pyimgano.specs import (
+    DatasetSpec,
+    DetectorCapabilities,
+    DetectorSpec,
+    MetricSpec,
+    NoParams,
+    PostprocessorSpec,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Detector": "pyimgano.detector",
+    "load_detector": "pyimgano.detector",
+    "create_detector": "pyimgano.registry",
+    "load_dataset": "pyimgano.registry",
+    "list_detectors": "pyimgano.registry",
+    "list_datasets": "pyimgano.registry",
+    "list_metrics": "pyimgano.registry",
+    "list_postprocessors": "pyimgano.registry",
+    "get_metric": "pyimgano.registry",
+    "create_postprocessor": "pyimgano.registry",
+    "get_registry": "pyimgano.plugins",
+    "list_plugins": "pyimgano.plugins",
+    "AnomalyMaps": "pyimgano.contracts",
+    "ImageScores": "pyimgano.contracts",
+    "ImageLabels": "pyimgano.contracts",
+    "DatasetSample": "pyimgano.contracts",
+    "DatasetInfo": "pyimgano.contracts",
+    "SplitCounts": "pyimgano.contracts",
+    "load_image": "pyimgano.images",
+    "load_images": "pyimgano.images",
+}
+
+__all__ = [
+    "ComponentNotFound",
+    "ContractViolation",
+    "DatasetError",
+    "DatasetSpec",
+    "DetectorCapabilities",
+    "DetectorSpec",
+    "ImageLoadError",
+    "InvalidParams",
+    "MetricError",
+    "MetricSpec",
+    "ModelLoadError",
+    "NameConflict",
+    "NoParams",
+    "NotFittedError",
+    "PluginError",
+    "PostprocessorSpec",
+    "PyimganoError",
+    "hookimpl",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pyimgano' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,3 @@
+from pyimgano.cli import main
+
+raise SystemExit(main())

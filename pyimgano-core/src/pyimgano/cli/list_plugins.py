@@ -1,0 +1,59 @@
+"""``pyimgano list-plugins``: every plugin, its status and what it registers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pyimgano.errors import PluginError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyimgano.plugins import Registry
+
+    registry = Registry()
+    try:
+        registry.discover()
+        strict_error = None
+    except PluginError as exc:  # strict mode: still show what was found, then fail
+        strict_error = str(exc)
+    records = [p.as_dict() for p in registry.plugins]
+    if args.json:
+        print(json.dumps({"plugins": records}, indent=2))
+    else:
+        _print_table(records)
+    if strict_error:
+        import sys
+
+        print(f"error: {strict_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_table(records: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pyimgano plugins", show_lines=True)
+    for column in ("plugin", "distribution", "version", "status", "registers"):
+        table.add_column(column)
+    styles = {"ok": "green", "error": "bold red", "blocked": "yellow"}
+    for rec in records:
+        parts = []
+        for kind in ("detectors", "datasets", "metrics", "postprocessors"):
+            if rec[kind]:
+                parts.append(f"{kind}: {', '.join(rec[kind])}")
+        if rec["error"]:
+            parts.append(f"[red]{rec['error']}[/red]")
+        table.add_row(
+            rec["name"],
+            rec["distribution"] or "-",
+            rec["version"] or "-",
+            f"[{styles[rec['status']]}]{rec['status']}[/]",
+            "\n".join(parts) or "-",
+        )
+    Console(soft_wrap=False).print(table)

@@ -1,0 +1,240 @@
+"""Output contracts: what every plugin's output must look like before metrics see it.
+
+Each contract is a pydantic model (so it is documented and serialisable) plus a
+``validate_*`` function that the core calls on plugin output. A violation raises
+:class:`pyimgano.ContractViolation` naming plugin, component, field, expected and actual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pyimgano.errors import ContractViolation
+
+__all__ = [
+    "AnomalyMaps",
+    "DatasetInfo",
+    "DatasetSample",
+    "ImageLabels",
+    "ImageScores",
+    "SplitCounts",
+    "validate_labels",
+    "validate_maps",
+    "validate_scores",
+]
+
+
+def _describe(array: Any) -> str:
+    if isinstance(array, np.ndarray):
+        return f"an array of shape {array.shape} and dtype {array.dtype}"
+    return f"a {type(array).__name__}"
+
+
+def validate_scores(
+    scores: Any, n_images: int | None = None, *, component: str = "detector", plugin: str | None = None
+) -> np.ndarray:
+    """Check image scores: 1-D float, one finite value per image. Returns a float64 copy."""
+
+    def fail(expected: str, actual: str, detail: str | None = None) -> ContractViolation:
+        return ContractViolation(
+            plugin=plugin, component=component, field="image scores", expected=expected, actual=actual, detail=detail
+        )
+
+    try:
+        arr = np.asarray(scores)
+    except Exception as exc:  # ragged lists and the like
+        raise fail("a 1-D float array", _describe(scores), str(exc)) from None
+    if arr.ndim != 1:
+        raise fail("a 1-D array (one score per image)", f"of shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise fail("a numeric (float) array", f"of dtype {arr.dtype}")
+    if n_images is not None and arr.shape[0] != n_images:
+        raise fail(f"{n_images} scores (one per image)", f"of length {arr.shape[0]}")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raise fail(
+            "finite values",
+            f"with {idx.size} non-finite value(s)",
+            f"first at index {int(idx[0])}: {arr[idx[0]]!r}",
+        )
+    return arr
+
+
+def validate_labels(
+    labels: Any, n_images: int | None = None, *, component: str = "detector", plugin: str | None = None
+) -> np.ndarray:
+    """Check 0/1 labels: 1-D integer array with values in {0, 1}. Returns an int64 copy."""
+
+    def fail(expected: str, actual: str) -> ContractViolation:
+        return ContractViolation(plugin=plugin, component=component, field="labels", expected=expected, actual=actual)
+
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise fail("a 1-D array (one label per image)", f"of shape {arr.shape}")
+    if n_images is not None and arr.shape[0] != n_images:
+        raise fail(f"{n_images} labels", f"of length {arr.shape[0]}")
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise fail("integer values 0 or 1", "with non-integer values")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise fail("an integer array of 0/1", f"of dtype {arr.dtype}")
+    values = np.unique(arr)
+    if not np.isin(values, (0, 1)).all():
+        raise fail("values 0 or 1", f"with values {values[:10].tolist()}")
+    return arr.astype(np.int64)
+
+
+def validate_maps(
+    maps: Any,
+    shapes: Sequence[tuple[int, int]] | None = None,
+    *,
+    component: str = "detector",
+    plugin: str | None = None,
+) -> np.ndarray | list[np.ndarray]:
+    """Check anomaly maps: one finite float HxW map per image, H and W those of the image.
+
+    ``shapes`` are the (H, W) of the input images. When all are equal the result is a
+    float32 array N x H x W; otherwise a list of float32 HxW arrays.
+    """
+
+    def fail(expected: str, actual: str, detail: str | None = None) -> ContractViolation:
+        return ContractViolation(
+            plugin=plugin, component=component, field="anomaly maps", expected=expected, actual=actual, detail=detail
+        )
+
+    if isinstance(maps, np.ndarray):
+        if maps.ndim != 3:
+            raise fail("an N x H x W array", f"of shape {maps.shape}")
+        items = list(maps)
+        stacked_shape: tuple[int, ...] | None = maps.shape
+    elif isinstance(maps, (list, tuple)):
+        items = [np.asarray(m) for m in maps]
+        stacked_shape = None
+    else:
+        raise fail("an N x H x W float array", _describe(maps))
+
+    if shapes is not None:
+        shapes = [tuple(int(v) for v in s[:2]) for s in shapes]
+        if len(items) != len(shapes):
+            actual = f"of shape {stacked_shape}" if stacked_shape else f"for {len(items)} images"
+            raise fail(f"{len(shapes)} maps (one per image)", actual)
+        uniform = len(set(shapes)) <= 1
+        for i, (item, shape) in enumerate(zip(items, shapes)):
+            if item.shape != shape:
+                if stacked_shape is not None and uniform:
+                    raise fail(f"{(len(shapes), *shape)}", f"of shape {stacked_shape}")
+                raise fail(f"map {i} of shape {shape}", f"with map {i} of shape {item.shape}")
+    out = []
+    for i, item in enumerate(items):
+        if item.ndim != 2:
+            raise fail("HxW maps", f"with map {i} of shape {item.shape}")
+        if not (np.issubdtype(item.dtype, np.floating) or np.issubdtype(item.dtype, np.integer)):
+            raise fail("float maps", f"of dtype {item.dtype}")
+        item = item.astype(np.float32, copy=False)
+        if not np.isfinite(item).all():
+            n_bad = int((~np.isfinite(item)).sum())
+            raise fail("finite values", f"with {n_bad} non-finite value(s) in map {i}")
+        out.append(item)
+    if out and len({m.shape for m in out}) == 1:
+        return np.stack(out)
+    if not out:
+        return np.zeros((0, 0, 0), dtype=np.float32)
+    return out
+
+
+class _ArrayModel(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    values: Any = Field(description="the array")
+    component: str = "detector"
+    plugin: str | None = None
+
+
+class ImageScores(_ArrayModel):
+    """One finite float score per image, higher = more anomalous."""
+
+    n_images: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "ImageScores":
+        object.__setattr__(
+            self, "values", validate_scores(self.values, self.n_images, component=self.component, plugin=self.plugin)
+        )
+        return self
+
+
+class ImageLabels(_ArrayModel):
+    """One 0/1 label per image (1 = anomalous)."""
+
+    n_images: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "ImageLabels":
+        object.__setattr__(
+            self, "values", validate_labels(self.values, self.n_images, component=self.component, plugin=self.plugin)
+        )
+        return self
+
+
+class AnomalyMaps(_ArrayModel):
+    """One finite float32 HxW map per image, at the image's own resolution."""
+
+    shapes: list[tuple[int, int]] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "AnomalyMaps":
+        object.__setattr__(
+            self, "values", validate_maps(self.values, self.shapes, component=self.component, plugin=self.plugin)
+        )
+        return self
+
+
+class DatasetSample(BaseModel):
+    """One image of a data set split. ``label`` 1 means defective."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image_path: Path
+    label: Literal[0, 1]
+    mask_path: Path | None = None
+    defect_type: str = "good"
+    category: str
+
+    @model_validator(mode="after")
+    def _check(self) -> "DatasetSample":
+        if self.label == 0 and self.mask_path is not None:
+            raise ValueError(f"good image {self.image_path} must not have a mask (got {self.mask_path})")
+        return self
+
+
+class SplitCounts(BaseModel):
+    """Image counts of one split of one category."""
+
+    good: int = Field(0, ge=0)
+    defect: int = Field(0, ge=0)
+
+    @property
+    def total(self) -> int:
+        return self.good + self.defect
+
+
+class DatasetInfo(BaseModel):
+    """What a data set holds, known without reading pixels."""
+
+    name: str
+    categories: list[str]
+    counts: dict[str, dict[str, SplitCounts]] = Field(
+        default_factory=dict, description="category -> split ('train'/'test') -> counts"
+    )
+    defect_types: dict[str, list[str]] = Field(default_factory=dict, description="category -> defect kinds")
+    has_masks: bool = True
+    root: Path | None = None

@@ -1,0 +1,168 @@
+"""Image input: paths, PIL images or arrays, converted to HxWx3 uint8 RGB arrays.
+
+Grayscale is replicated to three channels, RGBA is composited onto black (alpha
+ignored is the common industrial case: masks in alpha are rare), 16-bit and float
+images are rescaled to 8 bits. A file that cannot be read raises
+:class:`pyimgano.ImageLoadError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from pyimgano.errors import ImageLoadError
+
+ImageInput = Union[str, os.PathLike, np.ndarray, Any]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _to_uint8(arr: np.ndarray, source: str) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        if arr.dtype == np.uint16 or arr.max(initial=0) > 255:
+            top = 65535 if info.max >= 65535 else info.max
+            return np.clip(np.round(arr.astype(np.float64) / top * 255.0), 0, 255).astype(np.uint8)
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ImageLoadError(f"{source}: image contains NaN or infinite values")
+        scale = 255.0 if arr.max(initial=0.0) <= 1.0 + 1e-6 else 1.0
+        return np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
+    raise ImageLoadError(f"{source}: unsupported pixel type {arr.dtype}")
+
+
+def as_rgb(arr: np.ndarray, source: str = "image array") -> np.ndarray:
+    """Convert an array image (HxW, HxWx1, HxWx3, HxWx4; any numeric dtype) to HxWx3 uint8."""
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ImageLoadError(f"{source}: expected an HxW or HxWxC image, got shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageLoadError(f"{source}: empty image of shape {arr.shape}")
+    channels = arr.shape[2]
+    if channels == 4:
+        rgb = arr[:, :, :3].astype(np.float64)
+        alpha = arr[:, :, 3:4].astype(np.float64)
+        top = 255.0 if arr.dtype == np.uint8 else (65535.0 if arr.dtype == np.uint16 else max(1.0, float(alpha.max())))
+        arr = (rgb * (alpha / top)).astype(arr.dtype) if top > 0 else arr[:, :, :3]
+        channels = 3
+    if channels == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif channels != 3:
+        raise ImageLoadError(f"{source}: expected 1, 3 or 4 channels, got {channels}")
+    return np.ascontiguousarray(_to_uint8(arr, source))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file into an HxWx3 uint8 RGB array; errors name the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageLoadError(f"{path}: is a directory, not an image")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return pil_to_rgb(img, str(path))
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask file into an HxW bool array (any non-zero pixel is defect)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such mask file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img)
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: not a readable mask image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"{path}: corrupt or truncated mask ({exc})") from None
+    if arr.ndim == 3:
+        arr = arr[:, :, :3].max(axis=2) if arr.shape[2] >= 3 else arr[:, :, 0]
+    return arr > 0
+
+
+def pil_to_rgb(img: Any, source: str = "PIL image") -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(img).astype(np.uint16)
+    elif mode in ("I", "F"):
+        arr = np.asarray(img)
+        if mode == "I":
+            arr = arr.astype(np.int64)
+            arr = arr.astype(np.uint16) if arr.max(initial=0) <= 65535 and arr.min(initial=0) >= 0 else arr
+    elif mode in ("RGB", "L", "RGBA"):
+        arr = np.asarray(img)
+    elif mode == "LA":
+        arr = np.asarray(img.convert("RGBA"))
+    else:
+        arr = np.asarray(img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB"))
+    return as_rgb(arr, source)
+
+
+def load_image(image: ImageInput, source: str | None = None) -> np.ndarray:
+    """Load one image of any accepted kind as an HxWx3 uint8 RGB array."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    if isinstance(image, np.ndarray):
+        return as_rgb(image, source or "image array")
+    if hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "convert"):
+        return pil_to_rgb(image, source or "PIL image")
+    if hasattr(image, "image_path"):  # a DatasetSample
+        return read_image(image.image_path)
+    raise ImageLoadError(
+        f"{source or 'image'}: unsupported input type {type(image).__name__}; "
+        "expected a path, a PIL image or an HxW[xC] array"
+    )
+
+
+def load_images(images: ImageInput | Iterable[ImageInput]) -> list[np.ndarray]:
+    """Load a batch: a single image or a sequence of them (a 4-D array is N images)."""
+    if isinstance(images, (str, os.PathLike)) or (hasattr(images, "mode") and hasattr(images, "convert")):
+        return [load_image(images)]
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return [as_rgb(img, f"image array [{i}]") for i, img in enumerate(images)]
+        if images.ndim in (2, 3) and not (images.ndim == 3 and images.shape[-1] not in (1, 3, 4)):
+            return [as_rgb(images)]
+        if images.ndim == 3:  # N x H x W grayscale stack
+            return [as_rgb(img, f"image array [{i}]") for i, img in enumerate(images)]
+        raise ImageLoadError(f"image array of shape {images.shape} is not an image or a batch of images")
+    out = []
+    for i, item in enumerate(images):
+        out.append(load_image(item, source=f"image [{i}]"))
+    return out
+
+
+def list_image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Sorted image files under a folder (by extension)."""
+    folder = Path(folder)
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def image_shapes(images: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+    return [(int(img.shape[0]), int(img.shape[1])) for img in images]

@@ -1,0 +1,311 @@
+"""Plugin discovery and the component registry.
+
+Discovery loops over the ``pyimgano`` entry-point group itself (not pluggy's
+``load_setuptools_entrypoints``, which stops at the first broken plugin and silently
+skips a reused entry-point name). Each plugin is imported, registered and asked for its
+specs inside its own try/except; a failure is recorded as data on the plugin's
+:class:`PluginRecord` and every other plugin keeps working.
+
+Environment:
+
+``PYIMGANO_STRICT_PLUGINS=1``
+    any plugin error raises :class:`pyimgano.PluginError` (for plugin authors' CI).
+``PYIMGANO_DISABLE_PLUGINS=name,name`` or ``all``
+    blocks the named plugins (``all``: every plugin except the core built-in one).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import Any, Literal
+
+import pluggy
+from pydantic import BaseModel, ValidationError
+
+from pyimgano import hookspecs
+from pyimgano.errors import ComponentNotFound, InvalidParams, NameConflict, PluginError
+from pyimgano.specs import SPEC_TYPES
+
+ENTRY_POINT_GROUP = "pyimgano"
+BUILTIN_PLUGIN = "core"
+KINDS = ("detector", "dataset", "metric", "postprocessor")
+STRICT_ENV = "PYIMGANO_STRICT_PLUGINS"
+DISABLE_ENV = "PYIMGANO_DISABLE_PLUGINS"
+
+Status = Literal["ok", "error", "blocked"]
+
+
+@dataclass
+class PluginRecord:
+    """What discovery learned about one plugin, whether it works or not."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    status: Status = "ok"
+    error: str | None = None
+    components: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+    def provider(self) -> str:
+        dist = self.distribution or "no distribution"
+        return f"plugin {self.name!r} ({dist} {self.version or '?'})"
+
+    def names(self, kind: str) -> list[str]:
+        return [spec.name for spec in self.components[kind]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "error": self.error,
+            "detectors": self.names("detector"),
+            "datasets": self.names("dataset"),
+            "metrics": self.names("metric"),
+            "postprocessors": self.names("postprocessor"),
+        }
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _disabled_plugins() -> set[str]:
+    raw = os.environ.get(DISABLE_ENV, "")
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _short_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) < 2000 else text[:2000] + "..."
+
+
+class Registry:
+    """All discovered plugins and the components they register."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: list[PluginRecord] = []
+
+    # -- loading ---------------------------------------------------------------------
+    def discover(self, entry_points: Any | None = None) -> "Registry":
+        """Load every plugin of the entry-point group (or the given entry points)."""
+        eps = entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP)
+        disabled = _disabled_plugins()
+        ordered = sorted(eps, key=lambda ep: (ep.name != BUILTIN_PLUGIN, ep.name))
+        for ep in ordered:
+            dist = getattr(ep, "dist", None)
+            record = PluginRecord(
+                name=ep.name,
+                module=ep.value,
+                distribution=getattr(dist, "name", None),
+                version=getattr(dist, "version", None),
+            )
+            if ep.name in disabled or ("all" in disabled and ep.name != BUILTIN_PLUGIN):
+                record.status = "blocked"
+                record.error = f"blocked by {DISABLE_ENV}"
+                self.plugins.append(record)
+                continue
+            try:
+                module = ep.load()
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may raise anything on import
+                self._fail(record, f"import of {ep.value!r} failed: {_short_error(exc)}", exc)
+                continue
+            self.register_module(module, record)
+        self._check_strict()
+        return self
+
+    def register_module(self, module: ModuleType | object, record: PluginRecord | str) -> PluginRecord:
+        """Register one plugin object (a module of hook implementations) under a name."""
+        if isinstance(record, str):
+            record = PluginRecord(name=record, module=getattr(module, "__name__", repr(module)))
+        existing = {p.name: p for p in self.plugins if p.status == "ok"}
+        if record.name in existing:
+            other = existing[record.name]
+            self._fail(record, f"plugin name {record.name!r} is already used by {other.provider()}")
+            return record
+        try:
+            self.pm.register(module, name=record.name)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(record, f"hook registration failed: {_short_error(exc)}", exc)
+            return record
+        try:
+            self.pm.check_pending()
+            record.components = self._collect_specs(module)
+        except Exception as exc:  # noqa: BLE001
+            self.pm.unregister(module)
+            self._fail(record, _short_error(exc), exc)
+            return record
+        self.plugins.append(record)
+        return record
+
+    def _collect_specs(self, module: object) -> dict[str, list[Any]]:
+        components: dict[str, list[Any]] = {k: [] for k in KINDS}
+        for hook_name, kind in hookspecs.HOOK_KINDS.items():
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not module:
+                    continue
+                try:
+                    result = impl.function()
+                except Exception as exc:  # noqa: BLE001
+                    raise PluginError(f"hook {hook_name} raised {_short_error(exc)}") from exc
+                components[kind].extend(self._validate_specs(hook_name, kind, result))
+        return components
+
+    @staticmethod
+    def _validate_specs(hook_name: str, kind: str, result: Any) -> list[Any]:
+        spec_type = SPEC_TYPES[kind]
+        if result is None:
+            return []
+        if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__iter__"):
+            raise PluginError(f"hook {hook_name} returned {type(result).__name__}; expected a list of {spec_type.__name__}")
+        specs = []
+        seen: set[str] = set()
+        for i, item in enumerate(result):
+            if isinstance(item, spec_type):
+                spec = item
+            elif isinstance(item, dict):
+                try:
+                    spec = spec_type.model_validate(item)
+                except ValidationError as exc:
+                    raise PluginError(f"hook {hook_name} item {i} is not a valid {spec_type.__name__}: {exc}") from None
+            else:
+                raise PluginError(
+                    f"hook {hook_name} item {i} is {type(item).__name__}; expected {spec_type.__name__}"
+                )
+            if spec.name in seen:
+                raise PluginError(f"hook {hook_name} registers {kind} {spec.name!r} twice")
+            seen.add(spec.name)
+            specs.append(spec)
+        return specs
+
+    def _fail(self, record: PluginRecord, message: str, exc: BaseException | None = None) -> None:
+        record.status = "error"
+        record.error = message
+        record.components = {k: [] for k in KINDS}
+        if exc is not None and _env_flag("PYIMGANO_DEBUG_PLUGINS"):
+            record.error += "\n" + "".join(traceback.format_exception(exc))
+        self.plugins.append(record)
+
+    def _check_strict(self) -> None:
+        if not _env_flag(STRICT_ENV):
+            return
+        broken = [p for p in self.plugins if p.status == "error"]
+        if broken:
+            lines = "; ".join(f"{p.provider()}: {p.error}" for p in broken)
+            raise PluginError(f"{STRICT_ENV} is set and {len(broken)} plugin(s) failed: {lines}")
+
+    # -- lookup ----------------------------------------------------------------------
+    def plugin(self, name: str) -> PluginRecord:
+        for record in self.plugins:
+            if record.name == name:
+                return record
+        raise ComponentNotFound(f"no plugin named {name!r}; installed: {', '.join(p.name for p in self.plugins)}")
+
+    def components(self, kind: str) -> dict[str, tuple[Any, PluginRecord]]:
+        """Every working component of a kind, keyed by qualified name ``plugin:name``."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        out: dict[str, tuple[Any, PluginRecord]] = {}
+        for record in self.plugins:
+            if record.status != "ok":
+                continue
+            for spec in record.components[kind]:
+                out[f"{record.name}:{spec.name}"] = (spec, record)
+        return out
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components(kind))
+
+    def resolve(self, kind: str, name: str) -> tuple[Any, PluginRecord]:
+        """Find a component by qualified (``plugin:name``) or bare name."""
+        comps = self.components(kind)
+        if ":" in name:
+            if name in comps:
+                return comps[name]
+            plugin_name = name.split(":", 1)[0]
+            hint = self._why_missing(plugin_name)
+            raise ComponentNotFound(f"no {kind} named {name!r}{hint}; available: {', '.join(sorted(comps)) or 'none'}")
+        matches = [(q, v) for q, v in comps.items() if q.split(":", 1)[1] == name]
+        if not matches:
+            raise ComponentNotFound(f"no {kind} named {name!r}; available: {', '.join(sorted(comps)) or 'none'}")
+        if len(matches) > 1:
+            providers = "; ".join(f"{q} from {rec.provider()}" for q, (_, rec) in matches)
+            raise NameConflict(
+                f"{kind} name {name!r} is registered by {len(matches)} plugins: {providers}. "
+                f"Use a qualified name ({', '.join(q for q, _ in matches)})."
+            )
+        return matches[0][1]
+
+    def qualified_name(self, kind: str, name: str) -> str:
+        spec, record = self.resolve(kind, name)
+        return f"{record.name}:{spec.name}"
+
+    def _why_missing(self, plugin_name: str) -> str:
+        for record in self.plugins:
+            if record.name == plugin_name and record.status != "ok":
+                return f" (plugin {plugin_name!r} is {record.status}: {record.error})"
+        if not any(r.name == plugin_name for r in self.plugins):
+            return f" (no plugin {plugin_name!r} is installed)"
+        return ""
+
+    def validate_params(self, kind: str, name: str, params: dict[str, Any]) -> BaseModel:
+        spec, record = self.resolve(kind, name)
+        try:
+            return spec.params.model_validate(params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(params)'}: {err['msg']}" for err in exc.errors()
+            )
+            raise InvalidParams(f"invalid parameters for {kind} {record.name}:{spec.name}: {problems}") from None
+
+    def create(self, kind: str, name: str, /, **params: Any) -> Any:
+        """Validate params against the spec, then import the factory and call it."""
+        spec, record = self.resolve(kind, name)
+        validated = self.validate_params(kind, name, params)
+        factory = self.load_factory(kind, name)
+        kwargs = {key: getattr(validated, key) for key in type(validated).model_fields}
+        return factory(**kwargs)
+
+    def load_factory(self, kind: str, name: str) -> Any:
+        spec, record = self.resolve(kind, name)
+        try:
+            return spec.load_factory()
+        except Exception as exc:  # noqa: BLE001
+            raise PluginError(
+                f"{kind} {record.name}:{spec.name} from {record.provider()} could not be loaded "
+                f"({spec.factory}): {_short_error(exc)}"
+            ) from exc
+
+
+_registry: Registry | None = None
+_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, discovered on first use."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = Registry().discover()
+        return _registry
+
+
+def reset_registry() -> None:
+    """Forget the discovered plugins (tests, or after installing a plugin at run time)."""
+    global _registry
+    with _lock:
+        _registry = None
+
+
+def list_plugins() -> list[PluginRecord]:
+    return list(get_registry().plugins)

@@ -1,0 +1,130 @@
+"""Spec objects that plugins return from their registration hooks.
+
+A spec describes a component without importing it: ``factory`` is a
+``"package.module:attr"`` string resolved on first use, ``params`` is a pydantic model
+that validates (and documents) the component's parameters, and ``capabilities`` says
+what the component can do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
+_FACTORY_RE = re.compile(r"^[A-Za-z_][\w\.]*:[A-Za-z_][\w\.]*$")
+
+
+class NoParams(BaseModel):
+    """Params model for components that take no parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DetectorCapabilities(BaseModel):
+    """What a detector can do; the benchmark runner and the conformance kit read this."""
+
+    model_config = ConfigDict(extra="allow")
+
+    pixel_maps: bool = Field(True, description="predict_anomaly_map returns meaningful HxW maps")
+    needs_training_epochs: bool = Field(False, description="training runs for epochs (gradient descent)")
+    deterministic: bool = Field(True, description="same seed and data give the same scores")
+    save_load: bool = Field(True, description="save(dir)/load(dir) round-trip is supported")
+    min_train_images: int = Field(1, ge=1, description="fewest normal images fit accepts")
+    uses_gpu: bool = Field(False, description="runs on a GPU when one is present")
+    cpus: float = Field(1, gt=0, description="CPU cores one fit wants (scheduling hint)")
+    gpus: float = Field(0, ge=0, description="GPUs one fit wants (scheduling hint)")
+    memory_mb: int | None = Field(None, description="peak memory estimate of one fit, MiB")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    name: str = Field(description="bare name, lower-case, e.g. 'patchcore'")
+    summary: str = Field(description="one line that says what the component is")
+    factory: str = Field(description="'package.module:attr', imported on first use")
+    params: type[BaseModel] = Field(NoParams, description="pydantic model of the parameters")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                f"name {value!r} must be lower-case letters, digits, '_' or '-', starting with a letter"
+            )
+        return value
+
+    @field_validator("summary")
+    @classmethod
+    def _check_summary(cls, value: str) -> str:
+        value = value.strip()
+        if not value or "\n" in value:
+            raise ValueError("summary must be one non-empty line")
+        return value
+
+    @field_validator("factory")
+    @classmethod
+    def _check_factory(cls, value: str) -> str:
+        if not _FACTORY_RE.match(value):
+            raise ValueError(f"factory {value!r} must look like 'package.module:attr'")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _check_params(cls, value: Any) -> type[BaseModel]:
+        if not (isinstance(value, type) and issubclass(value, BaseModel)):
+            raise ValueError("params must be a pydantic BaseModel subclass")
+        return value
+
+    def load_factory(self) -> Any:
+        """Import and return the object named by ``factory``."""
+        module_name, _, attr = self.factory.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def param_schema(self) -> dict[str, Any]:
+        """JSON schema of the params model (for the CLI and docs)."""
+        return self.params.model_json_schema()
+
+
+class DetectorSpec(_Spec):
+    """A detector: the factory builds an object with the :class:`pyimgano.Detector` API."""
+
+    kind: Literal["detector"] = "detector"
+    capabilities: DetectorCapabilities = Field(default_factory=DetectorCapabilities)
+
+
+class DatasetSpec(_Spec):
+    """A data set: the factory is called as ``factory(root=..., category=..., **params)``."""
+
+    kind: Literal["dataset"] = "dataset"
+    needs_root: bool = Field(True, description="a --root directory is required")
+    categories: tuple[str, ...] = Field((), description="known categories, when fixed")
+
+
+class MetricSpec(_Spec):
+    """A metric: the factory is called as ``factory(ground_truth, predictions, **params)``."""
+
+    kind: Literal["metric"] = "metric"
+    level: Literal["image", "pixel"] = Field(description="image scores or pixel maps")
+    higher_is_better: bool = True
+
+
+class PostprocessorSpec(_Spec):
+    """A post-processing step: ``factory(**params)`` returns a callable on N x H x W maps."""
+
+    kind: Literal["postprocessor"] = "postprocessor"
+    fits_statistics: bool = Field(False, description="needs fit(maps) on training/calibration maps")
+
+
+SPEC_TYPES: dict[str, type[_Spec]] = {
+    "detector": DetectorSpec,
+    "dataset": DatasetSpec,
+    "metric": MetricSpec,
+    "postprocessor": PostprocessorSpec,
+}

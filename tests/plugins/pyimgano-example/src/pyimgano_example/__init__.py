@@ -1,0 +1,1 @@
+"""An example third-party pyimgano plugin (used by pyimgano's own tests)."""
