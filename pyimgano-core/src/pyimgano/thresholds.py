@@ -49,7 +49,7 @@ class QuantileThreshold(_Strategy):
 
 
 class F1Threshold(_Strategy):
-    """The score threshold that maximises F1 on a labelled calibration set."""
+    """The threshold that maximises F1 on a labelled calibration set (midway between scores)."""
 
     strategy: Literal["f1"] = "f1"
 
@@ -68,7 +68,11 @@ class F1Threshold(_Strategy):
         tp, fp = tp[last], fp[last]
         f1 = 2 * tp / (tp + fp + labels.sum())
         best = int(np.argmax(f1))
-        return float(s[last[best]])
+        # predict() says 1 for score > threshold: put the cut between the lowest score
+        # called anomalous and the next lower distinct score.
+        cut = s[last[best]]
+        below = s[last[best] + 1] if last[best] + 1 < s.size else None
+        return float((cut + below) / 2.0) if below is not None else float(np.nextafter(cut, -np.inf))
 
 
 ThresholdStrategy = Annotated[

@@ -1,0 +1,32 @@
+"""Shared fixtures; helper functions live in pyimgano_testutils."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyimgano_testutils import EXAMPLE_PLUGIN, install_with_pip
+
+
+@pytest.fixture(scope="session")
+def example_plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example third-party plugin, installed with pip into a private folder."""
+    return install_with_pip(EXAMPLE_PLUGIN, tmp_path_factory.mktemp("example-site"))
+
+
+@pytest.fixture
+def example_plugin(example_plugin_site: Path):
+    """Make the example plugin discoverable in this process for one test."""
+    from pyimgano.plugins import reset_registry
+
+    sys.path.insert(0, str(example_plugin_site))
+    reset_registry()
+    try:
+        yield example_plugin_site
+    finally:
+        sys.path.remove(str(example_plugin_site))
+        for name in [m for m in sys.modules if m == "pyimgano_example" or m.startswith("pyimgano_example.")]:
+            del sys.modules[name]
+        reset_registry()

@@ -1,0 +1,149 @@
+"""The detector API through a third-party plugin: inputs, thresholds, save/load, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pyimgano
+from pyimgano.errors import ImageLoadError, ModelLoadError, NotFittedError
+from pyimgano.images import load_image, load_images
+
+
+def _normal(rng, n, shape=(48, 40)):
+    base = np.linspace(80, 160, shape[1], dtype=np.float64)[None, :, None]
+    return [np.clip(base + rng.normal(0, 4, (*shape, 3)), 0, 255).astype(np.uint8) for _ in range(n)]
+
+
+def _defect(img):
+    out = img.copy()
+    out[10:22, 12:24] = 255
+    return out
+
+
+@pytest.fixture
+def fitted(example_plugin):
+    rng = np.random.default_rng(0)
+    det = pyimgano.create_detector("example:mad", image_size=32, sigma=1.0)
+    train = _normal(rng, 8)
+    assert det.fit(train) is det
+    return det, _normal(rng, 6)
+
+
+def test_scores_maps_and_qualified_name(fitted):
+    det, normal = fitted
+    assert det.component == "example:mad" and det.plugin == "example"
+    imgs = normal[:3] + [_defect(n) for n in normal[3:]]
+    scores = det.decision_function(imgs)
+    assert scores.shape == (6,) and scores.dtype == np.float64
+    assert scores[3:].min() > scores[:3].max()
+    maps = det.predict_anomaly_map(imgs)
+    assert maps.shape == (6, 48, 40) and maps.dtype == np.float32
+    one = det.get_anomaly_map(imgs[3])
+    assert one.shape == (48, 40) and np.allclose(one, maps[3])
+
+
+def test_threshold_strategies(fitted):
+    det, normal = fitted
+    with pytest.raises(NotFittedError, match="calibrate"):
+        det.predict(normal)
+    det.calibrate(normal, strategy={"strategy": "quantile", "q": 1.0})
+    assert det.predict(normal).tolist() == [0] * 6
+    bad = [_defect(n) for n in normal]
+    assert det.predict(bad).tolist() == [1] * 6
+    mixed = normal[:3] + bad[:3]
+    thr = det.calibrate(mixed, [0, 0, 0, 1, 1, 1], strategy="f1")
+    scores = det.decision_function(mixed)
+    assert det.predict(mixed).tolist() == [0, 0, 0, 1, 1, 1]
+    assert scores[:3].max() < thr < scores[3:].min()
+    det.set_threshold(1e9)
+    assert det.predict(bad).sum() == 0
+    det.calibrate(normal, strategy=0.5)
+    assert det.threshold_ == 0.5
+
+
+def test_fit_with_calibration_sets_threshold(example_plugin):
+    rng = np.random.default_rng(1)
+    det = pyimgano.create_detector("mad", image_size=16)
+    det.fit(_normal(rng, 5), calibration=_normal(rng, 5), threshold={"strategy": "quantile", "q": 0.9})
+    assert det.threshold_ is not None
+
+
+def test_unfitted_and_empty(example_plugin):
+    det = pyimgano.create_detector("mad")
+    with pytest.raises(NotFittedError, match="fit"):
+        det.decision_function([np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(ValueError, match="empty"):
+        det.fit([])
+    with pytest.raises(ValueError, match="normal images only"):
+        det.fit([np.zeros((8, 8, 3), np.uint8)], y=[1])
+
+
+def test_image_inputs_of_every_kind(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    gray = rgb[:, :, 0]
+    rgba = np.dstack([rgb, np.full((20, 30), 255, np.uint8)])
+    sixteen = (gray.astype(np.uint16) * 257)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(sixteen).save(tmp_path / "g16.png")
+    for source in [rgb, gray, rgba, gray[:, :, None], Image.fromarray(rgb), tmp_path / "rgb.png",
+                   str(tmp_path / "gray.png"), tmp_path / "rgba.png", tmp_path / "g16.png", sixteen,
+                   rgb.astype(np.float32) / 255.0]:
+        out = load_image(source)
+        assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+    assert np.array_equal(load_image(tmp_path / "g16.png")[:, :, 0], gray)
+    assert np.array_equal(load_image(rgba), rgb)
+    batch = load_images(np.stack([rgb, rgb]))
+    assert len(batch) == 2
+    with pytest.raises(ImageLoadError, match="channels"):
+        load_image(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_corrupt_and_truncated_files_name_the_file(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"this is not an image")
+    for path in (truncated, garbage, tmp_path / "missing.png"):
+        with pytest.raises(ImageLoadError, match=path.name):
+            load_image(path)
+    with pytest.raises(ImageLoadError, match=r"image \[1\]"):
+        load_images([good, object()])
+
+
+def test_save_load_round_trip_without_pickle(fitted, tmp_path):
+    det, normal = fitted
+    det.set_threshold(0.123)
+    det.save(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "pyimgano-model.json").read_text())
+    assert config["detector"] == "example:mad" and config["plugin_version"] == "1.2.0"
+    assert config["params"] == {"image_size": 32, "sigma": 1.0}
+    loaded = pyimgano.load_detector(tmp_path / "model")
+    assert np.array_equal(loaded.decision_function(normal), det.decision_function(normal))
+    assert loaded.threshold_ == 0.123
+
+
+def test_load_errors(fitted, tmp_path):
+    det, _ = fitted
+    with pytest.raises(ModelLoadError, match="not a saved pyimgano model"):
+        pyimgano.load_detector(tmp_path)
+    model = det.save(tmp_path / "m")
+    config = json.loads((model / "pyimgano-model.json").read_text())
+    (model / "state.npz").write_bytes(b"corrupt")
+    with pytest.raises(ModelLoadError, match="state.npz"):
+        pyimgano.load_detector(model)
+    for change, fragment in [({"plugin": "ghost", "detector": "ghost:x"}, "not installed"),
+                             ({"plugin_version": "2.0.0"}, "incompatible")]:
+        (model / "pyimgano-model.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(ModelLoadError, match=fragment):
+            pyimgano.load_detector(model)
+    (model / "pyimgano-model.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        pyimgano.load_detector(model)

@@ -1,0 +1,67 @@
+"""Helpers shared by the test suite (importable as ``pyimgano_testutils``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+EXAMPLE_PLUGIN = REPO_ROOT / "tests" / "plugins" / "pyimgano-example"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared; the test is skipped when it is absent (a user's clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+def make_fake_distribution(
+    site: Path, dist_name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> Path:
+    """Write a minimal installed distribution (dist-info + modules) into ``site``.
+
+    ``entry_points`` maps entry-point names of the ``pyimgano`` group to ``module``
+    values; ``modules`` maps module names to their source.
+    """
+    site.mkdir(parents=True, exist_ok=True)
+    info = site / f"{dist_name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n")
+    lines = ["[pyimgano]"] + [f"{name} = {value}" for name, value in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+    return site
+
+
+def install_with_pip(project: Path, target: Path) -> Path:
+    """pip-install a local project (no deps, no build isolation) into a target folder."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--target", str(target), str(project)],
+        check=True,
+        capture_output=True,
+    )
+    return target
+
+
+def run_cli(*args: str, pythonpath: list[Path] | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``python -m pyimgano ARGS`` in a subprocess."""
+    full_env = dict(os.environ)
+    for key in ("PYIMGANO_STRICT_PLUGINS", "PYIMGANO_DISABLE_PLUGINS"):
+        full_env.pop(key, None)
+    if pythonpath:
+        full_env["PYTHONPATH"] = os.pathsep.join([str(p) for p in pythonpath] + [full_env.get("PYTHONPATH", "")])
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pyimgano", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
