@@ -38,6 +38,10 @@ class DetectorCapabilities(BaseModel):
     cpus: float = Field(1, gt=0, description="CPU cores one fit wants (scheduling hint)")
     gpus: float = Field(0, ge=0, description="GPUs one fit wants (scheduling hint)")
     memory_mb: int | None = Field(None, description="peak memory estimate of one fit, MiB")
+    check_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="small, offline parameters the conformance kit (pyimgano check-plugin) fits with",
+    )
 
 
 class _Spec(BaseModel):
