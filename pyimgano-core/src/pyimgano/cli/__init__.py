@@ -17,6 +17,8 @@ from pyimgano.errors import PyimganoError
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "list-plugins": ("pyimgano.cli.list_plugins", "list installed plugins and what they register"),
+    "check-plugin": ("pyimgano.cli.check_plugin", "run the conformance checks against a plugin or component"),
+    "new-plugin": ("pyimgano.cli.new_plugin", "create a plugin distribution from the template"),
 }
 
 
