@@ -249,8 +249,10 @@ def check_dataset(
 # == metrics =============================================================================
 @dataclass
 class MetricTarget:
+    """A metric the kit checks; ``load`` returns the function (imported on first use)."""
+
     label: str
-    func: Callable[..., Any]
+    load: Callable[[], Callable[..., Any]]
     level: str
     higher_is_better: bool = True
     params: dict[str, Any] = field(default_factory=dict)
@@ -258,6 +260,10 @@ class MetricTarget:
 
     def __str__(self) -> str:
         return self.label
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        return self.load()
 
     def __call__(self, truth: Any, predictions: Any) -> float:
         value = self.func(truth, predictions, **self.params)
@@ -279,12 +285,11 @@ def metric_target(
         from pyimgano.plugins import get_registry
 
         spec, qualified = _resolve("metric", metric)
-        func = get_registry().load_factory("metric", qualified)
-        return MetricTarget(qualified, func, spec.level, spec.higher_is_better,
-                            _validated("metric", qualified, params), value_range)
+        return MetricTarget(qualified, lambda: get_registry().load_factory("metric", qualified), spec.level,
+                            spec.higher_is_better, _validated("metric", qualified, params), value_range)
     if level not in ("image", "pixel"):
         raise ValueError("a metric function needs level='image' or level='pixel'")
-    return MetricTarget(getattr(metric, "__name__", repr(metric)), metric, level, higher_is_better,
+    return MetricTarget(getattr(metric, "__name__", repr(metric)), lambda: metric, level, higher_is_better,
                         dict(params or {}), value_range)
 
 
