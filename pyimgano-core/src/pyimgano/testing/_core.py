@@ -66,6 +66,13 @@ def always(_subject: Any) -> str | None:
     return None
 
 
+def describe(exc: BaseException) -> str:
+    """An error as text: pyimgano's own errors already say what is wrong, others get their type."""
+    from pyimgano.errors import PyimganoError
+
+    return str(exc) if isinstance(exc, PyimganoError) else f"{type(exc).__name__}: {exc}"
+
+
 def wrap_check(name: str, func: Callable[..., None], prepare: Callable[[Any], Any]) -> Callable[..., None]:
     """Turn any exception of ``func`` into a :class:`CheckFailed` that names the check."""
 
@@ -77,7 +84,7 @@ def wrap_check(name: str, func: Callable[..., None], prepare: Callable[[Any], An
         except CheckFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - any error of the component is a failed check
-            raise CheckFailed(name, f"{type(exc).__name__}: {exc}") from exc
+            raise CheckFailed(name, describe(exc)) from exc
 
     return run
 

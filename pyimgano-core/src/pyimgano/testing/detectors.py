@@ -31,6 +31,7 @@ from pyimgano.testing._core import (
     CheckFailed,
     CheckResult,
     always,
+    describe,
     pytest_params,
     run_checks,
     selector,
@@ -247,6 +248,28 @@ def check_fit_returns_self(target: DetectorTarget) -> None:
         raise _fail("check_fit_returns_self", f"fit() returned {type(returned).__name__} {returned!r:.80}; expected self")
 
 
+def _registered(target: DetectorTarget) -> str | None:
+    return None if target.registry_name else "not a registered detector (a factory)"
+
+
+@_check(_registered)
+def check_params_match_spec(target: DetectorTarget) -> None:
+    """``get_params()`` validates against the spec's params model (``load`` rebuilds from it)."""
+    from pyimgano.plugins import get_registry
+
+    detector = target.make(SEED)
+    if not hasattr(detector, "get_params"):
+        raise _fail("check_params_match_spec", "the detector has no get_params()")
+    params = detector.get_params()
+    spec, _ = get_registry().resolve("detector", target.registry_name)
+    try:
+        spec.params.model_validate(params)
+    except Exception as exc:  # noqa: BLE001
+        problems = exc.errors() if hasattr(exc, "errors") else str(exc)
+        raise _fail("check_params_match_spec", f"get_params() {params} does not validate against "
+                    f"{spec.params.__name__}: {problems}; the detector could not be reloaded") from exc
+
+
 @_check()
 def check_use_before_fit_raises(target: DetectorTarget) -> None:
     """Scoring an unfitted detector raises a clear error (``NotFittedError``), not garbage."""
@@ -445,7 +468,7 @@ def check_grayscale_and_rgba_input(target: DetectorTarget) -> None:
             if target.capabilities.pixel_maps:
                 _maps(target, detector, images)
         except Exception as exc:  # noqa: BLE001
-            raise _fail("check_grayscale_and_rgba_input", f"{kind} input: {type(exc).__name__}: {exc}") from exc
+            raise _fail("check_grayscale_and_rgba_input", f"{kind} input: {describe(exc)}") from exc
 
 
 @_check()

@@ -1,0 +1,92 @@
+"""``pyimgano check-plugin`` and the kit on the example third-party plugin."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pyimgano_testutils import make_fake_distribution, run_cli
+
+from pyimgano.testing import check_detector, check_names, check_plugin
+
+BROKEN_PLUGIN = '''
+from pydantic import BaseModel
+from pyimgano import DetectorSpec, hookimpl
+
+class Size(BaseModel):
+    size: int = 32
+
+@hookimpl
+def pyimgano_register_detectors():
+    return [
+        DetectorSpec(name="good", summary="conforms", factory="broken_detectors:GoodDetector", params=Size),
+        DetectorSpec(name="nan", summary="NaN scores", factory="broken_detectors:NaNScores", params=Size),
+        DetectorSpec(name="undeclared", summary="params model lacks size", factory="broken_detectors:GoodDetector"),
+    ]
+'''
+
+
+def test_kit_passes_on_the_example_plugin(example_plugin):
+    results = check_plugin("example")
+    assert {r.component for r in results} == {"example", "example:mad"}
+    assert [r.check for r in results if r.component == "example:mad"] == check_names()
+    assert {r.status for r in results} == {"passed"}, [r for r in results if r.status != "passed"]
+
+
+def test_check_detector_by_name_uses_spec_capabilities_and_params(example_plugin):
+    results = check_detector("example:mad", params={"image_size": 16, "sigma": 0.0})
+    assert {r.status for r in results} == {"passed"}
+    from pyimgano.errors import InvalidParams
+
+    with pytest.raises(InvalidParams, match="image_size"):
+        check_detector("example:mad", params={"image_size": 2})
+
+
+def test_cli_table_and_exit_code_zero(example_plugin_site):
+    proc = run_cli("check-plugin", "example", pythonpath=[example_plugin_site], env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    total = len(check_names()) + 2  # and the plugin-level checks
+    for name in ("example:mad", "check_save_load_round_trip", "check_registration_module_is_light", f"{total} passed"):
+        assert name in proc.stdout
+
+
+def test_cli_json_one_component_with_known_failure(example_plugin_site):
+    proc = run_cli("check-plugin", "example:mad", "--json", "--set", "image_size=32",
+                   "--known-failure", "check_unseen_image_size=just declared", pythonpath=[example_plugin_site])
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    by_check = {r["check"]: r for r in data["results"]}
+    assert set(by_check) == set(check_names())
+    assert by_check["check_unseen_image_size"]["status"] == "fixed"
+    assert data["summary"] == {"passed": len(check_names()) - 1, "fixed": 1}
+
+
+def test_cli_exit_one_naming_the_failed_check(tmp_path):
+    import broken_detectors
+
+    site = make_fake_distribution(tmp_path / "site", "pyimgano-broken", "0.3.0", {"broken": "broken_plugin"},
+                                  {"broken_plugin": BROKEN_PLUGIN})
+    helpers = broken_detectors.__file__.rsplit("/", 1)[0]
+    proc = run_cli("check-plugin", "broken", "--json", pythonpath=[site, helpers])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    failed = {(r["component"], r["check"]): r["message"] for r in results if r["status"] == "failed"}
+    assert ("broken:nan", "check_scores_finite_one_per_image") in failed
+    assert failed[("broken:nan", "check_scores_finite_one_per_image")].startswith(
+        "check_scores_finite_one_per_image: broken:nan returned image scores")
+    assert not any(component == "broken:good" for component, _ in failed)
+    assert "size" in failed[("broken:undeclared", "check_params_match_spec")]
+    assert ("broken:undeclared", "check_save_load_round_trip") in failed
+    # one check only, by name
+    proc = run_cli("check-plugin", "broken:good", "--check", "check_fit_returns_self", pythonpath=[site, helpers])
+    assert proc.returncode == 0 and "1 passed" in proc.stdout
+
+
+def test_cli_unknown_target_is_a_clear_error():
+    proc = run_cli("check-plugin", "no-such-plugin")
+    assert proc.returncode == 2
+    assert "'no-such-plugin' is neither a plugin" in proc.stderr
+    proc = run_cli("check-plugin", "core:image_auroc", "--known-failure", "check_typo=x")
+    assert proc.returncode != 0 and "check_typo" in proc.stderr
+
