@@ -74,3 +74,18 @@ def test_wheel_of_pyimgano_core_ships_the_template(tmp_path):
     expected = {f"pyimgano/testing/templates/plugin/{p.relative_to(template_root()).as_posix()}"
                 for p in template_root().rglob("*.tmpl")}
     assert len(expected) == 6 and expected <= names
+
+
+def test_plugin_guide_documents_every_check_and_variable():
+    from pyimgano.testing import DATASET_CHECKS, DETECTOR_CHECKS, METRIC_CHECKS, POSTPROCESSOR_CHECKS
+    from pyimgano.testing.plugins import HEAVY_MODULES
+
+    guide = (REPO_ROOT / "docs" / "plugins.md").read_text()
+    checks = [c.name for group in (DETECTOR_CHECKS, DATASET_CHECKS, METRIC_CHECKS, POSTPROCESSOR_CHECKS)
+              for c in group]
+    checks += ["check_plugin_loads", "check_registration_module_is_light"]
+    missing = [name for name in checks if f"`{name}`" not in guide]
+    assert not missing, f"docs/plugins.md does not document {missing}"
+    for word in ("PYIMGANO_STRICT_PLUGINS", "PYIMGANO_DISABLE_PLUGINS", "NameConflict", "check_params",
+                 "pyimgano new-plugin", "## Versioning", "## Lazy imports", "## Naming", *HEAVY_MODULES):
+        assert word in guide, word
