@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list-plugins": ("pyimgano.cli.list_plugins", "list installed plugins and what they register"),
     "check-plugin": ("pyimgano.cli.check_plugin", "run the conformance checks against a plugin or component"),
     "new-plugin": ("pyimgano.cli.new_plugin", "create a plugin distribution from the template"),
+    "benchmark": ("pyimgano.cli.benchmark", "benchmark detectors on data sets: metrics, tables, report.html"),
+    "fit": ("pyimgano.cli.fit", "train a detector on a folder of good images and save it"),
+    "predict": ("pyimgano.cli.predict", "score images with a saved model: CSV, heatmaps, masks"),
 }
 
 

@@ -1,0 +1,300 @@
+"""What a benchmark runs: the grid of detectors x data sets x categories.
+
+A :class:`BenchmarkConfig` comes from the command line, from a ``bench.toml`` file, or
+from :func:`default_config` (the embedded default). :func:`expand_jobs` resolves names
+through the registry, validates every detector's parameters up front (a typo fails
+before anything runs) and returns one :class:`JobSpec` per (detector, data set,
+category). A ``JobSpec`` is plain data, so any executor can ship it to another process
+or machine.
+
+``bench.toml``::
+
+    image_size = 128          # optional: resize images and masks to N x N
+    seed = 0
+    jobs = 2
+    out = "runs/grid"
+
+    [[detectors]]
+    name = "faiss:patchcore"
+    params = { backbone = "efficientnet_lite0" }
+
+    [[detectors]]
+    name = "anomalib:patchcore"
+
+    [[datasets]]
+    name = "mvtec"
+    root = "/data/mvtec_ad"
+    categories = ["bottle", "grid"]   # empty or absent: every category
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pyimgano.errors import ComponentNotFound, DatasetError, InvalidParams, PyimganoError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_DETECTOR = "faiss:patchcore"
+DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"backbone": "efficientnet_lite0"}
+DEFAULT_DATASET = "synthetic"
+
+
+class ConfigError(PyimganoError, ValueError):
+    """The benchmark configuration (flags or bench.toml) is invalid."""
+
+
+class DetectorEntry(BaseModel):
+    """One detector of the grid with its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="qualified (plugin:name) or bare detector name")
+    params: dict[str, Any] = Field(default_factory=dict, description="detector parameters")
+
+
+class DatasetEntry(BaseModel):
+    """One data set of the grid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    root: str | None = Field(None, description="data set folder (not needed by 'synthetic')")
+    categories: list[str] = Field(default_factory=list, description="empty: every category")
+    options: dict[str, Any] = Field(default_factory=dict, description="data set options")
+
+
+class BenchmarkConfig(BaseModel):
+    """A whole benchmark: the grid plus run settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detectors: list[DetectorEntry] = Field(default_factory=list)
+    datasets: list[DatasetEntry] = Field(default_factory=list)
+    image_size: int | None = Field(None, ge=8, description="resize images and masks to N x N")
+    seed: int = 0
+    jobs: int = Field(1, ge=1, description="categories run in parallel processes")
+    out: str | None = None
+    force: bool = False
+    overlays: int = Field(4, ge=0, description="heatmap overlays saved per category")
+
+
+class JobSpec(BaseModel):
+    """One (detector, data set, category) run: plain, serialisable data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detector: str = Field(description="qualified detector name")
+    params: dict[str, Any] = Field(description="validated detector parameters, defaults filled in")
+    dataset: str = Field(description="qualified data set name")
+    dataset_label: str = Field(description="the data set name as results.json reports it")
+    root: str | None = None
+    category: str
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    image_size: int | None = None
+    seed: int = 0
+    overlays: int = 4
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the run: same key, same result (used to skip finished runs)."""
+        fields = self.model_dump(mode="json", exclude={"overlays", "dataset_label"})
+        digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        return digest[:10]
+
+    @property
+    def job_id(self) -> str:
+        """A readable, file-name-safe id: ``detector__dataset__category__key``."""
+        parts = [self.detector, self.dataset_label, self.category]
+        return "__".join(_slug(p) for p in parts) + f"__{self.key}"
+
+    def describe(self) -> str:
+        return f"{self.detector} on {self.dataset_label}/{self.category}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
+def parse_value(raw: str) -> Any:
+    """A ``--set`` value: JSON where it parses (numbers, true, null, lists), else the string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def parse_assignment(item: str) -> tuple[str | None, str, Any]:
+    """``NAME.key=value`` -> (NAME, key, value); ``key=value`` -> (None, key, value)."""
+    left, sep, raw = item.partition("=")
+    left = left.strip()
+    if not sep or not left:
+        raise ConfigError(f"--set {item!r}: expected key=value or DETECTOR.key=value")
+    target, dot, key = left.rpartition(".")
+    if not dot:
+        target, key = "", left
+    if not key.isidentifier():
+        raise ConfigError(f"--set {item!r}: {key!r} is not a parameter name")
+    return (target or None), key, parse_value(raw)
+
+
+def default_config(out: str | None = None) -> BenchmarkConfig:
+    """The embedded default: native PatchCore with the offline backbone on ``synthetic``."""
+    return BenchmarkConfig(
+        detectors=[DetectorEntry(name=DEFAULT_DETECTOR, params=dict(DEFAULT_DETECTOR_PARAMS))],
+        datasets=[DatasetEntry(name=DEFAULT_DATASET)],
+        out=out,
+    )
+
+
+def load_config_file(path: str | Path) -> BenchmarkConfig:
+    """Read a ``bench.toml``; errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        config = BenchmarkConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    base = path.resolve().parent
+    for entry in config.datasets:
+        if entry.root is not None and not Path(entry.root).expanduser().is_absolute():
+            entry.root = str(base / Path(entry.root).expanduser())
+    return config
+
+
+def apply_assignments(detectors: list[DetectorEntry], assignments: list[str]) -> None:
+    """Apply ``--set`` items to the detectors (in place).
+
+    ``NAME.key=value`` sets one detector's parameter (NAME as written on the command line,
+    qualified, or bare); ``key=value`` sets it on every detector whose parameters include
+    ``key``, and is an error when none does.
+    """
+    from pyimgano.plugins import get_registry
+
+    registry = get_registry()
+    for item in assignments:
+        target, key, value = parse_assignment(item)
+        if target is not None:
+            matched = [d for d in detectors if _names_match(registry, d.name, target)]
+            if not matched:
+                known = ", ".join(d.name for d in detectors) or "none"
+                raise ConfigError(f"--set {item!r}: no detector {target!r} in this benchmark (detectors: {known})")
+        else:
+            matched = [d for d in detectors if key in _param_fields(registry, d.name)]
+            if not matched:
+                raise ConfigError(
+                    f"--set {item!r}: no detector of this benchmark has a parameter {key!r} "
+                    f"(detectors: {', '.join(d.name for d in detectors)})"
+                )
+        for entry in matched:
+            entry.params[key] = value
+
+
+def _names_match(registry: Any, name: str, target: str) -> bool:
+    if name == target:
+        return True
+    try:
+        return registry.qualified_name("detector", name) == registry.qualified_name("detector", target)
+    except PyimganoError:
+        return False
+
+
+def _param_fields(registry: Any, name: str) -> set[str]:
+    spec, _ = registry.resolve("detector", name)
+    return set(spec.params.model_fields)
+
+
+def dataset_categories(entry: DatasetEntry) -> list[str]:
+    """The categories to run: the entry's own, else every category the data set reports."""
+    if entry.categories:
+        return list(dict.fromkeys(entry.categories))
+    from pyimgano.plugins import get_registry
+    from pyimgano.registry import load_dataset
+
+    spec, _ = get_registry().resolve("dataset", entry.name)
+    try:
+        info = load_dataset(entry.name, root=entry.root, category=None, **entry.options).info
+        categories = list(info.categories)
+    except (DatasetError, InvalidParams):
+        raise
+    except Exception:  # noqa: BLE001 - a loader that needs a category: fall back to the spec
+        categories = list(spec.categories)
+    if not categories:
+        raise ConfigError(f"data set {entry.name!r}: cannot list its categories; give --category")
+    return categories
+
+
+def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
+    """One validated :class:`JobSpec` per (detector, data set, category), in grid order.
+
+    Order: data set, category, then detector, so that the detectors of one category
+    finish close together and the table fills up row by row.
+    """
+    from pyimgano.plugins import get_registry
+
+    registry = get_registry()
+    if not config.detectors:
+        raise ConfigError("no detector to run; give --detector NAME")
+    if not config.datasets:
+        raise ConfigError("no data set to run on; give --dataset NAME")
+    detectors = []
+    for entry in config.detectors:
+        try:
+            spec, record = registry.resolve("detector", entry.name)
+        except ComponentNotFound as exc:
+            raise ConfigError(str(exc)) from None
+        params = dict(entry.params)
+        if "seed" in spec.params.model_fields and "seed" not in params:
+            params["seed"] = config.seed
+        validated = registry.validate_params("detector", entry.name, params)
+        detectors.append((f"{record.name}:{spec.name}", validated.model_dump(mode="json")))
+    jobs = []
+    for ds_entry in config.datasets:
+        try:
+            ds_spec, ds_record = registry.resolve("dataset", ds_entry.name)
+        except ComponentNotFound as exc:
+            raise ConfigError(str(exc)) from None
+        options = dict(ds_entry.options)
+        if config.image_size and "image_size" in ds_spec.params.model_fields and "image_size" not in options:
+            options["image_size"] = config.image_size
+        registry.validate_params("dataset", ds_entry.name, options)
+        if ds_spec.needs_root and not ds_entry.root:
+            raise ConfigError(f"data set {ds_entry.name!r} needs --root DIR (the folder that holds it)")
+        root = str(Path(ds_entry.root).expanduser().resolve()) if ds_entry.root else None
+        resolved = ds_entry.model_copy(update={"root": root, "options": options})
+        for category in dataset_categories(resolved):
+            for name, params in detectors:
+                jobs.append(
+                    JobSpec(
+                        detector=name,
+                        params=params,
+                        dataset=f"{ds_record.name}:{ds_spec.name}",
+                        dataset_label=ds_spec.name,
+                        root=root,
+                        category=category,
+                        dataset_options=options,
+                        image_size=config.image_size,
+                        seed=config.seed,
+                        overlays=config.overlays,
+                    )
+                )
+    keys = [job.key for job in jobs]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("the grid holds the same (detector, params, data set, category) twice")
+    return jobs

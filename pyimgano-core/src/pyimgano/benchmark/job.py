@@ -1,0 +1,371 @@
+"""One benchmark job: build, fit, score, validate, measure, compute metrics.
+
+:func:`run_job` is the executor seam: a plain function of a serialisable
+:class:`~pyimgano.benchmark.config.JobSpec` that returns a plain dict, so it runs the same
+in this process, in a process pool or on a cluster worker. It never writes files (the
+driver does) and never raises for a failing detector: any exception, contract violations
+included, becomes ``status: "error"`` with its message.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyimgano.benchmark.config import JobSpec
+from pyimgano.errors import ContractViolation, MetricError
+
+IMAGE_METRICS = ("image_auroc", "image_ap", "image_f1_max")
+PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro")
+METRICS = IMAGE_METRICS + PIXEL_METRICS
+AUPRO_FPR_LIMIT = 0.3
+SCORE_BATCH = 16
+
+# progress(job_id, stage, completed, total); stage is "load", "fit" or "score"
+ProgressFn = Callable[[str, str, int, int], None]
+
+
+def _no_progress(job_id: str, stage: str, completed: int, total: int) -> None:
+    pass
+
+
+# -- peak memory ----------------------------------------------------------------------------
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux ``clear_refs``); False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (since the last reset, on Linux)."""
+    try:
+        match = re.search(r"VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
+        if match:
+            return int(match.group(1)) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (when already imported) torch."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+# -- images ------------------------------------------------------------------------------------
+def _resize_image(image: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or image.shape[:2] == (size, size):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def _resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or mask.shape[:2] == (size, size):
+        return mask
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
+
+
+def load_pair(dataset: Any, sample: Any, image_size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """An (HxWx3 uint8 image, HxW bool mask or None) pair, resized when asked."""
+    from pyimgano.images import as_rgb, read_image
+
+    if hasattr(dataset, "load"):
+        image, mask = dataset.load(sample)
+    else:
+        image, mask = read_image(sample.image_path), None
+        if getattr(sample, "mask_path", None) is not None:
+            mask = read_image(sample.mask_path)
+    image = as_rgb(np.asarray(image), str(sample.image_path))
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.ndim == 3:
+            mask = mask[..., 0]
+        mask = mask > 0
+        if mask.shape != image.shape[:2]:
+            raise ContractViolation(
+                component=f"data set {getattr(sample, 'category', '')}",
+                field="mask",
+                expected=f"shape {image.shape[:2]} (the image's)",
+                actual=f"of shape {mask.shape} for {sample.image_path}",
+            )
+    return _resize_image(image, image_size), (None if mask is None else _resize_mask(mask, image_size))
+
+
+# -- the job -----------------------------------------------------------------------------------
+def empty_run(spec: JobSpec) -> dict[str, Any]:
+    """A results.json run entry with nothing measured yet."""
+    return {
+        "detector": spec.detector,
+        "dataset": spec.dataset_label,
+        "category": spec.category,
+        "status": "ok",
+        "error": None,
+        "params": dict(spec.params),
+        "metrics": {name: None for name in METRICS},
+        "timing": {"fit_s": None, "predict_s": None, "images_per_s": None},
+        "peak_rss_mb": None,
+        "n_train": 0,
+        "n_test": 0,
+    }
+
+
+def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Run one job; returns ``{"run", "scores", "overlays", "extra"}`` and never raises.
+
+    - ``run``: the results.json entry (exactly the schema of DESIGN.md);
+    - ``scores``: one row per test image (image, label, defect_type, score);
+    - ``overlays``: ``[(file name, PNG bytes), ...]``;
+    - ``extra``: what the schema has no room for (F1 thresholds, load time, metric notes,
+      traceback, host, pid).
+    """
+    spec = spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
+    progress = progress or _no_progress
+    reset_peak_rss()
+    started = time.perf_counter()
+    run = empty_run(spec)
+    outcome: dict[str, Any] = {"run": run, "scores": [], "overlays": [], "extra": {}}
+    extra = outcome["extra"]
+    extra.update(job_id=spec.job_id, host=platform.node(), pid=os.getpid(), notes=[])
+    stage = "set-up"
+    try:
+        seed_everything(spec.seed)
+        stage = "loading the data set"
+        dataset = _open_dataset(spec)
+        train, test = list(dataset.train), list(dataset.test)
+        run["n_train"], run["n_test"] = len(train), len(test)
+        if not train:
+            raise ValueError(f"{spec.dataset_label}/{spec.category} has no training images")
+        if not test:
+            raise ValueError(f"{spec.dataset_label}/{spec.category} has no test images")
+
+        stage = "loading training images"
+        t0 = time.perf_counter()
+        train_images = []
+        for i, sample in enumerate(train):
+            train_images.append(load_pair(dataset, sample, spec.image_size)[0])
+            progress(spec.job_id, "load", i + 1, len(train))
+        extra["load_train_s"] = time.perf_counter() - t0
+
+        stage = "building the detector"
+        from pyimgano.plugins import get_registry
+        from pyimgano.registry import create_detector
+
+        det_spec, _ = get_registry().resolve("detector", spec.detector)
+        detector = create_detector(spec.detector, **spec.params)
+        seed_everything(spec.seed)  # the detector's import may have brought torch in
+
+        stage = "fit"
+        progress(spec.job_id, "fit", 0, 1)
+        t0 = time.perf_counter()
+        detector.fit(train_images)
+        run["timing"]["fit_s"] = time.perf_counter() - t0
+        progress(spec.job_id, "fit", 1, 1)
+        del train_images
+
+        stage = "scoring"
+        scored = _score_test_set(spec, dataset, test, detector, det_spec, progress)
+        run["timing"]["predict_s"] = scored["predict_s"]
+        run["timing"]["images_per_s"] = len(test) / scored["predict_s"] if scored["predict_s"] > 0 else None
+        extra["load_test_s"] = scored["load_s"]
+
+        stage = "computing metrics"
+        labels = np.array([int(s.label) for s in test], dtype=np.int64)
+        has_masks = _has_masks(dataset, test, scored["masks"])
+        maps = scored["maps"] if (scored["maps"] is not None and det_spec.capabilities.pixel_maps) else None
+        masks = _full_masks(scored["masks"], scored["shapes"]) if has_masks else None
+        run["metrics"], extra["thresholds"] = compute_metrics(labels, scored["scores"], masks, maps, extra["notes"])
+        if maps is None:
+            extra["notes"].append("pixel metrics: the detector gives no anomaly maps")
+        elif masks is None:
+            extra["notes"].append("pixel metrics: the data set has no masks")
+        outcome["scores"] = [
+            {
+                "image": str(s.image_path),
+                "label": int(s.label),
+                "defect_type": getattr(s, "defect_type", ""),
+                "score": float(v),
+            }
+            for s, v in zip(test, scored["scores"])
+        ]
+
+        stage = "drawing overlays"
+        if spec.overlays and maps is not None:
+            outcome["overlays"] = _overlays(spec, dataset, test, scored["scores"], maps, masks)
+    except Exception as exc:  # noqa: BLE001 - failure isolation: record, never raise
+        run["status"] = "error"
+        kind = "contract violation" if isinstance(exc, ContractViolation) else type(exc).__name__
+        run["error"] = f"{stage}: {kind}: {exc}"
+        extra["traceback"] = traceback.format_exc()
+    run["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    extra["wall_s"] = time.perf_counter() - started
+    return outcome
+
+
+def _open_dataset(spec: JobSpec) -> Any:
+    from pyimgano.registry import load_dataset
+
+    return load_dataset(spec.dataset, root=spec.root, category=spec.category, **spec.dataset_options)
+
+
+def _score_test_set(
+    spec: JobSpec, dataset: Any, test: list, detector: Any, det_spec: Any, progress: ProgressFn
+) -> dict[str, Any]:
+    """Score the test split in batches; loading time is kept out of ``predict_s``."""
+    from pyimgano.contracts import validate_maps, validate_scores
+
+    scores: list[np.ndarray] = []
+    maps: list[np.ndarray] | None = []
+    masks: list[np.ndarray | None] = []
+    shapes: list[tuple[int, int]] = []
+    predict_s = load_s = 0.0
+    progress(spec.job_id, "score", 0, len(test))
+    for start in range(0, len(test), SCORE_BATCH):
+        batch = test[start : start + SCORE_BATCH]
+        t0 = time.perf_counter()
+        pairs = [load_pair(dataset, s, spec.image_size) for s in batch]
+        load_s += time.perf_counter() - t0
+        images = [p[0] for p in pairs]
+        masks.extend(p[1] for p in pairs)
+        batch_shapes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
+        shapes.extend(batch_shapes)
+        t0 = time.perf_counter()
+        if hasattr(detector, "score"):
+            batch_scores, batch_maps = detector.score(images)
+        else:  # a duck-typed detector that is not a pyimgano.Detector subclass
+            batch_scores = detector.decision_function(images)
+            batch_maps = detector.predict_anomaly_map(images) if det_spec.capabilities.pixel_maps else None
+        predict_s += time.perf_counter() - t0
+        scores.append(validate_scores(batch_scores, len(images), component=spec.detector))
+        if batch_maps is None or maps is None:
+            maps = None
+        else:
+            checked = validate_maps(batch_maps, batch_shapes, component=spec.detector)
+            maps.extend(list(checked))
+        progress(spec.job_id, "score", min(start + SCORE_BATCH, len(test)), len(test))
+    return {
+        "scores": np.concatenate(scores) if scores else np.zeros(0),
+        "maps": maps,
+        "masks": masks,
+        "shapes": shapes,
+        "predict_s": predict_s,
+        "load_s": load_s,
+    }
+
+
+def _has_masks(dataset: Any, test: list, masks: list) -> bool:
+    info = getattr(dataset, "info", None)
+    if info is not None and not getattr(info, "has_masks", True):
+        return False
+    defects = [m for s, m in zip(test, masks) if int(s.label) == 1]
+    return bool(defects) and all(m is not None for m in defects)
+
+
+def _full_masks(masks: list, shapes: list) -> list[np.ndarray]:
+    return [np.zeros(shape, dtype=bool) if m is None else m for m, shape in zip(masks, shapes)]
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    if arrays and len({a.shape for a in arrays}) == 1:
+        return np.stack(arrays)
+    return arrays
+
+
+def compute_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    masks: list[np.ndarray] | None,
+    maps: list[np.ndarray] | None,
+    notes: list[str] | None = None,
+) -> tuple[dict[str, float | None], dict[str, float]]:
+    """Every metric that applies, through the registry (so they are the registered ones).
+
+    A metric that is undefined for the data (one class only) is ``None`` with a note;
+    pixel metrics are ``None`` without maps or masks. Returns (metrics, F1 thresholds).
+    """
+    from pyimgano.registry import get_metric
+
+    notes = notes if notes is not None else []
+    values: dict[str, float | None] = {name: None for name in METRICS}
+    thresholds: dict[str, float] = {}
+    calls: list[tuple[str, Any, Any, dict]] = [(name, labels, scores, {}) for name in IMAGE_METRICS]
+    if masks is not None and maps is not None:
+        gt, pred = _stack(masks), _stack(maps)
+        calls += [(name, gt, pred, {}) for name in PIXEL_METRICS if name != "aupro"]
+        calls.append(("aupro", gt, pred, {"fpr_limit": AUPRO_FPR_LIMIT}))
+    for name, truth, prediction, kwargs in calls:
+        try:
+            result = get_metric(name)(truth, prediction, **kwargs)
+        except MetricError as exc:
+            notes.append(f"{name}: {exc}")
+            continue
+        if isinstance(result, tuple):
+            result, threshold = result
+            thresholds[name] = float(threshold)
+        result = float(result)
+        values[name] = result if np.isfinite(result) else None
+    return values, thresholds
+
+
+def pick_overlay_samples(test: list, scores: np.ndarray, count: int) -> list[int]:
+    """Indices of test images to draw: one per defect kind in turn, then one good image."""
+    by_kind: dict[str, list[int]] = {}
+    good = []
+    for i, sample in enumerate(test):
+        if int(sample.label) == 1:
+            by_kind.setdefault(getattr(sample, "defect_type", "defect"), []).append(i)
+        else:
+            good.append(i)
+    picked: list[int] = []
+    queues = [by_kind[k] for k in sorted(by_kind)]
+    want_defects = count - 1 if good and count > 1 else count
+    depth = 0
+    while len(picked) < want_defects and any(depth < len(q) for q in queues):
+        for queue in queues:
+            if depth < len(queue) and len(picked) < want_defects:
+                picked.append(queue[depth])
+        depth += 1
+    if good and len(picked) < count:
+        picked.append(max(good, key=lambda i: scores[i]))  # the most suspicious good image
+    return picked
+
+
+def _overlays(
+    spec: JobSpec, dataset: Any, test: list, scores: np.ndarray, maps: list, masks: list | None
+) -> list[tuple[str, bytes]]:
+    from pyimgano.benchmark.overlays import map_range, render_overlay
+
+    lo, hi = map_range(maps)
+    out = []
+    for i in pick_overlay_samples(test, scores, spec.overlays):
+        sample = test[i]
+        image, _ = load_pair(dataset, sample, spec.image_size)
+        mask = masks[i] if masks is not None else None
+        kind = getattr(sample, "defect_type", "") or ("good" if int(sample.label) == 0 else "defect")
+        caption = f"{spec.category} / {kind} / {Path(sample.image_path).name} / score {scores[i]:.4g}"
+        name = f"{i:03d}_{kind}_{Path(sample.image_path).stem}.png"
+        out.append((re.sub(r"[^A-Za-z0-9._-]+", "-", name), render_overlay(image, mask, maps[i], lo, hi, caption)))
+    return out

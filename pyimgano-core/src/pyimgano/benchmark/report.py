@@ -1,0 +1,148 @@
+"""``report.html``: one self-contained page (inline CSS, images as base64), readable offline."""
+
+from __future__ import annotations
+
+import base64
+import html
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pyimgano.benchmark import tables
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px 32px; color: #1d1d1f; }
+h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 2px solid #ddd; padding-bottom: 4px; }
+h3 { margin-top: 24px; } .meta { color: #555; font-size: 13px; margin-bottom: 16px; }
+table { border-collapse: collapse; font-size: 13px; margin: 8px 0 16px; }
+th, td { border: 1px solid #d0d0d0; padding: 4px 8px; text-align: right; white-space: nowrap; }
+th { background: #f0f2f5; } td.name, th.name { text-align: left; }
+tr.mean td { font-weight: bold; background: #f7f7fb; } tr.error td { color: #b00020; background: #fff3f3; }
+td.best { background: #e3f6e5; font-weight: bold; }
+.errors li { color: #b00020; margin-bottom: 6px; font-family: monospace; font-size: 12px; white-space: pre-wrap; }
+figure { display: inline-block; margin: 6px 10px 12px 0; vertical-align: top; }
+figure img { display: block; border: 1px solid #ccc; max-width: 100%; }
+figcaption { font-size: 12px; color: #444; margin-top: 2px; }
+.legend { font-size: 13px; color: #444; } code { background: #f3f3f3; padding: 1px 4px; }
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _table(header: list[str], rows: list[tuple[str, list[str]]], best_cols: set[int] | None = None) -> str:
+    """An HTML table; ``rows`` are (css class, cells); the first column is a name column."""
+    out = ["<table><thead><tr>"]
+    out += [f'<th class="{"name" if i < 2 else ""}">{_e(h)}</th>' for i, h in enumerate(header)]
+    out.append("</tr></thead><tbody>")
+    for kind, cells in rows:
+        out.append(f'<tr class="{_e(kind)}">')
+        best = _best_index(cells, best_cols)
+        for i, cell in enumerate(cells):
+            classes = ["name"] if i < 2 and best_cols is None or i == 0 else []
+            if i in best:
+                classes.append("best")
+            out.append(f'<td class="{" ".join(classes)}">{_e(cell)}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _best_index(cells: list[str], best_cols: set[int] | None) -> set[int]:
+    if not best_cols:
+        return set()
+    values = {}
+    for i in best_cols:
+        try:
+            values[i] = float(cells[i])
+        except (ValueError, IndexError):
+            pass
+    if len(values) < 2:
+        return set()
+    top = max(values.values())
+    return {i for i, v in values.items() if v == top}
+
+
+def _image_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+
+
+def render_report(
+    records: list[dict[str, Any]], out: Path, *, command: str | None = None, title: str = "pyimgano benchmark"
+) -> str:
+    """The HTML page for the given job records (as stored by the ResultStore)."""
+    from pyimgano import __version__
+
+    runs = [r["run"] for r in records]
+    labels = tables.detector_labels(runs)
+    n_err = len(tables.errors(runs))
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<div class="meta">{len(runs)} runs: {len(runs) - n_err} ok, {n_err} error &middot; generated {stamp} '
+        f"&middot; pyimgano {_e(__version__)} &middot; {_e(platform.node())} ({_e(platform.machine())}, "
+        f"Python {_e(platform.python_version())})"
+        + (f"<br>command: <code>{_e(command)}</code>" if command else "")
+        + "</div>",
+        '<p class="legend">Image metrics: AUROC, AP and F1-max of image scores. Pixel metrics: AUROC, AP, F1-max '
+        "over all pixels and AUPRO (per-region overlap, integrated up to FPR 0.3, normalised). "
+        "<code>–</code> means not applicable (no anomaly maps or no masks). Times in seconds; "
+        "peak resident memory of the process that ran the job in MiB.</p>",
+    ]
+    for dataset, ds_runs in tables.by_dataset(runs).items():
+        header, rows = tables.table_rows(ds_runs)
+        parts += [f"<h2>{_e(dataset)}</h2>", _table(header, rows)]
+        for metric in tables.COMPARE_METRICS:
+            compared = tables.comparison_rows(ds_runs, metric)
+            if compared:
+                side_header, side_rows = compared
+                parts.append(f"<h3>{_e(tables.METRIC_TITLES[metric])} side by side</h3>")
+                parts.append(
+                    _table(
+                        side_header,
+                        [("mean" if r[0] == "mean" else "run", r) for r in side_rows],
+                        best_cols=set(range(1, len(side_header))),
+                    )
+                )
+    failed = tables.errors(runs)
+    if failed:
+        parts.append("<h2>Errors</h2><ul class='errors'>")
+        parts += [f"<li>{_e(r['detector'])} on {_e(r['dataset'])}/{_e(r['category'])}: {_e(r['error'])}</li>"
+                  for r in failed]
+        parts.append("</ul>")
+    parts.append(_overlay_section(records, out, labels))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _overlay_section(records: list[dict[str, Any]], out: Path, labels: dict) -> str:
+    with_images = [r for r in records if r.get("overlays")]
+    if not with_images:
+        return ""
+    parts = [
+        "<h2>Heatmaps</h2>",
+        '<p class="legend">Each image: the test image &middot; the same with the ground-truth defect outline '
+        "(green) &middot; the anomaly heatmap over it (blue = normal, red = anomalous; one colour scale per "
+        "detector and category) with the outline in white.</p>",
+    ]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in with_images:
+        groups.setdefault((record["run"]["dataset"], record["run"]["category"]), []).append(record)
+    for (dataset, category), members in groups.items():
+        parts.append(f"<h3>{_e(dataset)} / {_e(category)}</h3>")
+        for record in members:
+            label = tables.label_of(record["run"], labels)
+            parts.append(f"<div><b>{_e(label)}</b><br>")
+            for rel in record["overlays"]:
+                path = out / rel
+                if path.is_file():
+                    parts.append(f"<figure>{_image_tag(path, Path(rel).name)}<figcaption>{_e(Path(rel).stem)}"
+                                 "</figcaption></figure>")
+            parts.append("</div>")
+    return "\n".join(parts)

@@ -1,0 +1,181 @@
+"""The ``results.json`` schema and the benchmark output folder.
+
+``results.json`` is what tools read; its schema is fixed (DESIGN.md) and checked by
+:class:`RunResult` before anything is written::
+
+    {"runs": [{"detector", "dataset", "category", "status": "ok"|"error", "error",
+               "params", "metrics": {image_auroc, image_ap, image_f1_max, pixel_auroc,
+               pixel_ap, pixel_f1_max, aupro}, "timing": {fit_s, predict_s, images_per_s},
+               "peak_rss_mb", "n_train", "n_test"}]}
+
+Output folder::
+
+    DIR/results.json  results.csv  summary.md  report.html
+    DIR/jobs/<job id>.json         one record per finished job: spec, run entry, extras
+    DIR/scores/<job id>.csv        per-image scores of the test split
+    DIR/overlays/<job id>/*.png    heatmap overlays
+
+Every file is written atomically (temporary file + rename), and a job's record is written
+the moment it finishes, so an interrupted benchmark loses nothing it had finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pyimgano.benchmark.config import JobSpec
+
+RECORD_FORMAT = 1
+
+
+class Metrics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_auroc: float | None
+    image_ap: float | None
+    image_f1_max: float | None
+    pixel_auroc: float | None
+    pixel_ap: float | None
+    pixel_f1_max: float | None
+    aupro: float | None
+
+
+class Timing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fit_s: float | None
+    predict_s: float | None
+    images_per_s: float | None
+
+
+class RunResult(BaseModel):
+    """One entry of ``results.json`` ``runs``: exactly the DESIGN.md schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detector: str
+    dataset: str
+    category: str
+    status: Literal["ok", "error"]
+    error: str | None
+    params: dict[str, Any]
+    metrics: Metrics
+    timing: Timing
+    peak_rss_mb: float | None = Field(description="peak RSS of the process that ran the job, MiB")
+    n_train: int
+    n_test: int
+
+
+class ResultsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: list[RunResult]
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file so that readers see the old or the new content, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultStore:
+    """The output folder of one benchmark: job records, scores, overlays, result files."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.out = Path(out)
+        self.jobs_dir = self.out / "jobs"
+        self.scores_dir = self.out / "scores"
+        self.overlays_dir = self.out / "overlays"
+
+    # -- per job ----------------------------------------------------------------------
+    def record_path(self, spec: JobSpec) -> Path:
+        return self.jobs_dir / f"{spec.job_id}.json"
+
+    def load_record(self, spec: JobSpec) -> dict[str, Any] | None:
+        """The stored record of this exact job (same key), or None."""
+        path = self.record_path(spec)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("key") != spec.key or "run" not in record:
+            return None
+        try:
+            RunResult.model_validate(record["run"])
+        except ValueError:
+            return None
+        return record
+
+    def finished(self, spec: JobSpec) -> dict[str, Any] | None:
+        """The record of a job that finished with status ok (a rerun skips it)."""
+        record = self.load_record(spec)
+        return record if record is not None and record["run"]["status"] == "ok" else None
+
+    def save_outcome(self, spec: JobSpec, outcome: dict[str, Any]) -> dict[str, Any]:
+        """Persist one finished job: overlays, scores, then its record (last, atomically)."""
+        run = RunResult.model_validate(outcome["run"]).model_dump(mode="json")
+        overlay_dir = self.overlays_dir / spec.job_id
+        overlay_files = []
+        if outcome.get("overlays"):
+            for old in overlay_dir.glob("*.png"):
+                old.unlink()
+            for name, png in outcome["overlays"]:
+                atomic_write(overlay_dir / name, png)
+                overlay_files.append(str((overlay_dir / name).relative_to(self.out)))
+        scores_file = None
+        if outcome.get("scores"):
+            scores_file = self.scores_dir / f"{spec.job_id}.csv"
+            atomic_write(scores_file, rows_to_csv(outcome["scores"], ["image", "label", "defect_type", "score"]))
+        record = {
+            "format": RECORD_FORMAT,
+            "key": spec.key,
+            "job": spec.model_dump(mode="json"),
+            "run": run,
+            "extra": outcome.get("extra", {}),
+            "overlays": overlay_files,
+            "scores_file": None if scores_file is None else str(scores_file.relative_to(self.out)),
+        }
+        atomic_write(self.record_path(spec), json.dumps(record, indent=2, default=str))
+        return record
+
+    # -- whole benchmark ------------------------------------------------------------------
+    def write_results(self, records: list[dict[str, Any]]) -> Path:
+        """``results.json`` of the given job records (grid order), validated, atomic."""
+        results = ResultsFile.model_validate({"runs": [r["run"] for r in records]})
+        path = self.out / "results.json"
+        atomic_write(path, json.dumps(results.model_dump(mode="json"), indent=2) + "\n")
+        return path
+
+
+def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return buffer.getvalue()
+
+
+def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The runs of a ``results.json`` (validated against the schema)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    return ResultsFile.model_validate_json(path.read_text()).model_dump(mode="json")["runs"]

@@ -1,0 +1,197 @@
+"""The benchmark driver: expand the grid, skip what is done, run the rest, write as it goes."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyimgano.benchmark import tables
+from pyimgano.benchmark.config import BenchmarkConfig, ConfigError, JobSpec, expand_jobs
+from pyimgano.benchmark.executors import Executor, LocalExecutor
+from pyimgano.benchmark.results import ResultStore, atomic_write
+
+
+@dataclass
+class BenchmarkOutcome:
+    """What a benchmark produced: the job records (grid order) and the files written."""
+
+    out: Path
+    records: list[dict[str, Any]]
+    skipped: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        return [r["run"] for r in self.records]
+
+    @property
+    def n_errors(self) -> int:
+        return sum(r["run"]["status"] == "error" for r in self.records)
+
+
+def write_outputs(store: ResultStore, records: list[dict[str, Any]], command: str | None = None) -> dict[str, Path]:
+    """results.json, results.csv, summary.md and report.html of the records so far."""
+    from pyimgano.benchmark.report import render_report
+
+    runs = [r["run"] for r in records]
+    files = {"results": store.write_results(records)}
+    files["csv"] = store.out / "results.csv"
+    atomic_write(files["csv"], tables.results_csv(runs))
+    files["summary"] = store.out / "summary.md"
+    atomic_write(files["summary"], tables.summary_markdown(runs))
+    files["report"] = store.out / "report.html"
+    atomic_write(files["report"], render_report(records, store.out, command=command))
+    return files
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    *,
+    executor: Executor | None = None,
+    console: Any = None,
+    command: str | None = None,
+    show_progress: bool = True,
+) -> BenchmarkOutcome:
+    """Run the grid of ``config`` into ``config.out``; finished ok runs there are skipped.
+
+    Each job's outcome is written the moment it arrives (its record, then results.json,
+    CSV, summary.md and report.html are refreshed), so stopping the benchmark at any point
+    keeps every finished run. ``config.force`` reruns everything.
+    """
+    if not config.out:
+        raise ConfigError("no output folder; give --out DIR")
+    jobs = expand_jobs(config)
+    store = ResultStore(config.out)
+    store.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(store.out / "config.json", config.model_dump_json(indent=2) + "\n")
+    executor = executor or LocalExecutor(workers=config.jobs)
+    console = console or _console()
+
+    done: dict[str, dict[str, Any]] = {}
+    todo: list[JobSpec] = []
+    for job in jobs:
+        record = None if config.force else store.finished(job)
+        if record is not None:
+            done[job.key] = record
+        else:
+            todo.append(job)
+    outcome = BenchmarkOutcome(out=store.out, records=[], skipped=[job.describe() for job in jobs if job.key in done])
+    console.print(
+        f"[bold]pyimgano benchmark[/]: {len(jobs)} run(s) into {store.out}"
+        + (f"; {len(done)} already finished there (skipped; --force reruns them)" if done else "")
+    )
+
+    def ordered() -> list[dict[str, Any]]:
+        return [done[job.key] for job in jobs if job.key in done]
+
+    with _ProgressDisplay(console, len(todo), enabled=show_progress and bool(todo)) as display:
+        for spec, result in executor.map_unordered(todo, display.update):
+            record = store.save_outcome(spec, result)
+            done[spec.key] = record
+            display.finished(spec, record)
+            outcome.files = write_outputs(store, ordered(), command)
+    outcome.records = ordered()
+    if not todo or not outcome.files:
+        outcome.files = write_outputs(store, outcome.records, command)
+    return outcome
+
+
+def print_summary(outcome: BenchmarkOutcome, console: Any = None) -> None:
+    """The result tables and where the report is."""
+    console = console or _console()
+    for renderable in tables.rich_tables(outcome.runs):
+        console.print(renderable)
+    console.print(f"results: {outcome.files['results']}")
+    console.print(f"report:  [bold]{outcome.files['report'].resolve()}[/]")
+
+
+def _console() -> Any:
+    """Rich console; wide when output goes to a file or pipe, so logs keep whole tables."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=200)
+    return console
+
+
+def one_line(run: dict[str, Any]) -> str:
+    """A log line for a finished run."""
+    where = f"{run['detector']} on {run['dataset']}/{run['category']}"
+    if run["status"] == "error":
+        return f"[red]✗ {where}: {run['error']}[/]"
+    m, t = run["metrics"], run["timing"]
+    parts = [f"img AUROC {tables.fmt(m['image_auroc'])}"]
+    if m["pixel_auroc"] is not None:
+        parts += [f"px AUROC {tables.fmt(m['pixel_auroc'])}", f"AUPRO {tables.fmt(m['aupro'])}"]
+    parts += [f"fit {tables.fmt_seconds(t['fit_s'])} s", f"{tables.fmt(t['images_per_s'], 1)} img/s"]
+    return f"[green]✓[/] {where}: " + ", ".join(parts)
+
+
+class _ProgressDisplay:
+    """Rich progress bars: the whole benchmark, plus one bar per running job (load, fit, score)."""
+
+    STAGES = {"load": "loading train images", "fit": "fitting", "score": "scoring test images"}
+
+    def __init__(self, console: Any, total: int, enabled: bool = True) -> None:
+        self.console = console
+        self.total = total
+        self.enabled = enabled
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+        self.names: dict[str, str] = {}
+
+    def __enter__(self) -> "_ProgressDisplay":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.start()
+            self.overall = self.progress.add_task("[bold]benchmark", total=self.total)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if exc and exc[0] is KeyboardInterrupt:
+            self.console.print("[yellow]interrupted: finished runs are saved; rerun the same command to go on[/]")
+
+    def update(self, job_id: str, stage: str, completed: int, total: int) -> None:
+        if self.progress is None:
+            return
+        name = self.names.get(job_id) or job_id.rsplit("__", 1)[0].replace("__", " ")
+        description = f"  {name}: {self.STAGES.get(stage, stage)}"
+        indeterminate = stage == "fit" and completed < total
+        if job_id not in self.tasks:
+            self.tasks[job_id] = self.progress.add_task(description, total=None if indeterminate else total)
+        self.progress.update(
+            self.tasks[job_id], description=description, completed=completed, total=None if indeterminate else total
+        )
+
+    def finished(self, spec: JobSpec, record: dict[str, Any]) -> None:
+        line = one_line(record["run"])
+        notes = [n for n in record.get("extra", {}).get("notes", []) if not n.startswith("pixel metrics")]
+        if self.progress is not None:
+            task = self.tasks.pop(spec.job_id, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            self.progress.advance(self.overall)
+        self.console.print(line)
+        for note in notes:
+            self.console.print(f"  [dim]note: {note}[/]")
+
+
+def load_records(out: str | Path) -> list[dict[str, Any]]:
+    """Every job record stored in an output folder (for tools and tests)."""
+    folder = Path(out) / "jobs"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]

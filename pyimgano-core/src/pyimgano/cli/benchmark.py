@@ -1,0 +1,96 @@
+"""``pyimgano benchmark``: detectors x data sets x categories, metrics, tables and a report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+EPILOG = """\
+examples:
+  pyimgano benchmark --out runs/demo
+      the embedded default: faiss:patchcore (offline backbone) on the synthetic data set
+  pyimgano benchmark --detector faiss:patchcore --detector anomalib:patchcore \\
+      --set faiss:patchcore.coreset_ratio=0.05 --dataset mvtec --root ~/data/mvtec_ad \\
+      --category bottle --category grid --jobs 2 --out runs/mvtec
+  pyimgano benchmark --config bench.toml
+
+A rerun with the same --out skips runs that finished (--force redoes them); runs that
+ended in an error are retried. Exit status: 0 all ok, 1 when some run failed, 2 bad usage.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--detector", action="append", default=[], metavar="NAME",
+                        help="detector to run (repeatable); qualified plugin:name or bare name")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
+                        help="detector parameter (repeatable): NAME.key=value for one detector, key=value for "
+                             "every detector that has it; values are JSON where they parse (0.1, true, [1,2])")
+    parser.add_argument("--dataset", metavar="NAME", help="data set (default: synthetic)")
+    parser.add_argument("--root", metavar="DIR", help="folder of the data set")
+    parser.add_argument("--category", action="append", default=[], metavar="C",
+                        help="category (repeatable; default: every category)")
+    parser.add_argument("--image-size", type=int, metavar="N", help="resize images and masks to N x N")
+    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--jobs", type=int, metavar="N", help="run N jobs in parallel processes (default 1)")
+    parser.add_argument("--executor", default="local", metavar="NAME", help="where jobs run (default: local)")
+    parser.add_argument("--overlays", type=int, metavar="N", help="heatmap overlays saved per category (default 4)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (results.json, summary.md, report.html...)")
+    parser.add_argument("--force", action="store_true", help="rerun runs that already finished in --out")
+    parser.add_argument("--config", metavar="FILE", help="bench.toml with a grid (flags override its values)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_config(args: argparse.Namespace):
+    """The effective configuration: the config file (or defaults), then the flags."""
+    from pyimgano.benchmark.config import (
+        DEFAULT_DATASET,
+        DEFAULT_DETECTOR,
+        DEFAULT_DETECTOR_PARAMS,
+        BenchmarkConfig,
+        ConfigError,
+        DatasetEntry,
+        DetectorEntry,
+        apply_assignments,
+        load_config_file,
+    )
+
+    config = load_config_file(args.config) if args.config else BenchmarkConfig()
+    if args.detector:
+        config.detectors = [DetectorEntry(name=name) for name in dict.fromkeys(args.detector)]
+    elif not config.detectors:
+        config.detectors = [DetectorEntry(name=DEFAULT_DETECTOR, params=dict(DEFAULT_DETECTOR_PARAMS))]
+    if args.dataset:
+        config.datasets = [DatasetEntry(name=args.dataset, root=args.root, categories=args.category)]
+    elif not config.datasets:
+        config.datasets = [DatasetEntry(name=DEFAULT_DATASET, root=args.root, categories=args.category)]
+    elif args.root or args.category:
+        if len(config.datasets) != 1:
+            raise ConfigError("--root/--category need --dataset when the config lists several data sets")
+        entry = config.datasets[0]
+        entry.root = args.root or entry.root
+        entry.categories = args.category or entry.categories
+    apply_assignments(config.detectors, args.assignments)
+    for flag in ("image_size", "seed", "jobs", "out", "overlays"):
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(config, flag, value)
+    config.force = config.force or args.force
+    try:
+        return BenchmarkConfig.model_validate(config.model_dump())
+    except ValueError as exc:
+        raise ConfigError(f"invalid benchmark settings: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyimgano.benchmark.executors import create_executor
+    from pyimgano.benchmark.runner import print_summary, run_benchmark
+
+    config = build_config(args)
+    executor = create_executor(args.executor, workers=config.jobs)
+    command = "pyimgano " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    outcome = run_benchmark(config, executor=executor, command=command, show_progress=not args.no_progress)
+    print_summary(outcome)
+    return 1 if outcome.n_errors else 0
