@@ -122,7 +122,7 @@ def pro_area(
     ends = np.flatnonzero(np.r_[dv[1:n_above] != dv[: n_above - 1], True]) if n_above else np.empty(0, np.int64)
     values = dv[ends]
     pro_ge = cum[ends]
-    pro_gt = np.r_[0.0, pro_ge[:-1]]
+    pro_gt = np.r_[0.0, pro_ge][:-1]
     fp_ge = top.size - np.searchsorted(top, values, side="left")
     fp_gt = top.size - np.searchsorted(top, values, side="right")
     pro_above_t = float(pro_ge[-1]) if n_above else 0.0
