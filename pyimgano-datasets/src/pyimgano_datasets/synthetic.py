@@ -170,7 +170,7 @@ def _scratch(img: np.ndarray, rng: np.random.Generator, severity: float) -> tupl
     from scipy.ndimage import distance_transform_edt
 
     size = img.shape[0]
-    length = size * rng.uniform(0.25, 0.5)
+    length = size * rng.uniform(0.3, 0.55)
     start = rng.uniform(0.15 * size, 0.85 * size, size=2)
     direction = rng.uniform(0, 2 * np.pi)
     end = np.clip(start + length * np.array([np.sin(direction), np.cos(direction)]), 2, size - 3)
@@ -184,18 +184,18 @@ def _scratch(img: np.ndarray, rng: np.random.Generator, severity: float) -> tupl
     taper = np.zeros((size, size), dtype=np.float32)
     taper[pts[:, 0], pts[:, 1]] = np.clip(4.0 * t[:, 0] * (1 - t[:, 0]) * 2.0, 0.0, 1.0)
     dist, (iy, ix) = distance_transform_edt(~line, return_indices=True)
-    width = max(1.0, size / 256 * rng.uniform(1.5, 3.0))
+    width = max(1.0, size / 256 * rng.uniform(2.0, 3.5))
     alpha = np.clip(width / 2 + 0.5 - dist, 0.0, 1.0) * taper[iy, ix]
     target = 0.92 if rng.random() < 0.6 else 0.08
-    k = min(1.0, 0.65 * severity)
+    k = min(1.0, 0.75 * severity)
     content = img * (1 - k) + target * k
     return content, alpha.astype(np.float32)
 
 
 def _stain(img: np.ndarray, rng: np.random.Generator, severity: float) -> tuple[np.ndarray, np.ndarray]:
     size = img.shape[0]
-    alpha = _blob(rng, size, size * rng.uniform(0.05, 0.11), edge=2.0)
-    darken = 1.0 - min(0.9, rng.uniform(0.3, 0.45) * severity)
+    alpha = _blob(rng, size, size * rng.uniform(0.06, 0.12), edge=2.0)
+    darken = 1.0 - min(0.9, rng.uniform(0.35, 0.55) * severity)
     tint = np.array([1.0, 0.86, 0.62], dtype=np.float32)
     content = img * darken * tint
     return content, alpha * rng.uniform(0.75, 0.95)
