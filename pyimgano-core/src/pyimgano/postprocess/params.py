@@ -1,0 +1,62 @@
+"""Params models of the built-in post-processing steps (pydantic only: cheap to import)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MinMaxParams(_Params):
+    per_image: bool = Field(
+        False,
+        description="scale each map by its own min and max instead of the min and max of the "
+        "training/calibration maps given to fit()",
+    )
+    clip: bool = Field(False, description="clip the result to [0, 1]")
+
+
+class PercentileParams(_Params):
+    low: float = Field(1.0, ge=0.0, lt=100.0, description="percentile mapped to 0")
+    high: float = Field(99.0, gt=0.0, le=100.0, description="percentile mapped to 1")
+    per_image: bool = Field(
+        False, description="use each map's own percentiles instead of those of the maps given to fit()"
+    )
+    clip: bool = Field(True, description="clip the result to [0, 1]")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "PercentileParams":
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class StandardizeParams(_Params):
+    robust: bool = Field(
+        False, description="median and 1.4826 x MAD instead of mean and standard deviation"
+    )
+
+
+class GaussianParams(_Params):
+    sigma: float = Field(4.0, gt=0.0, description="standard deviation of the kernel, in pixels")
+    truncate: float = Field(4.0, gt=0.0, description="kernel radius in standard deviations")
+
+
+class MorphologyParams(_Params):
+    size: int = Field(3, ge=1, description="width of the structuring element, in pixels")
+    shape: Literal["disk", "square"] = Field("disk", description="shape of the structuring element")
+
+
+class RemoveSmallParams(_Params):
+    min_area: int = Field(16, ge=1, description="components with fewer pixels than this are removed")
+    threshold: float = Field(0.5, description="pixels scoring above this form the components")
+    connectivity: Literal[4, 8] = Field(8, description="4- or 8-connected components")
+    fill: float = Field(0.0, description="value written into removed components")
+
+
+class ThresholdParams(_Params):
+    value: float = Field(0.5, description="pixels scoring above this become 1, the rest 0")

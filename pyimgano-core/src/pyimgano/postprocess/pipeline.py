@@ -1,0 +1,194 @@
+"""``Pipeline``: an ordered list of post-processing steps from plain config; ``tune_pipeline``.
+
+Config is JSON-friendly: a list (or ``{"steps": [...]}``, or a JSON string of either) of
+``{"name": "gaussian", "sigma": 4}`` or ``{"name": "gaussian", "params": {"sigma": 4}}``.
+Names are resolved through the plugin registry, so third-party post-processors work too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from pyimgano.errors import InvalidParams, PyimganoError
+
+MAX_TRIALS = 1000
+
+
+def _step_list(config: Any) -> list[dict[str, Any]]:
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError as exc:
+            raise InvalidParams(f"pipeline config is not valid JSON: {exc}") from None
+    if isinstance(config, dict):
+        if set(config) != {"steps"}:
+            raise InvalidParams(f"a pipeline config dict must have exactly one key 'steps'; got {sorted(config)}")
+        config = config["steps"]
+    if not isinstance(config, (list, tuple)):
+        raise InvalidParams(f"a pipeline config must be a list of steps; got {type(config).__name__}")
+    steps = []
+    for i, item in enumerate(config):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidParams(f"pipeline step {i} must be a dict with a 'name'; got {item!r}")
+        params = dict(item.get("params", {}))
+        params.update({k: v for k, v in item.items() if k not in ("name", "params", "state")})
+        steps.append({"name": item["name"], "params": params, "state": item.get("state")})
+    return steps
+
+
+class Pipeline:
+    """Steps applied in order to N x H x W maps (or lists of H x W maps)."""
+
+    def __init__(self, steps: list[tuple[str, Any]]) -> None:
+        self.steps = list(steps)
+
+    @classmethod
+    def from_config(cls, config: Any) -> "Pipeline":
+        """Build from a list of step dicts, ``{"steps": [...]}`` or a JSON string of either."""
+        from pyimgano.plugins import get_registry
+
+        registry = get_registry()
+        steps = []
+        for i, item in enumerate(_step_list(config)):
+            try:
+                step = registry.create("postprocessor", item["name"], **item["params"])
+            except PyimganoError as exc:
+                raise type(exc)(f"pipeline step {i} ({item['name']}): {exc}") from None
+            if item["state"]:
+                step.state = {k: float(v) for k, v in item["state"].items()}
+            steps.append((item["name"], step))
+        return cls(steps)
+
+    def to_config(self, *, include_state: bool = False) -> list[dict[str, Any]]:
+        """The plain config that rebuilds this pipeline (with fitted statistics if asked)."""
+        out = []
+        for name, step in self.steps:
+            params = step.params.model_dump() if isinstance(getattr(step, "params", None), BaseModel) else {}
+            item: dict[str, Any] = {"name": name, **params}
+            if include_state and getattr(step, "state", None):
+                item["state"] = dict(step.state)
+            out.append(item)
+        return out
+
+    @property
+    def needs_fit(self) -> bool:
+        return any(getattr(step, "needs_fit", False) for _, step in self.steps)
+
+    def fit(self, maps: Any) -> "Pipeline":
+        """Fit the statistics of each step on training/calibration maps (never test maps)."""
+        last = max((i for i, (_, s) in enumerate(self.steps) if getattr(s, "needs_fit", False)), default=-1)
+        for _, step in self.steps[: last + 1]:
+            if hasattr(step, "fit"):
+                step.fit(maps)
+            maps = step(maps)
+        return self
+
+    def __call__(self, maps: Any) -> Any:
+        for _, step in self.steps:
+            maps = step(maps)
+        return maps
+
+    transform = __call__
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.to_config()!r})"
+
+
+@dataclass
+class TuneResult:
+    """What ``tune_pipeline`` chose: the config, the fitted pipeline, its score and the
+    pixel F1-optimal threshold on the processed maps (anomalous where score >= threshold)."""
+
+    config: list[dict[str, Any]]
+    pipeline: Pipeline
+    score: float
+    objective: str
+    threshold: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.pipeline.to_config(include_state=True),
+            "score": self.score,
+            "objective": self.objective,
+            "threshold": self.threshold,
+            "trials": self.trials,
+        }
+
+
+def expand_search_space(search_space: Any) -> list[list[dict[str, Any]]]:
+    """Every pipeline config in the grid: a list-valued parameter is a set of candidates."""
+    steps = _step_list(search_space)
+    axes: list[tuple[int, str, list[Any]]] = []
+    for i, step in enumerate(steps):
+        for key, value in step["params"].items():
+            if isinstance(value, (list, tuple)):
+                if not value:
+                    raise InvalidParams(f"search space step {i} ({step['name']}): {key} has no candidates")
+                axes.append((i, key, list(value)))
+    n = 1
+    for _, _, values in axes:
+        n *= len(values)
+    if n > MAX_TRIALS:
+        raise InvalidParams(f"the search space has {n} combinations; at most {MAX_TRIALS} are allowed")
+    configs = []
+    for combo in itertools.product(*(values for _, _, values in axes)):
+        config = [{"name": s["name"], **s["params"]} for s in steps]
+        for (i, key, _), value in zip(axes, combo):
+            config[i][key] = value
+        configs.append(config)
+    return configs
+
+
+def tune_pipeline(
+    maps: Any,
+    masks: Any,
+    search_space: Any,
+    objective: str = "aupro",
+    *,
+    fit_maps: Any = None,
+    fpr_limit: float = 0.3,
+) -> TuneResult:
+    """Grid-search a pipeline's parameters on a few labelled maps.
+
+    ``maps``/``masks``: the labelled images used to choose; ``search_space``: a pipeline
+    config whose list-valued parameters are candidates, e.g.
+    ``[{"name": "gaussian", "sigma": [2, 4, 8]}, {"name": "minmax"}]``; ``objective``:
+    ``"aupro"`` (at ``fpr_limit``) or ``"pixel_f1"`` (pixel F1-max). Steps that need
+    statistics are fitted on ``fit_maps`` (maps of normal training/calibration images),
+    which must be given explicitly: the labelled maps are never used for normalisation.
+    Returns the best config (first among equal scores), its score, the pixel F1-optimal
+    threshold on its output and every trial.
+    """
+    from pyimgano.metrics import aupro, pixel_f1_max
+
+    if objective not in ("aupro", "pixel_f1"):
+        raise InvalidParams(f"objective must be 'aupro' or 'pixel_f1'; got {objective!r}")
+    trials: list[dict[str, Any]] = []
+    best: tuple[float, list[dict[str, Any]], Pipeline, Any] | None = None
+    for config in expand_search_space(search_space):
+        pipeline = Pipeline.from_config(config)
+        if pipeline.needs_fit:
+            if fit_maps is None:
+                raise InvalidParams(
+                    f"pipeline {config} needs normalisation statistics: pass fit_maps= (maps of "
+                    "normal training or calibration images); the labelled maps are not used for that"
+                )
+            pipeline.fit(fit_maps)
+        processed = pipeline(maps)
+        if objective == "aupro":
+            score = aupro(masks, processed, fpr_limit=fpr_limit)
+        else:
+            score = pixel_f1_max(masks, processed)[0]
+        trials.append({"config": config, "score": score})
+        if best is None or score > best[0]:
+            best = (score, config, pipeline, processed)
+    assert best is not None
+    score, config, pipeline, processed = best
+    threshold = pixel_f1_max(masks, processed)[1]
+    return TuneResult(config, pipeline, score, objective, threshold, trials)

@@ -1,0 +1,211 @@
+"""The built-in post-processing steps.
+
+A step is built with its params (validated by its pydantic model), maps N x H x W float
+arrays (or lists of H x W arrays, which stay lists) to float32 maps of the same shapes,
+and, when it needs statistics, learns them in ``fit(maps)`` from training/calibration maps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+from scipy import ndimage
+
+from pyimgano.errors import ContractViolation, NotFittedError
+from pyimgano.postprocess import params as P
+from pyimgano.specs import NoParams
+
+Maps = Any  # N x H x W array or list of H x W arrays
+
+
+def map_images(maps: Maps, fn: Callable[[np.ndarray], np.ndarray], *, what: str = "maps") -> Maps:
+    """Apply ``fn`` to each H x W map; an N x H x W array gives an array, a list a list."""
+    if isinstance(maps, (list, tuple)):
+        out = []
+        for i, item in enumerate(maps):
+            array = np.asarray(item)
+            if array.ndim != 2:
+                raise ContractViolation(component="postprocess", field=f"{what}[{i}]",
+                                        expected="an H x W array", actual=f"of shape {array.shape}")
+            out.append(fn(array))
+        return out
+    array = np.asarray(maps)
+    if array.ndim != 3:
+        raise ContractViolation(component="postprocess", field=what,
+                                expected="an N x H x W array or a list of H x W arrays",
+                                actual=f"of shape {array.shape}")
+    if array.shape[0] == 0:
+        return array.astype(np.float32)
+    return np.stack([fn(m) for m in array])
+
+
+def all_pixels(maps: Maps) -> np.ndarray:
+    """Every pixel of a set of maps, as one float64 vector."""
+    arrays = [np.asarray(m, dtype=np.float64).ravel() for m in maps]
+    if not arrays or not sum(a.size for a in arrays):
+        raise ContractViolation(component="postprocess", field="fit maps", expected="at least one pixel",
+                                actual="an empty set")
+    return np.concatenate(arrays)
+
+
+class Step:
+    """Base class: params validation, the per-image loop, fitted statistics."""
+
+    name: ClassVar[str] = "step"
+    params_model: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.params_model(**params)
+        self.state: dict[str, float] = {}
+
+    @property
+    def needs_fit(self) -> bool:
+        """Whether this step needs ``fit`` on training/calibration maps before use."""
+        return False
+
+    def fit(self, maps: Maps) -> "Step":
+        if self.needs_fit:
+            self.state = self._statistics(all_pixels(maps))
+        return self
+
+    def __call__(self, maps: Maps) -> Maps:
+        if self.needs_fit and not self.state:
+            raise NotFittedError(
+                f"post-processor {self.name} needs statistics of training/calibration maps: call "
+                f"fit(maps) first (or Pipeline.fit), or set per_image=True where the step has it"
+            )
+        return map_images(maps, lambda m: self._apply(np.asarray(m, dtype=np.float32)).astype(np.float32))
+
+    def _statistics(self, pixels: np.ndarray) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _apply(self, amap: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({args})"
+
+
+class _Normalizer(Step):
+    """Affine rescaling ``(x - offset) / scale`` with statistics fitted or per image."""
+
+    @property
+    def needs_fit(self) -> bool:
+        return not getattr(self.params, "per_image", False)
+
+    def _apply(self, amap: np.ndarray) -> np.ndarray:
+        stats = self._statistics(amap.astype(np.float64).ravel()) if not self.needs_fit else self.state
+        scale = stats["scale"] if stats["scale"] > 0 else 1.0
+        out = (amap.astype(np.float64) - stats["offset"]) / scale
+        if getattr(self.params, "clip", False):
+            np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+
+class MinMax(_Normalizer):
+    """Rescale so that the training/calibration (or the map's own) min -> 0 and max -> 1."""
+
+    name = "minmax"
+    params_model = P.MinMaxParams
+
+    def _statistics(self, pixels: np.ndarray) -> dict[str, float]:
+        low, high = float(pixels.min()), float(pixels.max())
+        return {"offset": low, "scale": high - low}
+
+
+class Percentile(_Normalizer):
+    """Robust rescaling: the low percentile -> 0 and the high percentile -> 1."""
+
+    name = "percentile"
+    params_model = P.PercentileParams
+
+    def _statistics(self, pixels: np.ndarray) -> dict[str, float]:
+        low, high = np.percentile(pixels, [self.params.low, self.params.high])
+        return {"offset": float(low), "scale": float(high - low)}
+
+
+class Standardize(_Normalizer):
+    """z-score by the mean and standard deviation (or median and MAD) of training maps."""
+
+    name = "standardize"
+    params_model = P.StandardizeParams
+
+    def _statistics(self, pixels: np.ndarray) -> dict[str, float]:
+        if self.params.robust:
+            median = float(np.median(pixels))
+            return {"offset": median, "scale": 1.4826 * float(np.median(np.abs(pixels - median)))}
+        return {"offset": float(pixels.mean()), "scale": float(pixels.std())}
+
+
+class Gaussian(Step):
+    """Gaussian smoothing of each map (reflecting at the borders)."""
+
+    name = "gaussian"
+    params_model = P.GaussianParams
+
+    def _apply(self, amap: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(amap, sigma=self.params.sigma, truncate=self.params.truncate, mode="reflect")
+
+
+def _footprint(size: int, shape: str) -> np.ndarray:
+    if shape == "square":
+        return np.ones((size, size), dtype=bool)
+    r = (size - 1) / 2.0
+    yy, xx = np.mgrid[0:size, 0:size]
+    return (yy - r) ** 2 + (xx - r) ** 2 <= r * r + 0.5 * max(r, 0.5)
+
+
+class Open(Step):
+    """Grey-level morphological opening: removes bright details smaller than the element."""
+
+    name = "open"
+    params_model = P.MorphologyParams
+
+    def _apply(self, amap: np.ndarray) -> np.ndarray:
+        return ndimage.grey_opening(amap, footprint=_footprint(self.params.size, self.params.shape), mode="reflect")
+
+
+class Close(Step):
+    """Grey-level morphological closing: fills dark gaps smaller than the element."""
+
+    name = "close"
+    params_model = P.MorphologyParams
+
+    def _apply(self, amap: np.ndarray) -> np.ndarray:
+        return ndimage.grey_closing(amap, footprint=_footprint(self.params.size, self.params.shape), mode="reflect")
+
+
+class RemoveSmall(Step):
+    """Set connected components (of pixels above ``threshold``) smaller than ``min_area`` to ``fill``."""
+
+    name = "remove_small"
+    params_model = P.RemoveSmallParams
+
+    def _apply(self, amap: np.ndarray) -> np.ndarray:
+        structure = ndimage.generate_binary_structure(2, 2 if self.params.connectivity == 8 else 1)
+        labels, n = ndimage.label(amap > self.params.threshold, structure=structure)
+        if n == 0:
+            return amap
+        small = np.bincount(labels.ravel(), minlength=n + 1) < self.params.min_area
+        small[0] = False
+        out = amap.copy()
+        out[small[labels]] = self.params.fill
+        return out
+
+
+class Threshold(Step):
+    """Binary mask: 1 where the score is above ``value``, else 0."""
+
+    name = "threshold"
+    params_model = P.ThresholdParams
+
+    def _apply(self, amap: np.ndarray) -> np.ndarray:
+        return amap > self.params.value
+
+
+BUILTIN_STEPS: dict[str, type[Step]] = {
+    cls.name: cls for cls in (MinMax, Percentile, Standardize, Gaussian, Open, Close, RemoveSmall, Threshold)
+}
