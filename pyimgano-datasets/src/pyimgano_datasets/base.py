@@ -106,7 +106,8 @@ class AnomalyDataset:
 
     ``load(sample)`` returns ``(image, mask)``: an HxWx3 uint8 RGB array and, when the data
     set has masks, an HxW bool array (all False for good images); ``mask`` is None when
-    the data set has no masks.
+    the data set has no masks (or, in a ``folder`` set with optional masks, for a defect
+    image that has none).
     """
 
     name = "dataset"
@@ -244,7 +245,7 @@ class AnomalyDataset:
             image = read_image(sample.image_path)
         except ImageLoadError as exc:
             raise DatasetError(str(exc)) from None
-        if not self.has_masks:
+        if not self.has_masks or (sample.label == 1 and sample.mask_path is None):
             return image, None
         if sample.mask_path is None:
             return image, np.zeros(image.shape[:2], dtype=bool)

@@ -1,0 +1,159 @@
+"""VisA read in place through its official split file (default ``<root>/split_csv/1cls.csv``).
+
+The CSV has the columns ``object,split,label,image,mask``; ``label`` is ``normal`` or
+``anomaly``; ``image`` and ``mask`` are relative to the root. VisA masks use small integer
+values (one per defect region), so any non-zero pixel is defect. Defective images have no
+finer defect type in the split file: their ``defect_type`` is ``anomaly``.
+
+``prepare_visa`` optionally writes the MVTec layout (links or copies, masks as 0/255 PNG).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from pyimgano.contracts import DatasetSample
+from pyimgano.errors import DatasetError
+
+from pyimgano_datasets.base import AnomalyDataset, CategoryScan, Problem
+
+COLUMNS = ("object", "split", "label", "image", "mask")
+LABELS = {"normal": 0, "anomaly": 1}
+DEFAULT_SPLIT_FILE = "split_csv/1cls.csv"
+
+
+def read_split_file(path: Path) -> tuple[list[dict[str, str]], list[Problem]]:
+    """Rows of a VisA split CSV and the problems of malformed rows."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: VisA split file not found (expected the official split_csv/1cls.csv)")
+    problems: list[Problem] = []
+    rows: list[dict[str, str]] = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}: split file lacks column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}")
+        for line, row in enumerate(reader, start=2):
+            row = {k: (row.get(k) or "").strip() for k in COLUMNS}
+            if row["split"] not in ("train", "test"):
+                problems.append(Problem(path, f"line {line}: split {row['split']!r} is not train or test"))
+            elif row["label"] not in LABELS:
+                problems.append(Problem(path, f"line {line}: label {row['label']!r} is not normal or anomaly"))
+            elif not row["object"] or not row["image"]:
+                problems.append(Problem(path, f"line {line}: empty object or image"))
+            else:
+                rows.append(row)
+    return rows, problems
+
+
+class VisaDataset(AnomalyDataset):
+    name = "visa"
+
+    def __init__(self, root: str | Path | None, category: str | None = None, split_file: str = DEFAULT_SPLIT_FILE):
+        root_path = Path(root).expanduser() if root is not None else None
+        self.split_file = Path(split_file) if root_path is None else root_path / split_file
+        self._rows: list[dict[str, str]] | None = None
+        self._row_problems: list[Problem] = []
+        super().__init__(root, category)
+
+    def rows(self) -> list[dict[str, str]]:
+        if self._rows is None:
+            self._rows, self._row_problems = read_split_file(self.split_file)
+        return self._rows
+
+    def _find_categories(self) -> list[str]:
+        return sorted({row["object"] for row in self.rows()})
+
+    def _category_path(self, category: str) -> Path:
+        return self.split_file
+
+    def _scan(self, category: str) -> CategoryScan:
+        problems: list[Problem] = []
+        splits: dict[str, list[DatasetSample]] = {"train": [], "test": []}
+        for row in self.rows():
+            if row["object"] != category:
+                continue
+            image = self.root / row["image"]
+            label = LABELS[row["label"]]
+            mask = self.root / row["mask"] if label == 1 and row["mask"] else None
+            if not image.is_file():
+                problems.append(Problem(image, "image listed in the split file is missing"))
+                continue
+            if label == 1 and mask is None:
+                problems.append(Problem(image, f"defect image without its mask (no mask in {self.split_file.name})"))
+            elif mask is not None and not mask.is_file():
+                problems.append(Problem(image, f"defect image without its mask (missing {mask})"))
+            splits[row["split"]].append(
+                DatasetSample(
+                    image_path=image,
+                    label=label,
+                    mask_path=mask,
+                    defect_type="anomaly" if label else "good",
+                    category=category,
+                )
+            )
+        for split, samples in splits.items():
+            if not samples:
+                problems.append(Problem(self.split_file, f"empty split: no {split} images of {category!r}"))
+        return CategoryScan(splits, problems)
+
+    def check(self, read_pixels: bool = True) -> list[Problem]:
+        """Malformed split-file rows (skipped when loading), then the per-category problems."""
+        try:
+            self.rows()
+        except DatasetError as exc:
+            return [Problem(self.split_file, str(exc).split(": ", 1)[-1])]
+        return list(self._row_problems) + super().check(read_pixels)
+
+
+def load_visa(root: str | Path | None = None, category: str | None = None, *, split_file: str = DEFAULT_SPLIT_FILE):
+    """Factory of the ``visa`` data set."""
+    return VisaDataset(root, category, split_file=split_file)
+
+
+def prepare_visa(
+    root: str | Path,
+    out: str | Path,
+    *,
+    split_file: str = DEFAULT_SPLIT_FILE,
+    link: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write VisA in the MVTec layout under ``out`` (images linked or copied, masks 0/255 PNG).
+
+    Defective images go to ``test/anomaly`` with masks ``ground_truth/anomaly/<stem>_mask.png``.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from pyimgano.images import read_mask
+
+    dataset = VisaDataset(root, split_file=split_file)
+    out = Path(out).expanduser()
+    samples = [
+        (split, s) for cat in dataset.all_categories for split in ("train", "test") for s in dataset.samples(split, cat)
+    ]
+    for done, (split, sample) in enumerate(samples, start=1):
+        folder = out / sample.category / split / sample.defect_type
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / sample.image_path.name
+        if not target.exists():
+            if link:
+                try:
+                    os.link(sample.image_path, target)
+                except OSError:
+                    shutil.copy2(sample.image_path, target)
+            else:
+                shutil.copy2(sample.image_path, target)
+        if sample.mask_path is not None:
+            mask_dir = out / sample.category / "ground_truth" / sample.defect_type
+            mask_dir.mkdir(parents=True, exist_ok=True)
+            mask = read_mask(sample.mask_path)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(mask_dir / f"{sample.image_path.stem}_mask.png")
+        if progress is not None:
+            progress(done, len(samples))
+    return out
