@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pyimgano.errors import InvalidParams, PyimganoError
+from pyimgano.errors import ComponentNotFound, InvalidParams, NameConflict, PluginError
 
 MAX_TRIALS = 1000
 
@@ -57,7 +57,7 @@ class Pipeline:
         for i, item in enumerate(_step_list(config)):
             try:
                 step = registry.create("postprocessor", item["name"], **item["params"])
-            except PyimganoError as exc:
+            except (InvalidParams, ComponentNotFound, NameConflict, PluginError) as exc:
                 raise type(exc)(f"pipeline step {i} ({item['name']}): {exc}") from None
             if item["state"]:
                 step.state = {k: float(v) for k, v in item["state"].items()}
