@@ -90,3 +90,22 @@ def test_cli_unknown_target_is_a_clear_error():
     proc = run_cli("check-plugin", "core:image_auroc", "--known-failure", "check_typo=x")
     assert proc.returncode != 0 and "check_typo" in proc.stderr
 
+
+
+def test_plugin_wide_run_reports_a_component_that_cannot_be_set_up(tmp_path):
+    import broken_detectors
+
+    plugin = BROKEN_PLUGIN.replace('factory="broken_detectors:GoodDetector")',
+                                   'factory="broken_detectors:GoodDetector", '
+                                   'capabilities=DetectorCapabilities(check_params={"bogus": 1}))')
+    plugin = plugin.replace("from pyimgano import DetectorSpec", "from pyimgano import DetectorCapabilities, DetectorSpec")
+    site = make_fake_distribution(tmp_path / "site", "pyimgano-broken", "0.3.0", {"broken": "broken_plugin"},
+                                  {"broken_plugin": plugin})
+    helpers = broken_detectors.__file__.rsplit("/", 1)[0]
+    proc = run_cli("check-plugin", "broken", "--json", "--check", "check_fit_returns_self", pythonpath=[site, helpers])
+    assert proc.returncode == 1
+    results = {(r["component"], r["check"]): r for r in json.loads(proc.stdout)["results"]}
+    assert "bogus" in results[("broken:undeclared", "setup")]["message"]
+    assert results[("broken:good", "check_fit_returns_self")]["status"] == "passed"
+    proc = run_cli("check-plugin", "broken:undeclared", pythonpath=[site, helpers])
+    assert proc.returncode == 2 and "bogus" in proc.stderr

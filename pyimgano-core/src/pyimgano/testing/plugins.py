@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pyimgano.errors import ComponentNotFound
-from pyimgano.testing._core import CheckResult
+from pyimgano.testing._core import CheckResult, describe
 from pyimgano.testing.components import (
     DATASET_CHECKS,
     METRIC_CHECKS,
@@ -147,16 +147,21 @@ def check_plugin(
         if own_checks is not None and not own_checks:
             continue
         common = {"known_failures": own_known, "checks": own_checks}
-        if kind == "detector":
-            results.extend(check_detector(qualified, params=own_params, **common))
-        elif kind == "dataset":
-            results.extend(check_dataset(qualified, root=root, category=category, options=own_params, **common))
-        elif kind == "metric":
-            results.extend(check_metric(qualified, params=own_params, **common))
-        else:
-            results.extend(check_postprocessor(qualified, params=own_params, **common))
+        try:
+            if kind == "detector":
+                results.extend(check_detector(qualified, params=own_params, **common))
+            elif kind == "dataset":
+                results.extend(check_dataset(qualified, root=root, category=category, options=own_params, **common))
+            elif kind == "metric":
+                results.extend(check_metric(qualified, params=own_params, **common))
+            else:
+                results.extend(check_postprocessor(qualified, params=own_params, **common))
+        except Exception as exc:  # noqa: BLE001 - e.g. invalid check_params: report it, check the rest
+            if plugin is None:
+                raise
+            results.append(CheckResult(qualified, "setup", "failed", f"setup: {describe(exc)}"))
     if wanted is not None:
-        results = [r for r in results if r.check in wanted]
+        results = [r for r in results if r.check in wanted or r.check == "setup"]
     return results
 
 
