@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("pyimgano.cli.benchmark", "benchmark detectors on data sets: metrics, tables, report.html"),
     "fit": ("pyimgano.cli.fit", "train a detector on a folder of good images and save it"),
     "predict": ("pyimgano.cli.predict", "score images with a saved model: CSV, heatmaps, masks"),
+    "datasets": ("pyimgano.cli.datasets", "list data sets; show, check, download or prepare one on disk"),
 }
 
 
