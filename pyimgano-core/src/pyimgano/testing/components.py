@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from pyimgano.contracts import DatasetInfo, DatasetSample
-from pyimgano.testing._core import Check, CheckFailed, CheckResult, always, run_checks, selector, wrap_check
+from pyimgano.errors import DatasetError
+from pyimgano.testing._core import Check, CheckFailed, CheckResult, always, describe, run_checks, selector, wrap_check
 from pyimgano.testing.data import blob_mask
 
 __all__ = [
@@ -82,8 +83,8 @@ class DatasetTarget:
                 self._opened = ("error", exc)
         status, value = self._opened
         if status == "error":
-            raise RuntimeError(f"load_dataset({self.label!r}, root={self.root}, category={self.category!r}) "
-                               f"failed: {type(value).__name__}: {value}") from value
+            raise DatasetError(f"load_dataset({self.label!r}, root={self.root}, category={self.category!r}) "
+                               f"failed: {describe(value)}") from value
         return value
 
     def __str__(self) -> str:
