@@ -126,3 +126,17 @@ def test_parametrize_with_checks_ids_and_marks():
 @parametrize_with_checks([GoodDetector, detector_target(GoodDetector, params={"size": 16})])
 def test_kit_through_pytest(component, check):
     check(component)
+
+
+class _FitRaises(GoodDetector):
+    def _fit(self, images):
+        raise OSError("weights file x.pth is missing; pass weights=FILE")
+
+
+def test_a_failing_fit_fails_every_check_that_needs_it_once_in_full():
+    results = check_detector(_FitRaises)
+    first = _by_check(results)["check_fit_returns_self"]
+    assert first.failed and "OSError: weights file x.pth is missing" in first.message
+    later = _by_check(results)["check_save_load_round_trip"]
+    assert later.failed and "in full under the first check run" in later.message
+    assert _by_check(results)["check_empty_training_set_rejected"].status == "passed"

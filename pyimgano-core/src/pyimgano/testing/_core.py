@@ -20,6 +20,10 @@ class CheckFailed(AssertionError):
         super().__init__(f"{check}: {message}")
 
 
+class SetupFailed(Exception):
+    """What a check needs (e.g. the shared fit) could not be made; the message says why."""
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """The outcome of one check on one component.
@@ -70,7 +74,7 @@ def describe(exc: BaseException) -> str:
     """An error as text: pyimgano's own errors already say what is wrong, others get their type."""
     from pyimgano.errors import PyimganoError
 
-    return str(exc) if isinstance(exc, PyimganoError) else f"{type(exc).__name__}: {exc}"
+    return str(exc) if isinstance(exc, (PyimganoError, SetupFailed)) else f"{type(exc).__name__}: {exc}"
 
 
 def wrap_check(name: str, func: Callable[..., None], prepare: Callable[[Any], Any]) -> Callable[..., None]:

@@ -30,6 +30,7 @@ from pyimgano.testing._core import (
     Check,
     CheckFailed,
     CheckResult,
+    SetupFailed,
     always,
     describe,
     pytest_params,
@@ -87,12 +88,13 @@ class DetectorTarget:
                 returned = detector.fit(self.images.train)
             except Exception as exc:  # noqa: BLE001
                 self._fitted = ("error", exc)
-            else:
-                self._fitted = ("ok", (detector, returned))
+                raise SetupFailed(f"fit on {len(self.images.train)} generated images failed: {describe(exc)}") from exc
+            self._fitted = ("ok", (detector, returned))
         status, value = self._fitted
         if status == "error":
-            raise RuntimeError(f"fit on {len(self.images.train)} generated images failed: "
-                               f"{type(value).__name__}: {value}") from value
+            first_line = describe(value).splitlines()[0]
+            short = first_line if len(first_line) <= 120 else first_line[:117] + "..."
+            raise SetupFailed(f"fit on the generated images failed (in full under the first check run): {short}")
         return value[0]
 
     def fit_returned(self) -> Any:
