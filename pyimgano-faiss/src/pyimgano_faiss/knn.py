@@ -1,0 +1,83 @@
+"""Global-embedding kNN: a fast image-level baseline.
+
+Each image becomes one vector (the chosen backbone stages, average-pooled over space and
+concatenated); its anomaly score is the mean Euclidean distance to its ``n_neighbors``
+nearest training embeddings (exact faiss search). No anomaly maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from pyimgano_faiss.base import BackboneDetector
+from pyimgano_faiss.runtime import seed_everything
+from pyimgano_faiss.search import build_index, search
+
+
+class GlobalKNN(BackboneDetector):
+    supports_maps = False
+
+    def __init__(
+        self,
+        backbone: str = "wide_resnet50_2",
+        layers: Sequence[str] | None = None,
+        weights: str | None = None,
+        pretrained: bool = True,
+        image_size: int = 256,
+        n_neighbors: int = 5,
+        batch_size: int = 16,
+        device: str = "auto",
+        num_threads: int | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(
+            backbone=backbone,
+            layers=layers,
+            weights=weights,
+            pretrained=pretrained,
+            image_size=image_size,
+            batch_size=batch_size,
+            device=device,
+            num_threads=num_threads,
+            seed=seed,
+            progress=progress,
+            n_neighbors=n_neighbors,
+        )
+        self.n_neighbors = int(n_neighbors)
+        self.embeddings_: np.ndarray | None = None
+        self._index = None
+
+    def _embed_all(self, images: list[np.ndarray], desc: str) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for _, feats in self._features(images, desc=desc):
+                pooled = torch.cat([f.float().mean(dim=(2, 3)) for f in feats], 1)
+                out.append(pooled.cpu().numpy())
+        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+    def _fit(self, images: list[np.ndarray]) -> None:
+        seed_everything(self.seed)
+        self.embeddings_ = self._embed_all(images, "knn fit")
+        self._index = build_index(self.embeddings_, "flat")
+
+    def _score(self, images: list[np.ndarray]):
+        queries = self._embed_all(images, "knn score")
+        if self._index is None:
+            self._index = build_index(self.embeddings_, "flat")
+        k = min(self.n_neighbors, len(self.embeddings_))
+        dist, _ = search(self._index, queries, k)
+        return dist.mean(1).astype(np.float64), None
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {"embeddings": self.embeddings_}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        emb = np.ascontiguousarray(state["embeddings"], dtype=np.float32)
+        if emb.ndim != 2 or len(emb) == 0:
+            raise ValueError(f"embeddings must be a non-empty 2-D array, got shape {emb.shape}")
+        self.embeddings_ = emb
+        self._index = build_index(emb, "flat")

@@ -1,0 +1,246 @@
+"""PatchCore (Roth et al., CVPR 2022) with an exact, fast coreset and faiss search.
+
+Fit: locally aware patch features from two backbone stages (3x3 average pooling, the
+deeper map bilinearly upsampled to the shallower one, concatenated, optionally reduced
+to ``target_dim`` channels by adaptive average pooling), a memory bank chosen by greedy
+k-center selection on randomly projected features (:mod:`pyimgano_faiss.coreset`).
+Score: each patch's distance to its nearest memory-bank patch; the image score is the
+largest (optionally the paper's neighbourhood reweighting); the map is the patch-score
+grid upsampled bilinearly to the network input size, Gaussian-smoothed (sigma 4 there)
+and resized to each image's own size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pyimgano_faiss.base import BackboneDetector
+from pyimgano_faiss.coreset import RandomProjection, coreset_size, greedy_coreset, greedy_coreset_torch
+from pyimgano_faiss.embeddings import EmbeddingStore
+from pyimgano_faiss.runtime import seed_everything
+from pyimgano_faiss.search import build_index, deserialize_index, search, serialize_index
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of N x 1 x H x W maps (kernel 2*int(4*sigma+0.5)+1, reflect)."""
+    if sigma <= 0:
+        return maps
+    radius = int(4.0 * sigma + 0.5)
+    h, w = maps.shape[-2:]
+    radius = min(radius, h - 1, w - 1)
+    if radius < 1:
+        return maps
+    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    kernel = torch.exp(-(x * x) / (2.0 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    out = F.pad(maps, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1))
+    return F.conv2d(out, kernel.view(1, 1, -1, 1))
+
+
+class PatchCore(BackboneDetector):
+    """Native PatchCore; see the module docstring and ``docs/patchcore.md``."""
+
+    def __init__(
+        self,
+        backbone: str = "wide_resnet50_2",
+        layers: Sequence[str] | None = None,
+        weights: str | None = None,
+        pretrained: bool = True,
+        image_size: int = 256,
+        target_dim: int | None = None,
+        coreset_ratio: float = 0.1,
+        projection_dim: int = 128,
+        index: str = "flat",
+        nprobe: int = 8,
+        reweight: bool = False,
+        reweight_neighbors: int = 9,
+        sigma: float = 4.0,
+        batch_size: int = 8,
+        max_embedding_mb: float = 2048.0,
+        device: str = "auto",
+        num_threads: int | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(
+            backbone=backbone,
+            layers=layers,
+            weights=weights,
+            pretrained=pretrained,
+            image_size=image_size,
+            batch_size=batch_size,
+            device=device,
+            num_threads=num_threads,
+            seed=seed,
+            progress=progress,
+            target_dim=target_dim,
+            coreset_ratio=coreset_ratio,
+            projection_dim=projection_dim,
+            index=index,
+            nprobe=nprobe,
+            reweight=reweight,
+            reweight_neighbors=reweight_neighbors,
+            sigma=sigma,
+            max_embedding_mb=max_embedding_mb,
+        )
+        self.target_dim = target_dim
+        self.coreset_ratio = float(coreset_ratio)
+        self.projection_dim = int(projection_dim)
+        self.index = index
+        self.nprobe = int(nprobe)
+        self.reweight = bool(reweight)
+        self.reweight_neighbors = int(reweight_neighbors)
+        self.sigma = float(sigma)
+        self.max_embedding_mb = float(max_embedding_mb)
+        self.memory_bank_: np.ndarray | None = None
+        self.grid_: tuple[int, int] | None = None
+        self.n_patches_: int | None = None
+        self._index = None
+        self._bank_tensor: torch.Tensor | None = None
+
+    # -- features -----------------------------------------------------------------
+    def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Per-layer maps -> B x D x h x w patch embeddings at the shallowest grid."""
+        feats = [F.avg_pool2d(f, 3, stride=1, padding=1) for f in feats]
+        size = feats[0].shape[-2:]
+        feats = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
+        emb = torch.cat(feats, 1)
+        if self.target_dim and self.target_dim < emb.shape[1]:
+            b, d, h, w = emb.shape
+            flat = emb.permute(0, 2, 3, 1).reshape(-1, 1, d)
+            emb = F.adaptive_avg_pool1d(flat, self.target_dim).reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        return emb
+
+    @staticmethod
+    def _rows(emb: torch.Tensor) -> np.ndarray:
+        return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).float().cpu().numpy()
+
+    # -- fit ------------------------------------------------------------------------
+    def _fit(self, images: list[np.ndarray]) -> None:
+        rng = seed_everything(self.seed)
+        store = EmbeddingStore(self.max_embedding_mb)
+        projected: list[np.ndarray] = []
+        projection = None
+        grid = None
+        try:
+            with torch.inference_mode():
+                for _, feats in self._features(images, desc="patchcore fit"):
+                    emb = self._embed(feats)
+                    grid = tuple(emb.shape[-2:])
+                    rows = self._rows(emb)
+                    if projection is None:
+                        projection = RandomProjection(rows.shape[1], self.projection_dim, self.seed)
+                    projected.append(projection(rows))
+                    store.append(rows)
+            points = np.concatenate(projected)
+            del projected
+            n = len(points)
+            k = coreset_size(n, self.coreset_ratio)
+            start = int(rng.integers(n))
+            if k >= n:
+                chosen = np.arange(n)
+            elif self._device is not None and self._device.startswith("cuda"):
+                chosen = greedy_coreset_torch(torch.from_numpy(points).to(self._device), k, start)
+            else:
+                chosen = greedy_coreset(points, k, start=start)
+            del points
+            bank = store.gather(chosen)
+        finally:
+            store.close()
+        self.memory_bank_ = bank
+        self.grid_ = (int(grid[0]), int(grid[1]))
+        self.n_patches_ = n
+        self._build_search()
+
+    def _build_search(self) -> None:
+        self._index = build_index(self.memory_bank_, self.index, nprobe=self.nprobe)
+        self._bank_tensor = None
+
+    # -- score ----------------------------------------------------------------------
+    def _nearest(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """k nearest memory-bank patches: faiss on CPU, an exact matmul on a GPU."""
+        if self.index == "flat" and self._device is not None and self._device.startswith("cuda"):
+            if self._bank_tensor is None:
+                self._bank_tensor = torch.from_numpy(self.memory_bank_).to(self._device)
+            bank = self._bank_tensor
+            q = torch.from_numpy(rows).to(self._device)
+            d2 = (q * q).sum(1, keepdim=True) - 2.0 * q @ bank.T + (bank * bank).sum(1)[None]
+            d2, idx = torch.topk(d2, k, dim=1, largest=False)
+            return d2.clamp_min_(0).sqrt_().cpu().numpy(), idx.cpu().numpy()
+        return search(self._index, rows, k)
+
+    def _reweighted(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray) -> np.ndarray:
+        """Paper eq. 7: s* scaled by 1 - softmax weight of m* among m*'s bank neighbours."""
+        b, n_patch = dist.shape
+        top = dist.argmax(1)
+        s_star = dist[np.arange(b), top]
+        feats = rows.reshape(b, n_patch, -1)[np.arange(b), top]
+        m_star = nn_idx[np.arange(b), top]
+        k = min(self.reweight_neighbors, len(self.memory_bank_))
+        _, support = search(self._index, self.memory_bank_[m_star], k)
+        diffs = self.memory_bank_[support] - feats[:, None, :]
+        d = np.sqrt(np.einsum("bkd,bkd->bk", diffs, diffs))
+        d = d - d.max(1, keepdims=True)
+        soft = np.exp(d) / np.exp(d).sum(1, keepdims=True)
+        return (1.0 - soft[:, 0]) * s_star
+
+    def _score(self, images: list[np.ndarray]):
+        self._prepare()
+        if self._index is None:
+            self._build_search()
+        scores = np.empty(len(images), dtype=np.float64)
+        maps: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
+        size = self.image_size
+        with torch.inference_mode():
+            for start, feats in self._features(images, desc="patchcore score"):
+                emb = self._embed(feats)
+                b, _, h, w = emb.shape
+                rows = self._rows(emb)
+                dist, nn_idx = self._nearest(rows, 1)
+                dist = dist[:, 0].reshape(b, h * w)
+                if self.reweight:
+                    scores[start:start + b] = self._reweighted(rows, dist, nn_idx[:, 0].reshape(b, h * w))
+                else:
+                    scores[start:start + b] = dist.max(1)
+                grid = torch.from_numpy(dist.reshape(b, 1, h, w).astype(np.float32)).to(self._device)
+                up = F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
+                up = gaussian_blur(up, self.sigma)
+                for i in range(b):
+                    img = images[start + i]
+                    m = up[i:i + 1]
+                    if img.shape[:2] != (size, size):
+                        m = F.interpolate(m, size=img.shape[:2], mode="bilinear", align_corners=False)
+                    maps[start + i] = m[0, 0].float().cpu().numpy()
+        if all(m.shape == maps[0].shape for m in maps):
+            return scores, np.stack(maps)
+        return scores, maps
+
+    # -- persistence ------------------------------------------------------------------
+    def _get_state(self) -> dict[str, np.ndarray]:
+        state = {
+            "memory_bank": self.memory_bank_,
+            "grid": np.asarray(self.grid_, dtype=np.int64),
+            "n_patches": np.asarray(self.n_patches_, dtype=np.int64),
+        }
+        if self.index != "flat":
+            state["faiss_index"] = serialize_index(self._index)
+        return state
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        bank = np.ascontiguousarray(state["memory_bank"], dtype=np.float32)
+        if bank.ndim != 2 or len(bank) == 0:
+            raise ValueError(f"memory_bank must be a non-empty 2-D array, got shape {bank.shape}")
+        self.memory_bank_ = bank
+        self.grid_ = tuple(int(v) for v in state["grid"])
+        self.n_patches_ = int(state["n_patches"])
+        if "faiss_index" in state:
+            self._index = deserialize_index(state["faiss_index"])
+            if self._index.d != bank.shape[1]:
+                raise ValueError(f"saved faiss index has dimension {self._index.d}, memory bank {bank.shape[1]}")
+        else:
+            self._build_search()

@@ -1,0 +1,49 @@
+"""Thread counts, devices and seeds shared by the detectors of this plugin."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+
+
+def machine_threads() -> int:
+    """CPU cores this process may use (its affinity set, not the whole host)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_threads(num_threads: int | None) -> int:
+    """Set torch and faiss thread counts (``None``: follow the machine)."""
+    import faiss
+    import torch
+
+    n = int(num_threads) if num_threads else machine_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    return n
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` is CUDA when a GPU is present, else CPU; anything else is checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
+    return device
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed torch, numpy and random; returns a numpy generator for local use."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)

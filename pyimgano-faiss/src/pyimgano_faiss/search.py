@@ -1,0 +1,52 @@
+"""faiss indexes over a memory bank: exact flat L2 by default, IVF or HNSW for huge banks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+
+
+def build_index(bank: np.ndarray, kind: str = "flat", *, nprobe: int = 8, hnsw_m: int = 32, ef_search: int = 64):
+    """A faiss index holding ``bank`` (M x D float32). ``flat`` is exact."""
+    import faiss
+
+    bank = np.ascontiguousarray(bank, dtype=np.float32)
+    m, d = bank.shape
+    if kind == "flat":
+        index = faiss.IndexFlatL2(d)
+    elif kind == "ivf":
+        nlist = int(max(1, min(int(4 * math.sqrt(m)), m // 39 or 1)))
+        quantizer = faiss.IndexFlatL2(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_L2)
+        index.cp.seed = 1234
+        index.train(bank)
+        index.nprobe = int(min(nprobe, nlist))
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, int(hnsw_m))
+        index.hnsw.efSearch = int(ef_search)
+    else:
+        raise ValueError(f"index {kind!r} is not one of {INDEX_KINDS}")
+    index.add(bank)
+    return index
+
+
+def serialize_index(index) -> np.ndarray:
+    """The index as a uint8 array (faiss's own writer; stored in the npz state, no pickle)."""
+    import faiss
+
+    return np.asarray(faiss.serialize_index(index), dtype=np.uint8)
+
+
+def deserialize_index(data: np.ndarray):
+    import faiss
+
+    return faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
+
+
+def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Euclidean distances, bank indices), each N x k."""
+    d2, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), int(k))
+    return np.sqrt(np.maximum(d2, 0.0)), idx
