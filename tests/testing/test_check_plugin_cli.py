@@ -109,3 +109,35 @@ def test_plugin_wide_run_reports_a_component_that_cannot_be_set_up(tmp_path):
     assert results[("broken:good", "check_fit_returns_self")]["status"] == "passed"
     proc = run_cli("check-plugin", "broken:undeclared", pythonpath=[site, helpers])
     assert proc.returncode == 2 and "bogus" in proc.stderr
+
+
+DECLARING_PLUGIN = '''
+from pydantic import BaseModel
+from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
+
+class Size(BaseModel):
+    size: int = 32
+
+REASON = "scores are negated log-likelihoods, fixed in 2.0"
+
+@hookimpl
+def pyimgano_register_detectors():
+    return [DetectorSpec(
+        name="inverted", summary="declares its known failures", factory="broken_detectors:InvertedScores",
+        params=Size, capabilities=DetectorCapabilities(check_params={"size": 16}, known_failures={
+            "check_defect_scores_higher": REASON, "check_maps_locate_defect": REASON}))]
+'''
+
+
+def test_known_failures_declared_in_the_spec_are_reported_not_failed(tmp_path):
+    import broken_detectors
+
+    site = make_fake_distribution(tmp_path / "site", "pyimgano-declares", "2.0.0", {"declares": "declares_plugin"},
+                                  {"declares_plugin": DECLARING_PLUGIN})
+    helpers = broken_detectors.__file__.rsplit("/", 1)[0]
+    proc = run_cli("check-plugin", "declares:inverted", "--json", pythonpath=[site, helpers])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = {r["check"]: r for r in json.loads(proc.stdout)["results"]}
+    for check in ("check_defect_scores_higher", "check_maps_locate_defect"):
+        assert results[check]["status"] == "known failure"
+        assert "fixed in 2.0" in results[check]["message"] and "AUROC" in results[check]["message"]

@@ -42,6 +42,10 @@ class DetectorCapabilities(BaseModel):
         default_factory=dict,
         description="small, offline parameters the conformance kit (pyimgano check-plugin) fits with",
     )
+    known_failures: dict[str, str] = Field(
+        default_factory=dict,
+        description="conformance checks known to fail with check_params, {check name: reason}; reported, not hidden",
+    )
 
 
 class _Spec(BaseModel):

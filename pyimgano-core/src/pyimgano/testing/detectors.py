@@ -133,7 +133,8 @@ def detector_target(
         params: keyword arguments for every fresh instance; for a registered detector
             they go on top of its spec's ``capabilities.check_params``.
         capabilities: for a factory (a registered detector uses its spec's).
-        known_failures: ``{check_name: reason}`` for checks known to fail.
+        known_failures: ``{check_name: reason}`` for checks known to fail (for a registered
+            detector, on top of its spec's ``capabilities.known_failures``).
     """
     if isinstance(detector, DetectorTarget):
         return detector
@@ -155,7 +156,7 @@ def detector_target(
             params=merged,
             registry_name=qualified,
             seed_param=_seed_param_of(spec.params.model_fields),
-            known_failures=known,
+            known_failures={**caps.known_failures, **known},
         )
     if not callable(detector):
         raise TypeError(
