@@ -58,7 +58,8 @@ def scan_layout(category_dir: Path, category: str, layout: Layout, masks: MaskPo
     if not test_dir.is_dir():
         problems.append(Problem(test_dir, "missing test folder"))
         return CategoryScan(splits, problems)
-    for defect_dir in sorted(d for d in test_dir.iterdir() if d.is_dir() and not d.name.startswith(".")):
+    folders = [d for d in test_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    for defect_dir in sorted(folders, key=lambda d: (d.name != layout.good, d.name)):  # good first
         files = image_files(defect_dir)
         if defect_dir.name == layout.good:
             splits["test"] += [DatasetSample(image_path=p, label=0, category=category) for p in files]

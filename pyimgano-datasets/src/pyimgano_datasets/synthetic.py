@@ -415,6 +415,8 @@ class SyntheticDataset(MVTecDataset):
                     category=category,
                 )
             )
+        # the order of the files on disk: good first, then defect kinds by name
+        splits["test"].sort(key=lambda s: (s.label, s.defect_type, s.image_path.name))
         return CategoryScan(splits, [])
 
     def load(self, sample: DatasetSample) -> tuple[np.ndarray, np.ndarray | None]:
