@@ -87,6 +87,7 @@ class VisaDataset(AnomalyDataset):
                 problems.append(Problem(image, f"defect image without its mask (no mask in {self.split_file.name})"))
             elif mask is not None and not mask.is_file():
                 problems.append(Problem(image, f"defect image without its mask (missing {mask})"))
+                mask = None
             splits[row["split"]].append(
                 DatasetSample(
                     image_path=image,
