@@ -85,3 +85,31 @@ def test_real_mvtec_grid_subset(capsys):
     assert main(["datasets", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "grid" in out and "25" in out and "11" in out
+
+
+def test_registration_module_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pyimgano\n"
+        "pyimgano.list_datasets()\n"
+        "heavy = [m for m in ('scipy', 'skimage', 'torch', 'pyimgano_datasets.synthetic') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_docs_first_example_runs(tmp_path, monkeypatch):
+    import re
+
+    from pyimgano_testutils import REPO_ROOT
+
+    monkeypatch.setenv("PYIMGANO_CACHE_DIR", str(tmp_path))
+    text = (REPO_ROOT / "docs" / "datasets.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    namespace: dict = {}
+    exec(compile(block, "docs/datasets.md", "exec"), namespace)
+    assert namespace["mask"].any() and namespace["image"].shape == (256, 256, 3)
+    assert (tmp_path / "synthetic").is_dir()
