@@ -160,6 +160,8 @@ class AnomalibDetector(Detector):
         size = (cfg.image_size, cfg.image_size)
         pre_processor = cls.configure_pre_processor(image_size=size)
         weights = getattr(cfg, "weights", None)
+        if not getattr(cfg, "pre_trained", True):
+            mode = "random"  # also for backbones anomalib always builds pre-trained (STFPM's teacher...)
         with w.offline_pretrained(self.component, mode, weights):
             module = cls(
                 pre_processor=pre_processor, post_processor=False, evaluator=False, visualizer=False,
@@ -383,8 +385,6 @@ class FastflowDetector(AnomalibDetector):
 
 
 class StfpmDetector(AnomalibDetector):
-    """STFPM's teacher always wants ImageNet weights; ``pre_trained=False`` makes it random."""
-
     model_name = "stfpm"
 
     def _anomalib_class(self) -> type:
@@ -394,9 +394,6 @@ class StfpmDetector(AnomalibDetector):
         kwargs = self._backbone_kwargs(mode)
         kwargs.pop("pre_trained")
         return kwargs
-
-    def _build(self, mode: w.Mode) -> Any:
-        return super()._build(mode if self.config.pre_trained else "random")
 
 
 class ReverseDistillationDetector(AnomalibDetector):
@@ -431,8 +428,6 @@ class FreDetector(AnomalibDetector):
 
 
 class SupersimplenetDetector(AnomalibDetector):
-    """SuperSimpleNet's extractor always wants ImageNet weights; ``pre_trained=False`` makes it random."""
-
     model_name = "supersimplenet"
 
     def _anomalib_class(self) -> type:
@@ -446,9 +441,6 @@ class SupersimplenetDetector(AnomalibDetector):
             kwargs["layers"] = ["layer2", "layer3"]
         return {**kwargs, "perlin_threshold": cfg.perlin_threshold, "adapt_cls_features": cfg.adapt_cls_features,
                 "supervised": False}
-
-    def _build(self, mode: w.Mode) -> Any:
-        return super()._build(mode if self.config.pre_trained else "random")
 
 
 class GanomalyDetector(AnomalibDetector):
@@ -474,9 +466,6 @@ class UflowDetector(AnomalibDetector):
         cfg = self.config
         return {"backbone": cfg.backbone, "flow_steps": cfg.flow_steps, "affine_clamp": cfg.affine_clamp,
                 "affine_subnet_channels_ratio": cfg.affine_subnet_channels_ratio, "permute_soft": cfg.permute_soft}
-
-    def _build(self, mode: w.Mode) -> Any:
-        return super()._build(mode if self.config.pre_trained else "random")
 
 
 class CsflowDetector(AnomalibDetector):

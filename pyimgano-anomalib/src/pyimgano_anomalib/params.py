@@ -197,6 +197,7 @@ class CsflowParams(TrainingParams):
     cross_conv_hidden_channels: int = Field(1024, ge=1, description="hidden channels of the cross convolutions")
     n_coupling_blocks: int = Field(4, ge=1, description="coupling blocks")
     clamp: int = Field(3, ge=1, description="clamping of the coupling")
+    pre_trained: bool = Field(True, description="ImageNet weights for EfficientNet-B5 (False: random, for tests)")
     weights: str | None = Field(
         None, description="torchvision efficientnet_b5 ImageNet weights file (efficientnet_b5_lukemelas-1a07897c.pth)"
     )
@@ -207,6 +208,7 @@ class CfaParams(TrainingParams):
     backbone: Literal["wide_resnet50_2", "resnet18", "vgg19_bn"] = Field(
         "wide_resnet50_2", description="torchvision backbone"
     )
+    pre_trained: bool = Field(True, description="ImageNet weights for the backbone (False: random, for tests)")
     weights: str | None = Field(None, description="torchvision ImageNet weights file of the backbone")
     gamma_c: int = Field(1, ge=1, description="weight of the attraction loss")
     gamma_d: int = Field(1, ge=1, description="weight of the repulsion loss")

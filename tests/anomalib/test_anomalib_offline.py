@@ -1,0 +1,99 @@
+"""Offline weights: the bundled EfficientNet-Lite0, local files, and clear errors for
+everything that anomalib would download."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import pyimgano
+from pyimgano_anomalib.errors import MissingOfflineFile
+
+pytestmark = [pytest.mark.torch, pytest.mark.anomalib]
+
+
+def test_bundled_lite0_weights_classify_the_cat():
+    """The 296 tensors load in order into timm's tf_efficientnet_lite0 (skimage's chelsea:
+    ImageNet class 285, Egyptian cat)."""
+    import timm
+    import torch
+    from skimage.data import chelsea
+
+    from pyimgano_anomalib import weights as w
+
+    model = timm.create_model(w.LITE0_TIMM_NAME, pretrained=False).eval()
+    w.load_backbone_state(model, w.LITE0_TIMM_NAME, w.read_state_dict(w.bundled_lite0_file()), "bundled")
+    img = torch.from_numpy(chelsea()).permute(2, 0, 1).float()[None] / 255.0
+    img = torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
+    img = (img - 0.5) / 0.5  # tf_efficientnet_lite0's normalisation
+    with torch.no_grad():
+        assert int(model(img).argmax()) == 285
+
+
+def test_patchcore_backbone_gets_the_bundled_weights():
+    from pyimgano_anomalib import weights as w
+
+    det = pyimgano.create_detector("anomalib:patchcore", image_size=64)
+    module = det._build("load")
+    extractor = module.model.feature_extractor.feature_extractor
+    reference = w.read_state_dict(w.bundled_lite0_file())
+    assert module.model.feature_extractor.backbone == "tf_efficientnet_lite0"
+    first = next(iter(reference.values()))
+    np.testing.assert_array_equal(extractor.state_dict()["conv_stem.weight"].numpy(), first.numpy())
+    random = det._build("random").model.feature_extractor.feature_extractor
+    assert not np.array_equal(random.state_dict()["conv_stem.weight"].numpy(), first.numpy())
+
+
+def test_hub_backbone_without_cache_fails_at_once_naming_the_options():
+    det = pyimgano.create_detector("anomalib:padim", backbone="resnet18", image_size=64)
+    start = time.perf_counter()
+    with pytest.raises(MissingOfflineFile, match="resnet18.*weights=FILE.*efficientnet_lite0.*pre_trained=False"):
+        det._build("load")
+    assert time.perf_counter() - start < 20
+
+
+def test_local_weights_file_for_a_timm_backbone(weight_files, tmp_path):
+    """A torchvision ResNet-18 state dict has timm's resnet18 names: it loads as weights=FILE."""
+    import torch
+
+    det = pyimgano.create_detector("anomalib:padim", backbone="resnet18", weights=str(weight_files["resnet18"]))
+    module = det._build("load")
+    saved = torch.load(weight_files["resnet18"], weights_only=True)
+    got = module.model.feature_extractor.feature_extractor.state_dict()
+    assert torch.equal(got["conv1.weight"], saved["conv1.weight"])
+    bad = tmp_path / "bad.pth"
+    torch.save({"x": torch.zeros(3)}, bad)
+    with pytest.raises(MissingOfflineFile, match="does not fit backbone 'resnet18'"):
+        pyimgano.create_detector("anomalib:padim", backbone="resnet18", weights=str(bad))._build("load")
+    with pytest.raises(MissingOfflineFile, match="does not exist"):
+        pyimgano.create_detector("anomalib:padim", backbone="resnet18", weights=str(tmp_path / "no.pth"))._build("load")
+
+
+def test_torchvision_backbone_from_local_file_or_clear_error(weight_files):
+    import torch
+
+    det = pyimgano.create_detector("anomalib:cfa", backbone="resnet18", weights=str(weight_files["resnet18"]))
+    module = det._build("load")
+    saved = torch.load(weight_files["resnet18"], weights_only=True)
+    assert torch.equal(module.model.feature_extractor.conv1.weight, saved["conv1.weight"])
+    with pytest.raises(MissingOfflineFile, match="resnet18-f37072fd.pth.*torch cache.*weights=FILE"):
+        pyimgano.create_detector("anomalib:cfa", backbone="resnet18")._build("load")
+
+
+def test_efficient_ad_needs_teacher_and_imagenette_or_no_penalty(tiny, weight_files, tmp_path):
+    missing = tmp_path / "nothing.pth"
+    det = pyimgano.create_detector("anomalib:efficient_ad", teacher_weights=str(missing), imagenet_penalty=False)
+    with pytest.raises(MissingOfflineFile, match="pretrained_teacher_small.pth.*teacher_weights=FILE"):
+        det.fit(tiny.train)
+    det = pyimgano.create_detector("anomalib:efficient_ad", teacher_weights=str(weight_files["teacher"]))
+    with pytest.raises(MissingOfflineFile, match="imagenette2.tgz.*imagenet_dir=FOLDER.*imagenet_penalty=False"):
+        det.fit(tiny.train)
+
+
+def test_draem_and_dsr_name_their_files(tiny, tmp_path):
+    with pytest.raises(MissingOfflineFile, match="dtd-r1.0.1.tar.gz.*dtd_dir=FOLDER.*textures=False"):
+        pyimgano.create_detector("anomalib:draem").fit(tiny.train)
+    with pytest.raises(MissingOfflineFile, match="vq_model_pretrained_128_4096.pckl.*vq_weights=FILE"):
+        pyimgano.create_detector("anomalib:dsr", vq_weights=str(tmp_path / "none.pckl")).fit(tiny.train)
