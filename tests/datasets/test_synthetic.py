@@ -124,3 +124,23 @@ def test_default_set_has_the_documented_size():
     assert counts["train"].good == 32 and counts["test"].total == 26
     image, _ = ds.load(ds.train[0])
     assert image.shape == (256, 256, 3)
+
+
+def test_pixels_match_the_generator_version():
+    """Cached sets are keyed by GENERATOR_VERSION: a change to the pixels must bump it.
+
+    If this fails after an intended change to the generator, bump GENERATOR_VERSION and
+    update the fingerprint below (mean grey level, mask area per defect kind).
+    """
+    from pyimgano_datasets.synthetic import GENERATOR_VERSION
+
+    config = SyntheticConfig(image_size=64)
+    fingerprint = {}
+    for kind in DEFECT_KINDS:
+        image, mask = render_sample(config, "gravel", "test", 0, kind)
+        fingerprint[kind] = (round(float(image.mean()), 0), int(mask.sum()))
+    assert GENERATOR_VERSION == 2
+    expected = {"scratch": (111, 29), "stain": (123, 160), "foreign": (124, 113), "missing": (123, 73)}
+    for kind, (mean, area) in expected.items():
+        got_mean, got_area = fingerprint[kind]
+        assert abs(got_mean - mean) <= 1 and abs(got_area - area) <= 2, (kind, fingerprint[kind])

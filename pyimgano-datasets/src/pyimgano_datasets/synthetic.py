@@ -37,7 +37,7 @@ from pyimgano.errors import DatasetError
 from pyimgano_datasets.base import CategoryScan
 from pyimgano_datasets.mvtec import MVTEC_LAYOUT, MVTecDataset, scan_layout
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump on any change to the pixels: it names the cache folder
 TEXTURES: dict[str, dict[str, Any]] = {
     # tint applied to the grey photograph; foreign: the material of the 'foreign' defect
     "brick": {"tint": (1.06, 0.80, 0.68), "foreign": "gravel"},

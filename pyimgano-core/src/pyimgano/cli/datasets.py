@@ -18,7 +18,7 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, help="show the categories and counts of the data set in DIR")
-    parser.add_argument("--dataset", help="data set name for --root (default: guessed from the layout)")
+    parser.add_argument("--dataset", help="show this data set (with --root: default guessed from the layout)")
     parser.add_argument("--category", help="only this category")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return _download(args)
     if action == "prepare":
         return _prepare(args)
-    if args.root is not None:
+    if args.root is not None or args.dataset:
         return _show(args)
     return _list(args)
 
@@ -116,6 +116,7 @@ def _open(name: str, root: Path | None, category: str | None) -> Any:
 
 def _show(args: argparse.Namespace) -> int:
     name = args.dataset or guess_dataset(args.root)
+    # root stays None for data sets that need none (synthetic: its cache)
     dataset = _open(name, args.root, args.category)
     info = dataset.info
     if args.json:
@@ -124,7 +125,7 @@ def _show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{name} at {info.root or args.root}")
+    table = Table(title=f"{name} at {info.root or args.root or '-'}")
     for column in ("category", "train good", "test good", "test defect", "defect types"):
         table.add_column(column, justify="right" if column.startswith(("train", "test")) else "left")
     totals = [0, 0, 0]
