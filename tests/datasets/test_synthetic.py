@@ -144,3 +144,34 @@ def test_pixels_match_the_generator_version():
     for kind, (mean, area) in expected.items():
         got_mean, got_area = fingerprint[kind]
         assert abs(got_mean - mean) <= 1 and abs(got_area - area) <= 2, (kind, fingerprint[kind])
+
+
+def test_parallel_processes_share_one_cache(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import pyimgano\n"
+        f"ds = pyimgano.load_dataset('synthetic', category='grass', cache_dir={str(tmp_path)!r}, "
+        "image_size=32, n_train=20, n_test_good=2, n_test_defect=4)\n"
+        "print(len(ds.train), len(ds.test))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert outputs == ["20 6"] * 3
+    (digest_dir,) = tmp_path.iterdir()
+    assert sorted(p.name for p in digest_dir.iterdir()) == ["grass"]  # no temporary folders left
+
+
+def test_cli_shows_synthetic_counts_without_generating(tmp_path, monkeypatch, capsys):
+    import json
+
+    from pyimgano.cli import main
+
+    monkeypatch.setenv("PYIMGANO_CACHE_DIR", str(tmp_path))
+    assert main(["datasets", "--dataset", "synthetic", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["categories"] == ["brick", "grass", "gravel"]
+    assert data["counts"]["grass"]["test"] == {"good": 10, "defect": 16}
+    assert not list(tmp_path.rglob("*.png"))
