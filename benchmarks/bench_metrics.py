@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-SETS = {256: (100, 256), 900: (83, 900)}
+SETS = {64: (12, 64), 256: (100, 256), 900: (83, 900)}  # 64: a quick smoke run
 
 
 def make_data(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +101,7 @@ def run_worker(kind: str, size: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="256,900", help="comma-separated: 256 (100 maps), 900 (83 maps)")
+    parser.add_argument("--sizes", default="256,900", help="comma-separated: 256 (100 maps), 900 (83 maps), 64 (12)")
     parser.add_argument("--sklearn", action="store_true", help="also time scikit-learn pixel AUROC/AP (256 only)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -124,7 +124,10 @@ def pro_area(
     pro_ge = cum[ends]
     pro_gt = np.r_[0.0, pro_ge][:-1]
     fp_ge = top.size - np.searchsorted(top, values, side="left")
-    fp_gt = top.size - np.searchsorted(top, values, side="right")
+    fp_gt = fp_ge.copy()
+    tied = fp_ge > 0  # a normal pixel scores exactly d only if the first one >= d equals d
+    tied[tied] = top[top.size - fp_ge[tied]] == values[tied]
+    fp_gt[tied] = top.size - np.searchsorted(top, values[tied], side="right")
     pro_above_t = float(pro_ge[-1]) if n_above else 0.0
     fp_above_t = top.size - int(np.searchsorted(top, t, side="right"))
 
