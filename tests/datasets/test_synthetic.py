@@ -102,13 +102,33 @@ def test_several_categories_need_a_choice(tmp_path):
         ds.category("wood")
 
 
-def test_root_with_foreign_content_is_not_overwritten(tmp_path):
-    (tmp_path / "brick").mkdir()
-    (tmp_path / "brick" / "mine.txt").write_text("user data")
-    ds = pyimgano.load_dataset("synthetic", root=tmp_path, category="brick", **SMALL)
-    with pytest.raises(DatasetError, match="brick"):
-        ds.train
-    assert (tmp_path / "brick" / "mine.txt").read_text() == "user data"
+def test_root_with_foreign_content_is_not_written_into(tmp_path):
+    from dataset_trees import make_mvtec
+
+    real = make_mvtec(tmp_path / "mvtec", categories=("grid",))
+    before = sorted(p.relative_to(real) for p in real.rglob("*"))
+    with pytest.raises(DatasetError, match="not a synthetic data set folder .*grid"):
+        pyimgano.load_dataset("synthetic", root=real, category="brick", **SMALL)
+    assert sorted(p.relative_to(real) for p in real.rglob("*")) == before
+    # a category folder of someone else's inside a synthetic root is not overwritten either
+    ours = tmp_path / "ours"
+    pyimgano.load_dataset("synthetic", root=ours, category="grass", **SMALL).train
+    (ours / "brick").mkdir()
+    (ours / "brick" / "mine.txt").write_text("user data")
+    with pytest.raises(DatasetError, match="brick: exists but was not generated"):
+        pyimgano.load_dataset("synthetic", root=ours, category="brick", **SMALL).train
+    assert (ours / "brick" / "mine.txt").read_text() == "user data"
+
+
+def test_new_root_is_claimed_and_reused(tmp_path):
+    root = tmp_path / "syn"
+    first = pyimgano.load_dataset("synthetic", root=root, category="brick", **SMALL)
+    assert first.root == root and len(first.train) == 3
+    assert (root / ".pyimgano-synthetic").is_file() and (root / "brick" / MANIFEST).is_file()
+    again = pyimgano.load_dataset("synthetic", root=root, category="gravel", **SMALL)
+    assert len(again.test) == 6
+    mvtec = pyimgano.load_dataset("mvtec", root=root)  # the layout is plain MVTec
+    assert mvtec.info.categories == ["brick", "gravel"]
 
 
 def test_params_are_validated():
@@ -161,7 +181,7 @@ def test_parallel_processes_share_one_cache(tmp_path):
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert outputs == ["20 6"] * 3
     (digest_dir,) = tmp_path.iterdir()
-    assert sorted(p.name for p in digest_dir.iterdir()) == ["grass"]  # no temporary folders left
+    assert sorted(p.name for p in digest_dir.iterdir()) == [".pyimgano-synthetic", "grass"]  # no temporary folders
 
 
 def test_cli_shows_synthetic_counts_without_generating(tmp_path, monkeypatch, capsys):

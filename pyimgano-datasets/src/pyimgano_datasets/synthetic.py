@@ -47,6 +47,7 @@ TEXTURES: dict[str, dict[str, Any]] = {
 DEFECT_KINDS = ("scratch", "stain", "foreign", "missing")
 MASK_ALPHA = 0.2
 MANIFEST = ".synthetic.json"
+ROOT_MARKER = ".pyimgano-synthetic"
 NOISE_SIGMA = 0.012
 VIEW_FRACTION = 0.45  # a view covers this fraction of the photograph's side
 
@@ -326,6 +327,34 @@ def write_category(config: SyntheticConfig, category: str, root: Path) -> Path:
     return target
 
 
+def claim_root(root: Path) -> None:
+    """Make ``root`` a synthetic root, refusing folders that hold anything else.
+
+    A root is accepted when it is new or empty, already carries the ``ROOT_MARKER`` file, or
+    holds only generated categories; so a real data set folder passed by mistake (say, an
+    MVTec AD root) is never written into.
+    """
+    marker = root / ROOT_MARKER
+    if marker.is_file():
+        return
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{root}: synthetic root is not a directory")
+    if root.is_dir():
+        foreign = [
+            p.name for p in root.iterdir() if not p.name.startswith(".") and not (p / MANIFEST).is_file()
+        ]
+        if foreign:
+            raise DatasetError(
+                f"{root}: not a synthetic data set folder (it holds {', '.join(sorted(foreign)[:5])}); "
+                "give the synthetic set an empty or new root, or none to use the cache"
+            )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        marker.write_text("pyimgano synthetic data set: generated files, safe to delete\n")
+    except OSError as exc:
+        raise DatasetError(f"{root}: cannot write the synthetic data set here ({exc})") from None
+
+
 def _manifest_matches(target: Path, config: SyntheticConfig) -> bool:
     try:
         manifest = json.loads((target / MANIFEST).read_text())
@@ -362,7 +391,7 @@ class SyntheticDataset(MVTecDataset):
             root = root / self.config.digest()
         root = Path(root).expanduser()
         if not in_memory:
-            root.mkdir(parents=True, exist_ok=True)
+            claim_root(root)
             super().__init__(root, category)
             return
         # in memory: nothing touches the disk
