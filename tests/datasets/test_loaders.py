@@ -241,3 +241,17 @@ def test_folder_list_problems(tmp_path):
     assert any("1 mask files for 2 defect images" in p for p in problems)
     with pytest.raises(DatasetError, match="train_good"):
         pyimgano.load_dataset("folder", test_good=[cat / "test" / "good"])
+
+
+@pytest.mark.shared_data
+def test_official_visa_split_file_parses_cleanly():
+    from collections import Counter
+
+    from pyimgano_datasets.visa import read_split_file
+
+    rows, problems = read_split_file(shared_path("data", "visa_split", "1cls.csv"))
+    assert problems == [] and len(rows) == 10821
+    groups = Counter((r["object"], r["split"], r["label"]) for r in rows)
+    assert groups[("candle", "train", "normal")] == 900 and groups[("candle", "test", "anomaly")] == 100
+    assert len({r["object"] for r in rows}) == 12
+    assert all(bool(r["mask"]) == (r["label"] == "anomaly") for r in rows)
