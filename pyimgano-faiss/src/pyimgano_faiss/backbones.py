@@ -12,7 +12,6 @@ downloading once when a network is reachable. Without network or cache a
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -123,14 +122,23 @@ def _env_offline() -> bool:
 
 
 def _reachable(host: str, port: int = 443, timeout: float = NETWORK_PROBE_TIMEOUT_S) -> bool:
-    """TCP probe run in a thread so a hanging DNS lookup cannot block the caller."""
+    """An HTTPS request to ``host`` answered within ``timeout`` (any HTTP status counts).
+
+    A plain TCP connect is not enough: sandboxes often accept every connection and then
+    never complete TLS. The request runs in a thread so a hanging DNS lookup cannot block.
+    """
+    import urllib.error
+    import urllib.request
+
     result = {"ok": False}
 
     def probe() -> None:
         try:
-            with socket.create_connection((host, port), timeout=timeout):
+            with urllib.request.urlopen(f"https://{host}:{port}/", timeout=timeout):
                 result["ok"] = True
-        except OSError:
+        except urllib.error.HTTPError:
+            result["ok"] = True
+        except Exception:  # noqa: BLE001 - every other failure means unreachable
             pass
 
     thread = threading.Thread(target=probe, daemon=True)
@@ -239,7 +247,8 @@ class Backbone(nn.Module):
     def __init__(self, backbone: str, model: nn.Module, indices: list[int]) -> None:
         super().__init__()
         self.name = backbone
-        self.model = model.eval().requires_grad_(False)
+        # channels-last runs the depthwise and pointwise convolutions about twice as fast on CPU
+        self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         info = model.feature_info
         self.layers = [info.module_name()[i] for i in indices]
         self.channels = [info.channels()[i] for i in indices]
@@ -266,7 +275,7 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``x``: N x 3 x H x W floats in [0, 1] (ImageNet normalisation is applied here)."""
-        x = (x - self.mean) / self.std
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         if not self._hooked:
             outputs = self.model(x)
             return [outputs[i] for i in self._all_indices]
@@ -329,7 +338,7 @@ def images_to_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """HxWx3 uint8 arrays -> N x 3 x size x size floats in [0, 1] (bilinear, antialiased)."""
     out = []
     for img in images:
-        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)[None]
+        t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div_(255.0)[None]
         if t.shape[-2:] != (size, size):
             t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         out.append(t)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -11,6 +13,15 @@ import torch
 from pyimgano import Detector
 from pyimgano_faiss.backbones import Backbone, build_backbone, images_to_tensor, iter_batches
 from pyimgano_faiss.runtime import configure_threads, resolve_device
+
+
+@lru_cache(maxsize=4)
+def _shared_backbone(
+    backbone: str, layers: tuple[str, ...] | None, weights: str | None, stamp: int | None, pretrained: bool, device: str
+) -> Backbone:
+    """Frozen backbones are shared by detectors in one process (built once per configuration)."""
+    del stamp  # part of the cache key only: a rewritten weights file is loaded again
+    return build_backbone(backbone, layers, weights=weights, pretrained=pretrained).to(device)
 
 
 class BackboneDetector(Detector):
@@ -57,14 +68,21 @@ class BackboneDetector(Detector):
         self._backbone: Backbone | None = None
         self._device: str | None = None
 
+    def prepare(self) -> "BackboneDetector":
+        """Build the backbone now (otherwise it is built on the first fit or score)."""
+        self._prepare()
+        return self
+
     def _prepare(self) -> Backbone:
         """Thread counts, device and the backbone (built on first use, then reused)."""
         configure_threads(self.num_threads)
         if self._backbone is None:
             self._device = resolve_device(self.device)
-            self._backbone = build_backbone(
-                self.backbone, self.layers, weights=self.weights, pretrained=self.pretrained
-            ).to(self._device)
+            stamp = os.stat(self.weights).st_mtime_ns if self.weights and os.path.exists(self.weights) else None
+            layers = None if self.layers is None else tuple(self.layers)
+            self._backbone = _shared_backbone(
+                self.backbone, layers, self.weights, stamp, self.pretrained, self._device
+            )
         return self._backbone
 
     def _features(self, images: Sequence[np.ndarray], desc: str) -> Iterator[tuple[int, list[torch.Tensor]]]:

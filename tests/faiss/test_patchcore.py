@@ -1,0 +1,108 @@
+"""faiss:patchcore and faiss:knn: contracts, determinism, save/load, finding defects offline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyimgano
+from pyimgano import InvalidParams
+from pyimgano.metrics import image_auroc, pixel_auroc
+from pyimgano.testing import check_detector
+
+SMALL = {"backbone": "efficientnet_lite0", "image_size": 64, "progress": False}
+
+
+def test_registration_module_imports_neither_torch_nor_faiss():
+    code = (
+        "import sys, pyimgano_faiss.plugin as p; specs = p.pyimgano_register_detectors(); "
+        "print(sorted(s.name for s in specs), 'torch' in sys.modules, 'faiss' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['knn', 'patchcore'] False False"
+
+
+def test_params_are_validated_before_anything_heavy():
+    with pytest.raises(InvalidParams, match="coreset_ratio"):
+        pyimgano.create_detector("faiss:patchcore", coreset_ratio=0)
+    with pytest.raises(InvalidParams, match="index"):
+        pyimgano.create_detector("faiss:patchcore", index="annoy")
+    with pytest.raises(InvalidParams, match="layers"):
+        pyimgano.create_detector("faiss:knn", layers=[])
+
+
+@pytest.mark.parametrize("name", ["faiss:patchcore", "faiss:knn"])
+def test_conformance_kit(name):
+    failed = [r for r in check_detector(name) if r.status == "failed"]
+    assert not failed, "; ".join(f"{r.name}: {r.message}" for r in failed)
+
+
+def test_finds_defects_on_a_synthetic_category(fitted_patchcore, small_category):
+    _, test, labels, masks = small_category
+    scores, maps = fitted_patchcore.score(test)
+    assert scores.shape == (len(test),) and maps.shape == (len(test), 96, 96) and maps.dtype == np.float32
+    assert image_auroc(labels, scores) >= 0.9
+    assert pixel_auroc(masks, maps) >= 0.85
+
+
+def test_maps_come_back_at_each_input_size(fitted_patchcore, small_category):
+    img = small_category[1][5]
+    maps = fitted_patchcore.predict_anomaly_map([img, img[:80, :60], np.ascontiguousarray(img[:, :, 0])])
+    assert [m.shape for m in maps] == [(96, 96), (80, 60), (96, 96)]
+
+
+def test_save_load_gives_identical_scores_and_maps(fitted_patchcore, small_category, tmp_path):
+    test = small_category[1]
+    scores, maps = fitted_patchcore.score(test)
+    fitted_patchcore.save(tmp_path / "model")
+    assert not list((tmp_path / "model").glob("*.pkl"))
+    loaded = pyimgano.load_detector(tmp_path / "model")
+    scores2, maps2 = loaded.score(test)
+    np.testing.assert_array_equal(scores, scores2)
+    np.testing.assert_array_equal(maps, maps2)
+
+
+@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+def test_approximate_indexes_round_trip(small_category, tmp_path, index):
+    train, test = small_category[0][:4], small_category[1][:3]
+    det = pyimgano.create_detector("faiss:patchcore", **SMALL, coreset_ratio=0.5, index=index).fit(train)
+    scores = det.decision_function(test)
+    det.save(tmp_path / index)
+    np.testing.assert_array_equal(pyimgano.load_detector(tmp_path / index).decision_function(test), scores)
+
+
+def test_same_seed_same_memory_bank_other_seed_other_bank(small_category):
+    train = small_category[0][:4]
+    banks = [
+        pyimgano.create_detector("faiss:patchcore", **SMALL, coreset_ratio=0.1, seed=seed).fit(train).memory_bank_
+        for seed in (0, 0, 1)
+    ]
+    np.testing.assert_array_equal(banks[0], banks[1])
+    assert not np.array_equal(banks[0], banks[2])
+
+
+def test_target_dim_reweighting_and_coreset_size(small_category):
+    train, test = small_category[0][:4], small_category[1][:4]
+    det = pyimgano.create_detector(
+        "faiss:patchcore", **SMALL, coreset_ratio=0.25, target_dim=64, reweight=True
+    ).fit(train)
+    assert det.memory_bank_.shape == (int(4 * 8 * 8 * 0.25), 64)
+    scores, maps = det.score(test)
+    assert np.isfinite(scores).all() and (scores <= maps.reshape(4, -1).max(1) * 10).all()
+    plain = det.memory_bank_.copy()
+    det.reweight = False
+    assert (scores <= det.decision_function(test) + 1e-6).all()  # weights are in [0, 1]
+    np.testing.assert_array_equal(plain, det.memory_bank_)
+
+
+def test_knn_scores_images_and_declares_no_maps(small_category):
+    train, test, labels, _ = small_category
+    det = pyimgano.create_detector("faiss:knn", **{**SMALL, "image_size": 96}).fit(train)
+    scores = det.decision_function(test)
+    assert scores.shape == (len(test),)
+    assert image_auroc(labels, scores) > 0.5
+    with pytest.raises(NotImplementedError):
+        det.predict_anomaly_map(test[:1])
