@@ -52,7 +52,7 @@ def test_cli_table_and_exit_code_zero(example_plugin_site):
 
 
 def test_cli_json_one_component_with_known_failure(example_plugin_site):
-    proc = run_cli("check-plugin", "example:mad", "--json", "--set", "image_size=32",
+    proc = run_cli("check-plugin", "example:mad", "--json", "--set", "image_size=32", "--set", "mad.sigma=1.5",
                    "--known-failure", "check_unseen_image_size=just declared", pythonpath=[example_plugin_site])
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -87,8 +87,11 @@ def test_cli_unknown_target_is_a_clear_error():
     proc = run_cli("check-plugin", "no-such-plugin")
     assert proc.returncode == 2
     assert "'no-such-plugin' is neither a plugin" in proc.stderr
-    proc = run_cli("check-plugin", "core:image_auroc", "--known-failure", "check_typo=x")
-    assert proc.returncode != 0 and "check_typo" in proc.stderr
+    for args, words in ((["--known-failure", "check_typo=x"], "check_typo"),
+                        (["--check", "check_other_typo"], "check_other_typo"),
+                        (["--set", "image_aurocc.k=1"], "image_aurocc")):
+        proc = run_cli("check-plugin", "core:image_auroc", *args)
+        assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 

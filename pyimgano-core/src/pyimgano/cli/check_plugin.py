@@ -13,19 +13,12 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def parse_value(text: str) -> object:
-    """A --set value: JSON when it parses (numbers, true/false, lists), else the string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="NAME_OR_COMPONENT",
                         help="a plugin name (checks all its components) or one component, 'plugin:name'")
-    parser.add_argument("--set", dest="params", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                        help="a parameter for the components checked (on top of the spec's check_params)")
+    parser.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter (repeatable) on top of the spec's check_params: key=value for every "
+                             "component that has it, NAME.key=value for one; values are JSON where they parse")
     parser.add_argument("--known-failure", dest="known", action="append", type=_key_value, default=[],
                         metavar="CHECK=REASON", help="declare a check known to fail, with the reason")
     parser.add_argument("--check", dest="checks", action="append", metavar="CHECK",
@@ -36,11 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pyimgano.benchmark.config import parse_assignment
     from pyimgano.testing.plugins import check_plugin, summarize
 
+    params: dict[str, object] = {}
+    component_params: dict[str, dict[str, object]] = {}
+    for item in args.params:
+        name, key, value = parse_assignment(item)
+        (component_params.setdefault(name, {}) if name else params)[key] = value
     results = check_plugin(
         args.target,
-        params={key: parse_value(value) for key, value in args.params},
+        params=params,
+        component_params=component_params,
         known_failures=dict(args.known),
         root=args.root,
         category=args.category,

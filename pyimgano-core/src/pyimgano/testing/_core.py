@@ -111,7 +111,9 @@ def run_checks(
     names = {c.name for c in checks}
     unknown = sorted(set(known) - names)
     if unknown:
-        raise ValueError(f"known_failures names unknown check(s) {unknown}; checks are: {sorted(names)}")
+        from pyimgano.errors import InvalidParams
+
+        raise InvalidParams(f"known_failures names unknown check(s) {unknown}; checks are: {sorted(names)}")
     results = []
     for check in checks:
         if select is not None and not select(check.name):

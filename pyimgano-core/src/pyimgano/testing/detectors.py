@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pyimgano.contracts import validate_labels, validate_maps, validate_scores
-from pyimgano.errors import NotFittedError, PyimganoError
+from pyimgano.errors import InvalidParams, NotFittedError, PyimganoError
 from pyimgano.specs import DetectorCapabilities
 from pyimgano.testing._core import (
     Check,
@@ -532,7 +532,7 @@ def check_detector(
     target = detector_target(detector, params=params, capabilities=capabilities, known_failures=known_failures)
     wanted = None if checks is None else set(checks)
     if wanted is not None and wanted - set(check_names()):
-        raise ValueError(f"unknown check(s) {sorted(wanted - set(check_names()))}; checks are: {check_names()}")
+        raise InvalidParams(f"unknown check(s) {sorted(wanted - set(check_names()))}; checks are: {check_names()}")
     known = {**target.known_failures, **dict(known_failures or {})}
     return run_checks(DETECTOR_CHECKS, target, target.label, known, selector(wanted))
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pyimgano.errors import ComponentNotFound
+from pyimgano.errors import ComponentNotFound, InvalidParams
 from pyimgano.testing._core import CheckResult, describe
 from pyimgano.testing.components import (
     DATASET_CHECKS,
@@ -118,6 +118,7 @@ def check_plugin(
     target: str,
     *,
     params: Mapping[str, Any] | None = None,
+    component_params: Mapping[str, Mapping[str, Any]] | None = None,
     known_failures: Mapping[str, str] | None = None,
     root: Any = None,
     category: str | None = None,
@@ -126,23 +127,32 @@ def check_plugin(
     """Run the kit against a plugin (every component) or one component (``plugin:name``).
 
     ``params`` go to detectors, metrics and post-processors (for a whole plugin, only to
-    those whose params model has the field); ``known_failures`` is ``{check: reason}``;
+    those whose params model has the field); ``component_params`` maps a component's
+    qualified or bare name to parameters for it alone; ``known_failures`` is ``{check: reason}``;
     ``root``/``category`` locate data sets; ``checks`` keeps only the named checks.
     """
     params = dict(params or {})
     known = dict(known_failures or {})
     plugin, components = _components(target)
+    names_checked = {q for _, q in components} | {q.split(":", 1)[1] for _, q in components}
+    stray = sorted(set(component_params or {}) - names_checked)
+    if stray:
+        raise InvalidParams(f"parameters for {stray}, which {target!r} does not include; "
+                         f"components: {sorted(q for _, q in components)}")
     every = {c.name for group in _CHECKS_BY_KIND.values() for c in group}
     every |= {"check_plugin_loads", "check_registration_module_is_light"}
     unknown = sorted((set(known) | set(checks or ())) - every)
     if unknown:
-        raise ValueError(f"unknown check(s) {unknown}; see pyimgano.testing.check_names()")
+        raise InvalidParams(f"unknown check(s) {unknown}; see pyimgano.testing.check_names()")
     wanted = None if checks is None else set(checks)
     results = _plugin_checks(plugin) if plugin is not None else []
     for kind, qualified in components:
         names = {c.name for c in _CHECKS_BY_KIND[kind]}
         own_known = {k: v for k, v in known.items() if k in names}
         own_params = _for_component(params, kind, qualified, plugin is not None)
+        for name, values in (component_params or {}).items():
+            if name in (qualified, qualified.split(":", 1)[1]):
+                own_params.update(values)
         own_checks = None if wanted is None else wanted & names
         if own_checks is not None and not own_checks:
             continue
