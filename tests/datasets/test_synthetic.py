@@ -195,3 +195,14 @@ def test_cli_shows_synthetic_counts_without_generating(tmp_path, monkeypatch, ca
     assert data["categories"] == ["brick", "grass", "gravel"]
     assert data["counts"]["grass"]["test"] == {"good": 10, "defect": 16}
     assert not list(tmp_path.rglob("*.png"))
+
+
+def test_load_with_the_model_geometry():
+    from pyimgano.preprocess import Preprocess
+
+    ds = pyimgano.load_dataset("synthetic", category="gravel", in_memory=True, **SMALL)
+    defect = ds.test[-1]
+    image, mask = ds.load(defect, preprocess=Preprocess(resize=40, crop=32))
+    assert image.shape == (32, 32, 3) and mask.shape == (32, 32) and mask.dtype == bool
+    full_image, full_mask = ds.load(defect)
+    assert full_image.shape == (48, 48, 3) and full_mask.sum() > mask.sum() > 0

@@ -233,12 +233,19 @@ class AnomalyDataset:
         )
 
     # -- pixels ----------------------------------------------------------------------
-    def load(self, sample: DatasetSample) -> tuple[np.ndarray, np.ndarray | None]:
+    def load(self, sample: DatasetSample, preprocess: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Read one sample: (HxWx3 uint8 image, HxW bool mask or None).
 
         Good images get an all-False mask when the data set has masks; a mask whose
-        size differs from its image is a DatasetError naming both files.
+        size differs from its image is a DatasetError naming both files. ``preprocess``
+        (a :class:`pyimgano.preprocess.Preprocess`) gives both the model's geometry.
         """
+        image, mask = self._read(sample)
+        if preprocess is None:
+            return image, mask
+        return preprocess.apply(image, mask)
+
+    def _read(self, sample: DatasetSample) -> tuple[np.ndarray, np.ndarray | None]:
         from pyimgano.images import read_image, read_mask
 
         try:

@@ -448,9 +448,9 @@ class SyntheticDataset(MVTecDataset):
         splits["test"].sort(key=lambda s: (s.label, s.defect_type, s.image_path.name))
         return CategoryScan(splits, [])
 
-    def load(self, sample: DatasetSample) -> tuple[np.ndarray, np.ndarray | None]:
+    def _read(self, sample: DatasetSample) -> tuple[np.ndarray, np.ndarray | None]:
         if not self.in_memory:
-            return super().load(sample)
+            return super()._read(sample)
         if sample.image_path not in self._pixels:
             self.scan(sample.category)
         image = self._pixels[sample.image_path].copy()
