@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -256,7 +257,7 @@ def load_detector(directory: str | os.PathLike) -> Detector:
     try:
         with np.load(state_path, allow_pickle=False) as data:
             state = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"{state_path}: unreadable model state ({exc})") from None
     try:
         detector._set_state(state)

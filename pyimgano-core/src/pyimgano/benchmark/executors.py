@@ -14,11 +14,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import connection as mp_connection
 from typing import Any, Protocol
 
 from pyimgano.benchmark.config import ConfigError, JobSpec
@@ -62,10 +62,10 @@ def crashed_outcome(spec: JobSpec, message: str) -> dict[str, Any]:
 class LocalExecutor:
     """Serial in this process (``workers=1``) or a pool of ``workers`` processes.
 
-    Pool workers are started with ``spawn`` (no inherited torch/OpenMP state) and each
-    limits its math libraries to ``cpu_count // workers`` threads so that N jobs do not
-    fight over the cores. A worker that dies (segfault, out of memory) fails only the jobs
-    it was running; a new pool takes the remaining ones.
+    Pool workers are started with ``spawn`` (no inherited torch/OpenMP state), take one
+    job at a time, and each limits its math libraries to ``cpu_count // workers`` threads
+    so that N jobs do not fight over the cores. A worker that dies (segfault, out of
+    memory) fails only the job it was running, and a fresh worker takes its place.
     """
 
     def __init__(self, workers: int = 1, threads_per_worker: int | None = None) -> None:
@@ -84,61 +84,97 @@ class LocalExecutor:
         yield from self._pool(list(jobs), progress)
 
     def _pool(self, jobs: list[JobSpec], progress: ProgressFn | None) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
+        """A small process pool that knows which job each worker runs, so a dead worker
+        fails exactly its own job and is replaced."""
         ctx = multiprocessing.get_context("spawn")
         events = ctx.Queue()
         drain = _Drain(events, progress)
         drain.start()
         pending = list(jobs)
+        workers: list[_Worker] = []
         try:
-            while pending:
-                with ProcessPoolExecutor(
-                    max_workers=min(self.workers, len(pending)),
-                    mp_context=ctx,
-                    initializer=_init_worker,
-                    initargs=(events, self.threads_per_worker),
-                ) as pool:
-                    futures: dict[Future, JobSpec] = {pool.submit(_run_in_worker, spec.model_dump()): spec for spec in pending}
-                    pending = []
-                    broken = False
-                    while futures:
-                        done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            spec = futures.pop(future)
-                            try:
-                                yield spec, future.result()
-                            except BrokenProcessPool:
-                                broken = True
-                                pending.append(spec)
-                            except Exception as exc:  # noqa: BLE001 - e.g. an outcome that does not pickle
-                                yield spec, crashed_outcome(spec, f"worker: {type(exc).__name__}: {exc}")
-                    if broken:
-                        # every job still queued in the dead pool failed with it; the ones that
-                        # were running are the suspects: run each again alone to find out which
-                        yield from self._isolate(pending, ctx, events)
-                        pending = []
+            workers = [_Worker(ctx, events, self.threads_per_worker) for _ in range(min(self.workers, len(jobs)))]
+            while pending or any(w.job is not None for w in workers):
+                for worker in workers:
+                    if worker.job is None and pending:
+                        worker.start_job(pending.pop(0))
+                busy = [w for w in workers if w.job is not None]
+                ready = mp_connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+                for worker in busy:
+                    if worker.conn not in ready and worker.process.sentinel not in ready:
+                        continue
+                    spec, outcome = worker.collect()
+                    if outcome is None:  # the process died: fail its job, start a fresh worker
+                        outcome = crashed_outcome(
+                            spec, "worker process died (crash or out of memory) while running this job"
+                        )
+                        workers[workers.index(worker)] = _Worker(ctx, events, self.threads_per_worker)
+                    yield spec, outcome
         finally:
+            for worker in workers:
+                worker.stop()
             drain.stop()
-
-    def _isolate(self, jobs: list[JobSpec], ctx: Any, events: Any) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
-        for spec in jobs:
-            with ProcessPoolExecutor(
-                max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(events, self.threads_per_worker)
-            ) as pool:
-                try:
-                    yield spec, pool.submit(_run_in_worker, spec.model_dump()).result()
-                except BrokenProcessPool:
-                    yield spec, crashed_outcome(
-                        spec, "worker process died (crash or out of memory) while running this job"
-                    )
 
 
 # -- worker side ---------------------------------------------------------------------------
 _events: Any = None
 
 
+class _Worker:
+    """One worker process of the pool and the job it is running."""
+
+    def __init__(self, ctx: Any, events: Any, threads: int) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_loop, args=(child, events, threads), daemon=True)
+        self.process.start()
+        child.close()
+        self.job: JobSpec | None = None
+
+    def start_job(self, spec: JobSpec) -> None:
+        self.job = spec
+        self.conn.send(spec.model_dump(mode="json"))
+
+    def collect(self) -> tuple[JobSpec, dict[str, Any] | None]:
+        """The finished job and its outcome (None when the process died)."""
+        spec, self.job = self.job, None
+        assert spec is not None
+        try:
+            if self.conn.poll():
+                return spec, self.conn.recv()
+        except (EOFError, OSError):
+            pass
+        return spec, None
+
+    def stop(self) -> None:
+        try:
+            if self.process.is_alive() and self.job is None:
+                self.conn.send(None)
+                self.process.join(timeout=5)
+        except (OSError, ValueError):
+            pass
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+def _worker_loop(conn: Any, events: Any, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    _init_worker(events, threads)
+    while True:
+        try:
+            spec = conn.recv()
+        except EOFError:
+            return
+        if spec is None:
+            return
+        conn.send(_run_in_worker(spec))
+
+
 def _init_worker(events: Any, threads: int) -> None:
     global _events
     _events = events
+    events.cancel_join_thread()  # progress events are disposable: never block exit on them
     for name in THREAD_ENV:
         os.environ.setdefault(name, str(threads))
 

@@ -142,7 +142,7 @@ class _ProgressDisplay:
         self.enabled = enabled
         self.progress: Any = None
         self.tasks: dict[str, Any] = {}
-        self.names: dict[str, str] = {}
+        self.done: set[str] = set()
 
     def __enter__(self) -> "_ProgressDisplay":
         if self.enabled:
@@ -167,9 +167,9 @@ class _ProgressDisplay:
             self.console.print("[yellow]interrupted: finished runs are saved; rerun the same command to go on[/]")
 
     def update(self, job_id: str, stage: str, completed: int, total: int) -> None:
-        if self.progress is None:
-            return
-        name = self.names.get(job_id) or job_id.rsplit("__", 1)[0].replace("__", " ")
+        if self.progress is None or job_id in self.done:
+            return  # events of a finished job can arrive late from a worker
+        name = job_id.rsplit("__", 1)[0].replace("__", " ")
         description = f"  {name}: {self.STAGES.get(stage, stage)}"
         indeterminate = stage == "fit" and completed < total
         if job_id not in self.tasks:
@@ -181,6 +181,7 @@ class _ProgressDisplay:
     def finished(self, spec: JobSpec, record: dict[str, Any]) -> None:
         line = one_line(record["run"])
         notes = [n for n in record.get("extra", {}).get("notes", []) if not n.startswith("pixel metrics")]
+        self.done.add(spec.job_id)
         if self.progress is not None:
             task = self.tasks.pop(spec.job_id, None)
             if task is not None:

@@ -1,0 +1,74 @@
+"""Helpers of the benchmark and CLI tests: the fake plugin and tiny MVTec-layout folders."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pyimgano_testutils import make_fake_distribution
+
+HERE = Path(__file__).resolve().parent
+FAKE_PLUGIN_VERSION = "0.3.0"
+# category -> image side; "beta" is the one the fragile detector fails on (--set fail_height=32)
+TOY_CATEGORIES = {"alpha": 24, "beta": 32}
+
+
+def install_fake_plugin(site: Path) -> Path:
+    """Install the ``benchtest`` plugin (detectors mean/fragile/bad/nomaps, data set toy) into ``site``."""
+    make_fake_distribution(site, "pyimgano-benchtest", FAKE_PLUGIN_VERSION, {"benchtest": "benchtest_plugin"}, {})
+    for name in ("benchtest_plugin.py", "benchtest_impl.py"):
+        shutil.copy(HERE / "fakeplugin" / name, site / name)
+    return site
+
+
+@contextmanager
+def plugin_on_path(*sites: Path):
+    """Make plugins in ``sites`` discoverable in this process (and in spawned workers)."""
+    from pyimgano.plugins import reset_registry
+
+    for site in sites:
+        sys.path.insert(0, str(site))
+    reset_registry()
+    try:
+        yield
+    finally:
+        for site in sites:
+            sys.path.remove(str(site))
+        for name in [m for m in sys.modules if m.startswith(("benchtest_", "pyimgano_example"))]:
+            del sys.modules[name]
+        reset_registry()
+
+
+def make_toy_root(root: Path, categories: dict[str, int] | None = None, n_train: int = 6,
+                  n_good: int = 3, n_defect: int = 4, seed: int = 0) -> Path:
+    """A tiny MVTec-layout folder: textured good images, defects = bright squares with masks."""
+    rng = np.random.default_rng(seed)
+    for category, side in (categories or TOY_CATEGORIES).items():
+        base = root / category
+        pattern = rng.integers(60, 160, size=(side, side, 3))
+
+        def good() -> np.ndarray:
+            return np.clip(pattern + rng.normal(0, 6, size=pattern.shape), 0, 255).astype(np.uint8)
+
+        def save(path: Path, array: np.ndarray) -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(path)
+
+        for i in range(n_train):
+            save(base / "train" / "good" / f"{i:03d}.png", good())
+        for i in range(n_good):
+            save(base / "test" / "good" / f"{i:03d}.png", good())
+        for i in range(n_defect):
+            image, mask = good(), np.zeros((side, side), dtype=np.uint8)
+            y, x = rng.integers(2, side - 8, size=2)
+            size = 3 + i % 3
+            image[y : y + size, x : x + size] = 250
+            mask[y : y + size, x : x + size] = 255
+            save(base / "test" / "spot" / f"{i:03d}.png", image)
+            save(base / "ground_truth" / "spot" / f"{i:03d}_mask.png", mask)
+    return root
