@@ -5,7 +5,7 @@ backbone (EfficientNet-Lite0 ImageNet weights from the ``efficientnet-lite0-pyto
 package; anomalib gets them loaded by hand into its timm extractor). Each (detector,
 category) runs in its own subprocess so peak memory (``ru_maxrss``) is its own. Fit and
 scoring both start from image files on disk. Metrics are computed by ``pyimgano.metrics``
-from raw scores and maps of both (anomalib's post-processor is off, so no normalisation).
+from raw scores and maps of both (anomalib's post-processor is off, so no normalisation; its in-fit validation pass is off).
 
     .venv/bin/python benchmarks/bench_patchcore.py                    # brick grass gravel
     .venv/bin/python benchmarks/bench_patchcore.py --categories brick --json out.json
@@ -123,7 +123,6 @@ def run_anomalib(args: argparse.Namespace, category: str) -> dict:
         train_batch_size=8,
         eval_batch_size=8,
         num_workers=0,
-        val_split_mode="none",
     )
     model = Patchcore(
         backbone=OFFLINE_TIMM_NAME,
@@ -143,9 +142,9 @@ def run_anomalib(args: argparse.Namespace, category: str) -> dict:
         devices=1,
         default_root_dir=work,
         logger=False,
-        enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        limit_val_batches=0,  # no validation pass inside fit (its default val split is the test set)
     )
     t0 = time.perf_counter()
     engine.fit(model=model, datamodule=datamodule)

@@ -254,7 +254,7 @@ class Backbone(nn.Module):
         self.channels = [info.channels()[i] for i in indices]
         self.reductions = [info.reduction()[i] for i in indices]
         modules = dict(model.named_modules())
-        self._captured: dict[int, torch.Tensor] = {}
+        self._local = threading.local()  # captured maps, per thread (a backbone may be shared)
         self._hooked = all(n in modules or n.replace(".", "_") in modules for n in self.layers)
         self._all_indices = indices
         if self._hooked:
@@ -267,7 +267,7 @@ class Backbone(nn.Module):
 
     def _make_hook(self, pos: int, last: bool):
         def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            self._captured[pos] = output
+            self._local.captured[pos] = output
             if last:
                 raise _StopForward
 
@@ -279,14 +279,14 @@ class Backbone(nn.Module):
         if not self._hooked:
             outputs = self.model(x)
             return [outputs[i] for i in self._all_indices]
-        self._captured = {}
+        self._local.captured = captured = {}
         try:
             self.model(x)
         except _StopForward:
             pass
-        feats = [self._captured[i] for i in range(len(self.layers))]
-        self._captured = {}
-        return feats
+        finally:
+            self._local.captured = {}
+        return [captured[i] for i in range(len(self.layers))]
 
 
 def build_backbone(
