@@ -12,7 +12,7 @@ or machine.
     image_size = 128          # optional: resize images and masks to N x N
     seed = 0
     jobs = 2
-    out = "runs/grid"
+    out = "runs/grid"         # relative paths (out, root) are relative to this file
 
     [[detectors]]
     name = "faiss:patchcore"
@@ -172,6 +172,8 @@ def load_config_file(path: str | Path) -> BenchmarkConfig:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}: {problems}") from None
     base = path.resolve().parent
+    if config.out is not None and not Path(config.out).expanduser().is_absolute():
+        config.out = str(base / Path(config.out).expanduser())
     for entry in config.datasets:
         if entry.root is not None and not Path(entry.root).expanduser().is_absolute():
             entry.root = str(base / Path(entry.root).expanduser())
