@@ -29,7 +29,9 @@ cmd="${1:-help}"
 case "$cmd" in
     demo)
         setup
-        exec "$VENV/bin/pyimgano" list-plugins "$@"
+        # the embedded default benchmark: faiss:patchcore (offline backbone) on `synthetic`;
+        # extra arguments go to `pyimgano benchmark` (e.g. --force, --jobs 2)
+        exec "$VENV/bin/pyimgano" benchmark --out runs/demo "$@"
         ;;
     test)
         setup

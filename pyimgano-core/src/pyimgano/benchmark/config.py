@@ -264,6 +264,8 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
         params = dict(entry.params)
         if "seed" in spec.params.model_fields and "seed" not in params:
             params["seed"] = config.seed
+        if "progress" in spec.params.model_fields and "progress" not in params:
+            params["progress"] = False  # the benchmark draws its own progress bars
         validated = registry.validate_params("detector", entry.name, params)
         detectors.append((f"{record.name}:{spec.name}", validated.model_dump(mode="json")))
     jobs = []

@@ -26,6 +26,7 @@ from pyimgano.benchmark.job import ProgressFn, empty_run, run_job
 
 EXECUTORS: dict[str, str] = {
     "local": "pyimgano.benchmark.executors:LocalExecutor",
+    "ray": "pyimgano.benchmark.ray_executor:RayExecutor",
 }
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -63,8 +64,8 @@ class LocalExecutor:
     """Serial in this process (``workers=1``) or a pool of ``workers`` processes.
 
     Pool workers are started with ``spawn`` (no inherited torch/OpenMP state), take one
-    job at a time, and each limits its math libraries to ``cpu_count // workers`` threads
-    so that N jobs do not fight over the cores. A worker that dies (segfault, out of
+    job at a time, and each is pinned to its own share of the CPUs (with its math
+    libraries limited to that many threads) so that N jobs do not fight over the cores. A worker that dies (segfault, out of
     memory) fails only the job it was running, and a fresh worker takes its place.
     """
 
@@ -93,7 +94,8 @@ class LocalExecutor:
         pending = list(jobs)
         workers: list[_Worker] = []
         try:
-            workers = [_Worker(ctx, events, self.threads_per_worker) for _ in range(min(self.workers, len(jobs)))]
+            slots = _cpu_slots(min(self.workers, len(jobs)))
+            workers = [_Worker(ctx, events, self.threads_per_worker, cpus) for cpus in slots]
             while pending or any(w.job is not None for w in workers):
                 for worker in workers:
                     if worker.job is None and pending:
@@ -108,12 +110,25 @@ class LocalExecutor:
                         outcome = crashed_outcome(
                             spec, "worker process died (crash or out of memory) while running this job"
                         )
-                        workers[workers.index(worker)] = _Worker(ctx, events, self.threads_per_worker)
+                        replacement = _Worker(ctx, events, self.threads_per_worker, worker.cpus)
+                        workers[workers.index(worker)] = replacement
                     yield spec, outcome
         finally:
             for worker in workers:
                 worker.stop()
             drain.stop()
+
+
+def _cpu_slots(n_workers: int) -> list[list[int] | None]:
+    """Disjoint CPU sets, one per worker (None where the platform cannot pin or CPUs are too few)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return [None] * n_workers
+    if len(cpus) < n_workers:
+        return [None] * n_workers
+    size = len(cpus) // n_workers
+    return [cpus[i * size : (i + 1) * size] for i in range(n_workers)]
 
 
 # -- worker side ---------------------------------------------------------------------------
@@ -123,9 +138,10 @@ _events: Any = None
 class _Worker:
     """One worker process of the pool and the job it is running."""
 
-    def __init__(self, ctx: Any, events: Any, threads: int) -> None:
+    def __init__(self, ctx: Any, events: Any, threads: int, cpus: list[int] | None = None) -> None:
+        self.cpus = cpus
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_loop, args=(child, events, threads), daemon=True)
+        self.process = ctx.Process(target=_worker_loop, args=(child, events, threads, cpus), daemon=True)
         self.process.start()
         child.close()
         self.job: JobSpec | None = None
@@ -158,9 +174,14 @@ class _Worker:
         self.conn.close()
 
 
-def _worker_loop(conn: Any, events: Any, threads: int) -> None:
+def _worker_loop(conn: Any, events: Any, threads: int, cpus: list[int] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _init_worker(events, threads)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        try:  # libraries that size their thread pools from the affinity mask then agree with us
+            os.sched_setaffinity(0, cpus)
+        except OSError:
+            pass
     while True:
         try:
             spec = conn.recv()
