@@ -22,7 +22,7 @@ tr.mean td { font-weight: bold; background: #f7f7fb; } tr.error td { color: #b00
 td.best { background: #e3f6e5; font-weight: bold; }
 .errors li { color: #b00020; margin-bottom: 6px; font-family: monospace; font-size: 12px; white-space: pre-wrap; }
 figure { display: inline-block; margin: 6px 10px 12px 0; vertical-align: top; }
-figure img { display: block; border: 1px solid #ccc; max-width: 100%; }
+figure img { display: block; border: 1px solid #ccc; max-width: min(100%, 600px); }
 figcaption { font-size: 12px; color: #444; margin-top: 2px; }
 .legend { font-size: 13px; color: #444; } code { background: #f3f3f3; padding: 1px 4px; }
 """

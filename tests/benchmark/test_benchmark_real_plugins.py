@@ -1,0 +1,52 @@
+"""The benchmark with the project's own plugins: the embedded default and a tiny real run."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry, default_config, expand_jobs
+from pyimgano.benchmark.runner import run_benchmark
+from pyimgano.plugins import get_registry
+
+TINY_SYNTHETIC = {"image_size": 64, "n_train": 4, "n_test_good": 2, "n_test_defect": 4}
+
+
+def _require(kind: str, name: str) -> None:
+    if name not in get_registry().names(kind):
+        pytest.skip(f"{kind} {name} is not registered")
+
+
+def test_the_embedded_default_is_offline_patchcore_on_synthetic(tmp_path):
+    _require("detector", "faiss:patchcore")
+    _require("dataset", "datasets:synthetic")
+    jobs = expand_jobs(default_config(str(tmp_path)))
+    assert [(j.detector, j.dataset_label, j.category) for j in jobs] == [
+        ("faiss:patchcore", "synthetic", c) for c in ("brick", "grass", "gravel")]
+    assert jobs[0].params["backbone"] == "efficientnet_lite0"
+    assert jobs[0].params["progress"] is False  # the benchmark draws its own bars
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_patchcore_on_a_tiny_synthetic_category(tmp_path):
+    _require("detector", "faiss:patchcore")
+    _require("dataset", "datasets:synthetic")
+    config = BenchmarkConfig(
+        detectors=[DetectorEntry(name="faiss:patchcore",
+                                 params={"backbone": "efficientnet_lite0", "image_size": 64, "coreset_ratio": 0.5})],
+        datasets=[DatasetEntry(name="synthetic", categories=["brick"],
+                               options={**TINY_SYNTHETIC, "cache_dir": str(tmp_path / "cache")})],
+        out=str(tmp_path / "out"),
+        overlays=2,
+    )
+    outcome = run_benchmark(config, console=Console(file=io.StringIO(), width=200))
+    (run,) = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
+    assert run["status"] == "ok", run["error"]
+    assert (run["n_train"], run["n_test"]) == (4, 6)
+    assert all(v is not None for v in run["metrics"].values())
+    assert run["peak_rss_mb"] > 100  # torch and a backbone were loaded in this job
+    assert len(outcome.records[0]["overlays"]) == 2
