@@ -62,7 +62,7 @@ def _quiet_lightning() -> None:
 
 def to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
     """HxWx3 uint8 -> 3 x size x size float in [0, 1], resized as anomalib's pre-processor does."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    tensor = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
     if tensor.shape[-2:] != (size, size):
         tensor = TF.resize(tensor, [size, size], antialias=True)
     return tensor
@@ -83,7 +83,7 @@ class _Images(torch.utils.data.Dataset):
         return ImageItem(image=self.tensors[index], gt_label=torch.tensor(0), image_path=f"image-{index}")
 
 
-def _make_datamodule(images: list[np.ndarray], size: int, batch_size: int, eval_batch_size: int, seed: int) -> Any:
+def _make_datamodule(images: list[np.ndarray], size: int, batch_size: int, eval_batch_size: int) -> Any:
     """A lightning data module over in-memory images; ``val_dataloader`` serves the same
     normal images (models such as EfficientAD and CFA read ``trainer.datamodule``)."""
     import lightning
@@ -102,10 +102,11 @@ def _make_datamodule(images: list[np.ndarray], size: int, batch_size: int, eval_
             self.train_data = dataset
 
         def train_dataloader(self) -> torch.utils.data.DataLoader:
-            generator = torch.Generator().manual_seed(seed)
+            # Shuffled from the global generator (seeded in fit), as anomalib's own data
+            # modules do: the random streams then match an Engine run with the same seed.
             return torch.utils.data.DataLoader(
                 dataset, batch_size=self.train_batch_size, shuffle=True, drop_last=False,
-                collate_fn=ImageBatch.collate, generator=generator, num_workers=0,
+                collate_fn=ImageBatch.collate, num_workers=0,
             )
 
         def val_dataloader(self) -> torch.utils.data.DataLoader:
@@ -114,6 +115,30 @@ def _make_datamodule(images: list[np.ndarray], size: int, batch_size: int, eval_
             )
 
     return InMemoryDataModule()
+
+
+def reseed_before_memory_bank(seed: int) -> Any:
+    """A lightning callback that re-seeds just before a memory-bank model's ``fit`` (PatchCore's
+    coreset draw), whichever hook triggers it first: the draw then depends on the seed
+    alone, not on how many random numbers model building and data loading used before."""
+    import lightning
+
+    class ReseedBeforeMemoryBank(lightning.Callback):
+        def __init__(self) -> None:
+            self.done = False
+
+        def _reseed(self, pl_module: Any) -> None:
+            if not self.done and not bool(getattr(pl_module, "_is_fitted", True)):
+                lightning.seed_everything(seed, verbose=False)
+                self.done = True
+
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            self._reseed(pl_module)
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            self._reseed(pl_module)
+
+    return ReseedBeforeMemoryBank()
 
 
 @contextlib.contextmanager
@@ -203,7 +228,7 @@ class AnomalibDetector(Detector):
             accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, default_root_dir=str(root), max_epochs=cfg.max_epochs,
             max_steps=cfg.max_steps if cfg.max_steps is not None else -1, num_sanity_val_steps=0,
-            limit_val_batches=0, deterministic=False,
+            limit_val_batches=0, deterministic=False, callbacks=[reseed_before_memory_bank(cfg.seed)],
         )
         if cfg.time_limit_s is not None:
             args["max_time"] = {"seconds": float(cfg.time_limit_s)}
@@ -218,7 +243,7 @@ class AnomalibDetector(Detector):
         lightning.seed_everything(cfg.seed, workers=True, verbose=False)
         start = time.perf_counter()
         module = self._build("load")
-        datamodule = _make_datamodule(images, cfg.image_size, cfg.batch_size, cfg.eval_batch_size, cfg.seed)
+        datamodule = _make_datamodule(images, cfg.image_size, cfg.batch_size, cfg.eval_batch_size)
         with _lightning_dir(cfg.work_dir) as root:
             trainer = lightning.Trainer(**self._trainer_arguments(module, root))
             trainer.fit(module, datamodule=datamodule)
