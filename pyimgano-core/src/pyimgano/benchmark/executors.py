@@ -73,7 +73,7 @@ class LocalExecutor:
         if workers < 1:
             raise ConfigError(f"--jobs must be at least 1, got {workers}")
         self.workers = workers
-        self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        self.threads_per_worker = threads_per_worker or max(1, _usable_cpus() // workers)
 
     def map_unordered(
         self, jobs: Sequence[JobSpec], progress: ProgressFn | None = None
@@ -117,6 +117,13 @@ class LocalExecutor:
             for worker in workers:
                 worker.stop()
             drain.stop()
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _cpu_slots(n_workers: int) -> list[list[int] | None]:

@@ -215,7 +215,7 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         stage = "drawing overlays"
         if spec.overlays and maps is not None:
             outcome["overlays"] = _overlays(spec, dataset, test, scored["scores"], maps, masks)
-    except Exception as exc:  # noqa: BLE001 - failure isolation: record, never raise
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - failure isolation: record, never raise
         run["status"] = "error"
         kind = "contract violation" if isinstance(exc, ContractViolation) else type(exc).__name__
         run["error"] = f"{stage}: {kind}: {exc}"
