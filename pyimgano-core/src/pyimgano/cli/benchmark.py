@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--jobs", type=int, metavar="N", help="run N jobs in parallel processes (default 1)")
     parser.add_argument("--executor", default="local", metavar="NAME", help="where jobs run (default: local)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with --executor ray: cluster to join ('auto', 'host:6379', 'ray://host:10001'); "
+                             "default: a local Ray instance. Needs pyimgano-core[ray]")
     parser.add_argument("--overlays", type=int, metavar="N", help="heatmap overlays saved per category (default 4)")
     parser.add_argument("--out", metavar="DIR", help="output folder (results.json, summary.md, report.html...)")
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished in --out")
@@ -89,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
     from pyimgano.benchmark.runner import print_summary, run_benchmark
 
     config = build_config(args)
-    executor = create_executor(args.executor, workers=config.jobs)
+    options = {}
+    if args.executor == "ray":
+        from pathlib import Path
+
+        options = {"address": args.ray_address, "log_path": Path(config.out) / "ray_log.jsonl" if config.out else None}
+    executor = create_executor(args.executor, workers=config.jobs, **options)
     command = "pyimgano " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     outcome = run_benchmark(config, executor=executor, command=command, show_progress=not args.no_progress)
     print_summary(outcome)
