@@ -27,7 +27,6 @@ from pyimgano.benchmark.job import ProgressFn, empty_run, run_job
 EXECUTORS: dict[str, str] = {
     "local": "pyimgano.benchmark.executors:LocalExecutor",
     "ray": "pyimgano.benchmark.ray_executor:RayExecutor",
-    "ray": "pyimgano.benchmark.ray_executor:RayExecutor",
 }
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
