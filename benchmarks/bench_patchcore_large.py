@@ -1,0 +1,191 @@
+"""faiss:patchcore at large N: peak memory, fit time, flat vs IVF / HNSW memory banks.
+
+The backbone is replaced by synthetic patch features at the scale of EfficientNet-Lite0
+(blocks.2 + blocks.4) on 256 px images: 32 x 32 patches per image, 40 + 112 = 152
+channels. Everything after the backbone is faiss:patchcore's own code path (chunked
+embedding store, random projection, greedy coreset, memory bank, faiss index, scoring),
+so fit time and memory are those of a real fit minus the CNN. Normal images mix a few
+"texture" prototypes per image plus noise; anomalous test images get a 4-8 patch square
+pushed off the normal manifold by a random amount (so the AUROC is not trivially 1).
+
+Each (N, index) fit runs in its own subprocess, so its peak RSS (``ru_maxrss``) is its own.
+For approximate indexes the child also builds the exact flat index on the same bank and
+reports recall@1 of the nearest memory-bank patch over all test patches and the image
+AUROC difference against flat.
+
+    .venv/bin/python benchmarks/bench_patchcore_large.py                      # N=2000
+    .venv/bin/python benchmarks/bench_patchcore_large.py --n-train 500 --indexes flat ivf
+
+The machine may be shared: compare the ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+GRID = 32  # 256 px / stride 8
+CHANNELS = (40, 112)  # EfficientNet-Lite0 blocks.2, blocks.4
+PROTOTYPES = 48
+
+
+def _encode(index: int, anomalous: bool) -> np.ndarray:
+    """A tiny placeholder image that carries the synthetic image's id and kind."""
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    image[0, 0] = [index & 255, (index >> 8) & 255, (index >> 16) & 255]
+    image[0, 1, 0] = 255 if anomalous else 0
+    return image
+
+
+def _decode(image: np.ndarray) -> tuple[int, bool]:
+    b = image[0, 0].astype(np.int64)
+    return int(b[0] + (b[1] << 8) + (b[2] << 16)), bool(image[0, 1, 0])
+
+
+def synthetic_maps(index: int, anomalous: bool):
+    """Per-layer feature maps (C x h x w float32) of one synthetic image, deterministic in ``index``."""
+    bases = [np.random.default_rng(100 + i).standard_normal((PROTOTYPES, c)).astype(np.float32) for i, c in
+             enumerate(CHANNELS)]
+    rng = np.random.default_rng(index)
+    choice = rng.choice(PROTOTYPES, size=4, replace=False)
+    # smooth spatial mixing of 4 prototypes: a low-frequency weight field per prototype
+    coarse = rng.random((4, 4, 4)).astype(np.float32)
+    weights = np.kron(coarse, np.ones((1, GRID // 4, GRID // 4), dtype=np.float32))
+    weights /= weights.sum(0, keepdims=True)
+    out = []
+    for layer, (c, basis) in enumerate(zip(CHANNELS, bases)):
+        step = 1 if layer == 0 else 2
+        w = weights[:, ::step, ::step]
+        maps = np.einsum("kc,khw->chw", basis[choice], w) + 0.35 * rng.standard_normal((c,) + w.shape[1:]).astype(
+            np.float32)
+        out.append(maps.astype(np.float32))
+    if anomalous:
+        size = int(rng.integers(4, 9))
+        y, x = rng.integers(0, GRID - size, size=2)
+        strength = float(rng.uniform(0.4, 1.6))
+        for layer, maps in enumerate(out):
+            step = 1 if layer == 0 else 2
+            ys, xs = slice(y // step, max(y // step + 1, (y + size) // step)), slice(
+                x // step, max(x // step + 1, (x + size) // step))
+            direction = np.random.default_rng(index + 7).standard_normal(maps.shape[0]).astype(np.float32)
+            maps[:, ys, xs] += strength * direction[:, None, None]
+    return out
+
+
+def _make_detector(index: str, nprobe: int, coreset_ratio: float, batch_size: int = 32):
+    import torch
+    from pyimgano_faiss.patchcore import PatchCore
+
+    class SyntheticFeaturePatchCore(PatchCore):
+        """PatchCore whose backbone is replaced by :func:`synthetic_maps`."""
+
+        def _prepare(self):
+            self._device = "cpu"
+            return None
+
+        def _features(self, images, desc):
+            for start in range(0, len(images), self.batch_size):
+                batch = [synthetic_maps(*_decode(im)) for im in images[start:start + self.batch_size]]
+                yield start, [torch.from_numpy(np.stack([maps[i] for maps in batch])) for i in range(len(CHANNELS))]
+
+    return SyntheticFeaturePatchCore(backbone="synthetic", pretrained=False, image_size=256, index=index,
+                                     nprobe=nprobe, coreset_ratio=coreset_ratio, batch_size=batch_size,
+                                     progress=False, sigma=4.0)
+
+
+def child(args: argparse.Namespace) -> dict:
+    """One fit + score in this process; prints a JSON line."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from pyimgano.metrics import image_auroc
+    from pyimgano_faiss.search import build_index, search
+
+    train = [_encode(i, False) for i in range(args.n_train)]
+    test_ids = range(10_000_000, 10_000_000 + args.n_test)
+    test = [_encode(i, k % 2 == 1) for k, i in enumerate(test_ids)]
+    labels = np.array([k % 2 for k in range(args.n_test)])
+    detector = _make_detector(args.index, args.nprobe, args.coreset_ratio)
+    t0 = time.perf_counter()
+    detector.fit(train)
+    fit_s = time.perf_counter() - t0
+    peak_fit = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    scores, _ = detector.score(test)
+    score_s = time.perf_counter() - t0
+    result = {
+        "n_train": args.n_train, "index": args.index, "nprobe": args.nprobe, "coreset_ratio": args.coreset_ratio,
+        "n_patches": detector.n_patches_, "bank": list(detector.memory_bank_.shape),
+        "fit_s": fit_s, "score_s": score_s, "peak_fit_mb": peak_fit,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "image_auroc": float(image_auroc(labels, scores)),
+    }
+    if args.index != "flat":  # recall@1 and AUROC against the exact flat index on the same bank
+        flat = build_index(detector.memory_bank_, "flat")
+        approx = detector._index
+        rows = np.concatenate([detector._rows(detector._embed(f)) for _, f in detector._features(test, "recall")])
+        t0 = time.perf_counter()
+        d_exact, i_exact = search(flat, rows, 1)
+        exact_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        d_approx, i_approx = search(approx, rows, 1)
+        approx_s = time.perf_counter() - t0
+        per_image = d_exact[:, 0].reshape(args.n_test, -1).max(1)
+        result.update(
+            recall_at_1=float(np.mean(i_exact[:, 0] == i_approx[:, 0])),
+            mean_distance_ratio=float(np.mean(d_approx[:, 0] / np.maximum(d_exact[:, 0], 1e-12))),
+            search_s_flat=exact_s, search_s_approx=approx_s,
+            image_auroc_flat_same_bank=float(image_auroc(labels, per_image)),
+        )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-train", type=int, nargs="+", default=[2000])
+    parser.add_argument("--n-test", type=int, default=100)
+    parser.add_argument("--indexes", nargs="+", default=["flat", "ivf", "hnsw"])
+    parser.add_argument("--nprobe", type=int, default=8)
+    parser.add_argument("--coreset-ratio", type=float, default=0.01)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="write all results here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--index", default="flat", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.n_train = args.n_train[0]
+        print(json.dumps(child(args)))
+        return
+    results = []
+    for n in args.n_train:
+        for index in args.indexes:
+            cmd = [sys.executable, __file__, "--child", "--n-train", str(n), "--n-test", str(args.n_test),
+                   "--index", index, "--nprobe", str(args.nprobe), "--coreset-ratio", str(args.coreset_ratio),
+                   "--threads", str(args.threads)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"child failed: {' '.join(cmd)}")
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            results.append(result)
+            line = (f"N={n:5d} {index:5s} patches={result['n_patches']:8d} bank={result['bank'][0]:6d} "
+                    f"fit {result['fit_s']:7.1f} s  score {result['score_s']:6.1f} s  "
+                    f"peak {result['peak_mb']:7.0f} MiB  AUROC {result['image_auroc']:.4f}")
+            if "recall_at_1" in result:
+                line += (f"  recall@1 {result['recall_at_1']:.3f}  dist ratio {result['mean_distance_ratio']:.4f}"
+                         f"  search {result['search_s_approx']:.2f} s vs flat {result['search_s_flat']:.2f} s"
+                         f"  dAUROC {result['image_auroc'] - result['image_auroc_flat_same_bank']:+.4f}")
+            print(line, flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
