@@ -50,3 +50,24 @@ def test_patchcore_on_a_tiny_synthetic_category(tmp_path):
     assert all(v is not None for v in run["metrics"].values())
     assert run["peak_rss_mb"] > 100  # torch and a backbone were loaded in this job
     assert len(outcome.records[0]["overlays"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_mvtec_loader_on_the_real_grid_subset(fake_plugin, tmp_path):
+    from pyimgano_testutils import shared_path
+
+    root = shared_path("data", "mvtec_ad_grid_subset")
+    _require("dataset", "datasets:mvtec")
+    config = BenchmarkConfig(
+        detectors=[DetectorEntry(name="benchtest:mean")],
+        datasets=[DatasetEntry(name="mvtec", root=str(root))],
+        image_size=64,
+        out=str(tmp_path),
+        overlays=1,
+    )
+    run_benchmark(config, console=Console(file=io.StringIO(), width=200))
+    (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert (run["dataset"], run["category"], run["status"]) == ("mvtec", "grid", "ok"), run["error"]
+    assert (run["n_train"], run["n_test"]) == (25, 14)
+    assert all(v is not None for v in run["metrics"].values())  # real masks reach the pixel metrics
