@@ -55,7 +55,8 @@ class TinyDataset:
                      for p in sorted((base / "test/good").glob("*.png"))]
         for p in sorted((base / "test/blob").glob("*.png")):
             mask = None if fault == "no_mask" else base / "ground_truth/blob" / f"{p.stem}_mask.png"
-            self.test.append(DatasetSample(image_path=p, label=1, mask_path=mask, defect_type="blob", category=category))
+            self.test.append(DatasetSample(image_path=p, label=1, mask_path=mask, defect_type="blob",
+                                           category=category))
         if fault == "defect_in_train":
             self.train.append(self.test[-1])
         if fault == "missing_file":

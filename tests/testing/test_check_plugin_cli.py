@@ -101,7 +101,8 @@ def test_plugin_wide_run_reports_a_component_that_cannot_be_set_up(tmp_path):
     plugin = BROKEN_PLUGIN.replace('factory="broken_detectors:GoodDetector")',
                                    'factory="broken_detectors:GoodDetector", '
                                    'capabilities=DetectorCapabilities(check_params={"bogus": 1}))')
-    plugin = plugin.replace("from pyimgano import DetectorSpec", "from pyimgano import DetectorCapabilities, DetectorSpec")
+    plugin = plugin.replace("from pyimgano import DetectorSpec",
+                            "from pyimgano import DetectorCapabilities, DetectorSpec")
     site = make_fake_distribution(tmp_path / "site", "pyimgano-broken", "0.3.0", {"broken": "broken_plugin"},
                                   {"broken_plugin": plugin})
     helpers = broken_detectors.__file__.rsplit("/", 1)[0]

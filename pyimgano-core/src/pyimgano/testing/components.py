@@ -101,7 +101,8 @@ def dataset_target(
     spec, qualified = _resolve("dataset", dataset)
     if category is None and spec.categories:
         category = spec.categories[0]
-    return DatasetTarget(qualified, spec, None if root is None else Path(root), category, dict(options or {}), max_images)
+    root = None if root is None else Path(root)
+    return DatasetTarget(qualified, spec, root, category, dict(options or {}), max_images)
 
 
 def _needs_root(target: DatasetTarget) -> str | None:
@@ -140,7 +141,8 @@ def check_dataset_info_contract(target: DatasetTarget) -> None:
         raise CheckFailed("check_dataset_info_contract", "info.categories is empty")
     category = _category(target)
     if category not in info.categories:
-        raise CheckFailed("check_dataset_info_contract", f"category {category!r} is not in info.categories {info.categories}")
+        raise CheckFailed("check_dataset_info_contract",
+                          f"category {category!r} is not in info.categories {info.categories}")
     splits = info.counts.get(category, {})
     if not {"train", "test"} <= set(splits):
         raise CheckFailed("check_dataset_info_contract", f"info.counts[{category!r}] has splits {sorted(splits)}; "
@@ -225,7 +227,8 @@ def check_dataset_masks_align_with_images(target: DatasetTarget) -> None:
             continue
         if mask is None:
             if sample.mask_path is not None:
-                raise CheckFailed(name, f"load({sample.image_path}) gave no mask though mask_path is {sample.mask_path}")
+                raise CheckFailed(name, f"load({sample.image_path}) gave no mask though mask_path is "
+                                  f"{sample.mask_path}")
             continue
         mask = np.asarray(mask)
         if mask.shape != image.shape[:2]:

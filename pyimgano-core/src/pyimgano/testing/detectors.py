@@ -237,10 +237,6 @@ def _check(applies: Callable[[Any], str | None] = always) -> Callable[[Callable[
     return register
 
 
-def _fail(check: str, message: str) -> CheckFailed:
-    return CheckFailed(check, message)
-
-
 # -- the checks ---------------------------------------------------------------------------
 @_check()
 def check_fit_returns_self(target: DetectorTarget) -> None:
@@ -248,7 +244,8 @@ def check_fit_returns_self(target: DetectorTarget) -> None:
     detector = target.fitted()
     returned = target.fit_returned()
     if returned is not detector:
-        raise _fail("check_fit_returns_self", f"fit() returned {type(returned).__name__} {returned!r:.80}; expected self")
+        raise CheckFailed("check_fit_returns_self",
+                          f"fit() returned {type(returned).__name__} {returned!r:.80}; expected self")
 
 
 def _registered(target: DetectorTarget) -> str | None:
@@ -262,14 +259,14 @@ def check_params_match_spec(target: DetectorTarget) -> None:
 
     detector = target.make(SEED)
     if not hasattr(detector, "get_params"):
-        raise _fail("check_params_match_spec", "the detector has no get_params()")
+        raise CheckFailed("check_params_match_spec", "the detector has no get_params()")
     params = detector.get_params()
     spec, _ = get_registry().resolve("detector", target.registry_name)
     try:
         spec.params.model_validate(params)
     except Exception as exc:  # noqa: BLE001
         problems = exc.errors() if hasattr(exc, "errors") else str(exc)
-        raise _fail("check_params_match_spec", f"get_params() {params} does not validate against "
+        raise CheckFailed("check_params_match_spec", f"get_params() {params} does not validate against "
                     f"{spec.params.__name__}: {problems}; the detector could not be reloaded") from exc
 
 
@@ -281,14 +278,14 @@ def check_use_before_fit_raises(target: DetectorTarget) -> None:
         detector.decision_function(target.images.test_good[:1])
     except (NotFittedError, RuntimeError, ValueError) as exc:
         if not str(exc).strip():
-            raise _fail("check_use_before_fit_raises", f"raised {type(exc).__name__} with an empty message")
+            raise CheckFailed("check_use_before_fit_raises", f"raised {type(exc).__name__} with an empty message")
         return
     except Exception as exc:  # noqa: BLE001
-        raise _fail(
+        raise CheckFailed(
             "check_use_before_fit_raises",
             f"raised {type(exc).__name__}: {exc}; expected pyimgano.NotFittedError naming the detector",
         ) from exc
-    raise _fail("check_use_before_fit_raises", "decision_function() on an unfitted detector returned scores; "
+    raise CheckFailed("check_use_before_fit_raises", "decision_function() on an unfitted detector returned scores; "
                 "expected pyimgano.NotFittedError")
 
 
@@ -299,7 +296,8 @@ def check_scores_finite_one_per_image(target: DetectorTarget) -> None:
     for images in (target.images.test, target.images.test_good[:1]):
         raw = detector.decision_function(images)
         if not isinstance(raw, np.ndarray):
-            raise _fail("check_scores_finite_one_per_image", f"returned a {type(raw).__name__}; expected a numpy array")
+            raise CheckFailed("check_scores_finite_one_per_image",
+                              f"returned a {type(raw).__name__}; expected a numpy array")
         validate_scores(raw, len(images), component=target.label)
 
 
@@ -313,7 +311,7 @@ def check_defect_scores_higher(target: DetectorTarget) -> None:
     if auroc < MIN_IMAGE_AUROC:
         good = np.round(scores[images.test_labels == 0], 4).tolist()
         bad = np.round(scores[images.test_labels == 1], 4).tolist()
-        raise _fail(
+        raise CheckFailed(
             "check_defect_scores_higher",
             f"image AUROC {auroc:.2f} < {MIN_IMAGE_AUROC} on images with an obvious bright defect "
             f"(normal scores {good}, defective {bad}); higher scores must mean more anomalous",
@@ -326,13 +324,13 @@ def check_map_shape_and_dtype(target: DetectorTarget) -> None:
     detector = target.fitted()
     maps = detector.predict_anomaly_map(target.images.test)
     if not isinstance(maps, np.ndarray):
-        raise _fail("check_map_shape_and_dtype", f"returned a {type(maps).__name__} for same-size images; "
+        raise CheckFailed("check_map_shape_and_dtype", f"returned a {type(maps).__name__} for same-size images; "
                     "expected an N x H x W float32 array")
     n, (h, w) = len(target.images.test), target.images.test[0].shape[:2]
     if maps.shape != (n, h, w):
-        raise _fail("check_map_shape_and_dtype", f"anomaly maps of shape {maps.shape}; expected {(n, h, w)}")
+        raise CheckFailed("check_map_shape_and_dtype", f"anomaly maps of shape {maps.shape}; expected {(n, h, w)}")
     if maps.dtype != np.float32:
-        raise _fail("check_map_shape_and_dtype", f"anomaly maps of dtype {maps.dtype}; expected float32")
+        raise CheckFailed("check_map_shape_and_dtype", f"anomaly maps of dtype {maps.dtype}; expected float32")
     _maps(target, detector, target.images.test)
 
 
@@ -345,7 +343,7 @@ def check_maps_locate_defect(target: DetectorTarget) -> None:
     per_image = [_auroc(mask, m) for mask, m in zip(images.test_masks, maps)]
     mean = float(np.mean(per_image))
     if mean < MIN_PIXEL_AUROC:
-        raise _fail(
+        raise CheckFailed(
             "check_maps_locate_defect",
             f"mean pixel AUROC {mean:.2f} < {MIN_PIXEL_AUROC} inside images with an obvious bright defect "
             f"(per image {np.round(per_image, 2).tolist()}); map values must be higher where the defect is",
@@ -366,13 +364,13 @@ def check_predict_agrees_with_threshold(target: DetectorTarget) -> None:
         else:
             detector.threshold_ = cut
         if getattr(detector, "threshold_", None) != cut:
-            raise _fail("check_predict_agrees_with_threshold", f"threshold_ is {detector.threshold_!r} after "
+            raise CheckFailed("check_predict_agrees_with_threshold", f"threshold_ is {detector.threshold_!r} after "
                         f"set_threshold({cut!r})")
         labels = validate_labels(detector.predict(images), len(images), component=target.label)
         expected = (scores > cut).astype(np.int64)
         if not np.array_equal(labels, expected):
             wrong = np.flatnonzero(labels != expected).tolist()
-            raise _fail(
+            raise CheckFailed(
                 "check_predict_agrees_with_threshold",
                 f"predict() disagrees with decision_function() > threshold_ ({cut:.6g}) at images {wrong}: "
                 f"labels {labels.tolist()}, scores {np.round(scores, 6).tolist()}",
@@ -397,12 +395,12 @@ def check_deterministic_with_seed(target: DetectorTarget) -> None:
     seeded = f"with {target.seed_param}={SEED}" if target.seed_param else f"after seeding global generators with {SEED}"
     if not np.allclose(s1, s2, rtol=1e-5, atol=1e-7):
         diff = float(np.max(np.abs(s1 - s2)))
-        raise _fail("check_deterministic_with_seed", f"two fresh instances fitted {seeded} on the same images "
+        raise CheckFailed("check_deterministic_with_seed", f"two fresh instances fitted {seeded} on the same images "
                     f"give different scores (max abs difference {diff:.3g}); declare "
                     "capabilities.deterministic=False if the detector cannot be seeded")
     for a, b in zip(m1, m2):
         if not np.allclose(a, b, rtol=1e-4, atol=1e-6):
-            raise _fail("check_deterministic_with_seed", f"two fresh instances fitted {seeded} give different "
+            raise CheckFailed("check_deterministic_with_seed", f"two fresh instances fitted {seeded} give different "
                         f"anomaly maps (max abs difference {float(np.max(np.abs(a - b))):.3g})")
 
 
@@ -430,7 +428,7 @@ def check_save_load_round_trip(target: DetectorTarget) -> None:
     detector = target.fitted()
     images = target.images.test
     if not hasattr(detector, "save"):
-        raise _fail("check_save_load_round_trip", "the detector has no save(directory); declare "
+        raise CheckFailed("check_save_load_round_trip", "the detector has no save(directory); declare "
                     "capabilities.save_load=False if it cannot be saved")
     previous = getattr(detector, "threshold_", None)
     scores = _scores(target, detector, images)
@@ -441,20 +439,20 @@ def check_save_load_round_trip(target: DetectorTarget) -> None:
             detector.save(directory)
             loaded = _reload(target, detector, directory)
             if loaded is detector:
-                raise _fail("check_save_load_round_trip", "load returned the same object")
+                raise CheckFailed("check_save_load_round_trip", "load returned the same object")
             again = _scores(target, loaded, images)
             if not np.allclose(scores, again, rtol=1e-6, atol=1e-9):
                 diff = float(np.max(np.abs(scores - again)))
-                raise _fail("check_save_load_round_trip", f"scores after save/load differ from before "
+                raise CheckFailed("check_save_load_round_trip", f"scores after save/load differ from before "
                             f"(max abs difference {diff:.3g}): before {np.round(scores, 6).tolist()}, "
                             f"after {np.round(again, 6).tolist()}")
             if target.capabilities.pixel_maps:
                 for i, (a, b) in enumerate(zip(_maps(target, detector, images), _maps(target, loaded, images))):
                     if not np.allclose(a, b, rtol=1e-5, atol=1e-7):
-                        raise _fail("check_save_load_round_trip", f"anomaly map {i} after save/load differs "
+                        raise CheckFailed("check_save_load_round_trip", f"anomaly map {i} after save/load differs "
                                     f"(max abs difference {float(np.max(np.abs(a - b))):.3g})")
             if getattr(loaded, "threshold_", None) != detector.threshold_:
-                raise _fail("check_save_load_round_trip", f"threshold_ {detector.threshold_!r} came back as "
+                raise CheckFailed("check_save_load_round_trip", f"threshold_ {detector.threshold_!r} came back as "
                             f"{getattr(loaded, 'threshold_', None)!r}")
     finally:
         detector.threshold_ = previous
@@ -471,7 +469,7 @@ def check_grayscale_and_rgba_input(target: DetectorTarget) -> None:
             if target.capabilities.pixel_maps:
                 _maps(target, detector, images)
         except Exception as exc:  # noqa: BLE001
-            raise _fail("check_grayscale_and_rgba_input", f"{kind} input: {describe(exc)}") from exc
+            raise CheckFailed("check_grayscale_and_rgba_input", f"{kind} input: {describe(exc)}") from exc
 
 
 @_check()
@@ -480,7 +478,8 @@ def check_empty_training_set_rejected(target: DetectorTarget) -> None:
     minimum = target.capabilities.min_train_images
     cases = [("an empty training set", [])]
     if minimum > 1:
-        cases.append((f"{minimum - 1} training images (min_train_images={minimum})", target.images.train[: minimum - 1]))
+        fewer = f"{minimum - 1} training images (min_train_images={minimum})"
+        cases.append((fewer, target.images.train[: minimum - 1]))
     for what, images in cases:
         detector = target.make(SEED)
         try:
@@ -488,9 +487,10 @@ def check_empty_training_set_rejected(target: DetectorTarget) -> None:
         except Exception as exc:  # noqa: BLE001
             if _clear_error(exc):
                 continue
-            raise _fail("check_empty_training_set_rejected", f"fit() with {what} raised {type(exc).__name__}: "
+            raise CheckFailed("check_empty_training_set_rejected", f"fit() with {what} raised {type(exc).__name__}: "
                         f"{exc!s:.200}; expected a ValueError that says what is wrong") from exc
-        raise _fail("check_empty_training_set_rejected", f"fit() with {what} did not raise; expected a ValueError")
+        raise CheckFailed("check_empty_training_set_rejected",
+                          f"fit() with {what} did not raise; expected a ValueError")
 
 
 @_check()
@@ -506,7 +506,8 @@ def check_unseen_image_size(target: DetectorTarget) -> None:
         got = [tuple(np.asarray(m).shape) for m in maps]
         want = [img.shape[:2] for img in images]
         if got != want:
-            raise _fail("check_unseen_image_size", f"anomaly maps of shapes {got} for images of unseen sizes {want}")
+            raise CheckFailed("check_unseen_image_size",
+                              f"anomaly maps of shapes {got} for images of unseen sizes {want}")
         _maps(target, detector, images)
 
 
