@@ -11,6 +11,10 @@ anomalib maps and computes the metrics with pyimgano.metrics. The figures must a
 
 Prints a table and writes JSON with ``--json FILE``; exits 1 when a difference exceeds
 the tolerance. Nothing is written outside a temporary folder.
+
+``--smoke-table`` instead fits every wrapped model at its smoke-test budget (the spec's
+``check_params``: 64 px mostly, 2 optimiser steps) on the category and prints fit time and
+image AUROC. EfficientAD and DSR get random stand-ins of their downloaded files.
 """
 
 from __future__ import annotations
@@ -146,6 +150,63 @@ def run(category: str = "brick", image_size: int = 128, n_train: int = 16, n_tes
             "anomalib_default_post_processor": clamped}
 
 
+def _stand_in_files(folder: Path) -> dict[str, dict[str, str]]:
+    """Random files with the shapes of EfficientAD's teacher and DSR's discrete model."""
+    import torch
+    from anomalib.models.image.dsr.torch_model import DsrModel
+    from anomalib.models.image.efficient_ad.torch_model import EfficientAdModel
+
+    torch.manual_seed(0)
+    teacher, vq = folder / "pretrained_teacher_small.pth", folder / "vq_model_pretrained_128_4096.pckl"
+    torch.save(EfficientAdModel(teacher_out_channels=384, model_size="small").teacher.state_dict(), teacher)
+    torch.save(DsrModel(0.2).discrete_latent_model.state_dict(), vq)
+    return {"efficient_ad": {"teacher_weights": str(teacher)}, "dsr": {"vq_weights": str(vq)}}
+
+
+def smoke_table(category: str = "brick", image_size: int = 128, n_train: int = 16, seed: int = 0,
+                models: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every wrapped model at its smoke budget on one synthetic category."""
+    import pyimgano
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pyimgano-smoke-table-") as tmp:
+        dataset = pyimgano.load_dataset("synthetic", root=Path(tmp) / "synthetic", category=category,
+                                        image_size=image_size, n_train=n_train, seed=seed)
+        train, test = list(dataset.train), list(dataset.test)
+        labels = np.array([s.label for s in test])
+        extra = _stand_in_files(Path(tmp))
+        registry = pyimgano.get_registry()
+        for name in models or [n.split(":", 1)[1] for n in registry.names("detector") if n.startswith("anomalib:")]:
+            spec, _ = registry.resolve("detector", f"anomalib:{name}")
+            params = {**spec.capabilities.check_params, **extra.get(name, {})}
+            row: dict[str, Any] = {"model": name, "params": params}
+            try:
+                det = pyimgano.create_detector(f"anomalib:{name}", **params)
+                start = time.perf_counter()
+                det.fit(train)
+                row["fit_s"] = time.perf_counter() - start
+                row["steps"] = det.fit_info_["steps"]
+                scores = det.decision_function(test)
+                row["image_auroc"] = _image_auroc(labels, scores)
+            except Exception as exc:  # noqa: BLE001 - a failing model is a row of the table
+                row["error"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            print(f"{name:22}{row.get('fit_s', float('nan')):>8.1f}{row.get('image_auroc', float('nan')):>12.3f}"
+                  f"  {row.get('error', '')}", flush=True)
+    return rows
+
+
+def _image_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    try:
+        from pyimgano.metrics import image_auroc
+
+        return image_auroc(labels, scores)
+    except ImportError:
+        from sklearn.metrics import roc_auc_score
+
+        return float(roc_auc_score(labels, scores))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--category", default="brick")
@@ -159,7 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--with-default", action="store_true",
                         help="also run Engine.test with anomalib's default (clamping) post-processor, for reference")
+    parser.add_argument("--smoke-table", action="store_true", help="fit time and image AUROC of every wrapped model")
+    parser.add_argument("--models", nargs="*", default=None, help="with --smoke-table: only these models")
     args = parser.parse_args(argv)
+    if args.smoke_table:
+        print(f"synthetic/{args.category}, {args.image_size}px, {args.n_train} train images, smoke budgets")
+        print(f"{'model':22}{'fit s':>8}{'image AUROC':>12}")
+        rows = smoke_table(args.category, args.image_size, args.n_train, args.seed, args.models)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        return 0 if all("error" not in r for r in rows) else 1
     result = run(args.category, args.image_size, args.n_train, args.n_test_good, args.n_test_defect,
                  args.coreset, seed=args.seed, with_default=args.with_default)
     print(f"synthetic/{args.category}, {args.image_size}px, {args.n_train} train images, coreset {args.coreset}")

@@ -1,1 +1,5 @@
-"""pyimgano plugin: anomalib models behind the pyimgano detector contract."""
+"""pyimgano plugin: anomalib models behind the pyimgano detector contract (see docs/anomalib.md)."""
+
+from pyimgano_anomalib.errors import MissingOfflineFile
+
+__all__ = ["MissingOfflineFile"]
