@@ -31,7 +31,7 @@ METRICS = IMAGE_METRICS + PIXEL_METRICS
 AUPRO_FPR_LIMIT = 0.3
 SCORE_BATCH = 16
 
-# progress(job_id, stage, completed, total); stage is "load", "fit" or "score"
+# progress(job_id, stage, completed, total); stage is "load", "fit", "score" or "metrics"
 ProgressFn = Callable[[str, str, int, int], None]
 
 
@@ -193,6 +193,7 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         extra["load_test_s"] = scored["load_s"]
 
         stage = "computing metrics"
+        progress(spec.job_id, "metrics", 0, 1)
         labels = np.array([int(s.label) for s in test], dtype=np.int64)
         has_masks = _has_masks(dataset, test, scored["masks"])
         maps = scored["maps"] if (scored["maps"] is not None and det_spec.capabilities.pixel_maps) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,8 @@ def one_line(run: dict[str, Any]) -> str:
 class _ProgressDisplay:
     """Rich progress bars: the whole benchmark, plus one bar per running job (load, fit, score)."""
 
-    STAGES = {"load": "loading train images", "fit": "fitting", "score": "scoring test images"}
+    STAGES = {"load": "loading train images", "fit": "fitting", "score": "scoring test images",
+              "metrics": "metrics and overlays"}
 
     def __init__(self, console: Any, total: int, enabled: bool = True) -> None:
         self.console = console
@@ -143,6 +145,7 @@ class _ProgressDisplay:
         self.progress: Any = None
         self.tasks: dict[str, Any] = {}
         self.done: set[str] = set()
+        self.lock = threading.Lock()  # progress events come from a drain thread with --jobs
 
     def __enter__(self) -> "_ProgressDisplay":
         if self.enabled:
@@ -167,11 +170,15 @@ class _ProgressDisplay:
             self.console.print("[yellow]interrupted: finished runs are saved; rerun the same command to go on[/]")
 
     def update(self, job_id: str, stage: str, completed: int, total: int) -> None:
+        with self.lock:
+            self._update(job_id, stage, completed, total)
+
+    def _update(self, job_id: str, stage: str, completed: int, total: int) -> None:
         if self.progress is None or job_id in self.done:
             return  # events of a finished job can arrive late from a worker
         name = job_id.rsplit("__", 1)[0].replace("__", " ")
         description = f"  {name}: {self.STAGES.get(stage, stage)}"
-        indeterminate = stage == "fit" and completed < total
+        indeterminate = stage in ("fit", "metrics") and completed < total
         if job_id not in self.tasks:
             self.tasks[job_id] = self.progress.add_task(description, total=None if indeterminate else total)
         self.progress.update(
@@ -181,12 +188,13 @@ class _ProgressDisplay:
     def finished(self, spec: JobSpec, record: dict[str, Any]) -> None:
         line = one_line(record["run"])
         notes = [n for n in record.get("extra", {}).get("notes", []) if not n.startswith("pixel metrics")]
-        self.done.add(spec.job_id)
-        if self.progress is not None:
-            task = self.tasks.pop(spec.job_id, None)
-            if task is not None:
-                self.progress.remove_task(task)
-            self.progress.advance(self.overall)
+        with self.lock:
+            self.done.add(spec.job_id)
+            if self.progress is not None:
+                task = self.tasks.pop(spec.job_id, None)
+                if task is not None:
+                    self.progress.remove_task(task)
+                self.progress.advance(self.overall)
         self.console.print(line)
         for note in notes:
             self.console.print(f"  [dim]note: {note}[/]")
