@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from pyimgano.benchmark.runner import print_summary, run_benchmark
 
     config = build_config(args)
+    # libraries' own tqdm bars (anomalib's coreset loop...) would tear through ours
+    os.environ.setdefault("TQDM_DISABLE", "1")
     options = {}
     if args.executor == "ray":
         from pathlib import Path
