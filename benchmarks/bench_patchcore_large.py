@@ -99,19 +99,50 @@ def _make_detector(index: str, nprobe: int, coreset_ratio: float, batch_size: in
                                      progress=False, sigma=4.0)
 
 
+def _image_scores(index, rows: np.ndarray, n_images: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    from pyimgano_faiss.search import search
+
+    t0 = time.perf_counter()
+    dist, idx = search(index, rows, 1)
+    elapsed = time.perf_counter() - t0
+    return dist[:, 0].reshape(n_images, -1).max(1), dist[:, 0], idx[:, 0], elapsed
+
+
+def compare_indexes(bank: np.ndarray, rows: np.ndarray, labels: np.ndarray, kinds, nprobe: int) -> dict:
+    """Build each index over ``bank``; search time, recall@1 vs flat, image AUROC (max patch distance)."""
+    from pyimgano.metrics import image_auroc
+    from pyimgano_faiss.search import build_index
+
+    out = {}
+    exact = None
+    for kind in ["flat"] + [k for k in kinds if k != "flat"]:
+        t0 = time.perf_counter()
+        index = build_index(bank, kind, nprobe=nprobe)
+        build_s = time.perf_counter() - t0
+        scores, dist, idx, search_s = _image_scores(index, rows, len(labels))
+        entry = {"build_s": build_s, "search_s": search_s, "image_auroc": float(image_auroc(labels, scores))}
+        if exact is None:
+            exact = (dist, idx, entry["image_auroc"])
+        else:
+            entry.update(recall_at_1=float(np.mean(idx == exact[1])),
+                         mean_distance_ratio=float(np.mean(dist / np.maximum(exact[0], 1e-12))),
+                         d_image_auroc=entry["image_auroc"] - exact[2])
+        out[kind] = entry
+    return out
+
+
 def child(args: argparse.Namespace) -> dict:
-    """One fit + score in this process; prints a JSON line."""
+    """One fit (faiss:patchcore's code path) + every index over its bank, in this process."""
     import torch
 
     torch.set_num_threads(args.threads)
     from pyimgano.metrics import image_auroc
-    from pyimgano_faiss.search import build_index, search
 
     train = [_encode(i, False) for i in range(args.n_train)]
     test_ids = range(10_000_000, 10_000_000 + args.n_test)
     test = [_encode(i, k % 2 == 1) for k, i in enumerate(test_ids)]
     labels = np.array([k % 2 for k in range(args.n_test)])
-    detector = _make_detector(args.index, args.nprobe, args.coreset_ratio)
+    detector = _make_detector("flat", args.nprobe, args.coreset_ratio)
     t0 = time.perf_counter()
     detector.fit(train)
     fit_s = time.perf_counter() - t0
@@ -119,31 +150,34 @@ def child(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     scores, _ = detector.score(test)
     score_s = time.perf_counter() - t0
+    n, d = detector.n_patches_, detector.memory_bank_.shape[1]
     result = {
-        "n_train": args.n_train, "index": args.index, "nprobe": args.nprobe, "coreset_ratio": args.coreset_ratio,
-        "n_patches": detector.n_patches_, "bank": list(detector.memory_bank_.shape),
+        "n_train": args.n_train, "coreset_ratio": args.coreset_ratio, "nprobe": args.nprobe,
+        "n_patches": n, "dim": d, "bank": list(detector.memory_bank_.shape),
+        "all_features_mb": n * d * 4 / 2**20, "projected_mb": n * detector.projection_dim * 4 / 2**20,
         "fit_s": fit_s, "score_s": score_s, "peak_fit_mb": peak_fit,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "image_auroc": float(image_auroc(labels, scores)),
     }
-    if args.index != "flat":  # recall@1 and AUROC against the exact flat index on the same bank
-        flat = build_index(detector.memory_bank_, "flat")
-        approx = detector._index
-        rows = np.concatenate([detector._rows(detector._embed(f)) for _, f in detector._features(test, "recall")])
-        t0 = time.perf_counter()
-        d_exact, i_exact = search(flat, rows, 1)
-        exact_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        d_approx, i_approx = search(approx, rows, 1)
-        approx_s = time.perf_counter() - t0
-        per_image = d_exact[:, 0].reshape(args.n_test, -1).max(1)
-        result.update(
-            recall_at_1=float(np.mean(i_exact[:, 0] == i_approx[:, 0])),
-            mean_distance_ratio=float(np.mean(d_approx[:, 0] / np.maximum(d_exact[:, 0], 1e-12))),
-            search_s_flat=exact_s, search_s_approx=approx_s,
-            image_auroc_flat_same_bank=float(image_auroc(labels, per_image)),
-        )
+    rows = np.concatenate([detector._rows(detector._embed(f)) for _, f in detector._features(test, "rows")])
+    result["indexes"] = compare_indexes(detector.memory_bank_, rows, labels, args.indexes, args.nprobe)
+    if args.big_bank:  # a bank of a million-patch scale: where approximate search pays
+        rng = np.random.default_rng(0)
+        big_ids = rng.choice(args.n_train, size=min(args.n_train, args.big_bank // (GRID * GRID) + 1), replace=False)
+        big = np.concatenate([detector._rows(detector._embed(f))
+                              for _, f in detector._features([train[i] for i in big_ids], "big")])[: args.big_bank]
+        result["big_bank"] = {"size": len(big),
+                              "indexes": compare_indexes(big, rows, labels, args.indexes, args.nprobe)}
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
+
+
+def _print_indexes(title: str, indexes: dict) -> None:
+    for kind, e in indexes.items():
+        line = f"    {title} {kind:5s} build {e['build_s']:6.2f} s  search {e['search_s']:6.2f} s  AUROC {e['image_auroc']:.4f}"
+        if "recall_at_1" in e:
+            line += (f"  recall@1 {e['recall_at_1']:.3f}  dist ratio {e['mean_distance_ratio']:.4f}"
+                     f"  dAUROC vs flat {e['d_image_auroc']:+.4f}")
+        print(line, flush=True)
 
 
 def main() -> None:
@@ -153,10 +187,11 @@ def main() -> None:
     parser.add_argument("--indexes", nargs="+", default=["flat", "ivf", "hnsw"])
     parser.add_argument("--nprobe", type=int, default=8)
     parser.add_argument("--coreset-ratio", type=float, default=0.01)
+    parser.add_argument("--big-bank", type=int, default=0, help="also compare indexes over a bank of this many "
+                        "raw training patches (no coreset)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--index", default="flat", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         args.n_train = args.n_train[0]
@@ -164,24 +199,22 @@ def main() -> None:
         return
     results = []
     for n in args.n_train:
-        for index in args.indexes:
-            cmd = [sys.executable, __file__, "--child", "--n-train", str(n), "--n-test", str(args.n_test),
-                   "--index", index, "--nprobe", str(args.nprobe), "--coreset-ratio", str(args.coreset_ratio),
-                   "--threads", str(args.threads)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"child failed: {' '.join(cmd)}")
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-            results.append(result)
-            line = (f"N={n:5d} {index:5s} patches={result['n_patches']:8d} bank={result['bank'][0]:6d} "
-                    f"fit {result['fit_s']:7.1f} s  score {result['score_s']:6.1f} s  "
-                    f"peak {result['peak_mb']:7.0f} MiB  AUROC {result['image_auroc']:.4f}")
-            if "recall_at_1" in result:
-                line += (f"  recall@1 {result['recall_at_1']:.3f}  dist ratio {result['mean_distance_ratio']:.4f}"
-                         f"  search {result['search_s_approx']:.2f} s vs flat {result['search_s_flat']:.2f} s"
-                         f"  dAUROC {result['image_auroc'] - result['image_auroc_flat_same_bank']:+.4f}")
-            print(line, flush=True)
+        cmd = [sys.executable, __file__, "--child", "--n-train", str(n), "--n-test", str(args.n_test),
+               "--indexes", *args.indexes, "--nprobe", str(args.nprobe), "--coreset-ratio", str(args.coreset_ratio),
+               "--threads", str(args.threads), "--big-bank", str(args.big_bank)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"child failed: {' '.join(cmd)}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(f"N={n} images: {r['n_patches']} patches x {r['dim']} (all features {r['all_features_mb']:.0f} MiB, "
+              f"projected {r['projected_mb']:.0f} MiB), bank {r['bank'][0]}: fit {r['fit_s']:.1f} s, "
+              f"peak RSS after fit {r['peak_fit_mb']:.0f} MiB (whole run {r['peak_mb']:.0f} MiB), "
+              f"score {args.n_test} images {r['score_s']:.1f} s, image AUROC {r['image_auroc']:.4f}", flush=True)
+        _print_indexes("coreset bank", r["indexes"])
+        if "big_bank" in r:
+            _print_indexes(f"{r['big_bank']['size']}-patch bank", r["big_bank"]["indexes"])
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

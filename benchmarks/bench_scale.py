@@ -1,0 +1,287 @@
+"""Benchmark grids: local executor vs Ray on this machine, and a model of a 100-node run.
+
+Measures, in one process and one run (the machine may be shared: compare ratios):
+
+1. the wall time of one small grid with ``--executor local`` (serial and ``--jobs 2``) and
+   ``--executor ray`` on a local Ray instance with this machine's CPUs (Ray start-up is
+   reported apart);
+2. Ray's own cost per task: bulk throughput of no-op tasks, the submit-to-result round trip
+   of one task, the first job on a fresh worker (imports) vs a warm one;
+3. the driver's cost per arriving result (record + results.json/CSV/summary/report
+   rewritten) as the number of finished runs grows, because the driver handles results one
+   at a time;
+
+then feeds those figures into :func:`simulate`, an event simulation of the 810-fit grid
+(MVTec AD 15 + VisA 12 categories x 10 detectors x 3 seeds) on N nodes. Job durations come
+from the grid's measured per-job times, scaled by the ``--duration-model`` table (see
+docs/scaling.md for the assumptions).
+
+    .venv/bin/python benchmarks/bench_scale.py --json scale.json
+    .venv/bin/python benchmarks/bench_scale.py --simulate-only scale.json --nodes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import io
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_PLUGIN = REPO / "tests" / "plugins" / "pyimgano-example"
+
+# The 810-fit grid: (detector class, number of detectors, GPU?, duration relative to one
+# faiss:patchcore CPU fit+score of a category at the measured scale). See docs/scaling.md.
+DURATION_MODEL = {
+    "memory-bank (PatchCore-like, CPU)": {"detectors": 4, "gpus": 0, "relative": 1.0, "spread": 0.5},
+    "statistical (PaDiM-like, CPU)": {"detectors": 2, "gpus": 0, "relative": 0.5, "spread": 0.5},
+    "trained (EfficientAD/FastFlow/STFPM, GPU)": {"detectors": 4, "gpus": 1, "relative": 6.0, "spread": 0.7},
+}
+CATEGORIES = 15 + 12
+SEEDS = 3
+
+
+# -- 1. the grid --------------------------------------------------------------------------------
+def _install_example(site: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--disable-pip-version-check", "--target", str(site), str(EXAMPLE_PLUGIN)], check=True)
+
+
+def grid_config(out: Path, cache: Path, detector: str, n_train: int, image_size: int):
+    from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry
+
+    if detector == "example:mad":
+        detectors = [DetectorEntry(name="example:mad", params={"sigma": s}) for s in (0.0, 1.0, 2.0)]
+    else:
+        detectors = [DetectorEntry(name=detector, params={"backbone": "efficientnet_lite0", "coreset_ratio": 0.1,
+                                                          "image_size": image_size})]
+    options = {"cache_dir": str(cache), "image_size": image_size, "n_train": n_train}
+    return BenchmarkConfig(detectors=detectors, datasets=[DatasetEntry(name="synthetic", options=options)],
+                           out=str(out), overlays=0)
+
+
+def time_grid(config, executor) -> tuple[float, list[dict]]:
+    from rich.console import Console
+
+    from pyimgano.benchmark.runner import run_benchmark
+
+    t0 = time.perf_counter()
+    outcome = run_benchmark(config, executor=executor, console=Console(file=io.StringIO()), show_progress=False)
+    wall = time.perf_counter() - t0
+    if outcome.n_errors:
+        raise SystemExit(f"grid had errors: {[r['error'] for r in outcome.runs if r['error']]}")
+    return wall, outcome.records
+
+
+# -- 2. Ray's own overhead ------------------------------------------------------------------------
+def _noop(x):
+    return x
+
+
+def ray_overhead(ray, n_bulk: int = 1000, n_serial: int = 50) -> dict:
+    noop = ray.remote(num_cpus=1)(_noop)
+    ray.get([noop.remote(i) for i in range(20)])  # warm workers
+    t0 = time.perf_counter()
+    ray.get([noop.remote(i) for i in range(n_bulk)])
+    bulk = (time.perf_counter() - t0) / n_bulk
+    rtts = []
+    for i in range(n_serial):
+        t0 = time.perf_counter()
+        ray.get(noop.remote(i))
+        rtts.append(time.perf_counter() - t0)
+    return {"bulk_s_per_task": bulk, "round_trip_s_median": statistics.median(rtts),
+            "round_trip_s_p90": sorted(rtts)[int(0.9 * len(rtts))]}
+
+
+# -- 3. the driver's cost per result -----------------------------------------------------------------
+def driver_cost(records: list[dict], sizes=(10, 100, 400, 810)) -> dict:
+    """Seconds the driver spends per arriving result when ``n`` runs are already finished."""
+    from pyimgano.benchmark.results import ResultStore
+    from pyimgano.benchmark.runner import write_outputs
+
+    costs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ResultStore(tmp)
+        store.out.mkdir(exist_ok=True)
+        for n in sizes:
+            fake = []
+            for i in range(n):
+                record = json.loads(json.dumps(records[i % len(records)]))
+                record["run"]["category"] = f"{record['run']['category']}-{i}"
+                fake.append(record)
+            t0 = time.perf_counter()
+            write_outputs(store, fake)
+            costs[n] = time.perf_counter() - t0
+    return costs
+
+
+# -- the model ---------------------------------------------------------------------------------------
+def make_jobs(base_s: float, seed: int = 0) -> list[dict]:
+    """The 810 jobs with durations drawn around ``base_s`` x each class's relative cost."""
+    rng = random.Random(seed)
+    jobs = []
+    for name, cls in DURATION_MODEL.items():
+        for _ in range(cls["detectors"] * CATEGORIES * SEEDS):
+            jobs.append({"class": name, "gpus": cls["gpus"],
+                         "duration": base_s * cls["relative"] * rng.lognormvariate(0.0, cls["spread"])})
+    rng.shuffle(jobs)
+    return jobs
+
+
+def simulate(jobs: list[dict], nodes: int, cpu_slots: int, gpu_slots: int, task_overhead_s: float,
+             cold_start_s: float, driver_cost_s) -> dict:
+    """Event simulation of a Ray run: FIFO dispatch to the first free slot of the right kind.
+
+    Each task pays ``task_overhead_s`` (scheduling round trip) and, on the first task of a
+    slot, ``cold_start_s`` (worker start + imports). The driver takes results one at a time,
+    spending ``driver_cost_s(n_finished)`` on each; the grid ends when the last is written.
+    """
+    free = {"cpu": [(0.0, i) for i in range(nodes * cpu_slots)], "gpu": [(0.0, i) for i in range(nodes * gpu_slots)]}
+    warm: set[tuple[str, int]] = set()
+    for heap in free.values():
+        heapq.heapify(heap)
+    finishes = []
+    for job in jobs:
+        kind = "gpu" if job["gpus"] else "cpu"
+        if not free[kind]:
+            raise ValueError(f"no {kind} slots")
+        start, slot = heapq.heappop(free[kind])
+        cost = job["duration"] + task_overhead_s + (0.0 if (kind, slot) in warm else cold_start_s)
+        warm.add((kind, slot))
+        heapq.heappush(free[kind], (start + cost, slot))
+        finishes.append(start + cost)
+    driver_free = 0.0
+    for n, done in enumerate(sorted(finishes)):
+        driver_free = max(driver_free, done) + driver_cost_s(n)
+    total_work = sum(j["duration"] for j in jobs)
+    return {"nodes": nodes, "makespan_s": driver_free, "last_job_done_s": max(finishes),
+            "serial_work_s": total_work, "longest_job_s": max(j["duration"] for j in jobs),
+            "lower_bound_s": max(max(j["duration"] for j in jobs),
+                                 sum(j["duration"] for j in jobs if j["gpus"]) / (nodes * gpu_slots),
+                                 sum(j["duration"] for j in jobs if not j["gpus"]) / (nodes * cpu_slots))}
+
+
+def interpolate(costs: dict) -> callable:
+    points = sorted((int(k), v) for k, v in costs.items())
+
+    def cost(n: int) -> float:
+        for (n0, c0), (n1, c1) in zip(points, points[1:]):
+            if n <= n1:
+                return c0 + (c1 - c0) * max(0, n - n0) / (n1 - n0)
+        return points[-1][1] * n / points[-1][0]
+
+    return cost
+
+
+def print_model(measured: dict, nodes_list: list[int]) -> list[dict]:
+    base = measured["patchcore_job_s"]
+    overhead = measured["ray"]["round_trip_s_median"]
+    cold = measured["cold_start_s"]
+    cost = interpolate(measured["driver_cost_s"])
+    jobs = make_jobs(base)
+    rows = []
+    print(f"\nmodel of the 810-fit grid: base job {base:.1f} s, Ray round trip {overhead * 1000:.1f} ms, "
+          f"cold worker {cold:.1f} s, driver cost per result {cost(810) * 1000:.0f} ms at 810 runs")
+    for nodes in nodes_list:
+        row = simulate(jobs, nodes, cpu_slots=4, gpu_slots=1, task_overhead_s=overhead, cold_start_s=cold,
+                       driver_cost_s=cost)
+        row["efficiency"] = row["lower_bound_s"] / row["makespan_s"]
+        rows.append(row)
+        print(f"  {nodes:4d} node(s) x (4 CPU slots + 1 GPU): {row['makespan_s'] / 60:8.1f} min "
+              f"(lower bound {row['lower_bound_s'] / 60:7.1f} min, efficiency {row['efficiency']:.2f}; "
+              f"serial work {row['serial_work_s'] / 3600:.1f} h)")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--detector", default="example:mad", help="grid detector: example:mad or faiss:patchcore")
+    parser.add_argument("--patchcore-train", type=int, default=16, help="train images per category for the "
+                        "faiss:patchcore job-duration measurement")
+    parser.add_argument("--n-train", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--json", help="write the measurements and the model here")
+    parser.add_argument("--simulate-only", metavar="JSON", help="rerun the model from a saved measurement")
+    args = parser.parse_args()
+    if args.simulate_only:
+        measured = json.loads(Path(args.simulate_only).read_text())
+        print_model(measured, args.nodes)
+        return
+
+    from pyimgano.benchmark.executors import LocalExecutor
+    from pyimgano.benchmark.ray_executor import RayExecutor
+    from pyimgano.plugins import reset_registry
+
+    measured: dict = {"cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        site = tmp / "site"
+        _install_example(site)
+        sys.path.insert(0, str(site))
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+        reset_registry()
+        cache = tmp / "cache"
+        config = lambda out, det=args.detector, n=args.n_train: grid_config(tmp / out, cache, det, n,  # noqa: E731
+                                                                            args.image_size)
+        time_grid(config("warm"), LocalExecutor())  # generates the synthetic images once
+
+        walls = {}
+        walls["local serial"], records = time_grid(config("serial"), LocalExecutor())
+        walls["local --jobs 2"], _ = time_grid(config("jobs2"), LocalExecutor(workers=2))
+        import ray
+
+        t0 = time.perf_counter()
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        measured["ray_init_s"] = time.perf_counter() - t0
+        walls["ray (cold workers)"], ray_records = time_grid(config("ray"), RayExecutor())
+        walls["ray (warm workers)"], _ = time_grid(config("ray2"), RayExecutor())
+        measured["ray"] = ray_overhead(ray)
+        n_jobs = len(records)
+        measured["grid"] = {"detector": args.detector, "jobs": n_jobs, "wall_s": walls,
+                            "job_wall_s_serial": [r["extra"]["wall_s"] for r in records],
+                            "job_wall_s_ray": [r["extra"]["wall_s"] for r in ray_records]}
+        # per-job cost of a fresh worker: the first job vs the same job on a warm worker
+        first = ray_records[0]["extra"]["cluster"]["task_wall_s"]
+        warm_same = ray_records[0]["extra"]["wall_s"]
+        measured["cold_start_s"] = max(0.0, first - warm_same)
+
+        # the reference job duration: faiss:patchcore on one synthetic category
+        pc_wall, pc_records = time_grid(grid_config(tmp / "pc", cache, "faiss:patchcore", args.patchcore_train,
+                                                    256), RayExecutor())
+        measured["patchcore_job_s"] = statistics.mean(r["extra"]["wall_s"] for r in pc_records)
+        measured["patchcore_first_task_s"] = pc_records[0]["extra"]["cluster"]["task_wall_s"]
+        measured["cold_start_s"] = max(measured["cold_start_s"],
+                                       measured["patchcore_first_task_s"] - pc_records[0]["extra"]["wall_s"])
+        ray.shutdown()
+        measured["driver_cost_s"] = driver_cost(records)
+
+    print(f"grid: {args.detector}, {n_jobs} jobs on synthetic ({args.image_size} px, {args.n_train} train images), "
+          f"{measured['cpus']} CPUs")
+    base = walls["local serial"]
+    for name, wall in walls.items():
+        print(f"  {name:22s} {wall:7.2f} s   x{wall / base:.2f} of serial")
+    print(f"Ray start-up (ray.init, local instance): {measured['ray_init_s']:.1f} s (not in the walls above)")
+    r = measured["ray"]
+    print(f"Ray no-op tasks: {r['bulk_s_per_task'] * 1000:.2f} ms each in bulk; round trip median "
+          f"{r['round_trip_s_median'] * 1000:.2f} ms, p90 {r['round_trip_s_p90'] * 1000:.2f} ms")
+    print(f"fresh Ray worker (imports) adds {measured['cold_start_s']:.1f} s to its first job")
+    print(f"faiss:patchcore job (synthetic, 256 px, {args.patchcore_train} train): "
+          f"{measured['patchcore_job_s']:.1f} s")
+    print("driver cost per result: " + ", ".join(f"{v * 1000:.0f} ms at {k} runs"
+                                                  for k, v in measured["driver_cost_s"].items()))
+    measured["model"] = print_model(measured, args.nodes)
+    if args.json:
+        Path(args.json).write_text(json.dumps(measured, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
