@@ -87,6 +87,9 @@ def test_outputs_csv_summary_overlays_report(fake_plugin, toy_root, tmp_path):
 
 
 def test_rerun_skips_finished_runs_and_force_redoes_them(fake_plugin, toy_root, tmp_path):
+    def config(*args, **kwargs):  # no overlays: this test is about which jobs run
+        return globals()["config"](*args, overlays=0, **kwargs)
+
     first = RecordingExecutor()
     run_benchmark(config(tmp_path, toy_root, "benchtest:mean"), executor=first, console=quiet())
     assert len(first.seen) == 2

@@ -184,3 +184,34 @@ def test_predict_names_a_missing_image(cli_plugin, cli_toy_root, tmp_path, capsy
     model = _fitted_model(cli_toy_root, tmp_path / "model")
     rc = main(["predict", "--model", str(model), str(tmp_path / "nope.png"), "--out", str(tmp_path / "p")])
     assert rc == 2 and f"{tmp_path / 'nope.png'}: no such file or folder" in capsys.readouterr().err
+
+
+def test_an_interrupted_benchmark_keeps_finished_runs_and_a_rerun_goes_on(cli_plugin_site, cli_toy_root, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "bench"
+    args = [sys.executable, "-m", "pyimgano", "benchmark", "--detector", "benchtest:sleepy", "--set", "sleep_s=60",
+            "--dataset", "toy", "--root", str(cli_toy_root), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cli_plugin_site), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "results.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (out / "results.json").exists(), "the first run never finished"
+        process.send_signal(signal.SIGINT)  # Ctrl-C while beta's fit sleeps
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "finished runs are saved" in stdout
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    assert (run["category"], run["status"]) == ("alpha", "ok")
+
+    rerun = run_cli("benchmark", "--detector", "benchtest:sleepy", "--set", "sleep_s=60", "--dataset", "toy",
+                    "--root", str(cli_toy_root), "--out", str(out), "--category", "alpha", pythonpath=[cli_plugin_site])
+    assert rerun.returncode == 0 and "1 already finished there (skipped" in rerun.stdout

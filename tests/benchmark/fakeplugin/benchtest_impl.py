@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,18 @@ class FragileDetector(MeanDetector):
             if self.how == "exit":
                 os._exit(3)
             raise RuntimeError(f"boom: cannot handle height {self.fail_height}")
+        super()._fit(images)
+
+
+class SleepyDetector(MeanDetector):
+    def __init__(self, sleep_s: float = 0.0) -> None:
+        Detector.__init__(self, sleep_s=sleep_s)
+        self.sigma = 1.0
+        self.sleep_s = sleep_s
+
+    def _fit(self, images):
+        if images[0].shape[0] != 24:  # not the alpha category
+            time.sleep(self.sleep_s)
         super()._fit(images)
 
 

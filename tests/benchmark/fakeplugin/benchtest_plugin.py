@@ -23,6 +23,12 @@ class FragileParams(BaseModel):
     how: Literal["raise", "exit"] = "raise"
 
 
+class SleepyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sleep_s: float = Field(0.0, ge=0.0, description="fit sleeps this long on categories other than alpha")
+
+
 class BadParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,6 +44,8 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                      factory="benchtest_impl:FragileDetector", params=FragileParams),
         DetectorSpec(name="bad", summary="Breaks the output contracts",
                      factory="benchtest_impl:BadDetector", params=BadParams),
+        DetectorSpec(name="sleepy", summary="Fits slowly",
+                     factory="benchtest_impl:SleepyDetector", params=SleepyParams),
         DetectorSpec(name="nomaps", summary="Scores without anomaly maps",
                      factory="benchtest_impl:NoMapsDetector", params=NoParams,
                      capabilities=DetectorCapabilities(pixel_maps=False)),

@@ -114,5 +114,5 @@ def render_overlay(
     if caption:
         ImageDraw.Draw(picture).text((4, 3), caption, fill=(0, 0, 0))
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=True)
+    picture.save(buffer, format="PNG")
     return buffer.getvalue()
