@@ -130,3 +130,19 @@ def test_executor_by_name_and_ray_stays_unimported():
     code = ("import sys, pyimgano.cli.benchmark, pyimgano.benchmark.executors, pyimgano.benchmark.runner; "
             "assert 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_joins_a_running_cluster_and_writes_the_run_log(example_plugin_site, ray_cluster, tiny_root, tmp_path):
+    from pyimgano_testutils import run_cli
+
+    address = ray_cluster.get_runtime_context().gcs_address
+    out = tmp_path / "out"
+    proc = run_cli("benchmark", "--executor", "ray", "--ray-address", address, "--detector", "example:mad",
+                   "--dataset", "mvtec", "--root", str(tiny_root), "--category", "alpha", "--overlays", "0",
+                   "--no-progress", "--out", str(out), pythonpath=[example_plugin_site])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (run,) = results(out)
+    assert run["status"] == "ok" and run["metrics"]["image_auroc"] > 0.9
+    (entry,) = [json.loads(line) for line in (out / "ray_log.jsonl").read_text().splitlines()]
+    assert entry["status"] == "ok" and entry["node_ip"] and entry["retries"] == 0
+    assert ray_cluster.is_initialized()  # the CLI left the shared cluster running

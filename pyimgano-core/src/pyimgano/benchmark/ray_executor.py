@@ -78,7 +78,9 @@ class RayExecutor:
     already joined with ``ray.init``), ``"auto"`` joins the cluster of this machine, and
     ``"ray://host:10001"`` or ``"host:6379"`` joins a remote one. ``workers`` (``--jobs``)
     is accepted for symmetry with the local executor and ignored: Ray runs as many jobs at
-    once as the cluster's resources allow. ``runtime_env`` is handed to ``ray.init``.
+    once as the cluster's resources allow. ``runtime_env`` is handed to ``ray.init``; by
+    default the driver's ``PYTHONPATH`` is forwarded to the workers. Plugins must be
+    importable on every node (installed there, or on a shared path).
     """
 
     def __init__(
@@ -110,8 +112,13 @@ class RayExecutor:
         if ray.is_initialized():
             return ray, False
         options = {"address": self.address, "log_to_driver": False, **self.init_options}
-        if self.runtime_env is not None:
-            options["runtime_env"] = self.runtime_env
+        runtime_env = self.runtime_env
+        if runtime_env is None and os.environ.get("PYTHONPATH"):
+            # plugins found through the driver's PYTHONPATH: the same path on the workers
+            # (right on a shared file system; paths a node lacks are ignored by Python)
+            runtime_env = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
+        if runtime_env is not None:
+            options["runtime_env"] = runtime_env
         if self.address is None:
             options.setdefault("include_dashboard", False)
         try:
