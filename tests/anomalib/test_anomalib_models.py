@@ -43,7 +43,7 @@ def test_smoke_fit_score_save_load(name, tiny, weight_files, tmp_path, monkeypat
     assert scores.shape == (len(tiny.test),) and np.isfinite(scores).all()
     if name in MAP_MODELS:
         assert maps.shape == (len(tiny.test), 64, 64) and maps.dtype == np.float32
-        assert np.isfinite(maps).all() and maps.std() > 0
+        assert np.isfinite(maps).all() and maps.max() > maps.min()
     else:
         assert maps is None
         with pytest.raises(NotImplementedError):
@@ -98,7 +98,7 @@ def test_scores_are_raw_not_normalised(tiny, padim):
 
     batch = module.pre_processor.transform(torch.stack([to_tensor(img, 64) for img in tiny.test]))
     with torch.no_grad():
-        direct = module.model(batch).pred_score.numpy()
+        direct = module.model(batch).pred_score.numpy().ravel()
     np.testing.assert_allclose(scores, direct, rtol=1e-6)
     assert scores.max() > 1.0
 
