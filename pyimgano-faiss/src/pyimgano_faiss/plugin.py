@@ -44,7 +44,9 @@ class PatchCoreParams(_BackboneParams):
     )
     coreset_ratio: float = Field(0.1, gt=0.0, le=1.0, description="fraction of training patches kept in the memory bank")
     projection_dim: int = Field(128, ge=8, le=4096, description="random projection size used for coreset selection")
-    index: Literal["flat", "ivf", "hnsw"] = Field("flat", description="faiss index: flat (exact), ivf or hnsw (approximate)")
+    index: Literal["flat", "ivf", "hnsw", "auto"] = Field(
+        "flat", description="faiss index: flat (exact), ivf or hnsw (approximate), auto (flat below 50k bank rows, else ivf)"
+    )
     nprobe: int = Field(8, ge=1, description="IVF lists visited per query (index='ivf')")
     reweight: bool = Field(False, description="image score with the paper's neighbourhood reweighting (eq. 7)")
     reweight_neighbors: int = Field(9, ge=1, description="memory-bank neighbours used by the reweighting")
