@@ -159,13 +159,22 @@ def offline_pretrained(component: str, mode: Mode, weights: str | None) -> Itera
             "Put the file there or pass weights=FILE"
         )
 
+    try:  # the env var is read when huggingface_hub is imported; force offline mode meanwhile
+        import huggingface_hub.constants as hf_constants
+    except ImportError:
+        hf_constants = None
+    hf_offline = getattr(hf_constants, "HF_HUB_OFFLINE", None)
     timm.create_model = create_model
     tv_api.WeightsEnum.get_state_dict = get_state_dict
+    if hf_constants is not None:
+        hf_constants.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
         timm.create_model = original_create
         tv_api.WeightsEnum.get_state_dict = original_get_state
+        if hf_constants is not None:
+            hf_constants.HF_HUB_OFFLINE = hf_offline
 
 
 def _torchvision_arch(weights_enum: Any) -> str:
