@@ -21,8 +21,9 @@ th { background: #f0f2f5; } td.name, th.name { text-align: left; }
 tr.mean td { font-weight: bold; background: #f7f7fb; } tr.error td { color: #b00020; background: #fff3f3; }
 td.best { background: #e3f6e5; font-weight: bold; }
 .errors li { color: #b00020; margin-bottom: 6px; font-family: monospace; font-size: 12px; white-space: pre-wrap; }
-figure { display: inline-block; margin: 6px 10px 12px 0; vertical-align: top; }
-figure img { display: block; border: 1px solid #ccc; max-width: min(100%, 600px); }
+figure { display: inline-block; margin: 6px 10px 12px 0; vertical-align: top; width: min(100%, 560px); }
+figure img { display: block; border: 1px solid #ccc; width: 100%; }
+.side { display: flex; flex-wrap: wrap; gap: 0 28px; }
 figcaption { font-size: 12px; color: #444; margin-top: 2px; }
 .legend { font-size: 13px; color: #444; } code { background: #f3f3f3; padding: 1px 4px; }
 """
@@ -98,18 +99,22 @@ def render_report(
     for dataset, ds_runs in tables.by_dataset(runs).items():
         header, rows = tables.table_rows(ds_runs)
         parts += [f"<h2>{_e(dataset)}</h2>", _table(header, rows)]
+        side = []
         for metric in tables.COMPARE_METRICS:
             compared = tables.comparison_rows(ds_runs, metric)
             if compared:
                 side_header, side_rows = compared
-                parts.append(f"<h3>{_e(tables.METRIC_TITLES[metric])} side by side</h3>")
-                parts.append(
+                side.append(f"<div><h3>{_e(tables.METRIC_TITLES[metric])} side by side</h3>")
+                side.append(
                     _table(
                         side_header,
                         [("mean" if r[0] == "mean" else "run", r) for r in side_rows],
                         best_cols=set(range(1, len(side_header))),
                     )
                 )
+                side.append("</div>")
+        if side:
+            parts.append('<div class="side">' + "".join(side) + "</div>")
     failed = tables.errors(runs)
     if failed:
         parts.append("<h2>Errors</h2><ul class='errors'>")

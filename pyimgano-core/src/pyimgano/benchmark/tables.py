@@ -221,15 +221,35 @@ def rich_tables(runs: list[dict[str, Any]]) -> list[Any]:
             table.add_row(*cells, style=style)
             previous = kind
         out.append(table)
-        for metric in COMPARE_METRICS:
-            compared = comparison_rows(ds_runs, metric)
-            if compared:
-                side = Table(title=f"{METRIC_TITLES[metric]} side by side ({dataset})", header_style="bold")
-                for i, name in enumerate(compared[0]):
-                    side.add_column(name, justify="left" if i == 0 else "right")
-                for row in compared[1]:
-                    side.add_row(*row, style="bold" if row[0] == "mean" else None)
-                out.append(side)
+        side = _side_by_side(ds_runs, dataset)
+        if side is not None:
+            out.append(side)
     for run in errors(runs):
         out.append(Text(f"error: {run['detector']} on {run['dataset']}/{run['category']}: {run['error']}", style="red"))
     return out
+
+
+def _side_by_side(runs: list[dict[str, Any]], dataset: str) -> Any:
+    """One terminal table: per category, image AUROC, pixel AUROC and AUPRO of each detector."""
+    from rich import box
+    from rich.table import Table
+
+    compared = {metric: comparison_rows(runs, metric) for metric in COMPARE_METRICS}
+    if any(c is None for c in compared.values()):
+        return None
+    detectors = compared[COMPARE_METRICS[0]][0][1:]
+    table = Table(title=f"side by side ({dataset})", box=box.SIMPLE_HEAD, header_style="bold")
+    table.add_column("category")
+    for metric in COMPARE_METRICS:
+        for detector in detectors:
+            table.add_column(f"{METRIC_TITLES[metric]}\n{detector}", justify="right")
+    n_rows = len(compared[COMPARE_METRICS[0]][1])
+    for i in range(n_rows):
+        category = compared[COMPARE_METRICS[0]][1][i][0]
+        cells = [category]
+        for metric in COMPARE_METRICS:
+            cells += compared[metric][1][i][1:]
+        if category == "mean":
+            table.add_section()
+        table.add_row(*cells, style="bold" if category == "mean" else None)
+    return table
