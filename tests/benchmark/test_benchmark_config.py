@@ -126,3 +126,18 @@ def test_metrics_undefined_on_a_one_class_test_split_are_null_with_a_note(fake_p
     assert run["status"] == "ok" and all(v is None for v in run["metrics"].values())
     notes = outcome.records[0]["extra"]["notes"]
     assert any(n.startswith("image_auroc: ") and "single class" in n for n in notes)
+
+
+def test_atomic_write_replaces_whole_files_with_the_usual_permissions(tmp_path):
+    import os
+
+    from pyimgano.benchmark.results import atomic_write
+
+    target = tmp_path / "sub" / "results.json"
+    atomic_write(target, "old")
+    atomic_write(target, b"new")
+    assert target.read_text() == "new"
+    assert [p.name for p in target.parent.iterdir()] == ["results.json"]  # no temporary files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

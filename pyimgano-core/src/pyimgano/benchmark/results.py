@@ -36,6 +36,15 @@ from pyimgano.benchmark.config import JobSpec
 RECORD_FORMAT = 1
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 class Metrics(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,6 +98,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             handle.write(data.encode() if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
