@@ -105,3 +105,15 @@ def test_offline_mode_with_empty_cache_is_a_quick_clear_error(tmp_path):
     elapsed = float(line.split()[1])
     assert elapsed < 10.0
     assert "wide_resnet50_2" in line and "efficientnet_lite0" in line and "weights=" in line and "offline" in line
+
+
+def test_cached_hub_weights_are_loaded_without_network(monkeypatch, tmp_path):
+    import timm
+
+    reference = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "model.pth"
+    torch.save(reference.state_dict(), path)
+    monkeypatch.setattr(backbones, "_cached_pretrained_file", lambda name: (str(path), None))
+    monkeypatch.setattr(backbones, "_reachable", lambda *a, **k: pytest.fail("no network check when cached"))
+    net = build_backbone("resnet18")
+    assert torch.equal(net.model.state_dict()["conv1.weight"], reference.state_dict()["conv1.weight"])

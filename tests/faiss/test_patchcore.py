@@ -74,13 +74,15 @@ def test_approximate_indexes_round_trip(small_category, tmp_path, index):
     np.testing.assert_array_equal(pyimgano.load_detector(tmp_path / index).decision_function(test), scores)
 
 
-def test_same_seed_same_memory_bank_other_seed_other_bank(small_category):
+def test_same_seed_same_bank_in_memory_or_spilled_other_seed_other_bank(small_category):
     train = small_category[0][:4]
     banks = [
-        pyimgano.create_detector("faiss:patchcore", **SMALL, coreset_ratio=0.1, seed=seed).fit(train).memory_bank_
-        for seed in (0, 0, 1)
+        pyimgano.create_detector("faiss:patchcore", **SMALL, coreset_ratio=0.1, seed=seed, max_embedding_mb=mb)
+        .fit(train)
+        .memory_bank_
+        for seed, mb in ((0, 2048), (0, 0.01), (1, 2048))
     ]
-    np.testing.assert_array_equal(banks[0], banks[1])
+    np.testing.assert_array_equal(banks[0], banks[1])  # the second run spilled its features to disk
     assert not np.array_equal(banks[0], banks[2])
 
 
@@ -91,7 +93,7 @@ def test_target_dim_reweighting_and_coreset_size(small_category):
     ).fit(train)
     assert det.memory_bank_.shape == (int(4 * 8 * 8 * 0.25), 64)
     scores, maps = det.score(test)
-    assert np.isfinite(scores).all() and (scores <= maps.reshape(4, -1).max(1) * 10).all()
+    assert np.isfinite(scores).all() and maps.shape == (4, 96, 96)  # maps at each input size
     plain = det.memory_bank_.copy()
     det.reweight = False
     assert (scores <= det.decision_function(test) + 1e-6).all()  # weights are in [0, 1]

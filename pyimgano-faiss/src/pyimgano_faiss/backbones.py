@@ -233,6 +233,54 @@ def _resolve_layers(backbone: str, model: nn.Module, layers: Sequence[str] | Non
     return out
 
 
+# (convolution, batch norm that directly follows it in forward) per timm block class
+_FOLD_PAIRS = {
+    "EfficientNetFeatures": (("conv_stem", "bn1"),),
+    "DepthwiseSeparableConv": (("conv_dw", "bn1"), ("conv_pw", "bn2")),
+    "InvertedResidual": (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
+    "Bottleneck": (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
+    "BasicBlock": (("conv1", "bn1"), ("conv2", "bn2")),
+}
+
+
+def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Module:
+    """Fold an eval-mode batch norm into the convolution before it; returns what replaces the norm."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
+    conv.bias = nn.Parameter(bn.bias + (bias - bn.running_mean) * scale, requires_grad=False)
+    if hasattr(bn, "act"):  # timm's BatchNormAct2d: norm, then drop, then activation
+        return nn.Sequential(bn.drop, bn.act)
+    return nn.Identity()
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold inference batch norms into convolutions of known timm blocks (one pass saved each).
+
+    Only pairs whose order in ``forward`` is known are folded: the block classes in
+    ``_FOLD_PAIRS`` and (conv, norm) neighbours inside ``nn.Sequential``. Returns the count.
+    """
+    folded = 0
+    with torch.no_grad():
+        for module in list(model.modules()):
+            pairs = list(_FOLD_PAIRS.get(type(module).__name__, ()))
+            if isinstance(module, nn.Sequential):
+                names = [n for n, _ in module.named_children()]
+                pairs += list(zip(names, names[1:]))
+            for conv_name, bn_name in pairs:
+                conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+                if (
+                    type(conv).__name__ in ("Conv2d", "Conv2dSame")
+                    and isinstance(bn, nn.BatchNorm2d)
+                    and bn.running_mean is not None
+                    and bn.affine
+                    and conv.out_channels == bn.num_features
+                ):
+                    setattr(module, bn_name, _fold_pair(conv, bn))
+                    folded += 1
+    return folded
+
+
 class _StopForward(Exception):
     pass
 
@@ -248,7 +296,9 @@ class Backbone(nn.Module):
         super().__init__()
         self.name = backbone
         # channels-last runs the depthwise and pointwise convolutions about twice as fast on CPU
-        self.model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+        model = model.eval().requires_grad_(False)
+        fold_batchnorm(model)
+        self.model = model.to(memory_format=torch.channels_last)
         info = model.feature_info
         self.layers = [info.module_name()[i] for i in indices]
         self.channels = [info.channels()[i] for i in indices]
@@ -335,14 +385,23 @@ def build_classifier(backbone: str = OFFLINE_BACKBONE, weights: str | os.PathLik
 
 
 def images_to_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """HxWx3 uint8 arrays -> N x 3 x size x size floats in [0, 1] (bilinear, antialiased)."""
-    out = []
-    for img in images:
-        t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div_(255.0)[None]
-        if t.shape[-2:] != (size, size):
-            t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        out.append(t)
-    return torch.cat(out)
+    """HxWx3 uint8 arrays -> N x 3 x size x size floats in [0, 1], channels-last.
+
+    Images of another size are resized bilinearly with antialiasing. Each image is copied
+    straight into an N x H x W x 3 buffer, whose N x 3 x H x W view is channels-last: much
+    faster than concatenating per-image permuted tensors.
+    """
+    nhwc = torch.empty((len(images), size, size, 3), dtype=torch.float32)
+    for i, img in enumerate(images):
+        arr = img if img.flags.writeable and img.flags.c_contiguous else np.array(img, copy=True)
+        hwc = torch.from_numpy(arr)
+        if hwc.shape[:2] == (size, size):
+            nhwc[i] = hwc
+        else:
+            chw = hwc.permute(2, 0, 1)[None].float()
+            resized = F.interpolate(chw, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            nhwc[i] = resized[0].permute(1, 2, 0)
+    return nhwc.div_(255.0).permute(0, 3, 1, 2)
 
 
 def iter_batches(

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from pyimgano_faiss.base import BackboneDetector
-from pyimgano_faiss.runtime import seed_everything
 from pyimgano_faiss.search import build_index, search
 
 
@@ -60,7 +59,6 @@ class GlobalKNN(BackboneDetector):
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
     def _fit(self, images: list[np.ndarray]) -> None:
-        seed_everything(self.seed)
         self.embeddings_ = self._embed_all(images, "knn fit")
         self._index = build_index(self.embeddings_, "flat")
 

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from pyimgano_faiss.base import BackboneDetector
 from pyimgano_faiss.coreset import RandomProjection, coreset_size, greedy_coreset, greedy_coreset_torch
 from pyimgano_faiss.embeddings import EmbeddingStore
-from pyimgano_faiss.runtime import seed_everything
 from pyimgano_faiss.search import build_index, deserialize_index, search, serialize_index
 
 
@@ -122,7 +121,7 @@ class PatchCore(BackboneDetector):
 
     # -- fit ------------------------------------------------------------------------
     def _fit(self, images: list[np.ndarray]) -> None:
-        rng = seed_everything(self.seed)
+        rng = np.random.default_rng(self.seed)
         store = EmbeddingStore(self.max_embedding_mb)
         projected: list[np.ndarray] = []
         projection = None
@@ -168,10 +167,15 @@ class PatchCore(BackboneDetector):
             if self._bank_tensor is None:
                 self._bank_tensor = torch.from_numpy(self.memory_bank_).to(self._device)
             bank = self._bank_tensor
-            q = torch.from_numpy(rows).to(self._device)
-            d2 = (q * q).sum(1, keepdim=True) - 2.0 * q @ bank.T + (bank * bank).sum(1)[None]
-            d2, idx = torch.topk(d2, k, dim=1, largest=False)
-            return d2.clamp_min_(0).sqrt_().cpu().numpy(), idx.cpu().numpy()
+            bank_norms = (bank * bank).sum(1)[None]
+            dists, indices = [], []
+            for start in range(0, len(rows), 4096):  # bounds the query x bank matrix
+                q = torch.from_numpy(rows[start:start + 4096]).to(self._device)
+                d2 = (q * q).sum(1, keepdim=True) - 2.0 * q @ bank.T + bank_norms
+                d2, idx = torch.topk(d2, k, dim=1, largest=False)
+                dists.append(d2.clamp_min_(0).sqrt_().cpu().numpy())
+                indices.append(idx.cpu().numpy())
+            return np.concatenate(dists), np.concatenate(indices)
         return search(self._index, rows, k)
 
     def _reweighted(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray) -> np.ndarray:

@@ -1,11 +1,8 @@
-"""Thread counts, devices and seeds shared by the detectors of this plugin."""
+"""Thread counts and devices shared by the detectors of this plugin."""
 
 from __future__ import annotations
 
 import os
-import random
-
-import numpy as np
 
 
 def machine_threads() -> int:
@@ -37,13 +34,3 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
     return device
-
-
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed torch, numpy and random; returns a numpy generator for local use."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    return np.random.default_rng(seed)
