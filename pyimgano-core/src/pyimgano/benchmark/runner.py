@@ -103,7 +103,7 @@ def run_benchmark(
 def print_summary(outcome: BenchmarkOutcome, console: Any = None) -> None:
     """The result tables and where the report is."""
     console = console or _console()
-    for renderable in tables.rich_tables(outcome.runs):
+    for renderable in tables.rich_tables(outcome.runs, width=console.width):
         console.print(renderable)
     console.print(f"results: {outcome.files['results']}")
     console.print(f"report:  [bold]{outcome.files['report'].resolve()}[/]")

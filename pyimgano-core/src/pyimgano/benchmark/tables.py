@@ -198,29 +198,45 @@ def summary_markdown(runs: list[dict[str, Any]], title: str = "Benchmark results
     return "\n".join(lines) + "\n"
 
 
-def rich_tables(runs: list[dict[str, Any]]) -> list[Any]:
-    """Renderables for the terminal: one table per data set, then the errors."""
+WIDE_TABLE = 125  # columns a terminal needs for the metrics and the timings in one table
+
+
+def _rich_table(title: str, header: list[str], rows: list[tuple[str, list[str]]], columns: list[int]) -> Any:
     from rich import box
     from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for i in columns:
+        name = header[i]
+        if i < 2:
+            table.add_column(name, justify="left", min_width=len(name), overflow="fold")
+        else:
+            table.add_column(name.replace(" ", "\n", 1).replace("@", "\n@"), justify="right", no_wrap=True)
+    previous = None
+    for kind, cells in rows:
+        if kind == "mean" and previous != "mean":
+            table.add_section()
+        table.add_row(*[cells[i] for i in columns], style={"mean": "bold", "error": "red"}.get(kind))
+        previous = kind
+    return table
+
+
+def rich_tables(runs: list[dict[str, Any]], width: int | None = None) -> list[Any]:
+    """Renderables for the terminal: per data set the result table (split in metrics and
+    timings when ``width`` is below :data:`WIDE_TABLE`), the side-by-side table, the errors."""
     from rich.text import Text
 
     out: list[Any] = []
     for dataset, ds_runs in by_dataset(runs).items():
         header, rows = table_rows(ds_runs)
-        table = Table(title=f"pyimgano benchmark: {dataset}", box=box.SIMPLE_HEAD, header_style="bold")
-        for i, name in enumerate(header):
-            if i < 2:
-                table.add_column(name, justify="left", min_width=len(name), overflow="fold")
-            else:
-                table.add_column(name.replace(" ", "\n", 1), justify="right", no_wrap=True)
-        previous = None
-        for kind, cells in rows:
-            if kind == "mean" and previous != "mean":
-                table.add_section()
-            style = {"mean": "bold", "error": "red"}.get(kind)
-            table.add_row(*cells, style=style)
-            previous = kind
-        out.append(table)
+        title = f"pyimgano benchmark: {dataset}"
+        n_metrics = 2 + len(METRIC_TITLES)
+        if width is None or width >= WIDE_TABLE:
+            out.append(_rich_table(title, header, rows, list(range(len(header)))))
+        else:
+            out.append(_rich_table(title, header, rows, list(range(n_metrics))))
+            out.append(_rich_table(f"time and memory: {dataset}", header, rows,
+                                   [0, 1, *range(n_metrics, len(header))]))
         side = _side_by_side(ds_runs, dataset)
         if side is not None:
             out.append(side)
