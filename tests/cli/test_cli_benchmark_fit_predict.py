@@ -109,6 +109,7 @@ def test_fit_predict_round_trip_gives_the_benchmark_scores(cli_plugin, cli_toy_r
         assert row["label"] == ""  # no threshold in this model
         assert (pred / row["heatmap"]).is_file()
     assert "labels left empty" in capsys.readouterr().out
+    assert not (pred / ".maps-tmp").exists() and not (pred / "maps").exists()
 
 
 def test_fit_with_calibration_sets_a_threshold_and_predict_writes_labels_and_masks(cli_plugin, cli_toy_root,
@@ -133,8 +134,9 @@ def test_fit_with_calibration_sets_a_threshold_and_predict_writes_labels_and_mas
         assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 255}
         assert (mask.any()) == (row["label"] == "1")  # score = map maximum, pixel threshold = image threshold
     assert all(r["label"] == "1" for r in rows if "/spot/" in r["image"])  # bright squares are found
-    with np.load(pred / "maps.npz", allow_pickle=False) as maps:
-        assert len(maps.files) == 7
+    saved = sorted((pred / "maps").glob("*.npy"))
+    assert len(saved) == 7 and np.load(saved[0]).shape == (32, 32)
+    assert not (pred / ".maps-tmp").exists()
 
 
 def test_fit_holds_out_training_images_for_the_threshold_by_default(cli_plugin, cli_toy_root, tmp_path):

@@ -19,6 +19,8 @@ examples:
 Writes OUT/predictions.csv (image, score, label, anomalous pixel fraction, files),
 OUT/heatmaps/*.png (heatmap over the image; colours: blue normal, red anomalous, the
 threshold halfway) and OUT/masks/*.png (255 where the map is above the pixel threshold).
+Images are scored in batches and maps wait on disk, so memory does not grow with the
+number of images.
 """
 
 
@@ -31,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, metavar="VALUE", help="image threshold instead of the model's")
     parser.add_argument("--pixel-threshold", type=float, metavar="VALUE",
                         help="map value above which a pixel is in the mask (default: the image threshold)")
-    parser.add_argument("--save-maps", action="store_true", help="also write the raw maps to OUT/maps.npz")
+    parser.add_argument("--save-maps", action="store_true",
+                        help="also keep the raw float32 maps as OUT/maps/<name>.npy")
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -55,17 +58,32 @@ def heatmap_png(image: np.ndarray, amap: np.ndarray, lo: float, hi: float, path:
     Image.fromarray((0.5 * heat + 0.5 * image).round().astype(np.uint8)).save(path)
 
 
-def colour_range(maps: list[np.ndarray], threshold: float | None) -> tuple[float, float]:
-    """Shared colour scale; with a threshold it sits halfway, so warm means above it."""
-    from pyimgano.benchmark.overlays import map_range
+class _ColourScale:
+    """The heatmaps' shared colour range, gathered map by map (memory stays bounded):
+    from the lowest value to the 99.9th percentile of a sample, or, with a threshold,
+    symmetric around it so that warm colours mean above it."""
 
-    lo, hi = map_range(maps)
-    if threshold is not None and threshold > lo:
-        hi = threshold + (threshold - lo)
-    return lo, hi
+    SAMPLE = 4096
+
+    def __init__(self) -> None:
+        self.lo = np.inf
+        self.samples: list[np.ndarray] = []
+
+    def add(self, amap: np.ndarray) -> None:
+        flat = amap.ravel()
+        self.lo = min(self.lo, float(flat.min()))
+        self.samples.append(flat[:: max(1, flat.size // self.SAMPLE)])
+
+    def range(self, threshold: float | None) -> tuple[float, float]:
+        hi = float(np.percentile(np.concatenate(self.samples), 99.9))
+        if threshold is not None and threshold > self.lo:
+            hi = threshold + (threshold - self.lo)
+        return self.lo, (hi if hi > self.lo else self.lo + 1.0)
 
 
 def run(args: argparse.Namespace) -> int:
+    import shutil
+
     from PIL import Image
     from rich.progress import Progress
 
@@ -76,46 +94,52 @@ def run(args: argparse.Namespace) -> int:
 
     detector = load_detector(args.model)
     files = collect_images(args.images, "images to score")
+    names = _unique_names(files)
     threshold = args.threshold if args.threshold is not None else detector.threshold_
     pixel_threshold = args.pixel_threshold if args.pixel_threshold is not None else threshold
     out = Path(args.out)
     heat_dir, mask_dir = out / "heatmaps", out / "masks"
-    heat_dir.mkdir(parents=True, exist_ok=True)
-    scores: list[float] = []
-    maps: list[np.ndarray] | None = []
+    # maps wait on disk for the second pass (the colour range needs all of them)
+    maps_dir = out / "maps" if args.save_maps else out / ".maps-tmp"
+    rows: list[dict[str, Any]] = []
+    scale = _ColourScale()
+    has_maps = True
     with Progress(transient=True) as progress:
         task = progress.add_task(f"scoring with {detector.component}", total=len(files))
         for start in range(0, len(files), BATCH):
             batch = files[start : start + BATCH]
             batch_scores, batch_maps = detector.score(batch)
-            scores.extend(float(s) for s in batch_scores)
-            if batch_maps is None:
-                maps = None
-            elif maps is not None:
-                maps.extend(list(batch_maps))
+            has_maps = has_maps and batch_maps is not None
+            for k, (path, score) in enumerate(zip(batch, batch_scores)):
+                name = names[start + k]
+                row: dict[str, Any] = {"image": str(path), "score": float(score),
+                                       "label": None if threshold is None else int(score > threshold)}
+                if has_maps:
+                    amap = np.asarray(batch_maps[k], dtype=np.float32)
+                    scale.add(amap)
+                    maps_dir.mkdir(parents=True, exist_ok=True)
+                    np.save(maps_dir / f"{name}.npy", amap)
+                    if pixel_threshold is not None:
+                        mask = amap > pixel_threshold
+                        mask_dir.mkdir(parents=True, exist_ok=True)
+                        Image.fromarray(mask.astype(np.uint8) * 255).save(mask_dir / f"{name}.png")
+                        row["mask"] = str(Path("masks") / f"{name}.png")
+                        row["anomalous_fraction"] = round(float(mask.mean()), 6)
+                rows.append(row)
             progress.advance(task, len(batch))
-    names = _unique_names(files)
-    rows: list[dict[str, Any]] = []
-    if maps is not None:
-        lo, hi = colour_range(maps, threshold)
-        if pixel_threshold is not None:
-            mask_dir.mkdir(parents=True, exist_ok=True)
-    for i, (path, score, name) in enumerate(zip(files, scores, names)):
-        row: dict[str, Any] = {"image": str(path), "score": score,
-                               "label": None if threshold is None else int(score > threshold)}
-        if maps is not None:
-            heatmap_png(load_image(path), maps[i], lo, hi, heat_dir / f"{name}.png")
-            row["heatmap"] = str(Path("heatmaps") / f"{name}.png")
-            if pixel_threshold is not None:
-                mask = maps[i] > pixel_threshold
-                Image.fromarray(mask.astype(np.uint8) * 255).save(mask_dir / f"{name}.png")
-                row["mask"] = str(Path("masks") / f"{name}.png")
-                row["anomalous_fraction"] = round(float(mask.mean()), 6)
-        rows.append(row)
+        if has_maps and rows:
+            lo, hi = scale.range(threshold)
+            heat_dir.mkdir(parents=True, exist_ok=True)
+            task = progress.add_task("drawing heatmaps", total=len(rows))
+            for row, name in zip(rows, names):
+                amap = np.load(maps_dir / f"{name}.npy", allow_pickle=False)
+                heatmap_png(load_image(row["image"]), amap, lo, hi, heat_dir / f"{name}.png")
+                row["heatmap"] = str(Path("heatmaps") / f"{name}.png")
+                progress.advance(task)
+    if not args.save_maps:
+        shutil.rmtree(maps_dir, ignore_errors=True)
     columns = ["image", "score", "label", "anomalous_fraction", "heatmap", "mask"]
     atomic_write(out / "predictions.csv", rows_to_csv(rows, columns))
-    if args.save_maps and maps is not None:
-        np.savez_compressed(out / "maps.npz", **{name: m for name, m in zip(names, maps)})
     n_anomalous = sum(1 for r in rows if r["label"] == 1)
     summary = f"{len(rows)} image(s) scored"
     summary += (f", {n_anomalous} anomalous (threshold {threshold:.6g})" if threshold is not None
