@@ -141,3 +141,20 @@ def test_atomic_write_replaces_whole_files_with_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_data_set_samples_are_checked_against_the_contract():
+    from types import SimpleNamespace
+
+    from pyimgano import ContractViolation
+    from pyimgano.benchmark.config import JobSpec
+    from pyimgano.benchmark.job import check_samples
+
+    spec = JobSpec(detector="a:b", params={}, dataset="x:toy", dataset_label="toy", category="c")
+    good = SimpleNamespace(image_path="a.png", label=0, mask_path=None, defect_type="good", category="c")
+    defect = SimpleNamespace(image_path="b.png", label=1, mask_path="m.png", defect_type="cut", category="c")
+    assert check_samples(spec, [good, defect], "test") == [good, defect]  # duck-typed samples are fine
+    with pytest.raises(ContractViolation, match=r"x:toy returned test sample 1 .*label: Input should be 0 or 1"):
+        check_samples(spec, [good, SimpleNamespace(**{**vars(defect), "label": 2})], "test")
+    with pytest.raises(ContractViolation, match="returned train sample 0 label 1 for b.png; expected label 0"):
+        check_samples(spec, [defect], "train")

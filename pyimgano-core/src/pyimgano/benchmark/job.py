@@ -155,7 +155,8 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         seed_everything(spec.seed)
         stage = "loading the data set"
         dataset = _open_dataset(spec)
-        train, test = list(dataset.train), list(dataset.test)
+        train = check_samples(spec, list(dataset.train), "train")
+        test = check_samples(spec, list(dataset.test), "test")
         run["n_train"], run["n_test"] = len(train), len(test)
         if not train:
             raise ValueError(f"{spec.dataset_label}/{spec.category} has no training images")
@@ -230,6 +231,31 @@ def _open_dataset(spec: JobSpec) -> Any:
     from pyimgano.registry import load_dataset
 
     return load_dataset(spec.dataset, root=spec.root, category=spec.category, **spec.dataset_options)
+
+
+def check_samples(spec: JobSpec, samples: list, split: str) -> list:
+    """Data set output against the sample contract; the train split holds normal images only."""
+    from pydantic import ValidationError
+
+    from pyimgano.contracts import DatasetSample
+
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, DatasetSample):
+            try:
+                DatasetSample.model_validate(sample, from_attributes=True)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'sample'}: {e['msg']}" for e in exc.errors())
+                raise ContractViolation(
+                    component=spec.dataset, field=f"{split} sample {i}",
+                    expected="a DatasetSample (image_path, label 0/1, mask_path, defect_type, category)",
+                    actual=f"{type(sample).__name__} ({problems})",
+                ) from None
+        if split == "train" and int(sample.label) != 0:
+            raise ContractViolation(
+                component=spec.dataset, field=f"train sample {i}", expected="label 0 (training is on normal images)",
+                actual=f"label {sample.label} for {sample.image_path}",
+            )
+    return samples
 
 
 def _score_test_set(
