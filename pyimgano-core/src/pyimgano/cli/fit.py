@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             detector.calibrate(calibration, strategy={"strategy": "quantile", "q": args.quantile})
         how = f"{args.quantile} quantile of {len(calibration)} {source} image scores"
     else:
-        how = "none (predict gives scores; pass --threshold there for labels)"
+        how = "predict gives scores; pass --threshold there for labels"
         console.print("[yellow]warning: no threshold: give --calibrate DIR or keep a --holdout above 0[/]")
     out = detector.save(args.out)
     training = {
@@ -142,6 +142,6 @@ def run(args: argparse.Namespace) -> int:
         "fit_s": round(fit_s, 3),
     }
     (Path(out) / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n")
-    thr = "none" if detector.threshold_ is None else f"{detector.threshold_:.6g}"
-    print(f"saved {detector.component} to {out} (fit {fit_s:.1f} s, threshold {thr}: {how})")
+    thr = "no threshold" if detector.threshold_ is None else f"threshold {detector.threshold_:.6g}"
+    print(f"saved {detector.component} to {out} (fit {fit_s:.1f} s, {thr}: {how})")
     return 0
