@@ -97,3 +97,10 @@ def test_fit_rejects_abnormal_labels(tiny):
     det = pyimgano.create_detector("anomalib:padim")
     with pytest.raises(ValueError, match="normal images only"):
         det.fit(tiny.train, y=np.ones(len(tiny.train)))
+
+
+@pytest.mark.torch
+def test_dfkde_needs_as_many_images_as_pca_components(tiny):
+    det = pyimgano.create_detector("anomalib:dfkde", image_size=64)
+    with pytest.raises(ValueError, match="n_pca_components=16.*at least 16 images, got 6"):
+        det.fit(tiny.train)
