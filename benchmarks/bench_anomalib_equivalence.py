@@ -33,16 +33,16 @@ LAYERS = ["blocks.2", "blocks.4"]
 
 
 def _metrics(labels: np.ndarray, scores: np.ndarray, masks: list[np.ndarray], maps: np.ndarray) -> dict[str, float]:
+    """Image and pixel AUROC with pyimgano.metrics (scikit-learn when the metrics are absent)."""
     try:
-        from pyimgano.metrics import image_auroc, pixel_auroc
+        from pyimgano.metrics import pixel_auroc
 
-        return {"image_auroc": image_auroc(labels, scores), "pixel_auroc": pixel_auroc(masks, maps)}
-    except ImportError:  # metrics not installed: scikit-learn gives the same figures
+        pixel = pixel_auroc(masks, maps)
+    except ImportError:
         from sklearn.metrics import roc_auc_score
 
-        flat_masks = np.concatenate([m.ravel() for m in masks])
-        flat_maps = np.concatenate([m.ravel() for m in maps])
-        return {"image_auroc": roc_auc_score(labels, scores), "pixel_auroc": roc_auc_score(flat_masks, flat_maps)}
+        pixel = roc_auc_score(np.concatenate([m.ravel() for m in masks]), np.concatenate([m.ravel() for m in maps]))
+    return {"image_auroc": _image_auroc(labels, scores), "pixel_auroc": float(pixel)}
 
 
 def through_pyimgano(dataset: Any, config: dict[str, Any]) -> dict[str, Any]:
