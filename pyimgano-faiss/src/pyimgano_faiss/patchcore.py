@@ -13,6 +13,7 @@ and resized to each image's own size.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -24,21 +25,41 @@ from pyimgano_faiss.embeddings import EmbeddingStore
 from pyimgano_faiss.search import build_index, deserialize_index, search, serialize_index
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of N x 1 x H x W maps (kernel 2*int(4*sigma+0.5)+1, reflect)."""
-    if sigma <= 0:
-        return maps
-    radius = int(4.0 * sigma + 0.5)
-    h, w = maps.shape[-2:]
-    radius = min(radius, h - 1, w - 1)
-    if radius < 1:
-        return maps
-    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
-    kernel = torch.exp(-(x * x) / (2.0 * sigma * sigma))
-    kernel = kernel / kernel.sum()
-    out = F.pad(maps, (radius, radius, radius, radius), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1))
-    return F.conv2d(out, kernel.view(1, 1, -1, 1))
+@lru_cache(maxsize=32)
+def blur_matrix(size: int, sigma: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The size x size matrix of a 1-D Gaussian blur with reflected borders (radius 4 sigma)."""
+    radius = min(int(4.0 * sigma + 0.5), size - 1)
+    if sigma <= 0 or radius < 1:
+        return torch.eye(size, dtype=dtype)
+    taps = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2.0 * sigma * sigma))
+    taps /= taps.sum()
+    matrix = np.zeros((size, size))
+    rows = np.arange(size)
+    for offset, weight in zip(range(-radius, radius + 1), taps):
+        src = rows + offset
+        src = np.where(src < 0, -src, src)
+        src = np.where(src >= size, 2 * (size - 1) - src, src)
+        np.add.at(matrix, (rows, src), weight)
+    return torch.from_numpy(matrix).to(dtype)
+
+
+@lru_cache(maxsize=32)
+def map_matrix(grid: int, size: int, out: int, sigma: float) -> torch.Tensor:
+    """out x grid matrix A with ``A @ P @ A'.T`` = resize(blur(upsample(P))) along one axis.
+
+    Bilinear upsampling of the patch grid to ``size``, the Gaussian blur at ``size`` and the
+    bilinear resize to the image's own side ``out`` are all linear and separable, so one
+    small matrix per axis gives the whole map: a few MFLOP per image instead of two
+    convolutions over the full-size map.
+    """
+    eye = torch.eye(grid, dtype=torch.float64).view(grid, 1, grid, 1)
+    up = F.interpolate(eye, size=(size, 1), mode="bilinear", align_corners=False).view(grid, size).T
+    matrix = blur_matrix(size, sigma, torch.float64) @ up
+    if out != size:
+        eye = torch.eye(size, dtype=torch.float64).view(size, 1, size, 1)
+        down = F.interpolate(eye, size=(out, 1), mode="bilinear", align_corners=False).view(size, out).T
+        matrix = down @ matrix
+    return matrix.float()
 
 
 class PatchCore(BackboneDetector):
@@ -211,15 +232,12 @@ class PatchCore(BackboneDetector):
                     scores[start:start + b] = self._reweighted(rows, dist, nn_idx[:, 0].reshape(b, h * w))
                 else:
                     scores[start:start + b] = dist.max(1)
-                grid = torch.from_numpy(dist.reshape(b, 1, h, w).astype(np.float32)).to(self._device)
-                up = F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
-                up = gaussian_blur(up, self.sigma)
+                grid = torch.from_numpy(dist.reshape(b, h, w).astype(np.float32))
                 for i in range(b):
-                    img = images[start + i]
-                    m = up[i:i + 1]
-                    if img.shape[:2] != (size, size):
-                        m = F.interpolate(m, size=img.shape[:2], mode="bilinear", align_corners=False)
-                    maps[start + i] = m[0, 0].float().cpu().numpy()
+                    out_h, out_w = images[start + i].shape[:2]
+                    rows_m = map_matrix(h, size, out_h, self.sigma)
+                    cols_m = map_matrix(w, size, out_w, self.sigma)
+                    maps[start + i] = (rows_m @ grid[i] @ cols_m.T).numpy()
         if all(m.shape == maps[0].shape for m in maps):
             return scores, np.stack(maps)
         return scores, maps
