@@ -181,6 +181,7 @@ def test_create_detector_validates_params_before_importing_factory(tmp_path, mon
         from pyimgano import DetectorSpec, hookimpl
 
         class Params(BaseModel):
+            model_config = {"extra": "forbid"}
             k: int = 3
 
         @hookimpl
@@ -192,6 +193,8 @@ def test_create_detector_validates_params_before_importing_factory(tmp_path, mon
     try:
         with pytest.raises(pyimgano.InvalidParams, match=r"lazy:lazy.*k"):
             pyimgano.create_detector("lazy", k="not-a-number")
+        with pytest.raises(pyimgano.InvalidParams, match=r"kk: unknown parameter \(did you mean 'k'\?\); valid parameters: k"):
+            pyimgano.create_detector("lazy", kk=2)
         with pytest.raises(PluginError, match=r"lazy:lazy.*lazy-plugin.*heavy module imported"):
             pyimgano.create_detector("lazy", k=2)
     finally:

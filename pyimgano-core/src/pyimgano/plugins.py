@@ -263,9 +263,7 @@ class Registry:
         try:
             return spec.params.model_validate(params)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(params)'}: {err['msg']}" for err in exc.errors()
-            )
+            problems = "; ".join(_describe_param_error(err, spec.params) for err in exc.errors())
             raise InvalidParams(f"invalid parameters for {kind} {record.name}:{spec.name}: {problems}") from None
 
     def create(self, kind: str, name: str, /, **params: Any) -> Any:
@@ -285,6 +283,19 @@ class Registry:
                 f"{kind} {record.name}:{spec.name} from {record.provider()} could not be loaded "
                 f"({spec.factory}): {_short_error(exc)}"
             ) from exc
+
+
+def _describe_param_error(err: Any, params_model: type[BaseModel]) -> str:
+    """One readable problem; an unknown parameter names the valid ones and the closest."""
+    import difflib
+
+    where = ".".join(str(p) for p in err["loc"]) or "(params)"
+    if err.get("type") != "extra_forbidden":
+        return f"{where}: {err['msg']}"
+    valid = sorted(params_model.model_fields)
+    close = difflib.get_close_matches(where, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{where}: unknown parameter{hint}; valid parameters: {', '.join(valid) or 'none'}"
 
 
 _registry: Registry | None = None
