@@ -7,9 +7,7 @@ Heavy parts (the detector base, the registry functions, contracts) load on first
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from pyimgano._lazy import lazy_exports
 from pyimgano.errors import (
     ComponentNotFound,
     ContractViolation,
@@ -80,15 +78,4 @@ __all__ = [
     *_LAZY,
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pyimgano' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports("pyimgano", _LAZY, globals())

@@ -15,8 +15,7 @@ The pieces, one module each:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from pyimgano._lazy import lazy_exports
 
 _LAZY = {
     "BenchmarkConfig": "pyimgano.benchmark.config",
@@ -33,11 +32,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pyimgano.benchmark' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports("pyimgano.benchmark", _LAZY, globals())

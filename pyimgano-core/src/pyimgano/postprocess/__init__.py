@@ -8,8 +8,7 @@ See docs/postprocess.md. Heavy modules load on first access.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from pyimgano._lazy import lazy_exports
 
 _LAZY = {
     "Pipeline": "pyimgano.postprocess.pipeline",
@@ -20,15 +19,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pyimgano.postprocess' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports("pyimgano.postprocess", _LAZY, globals())
