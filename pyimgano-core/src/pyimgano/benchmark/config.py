@@ -242,6 +242,14 @@ def dataset_categories(entry: DatasetEntry) -> list[str]:
     return categories
 
 
+def _resolve(registry: Any, kind: str, name: str) -> tuple[Any, Any]:
+    """A component's (spec, plugin record); an unknown name is a ConfigError."""
+    try:
+        return registry.resolve(kind, name)
+    except ComponentNotFound as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
     """One validated :class:`JobSpec` per (detector, data set, category), in grid order.
 
@@ -257,10 +265,7 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
         raise ConfigError("no data set to run on; give --dataset NAME")
     detectors = []
     for entry in config.detectors:
-        try:
-            spec, record = registry.resolve("detector", entry.name)
-        except ComponentNotFound as exc:
-            raise ConfigError(str(exc)) from None
+        spec, record = _resolve(registry, "detector", entry.name)
         params = dict(entry.params)
         if "seed" in spec.params.model_fields and "seed" not in params:
             params["seed"] = config.seed
@@ -270,10 +275,7 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
         detectors.append((f"{record.name}:{spec.name}", validated.model_dump(mode="json")))
     jobs = []
     for ds_entry in config.datasets:
-        try:
-            ds_spec, ds_record = registry.resolve("dataset", ds_entry.name)
-        except ComponentNotFound as exc:
-            raise ConfigError(str(exc)) from None
+        ds_spec, ds_record = _resolve(registry, "dataset", ds_entry.name)
         options = dict(ds_entry.options)
         if config.image_size and "image_size" in ds_spec.params.model_fields and "image_size" not in options:
             options["image_size"] = config.image_size
