@@ -1,11 +1,13 @@
-"""Greedy k-center coreset: the lazy selection equals the plain loop; storage spills correctly."""
+"""Greedy k-center coreset: the lazy selection equals the plain loop; chunked streaming; spilling."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from pyimgano_faiss.coreset import (
+    ChunkedCoreset,
     RandomProjection,
     coreset_size,
     greedy_coreset,
@@ -70,3 +72,68 @@ def test_embedding_store_in_memory_and_spilled_give_the_same_rows():
         assert store.spilled == (budget_mb < 1)
         np.testing.assert_array_equal(store.gather(idx), everything[idx])
         store.close()
+
+
+def _stream(x, k, chunk_rows, batches, seed=0, select=greedy_coreset, budget_mb=2048.0):
+    coreset = ChunkedCoreset(len(x), k, chunk_rows, RandomProjection(x.shape[1], 8, seed),
+                             np.random.default_rng(seed), select=select, budget_mb=budget_mb)
+    for part in np.array_split(x, batches):
+        coreset.add(part)
+    return coreset.finish(), coreset.n_chunks
+
+
+def test_one_chunk_is_the_exact_greedy_selection_over_all_rows():
+    x = _clustered(1500, 24, 2)
+    bank, n_chunks = _stream(x, 150, chunk_rows=10_000, batches=7, seed=4)
+    start = int(np.random.default_rng(4).integers(len(x)))
+    expected = greedy_coreset(RandomProjection(24, 8, 4)(x), 150, start=start)
+    assert n_chunks == 1
+    np.testing.assert_array_equal(bank, x[expected])
+
+
+def test_chunks_split_the_picks_and_see_at_most_chunk_rows_at_once():
+    x = _clustered(2000, 16, 3)
+    seen = []
+
+    def select(points, k, start):
+        seen.append((len(points), k))
+        return greedy_coreset(points, k, start)
+
+    bank, n_chunks = _stream(x, 203, chunk_rows=300, batches=9, select=select)
+    assert n_chunks == 7 and len(bank) == 203
+    assert max(n for n, _ in seen) <= 300 and sum(k for _, k in seen) == 203
+    # every bank row is a distinct training row, and each chunk contributed its share
+    rows = {r.tobytes(): i for i, r in enumerate(x)}
+    picked = np.array(sorted(rows[r.tobytes()] for r in bank))
+    assert len(set(picked.tolist())) == 203
+    per_chunk = np.bincount(picked // 300, minlength=7)
+    assert per_chunk.tolist() == [k for _, k in seen]
+    # the result does not depend on how the rows were batched, nor on spilling to disk
+    for batches, budget in ((1, 2048.0), (40, 2048.0), (9, 0.001)):
+        np.testing.assert_array_equal(_stream(x, 203, 300, batches, budget_mb=budget)[0], bank)
+
+
+def test_chunked_selection_still_covers_better_than_random():
+    x = _clustered(3000, 8, 5)
+    bank, _ = _stream(x, 60, chunk_rows=1000, batches=3)
+
+    def radius(centres):
+        return ((x[:, None, :] - centres[None]) ** 2).sum(-1).min(1).max()
+
+    rng = np.random.default_rng(1)
+    assert radius(bank) < min(radius(x[rng.choice(len(x), 60, replace=False)]) for _ in range(5))
+
+
+def test_chunked_coreset_rejects_rows_beyond_the_announced_total():
+    x = _clustered(100, 8, 0)
+    coreset = ChunkedCoreset(90, 9, 50, RandomProjection(8, 8, 0), np.random.default_rng(0))
+    coreset.add(x[:80])
+    with pytest.raises(ValueError, match="more than the 90 rows"):
+        coreset.add(x[80:])
+    coreset.close()
+    short = ChunkedCoreset(90, 9, 50, RandomProjection(8, 8, 0), np.random.default_rng(0))
+    short.add(x[:60])
+    with pytest.raises(ValueError, match="received 60 rows, 90"):
+        short.finish()
+    with pytest.raises(ValueError, match="k <= total_rows"):
+        ChunkedCoreset(10, 11, 5, RandomProjection(8, 8, 0), np.random.default_rng(0))

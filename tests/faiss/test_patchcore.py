@@ -86,6 +86,20 @@ def test_same_seed_same_bank_in_memory_or_spilled_other_seed_other_bank(small_ca
     assert not np.array_equal(banks[0], banks[2])
 
 
+def test_chunked_coreset_bounds_the_stream_and_still_finds_defects(small_category):
+    train, test, labels, masks = small_category
+    det = pyimgano.create_detector(
+        "faiss:patchcore", backbone="efficientnet_lite0", image_size=96, coreset_ratio=0.2, progress=False,
+        coreset_chunk=300,  # 10 images x 12 x 12 patches = 1,440 rows: five chunks
+    ).fit(train)
+    assert det.coreset_chunks_ == 5 and det.memory_bank_.shape[0] == int(1440 * 0.2)
+    scores, maps = det.score(test)
+    assert image_auroc(labels, scores) >= 0.9 and pixel_auroc(masks, maps) >= 0.85
+    again = pyimgano.create_detector("faiss:patchcore", backbone="efficientnet_lite0", image_size=96,
+                                     coreset_ratio=0.2, progress=False, coreset_chunk=300).fit(train)
+    np.testing.assert_array_equal(again.memory_bank_, det.memory_bank_)
+
+
 def test_target_dim_reweighting_and_coreset_size(small_category):
     train, test = small_category[0][:4], small_category[1][:4]
     det = pyimgano.create_detector(

@@ -16,15 +16,23 @@ cannot lower any of its minima) was tried first: on real CNN patch features clus
 are about as large as the distances between centroids, so over 90% of clusters still
 needed updating at every step and it ran slower than the plain loop.
 
-Selection runs on randomly projected features (:class:`RandomProjection`), computed chunk
-by chunk, so the N x D embedding matrix is never needed at once.
+Selection runs on randomly projected features (:class:`RandomProjection`). For large
+training sets :class:`ChunkedCoreset` streams the rows: every ``chunk_rows`` rows it picks
+that chunk's share of the coreset and keeps only the chosen rows' full features, so memory
+is bounded by one chunk plus the memory bank, whatever N is (a composable coreset: the
+union of per-part greedy k-center sets covers the whole set within a constant factor of
+the optimum, Indyk et al., PODS 2014). A training set that fits in one chunk gets the exact
+greedy selection over all of it.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 import numpy as np
+
+from pyimgano_faiss.embeddings import EmbeddingStore
 
 
 class RandomProjection:
@@ -123,3 +131,100 @@ def greedy_coreset(points: np.ndarray, k: int, start: int = 0) -> np.ndarray:
             push(heap, (-value, i))
         chosen[step], centers[step], center_norms[step] = i, x[i], norms[i]
     return chosen
+
+
+Selector = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+class ChunkedCoreset:
+    """Greedy k-center over a stream of N x D rows, one chunk at a time.
+
+    ``add`` takes full-dimension rows in any batch sizes; every ``chunk_rows`` rows the
+    chunk's projected features go through ``select`` (greedy k-center, starting from a
+    seeded random point) for the chunk's share of the ``k`` picks (``k * rows / N``,
+    rounded so the shares add up to ``k``), and only the chosen rows' full features are
+    kept. Memory: one chunk (projected + full features, the latter spilled to a temporary
+    file past ``budget_mb``) plus the memory bank. Selection work per chunk depends only on
+    the chunk size and its share, so the total grows linearly with N. When N fits in one
+    chunk this is the exact greedy selection over all rows.
+    """
+
+    def __init__(
+        self,
+        total_rows: int,
+        k: int,
+        chunk_rows: int,
+        projection: RandomProjection,
+        rng: np.random.Generator,
+        select: Selector = greedy_coreset,
+        budget_mb: float = 2048.0,
+    ) -> None:
+        if total_rows < 1 or not 1 <= k <= total_rows:
+            raise ValueError(f"need 1 <= k <= total_rows, got k={k}, total_rows={total_rows}")
+        self.total_rows = int(total_rows)
+        self.k = int(k)
+        self.chunk_rows = int(max(1, min(chunk_rows, total_rows)))
+        self.projection = projection
+        self.rng = rng
+        self.select = select
+        self.budget_mb = float(budget_mb)
+        self.n_chunks = 0
+        self._done = 0  # rows of finished chunks
+        self._store = EmbeddingStore(self.budget_mb)
+        self._projected: list[np.ndarray] = []
+        self._buffered = 0
+        self._bank: list[np.ndarray] = []
+
+    def _quota(self, rows: int) -> int:
+        """Picks due for the first ``rows`` rows."""
+        return self.k * rows // self.total_rows
+
+    def add(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.float32)
+        if self._done + self._buffered + len(rows) > self.total_rows:
+            raise ValueError(
+                f"received more than the {self.total_rows} rows announced "
+                f"({self._done + self._buffered + len(rows)}); every image must give the same patch grid"
+            )
+        while len(rows):
+            part, rows = rows[: self.chunk_rows - self._buffered], rows[self.chunk_rows - self._buffered:]
+            self._store.append(part)
+            self._projected.append(self.projection(part))
+            self._buffered += len(part)
+            if self._buffered == self.chunk_rows:
+                self._select_chunk()
+
+    def _select_chunk(self) -> None:
+        n = self._buffered
+        if n == 0:
+            return
+        picks = self._quota(self._done + n) - self._quota(self._done)
+        if picks > 0:
+            points = np.concatenate(self._projected) if len(self._projected) > 1 else self._projected[0]
+            self._projected = []
+            if picks >= n:
+                chosen = np.arange(n)
+            else:
+                chosen = np.asarray(self.select(points, picks, int(self.rng.integers(n))))
+            del points
+            self._bank.append(self._store.gather(chosen))
+        self._store.close()
+        self._store = EmbeddingStore(self.budget_mb)
+        self._projected = []
+        self._done += n
+        self._buffered = 0
+        self.n_chunks += 1
+
+    def finish(self) -> np.ndarray:
+        """The memory bank: the chosen rows' full features (k x D float32)."""
+        try:
+            self._select_chunk()
+            if self._done != self.total_rows:
+                raise ValueError(f"received {self._done} rows, {self.total_rows} were announced")
+            return np.concatenate(self._bank) if len(self._bank) > 1 else self._bank[0]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._store.close()
+        self._projected = []

@@ -20,8 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from pyimgano_faiss.base import BackboneDetector
-from pyimgano_faiss.coreset import RandomProjection, coreset_size, greedy_coreset, greedy_coreset_torch
-from pyimgano_faiss.embeddings import EmbeddingStore
+from pyimgano_faiss.coreset import (
+    ChunkedCoreset,
+    RandomProjection,
+    coreset_size,
+    greedy_coreset,
+    greedy_coreset_torch,
+)
 from pyimgano_faiss.search import build_index, deserialize_index, search, serialize_index
 
 
@@ -74,6 +79,7 @@ class PatchCore(BackboneDetector):
         image_size: int = 256,
         target_dim: int | None = None,
         coreset_ratio: float = 0.1,
+        coreset_chunk: int = 131_072,
         projection_dim: int = 128,
         index: str = "flat",
         nprobe: int = 8,
@@ -100,6 +106,7 @@ class PatchCore(BackboneDetector):
             progress=progress,
             target_dim=target_dim,
             coreset_ratio=coreset_ratio,
+            coreset_chunk=coreset_chunk,
             projection_dim=projection_dim,
             index=index,
             nprobe=nprobe,
@@ -110,6 +117,7 @@ class PatchCore(BackboneDetector):
         )
         self.target_dim = target_dim
         self.coreset_ratio = float(coreset_ratio)
+        self.coreset_chunk = int(coreset_chunk)
         self.projection_dim = int(projection_dim)
         self.index = index
         self.nprobe = int(nprobe)
@@ -120,6 +128,7 @@ class PatchCore(BackboneDetector):
         self.memory_bank_: np.ndarray | None = None
         self.grid_: tuple[int, int] | None = None
         self.n_patches_: int | None = None
+        self.coreset_chunks_: int | None = None
         self._index = None
         self._bank_tensor: torch.Tensor | None = None
 
@@ -143,38 +152,41 @@ class PatchCore(BackboneDetector):
     # -- fit ------------------------------------------------------------------------
     def _fit(self, images: list[np.ndarray]) -> None:
         rng = np.random.default_rng(self.seed)
-        store = EmbeddingStore(self.max_embedding_mb)
-        projected: list[np.ndarray] = []
-        projection = None
+        coreset: ChunkedCoreset | None = None
         grid = None
+        if self._device is not None and self._device.startswith("cuda"):
+            device = self._device
+
+            def select(points: np.ndarray, k: int, start: int) -> np.ndarray:
+                return greedy_coreset_torch(torch.from_numpy(points).to(device), k, start)
+        else:
+            select = greedy_coreset
         try:
             with torch.inference_mode():
                 for _, feats in self._features(images, desc="patchcore fit"):
                     emb = self._embed(feats)
-                    grid = tuple(emb.shape[-2:])
                     rows = self._rows(emb)
-                    if projection is None:
-                        projection = RandomProjection(rows.shape[1], self.projection_dim, self.seed)
-                    projected.append(projection(rows))
-                    store.append(rows)
-            points = np.concatenate(projected)
-            del projected
-            n = len(points)
-            k = coreset_size(n, self.coreset_ratio)
-            start = int(rng.integers(n))
-            if k >= n:
-                chosen = np.arange(n)
-            elif self._device is not None and self._device.startswith("cuda"):
-                chosen = greedy_coreset_torch(torch.from_numpy(points).to(self._device), k, start)
-            else:
-                chosen = greedy_coreset(points, k, start=start)
-            del points
-            bank = store.gather(chosen)
+                    if coreset is None:
+                        grid = tuple(emb.shape[-2:])
+                        n = len(images) * grid[0] * grid[1]
+                        coreset = ChunkedCoreset(
+                            total_rows=n,
+                            k=coreset_size(n, self.coreset_ratio),
+                            chunk_rows=self.coreset_chunk,
+                            projection=RandomProjection(rows.shape[1], self.projection_dim, self.seed),
+                            rng=rng,
+                            select=select,
+                            budget_mb=self.max_embedding_mb,
+                        )
+                    coreset.add(rows)
+            bank = coreset.finish()
         finally:
-            store.close()
+            if coreset is not None:
+                coreset.close()
         self.memory_bank_ = bank
         self.grid_ = (int(grid[0]), int(grid[1]))
         self.n_patches_ = n
+        self.coreset_chunks_ = coreset.n_chunks
         self._build_search()
 
     def _build_search(self) -> None:

@@ -43,6 +43,12 @@ class PatchCoreParams(_BackboneParams):
         None, ge=8, description="reduce patch features to this many channels (adaptive average pooling; the paper uses 1024)"
     )
     coreset_ratio: float = Field(0.1, gt=0.0, le=1.0, description="fraction of training patches kept in the memory bank")
+    coreset_chunk: int = Field(
+        131_072,
+        ge=16,
+        description="training patches per coreset chunk: each chunk picks its share of the memory bank, so memory "
+        "stays bounded for any training-set size (one chunk = exact greedy over all patches)",
+    )
     projection_dim: int = Field(128, ge=8, le=4096, description="random projection size used for coreset selection")
     index: Literal["flat", "ivf", "hnsw", "auto"] = Field(
         "flat", description="faiss index: flat (exact), ivf or hnsw (approximate), auto (flat below 50k bank rows, else ivf)"
