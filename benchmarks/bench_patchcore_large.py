@@ -79,7 +79,7 @@ def synthetic_maps(index: int, anomalous: bool):
 
 
 def _make_detector(index: str, nprobe: int, coreset_ratio: float, max_embedding_mb: float = 2048.0,
-                   batch_size: int = 32):
+                   batch_size: int = 32, coreset_chunk: int = 131_072):
     import torch
     from pyimgano_faiss.patchcore import PatchCore
 
@@ -97,7 +97,8 @@ def _make_detector(index: str, nprobe: int, coreset_ratio: float, max_embedding_
 
     return SyntheticFeaturePatchCore(backbone="synthetic", pretrained=False, image_size=256, index=index,
                                      nprobe=nprobe, coreset_ratio=coreset_ratio, batch_size=batch_size,
-                                     progress=False, sigma=4.0, max_embedding_mb=max_embedding_mb)
+                                     progress=False, sigma=4.0, max_embedding_mb=max_embedding_mb,
+                                     coreset_chunk=coreset_chunk)
 
 
 def _image_scores(index, rows: np.ndarray, n_images: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -143,7 +144,8 @@ def child(args: argparse.Namespace) -> dict:
     test_ids = range(10_000_000, 10_000_000 + args.n_test)
     test = [_encode(i, k % 2 == 1) for k, i in enumerate(test_ids)]
     labels = np.array([k % 2 for k in range(args.n_test)])
-    detector = _make_detector("flat", args.nprobe, args.coreset_ratio, args.max_embedding_mb)
+    detector = _make_detector("flat", args.nprobe, args.coreset_ratio, args.max_embedding_mb,
+                              coreset_chunk=args.coreset_chunk)
     t0 = time.perf_counter()
     detector.fit(train)
     fit_s = time.perf_counter() - t0
@@ -154,7 +156,8 @@ def child(args: argparse.Namespace) -> dict:
     n, d = detector.n_patches_, detector.memory_bank_.shape[1]
     result = {
         "n_train": args.n_train, "coreset_ratio": args.coreset_ratio, "nprobe": args.nprobe,
-        "max_embedding_mb": args.max_embedding_mb,
+        "max_embedding_mb": args.max_embedding_mb, "coreset_chunk": args.coreset_chunk,
+        "coreset_chunks": detector.coreset_chunks_,
         "n_patches": n, "dim": d, "bank": list(detector.memory_bank_.shape),
         "all_features_mb": n * d * 4 / 2**20, "projected_mb": n * detector.projection_dim * 4 / 2**20,
         "fit_s": fit_s, "score_s": score_s, "peak_fit_mb": peak_fit,
@@ -193,6 +196,8 @@ def main() -> None:
                         "raw training patches (no coreset)")
     parser.add_argument("--max-embedding-mb", type=float, default=2048.0, help="faiss:patchcore's in-memory "
                         "budget for full-dimension patch features (beyond it they spill to a temp file)")
+    parser.add_argument("--coreset-chunk", type=int, default=131_072, help="faiss:patchcore's coreset_chunk "
+                        "(training patches per coreset chunk; at least N x 1024 = one exact selection)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -206,7 +211,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", "--n-train", str(n), "--n-test", str(args.n_test),
                "--indexes", *args.indexes, "--nprobe", str(args.nprobe), "--coreset-ratio", str(args.coreset_ratio),
                "--threads", str(args.threads), "--big-bank", str(args.big_bank),
-               "--max-embedding-mb", str(args.max_embedding_mb)]
+               "--max-embedding-mb", str(args.max_embedding_mb), "--coreset-chunk", str(args.coreset_chunk)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
