@@ -14,8 +14,8 @@ from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEnt
 from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano.benchmark.runner import run_benchmark
 
-# DESIGN.md's results.json schema, written out independently of the code that produces it
-RUN_KEYS = {"detector", "dataset", "category", "status", "error", "params", "metrics", "timing",
+# DESIGN.md's results.json schema (plus each run's seed, issue 9), written out independently of the code
+RUN_KEYS = {"detector", "dataset", "category", "seed", "status", "error", "params", "metrics", "timing",
             "peak_rss_mb", "n_train", "n_test"}
 METRIC_KEYS = {"image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"}
 TIMING_KEYS = {"fit_s", "predict_s", "images_per_s"}
@@ -53,7 +53,7 @@ def test_results_json_has_exactly_the_design_schema(fake_plugin, toy_root, tmp_p
     for run in data["runs"]:
         assert set(run) == RUN_KEYS
         assert set(run["metrics"]) == METRIC_KEYS and set(run["timing"]) == TIMING_KEYS
-        assert run["status"] == "ok" and run["error"] is None
+        assert run["status"] == "ok" and run["error"] is None and run["seed"] == 0
         assert run["params"] == {"sigma": 1.0, "seed": 0}
         assert (run["n_train"], run["n_test"]) == (6, 7)
         for name, value in run["metrics"].items():

@@ -1,17 +1,21 @@
 """What a benchmark runs: the grid of detectors x data sets x categories.
 
-A :class:`BenchmarkConfig` comes from the command line, from a ``bench.toml`` file, or
-from :func:`default_config` (the embedded default). :func:`expand_jobs` resolves names
-through the registry, validates every detector's parameters up front (a typo fails
-before anything runs) and returns one :class:`JobSpec` per (detector, data set,
-category). A ``JobSpec`` is plain data, so any executor can ship it to another process
+A :class:`BenchmarkConfig` comes from the command line, from a ``bench.toml`` (or
+``.json``) file, or from :func:`default_config` (the embedded default). :func:`expand_jobs`
+resolves names through the registry, validates every detector's parameters up front (a
+typo fails before anything runs) and returns one :class:`JobSpec` per (detector, data set,
+category, seed). A ``JobSpec`` is plain data, so any executor can ship it to another process
 or machine.
+
+The seed belongs to the job (Python, NumPy and torch are seeded with it, and detectors with
+a ``seed`` parameter get it), never to the data set: the data is the benchmark's fixed input.
 
 ``bench.toml``::
 
     image_size = 128          # optional: resize images and masks to N x N
-    seed = 0
+    seeds = [0, 1, 2]         # or seed = 0 (one seed; the default); not both
     jobs = 2
+    flush_interval = 10       # seconds between rewrites of results.json, CSV, summary, report
     out = "runs/grid"         # relative paths (out, root) are relative to this file
 
     [[detectors]]
@@ -48,6 +52,7 @@ else:  # pragma: no cover
 DEFAULT_DETECTOR = "faiss:patchcore"
 DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"backbone": "efficientnet_lite0"}
 DEFAULT_DATASET = "synthetic"
+DEFAULT_FLUSH_INTERVAL_S = 10.0
 
 
 class ConfigError(PyimganoError, ValueError):
@@ -82,15 +87,40 @@ class BenchmarkConfig(BaseModel):
     detectors: list[DetectorEntry] = Field(default_factory=list)
     datasets: list[DatasetEntry] = Field(default_factory=list)
     image_size: int | None = Field(None, ge=8, description="resize images and masks to N x N")
-    seed: int = 0
+    seed: int | None = Field(None, description="the one seed of the grid (default 0); or give seeds")
+    seeds: list[int] | None = Field(None, description="several seeds: one job per seed of every grid cell")
     jobs: int = Field(1, ge=1, description="categories run in parallel processes")
     out: str | None = None
     force: bool = False
     overlays: int = Field(4, ge=0, description="heatmap overlays saved per category")
+    flush_interval: float = Field(
+        DEFAULT_FLUSH_INTERVAL_S, ge=0,
+        description="seconds between rewrites of results.json, CSV, summary.md and report.html "
+                    "(0: after every job); each job's own record is always written at once",
+    )
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds of the grid, in the order given (a ConfigError when given badly)."""
+        return grid_seeds(self)
+
+
+def grid_seeds(config: BenchmarkConfig) -> list[int]:
+    """``config.seeds``, or ``[config.seed]``, or ``[0]``; both given or a repeated seed is an error."""
+    if config.seeds is None:
+        return [0 if config.seed is None else config.seed]
+    if config.seed is not None:
+        raise ConfigError(f"give either seed ({config.seed}) or seeds ({config.seeds}), not both")
+    if not config.seeds:
+        raise ConfigError("seeds is empty; give at least one seed")
+    repeated = sorted({s for s in config.seeds if config.seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"seeds {config.seeds}: {', '.join(map(str, repeated))} given more than once")
+    return list(config.seeds)
 
 
 class JobSpec(BaseModel):
-    """One (detector, data set, category) run: plain, serialisable data."""
+    """One (detector, data set, category, seed) run: plain, serialisable data."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -118,8 +148,9 @@ class JobSpec(BaseModel):
         parts = [self.detector, self.dataset_label, self.category]
         return "__".join(_slug(p) for p in parts) + f"__{self.key}"
 
-    def describe(self) -> str:
-        return f"{self.detector} on {self.dataset_label}/{self.category}"
+    def describe(self, with_seed: bool = False) -> str:
+        where = f"{self.detector} on {self.dataset_label}/{self.category}"
+        return f"{where} (seed {self.seed})" if with_seed else where
 
 
 def _slug(text: str) -> str:
@@ -158,19 +189,33 @@ def default_config(out: str | None = None) -> BenchmarkConfig:
 
 
 def load_config_file(path: str | Path) -> BenchmarkConfig:
-    """Read a ``bench.toml``; errors name the file and the field."""
+    """Read a ``bench.toml`` (or a ``.json`` file of the same fields); errors name the file and the field."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object of settings, got {type(data).__name__}")
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     try:
         config = BenchmarkConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}: {problems}") from None
+    try:
+        grid_seeds(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     base = path.resolve().parent
     if config.out is not None and not Path(config.out).expanduser().is_absolute():
         config.out = str(base / Path(config.out).expanduser())
@@ -251,10 +296,12 @@ def _resolve(registry: Any, kind: str, name: str) -> tuple[Any, Any]:
 
 
 def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
-    """One validated :class:`JobSpec` per (detector, data set, category), in grid order.
+    """One validated :class:`JobSpec` per (detector, data set, category, seed), in grid order.
 
-    Order: data set, category, then detector, so that the detectors of one category
-    finish close together and the table fills up row by row.
+    Order: data set, category, detector, then seed, so that the detectors of one category
+    (and the seeds of one detector) finish close together and the table fills up row by row.
+    A detector with a ``seed`` parameter gets the job's seed unless its entry sets one; with
+    several seeds an entry may not set it (every seed would fit the same detector).
     """
     from pyimgano.plugins import get_registry
 
@@ -263,16 +310,27 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
         raise ConfigError("no detector to run; give --detector NAME")
     if not config.datasets:
         raise ConfigError("no data set to run on; give --dataset NAME")
+    seeds = grid_seeds(config)
     detectors = []
     for entry in config.detectors:
         spec, record = _resolve(registry, "detector", entry.name)
-        params = dict(entry.params)
-        if "seed" in spec.params.model_fields and "seed" not in params:
-            params["seed"] = config.seed
-        if "progress" in spec.params.model_fields and "progress" not in params:
-            params["progress"] = False  # the benchmark draws its own progress bars
-        validated = registry.validate_params("detector", entry.name, params)
-        detectors.append((f"{record.name}:{spec.name}", validated.model_dump(mode="json")))
+        takes_seed = "seed" in spec.params.model_fields
+        if takes_seed and "seed" in entry.params and len(seeds) > 1:
+            raise ConfigError(
+                f"detector {entry.name!r} sets seed={entry.params['seed']!r} itself, so the seeds "
+                f"{', '.join(map(str, seeds))} would all fit the same detector; leave its seed unset "
+                "(each job passes its own) or run one seed"
+            )
+        per_seed = []
+        for seed in seeds:
+            params = dict(entry.params)
+            if takes_seed and "seed" not in params:
+                params["seed"] = seed
+            if "progress" in spec.params.model_fields and "progress" not in params:
+                params["progress"] = False  # the benchmark draws its own progress bars
+            validated = registry.validate_params("detector", entry.name, params)
+            per_seed.append((seed, validated.model_dump(mode="json")))
+        detectors.append((f"{record.name}:{spec.name}", per_seed))
     jobs = []
     for ds_entry in config.datasets:
         ds_spec, ds_record = _resolve(registry, "dataset", ds_entry.name)
@@ -285,22 +343,23 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
         root = str(Path(ds_entry.root).expanduser().resolve()) if ds_entry.root else None
         resolved = ds_entry.model_copy(update={"root": root, "options": options})
         for category in dataset_categories(resolved):
-            for name, params in detectors:
-                jobs.append(
-                    JobSpec(
-                        detector=name,
-                        params=params,
-                        dataset=f"{ds_record.name}:{ds_spec.name}",
-                        dataset_label=ds_spec.name,
-                        root=root,
-                        category=category,
-                        dataset_options=options,
-                        image_size=config.image_size,
-                        seed=config.seed,
-                        overlays=config.overlays,
+            for name, per_seed in detectors:
+                for seed, params in per_seed:
+                    jobs.append(
+                        JobSpec(
+                            detector=name,
+                            params=params,
+                            dataset=f"{ds_record.name}:{ds_spec.name}",
+                            dataset_label=ds_spec.name,
+                            root=root,
+                            category=category,
+                            dataset_options=options,
+                            image_size=config.image_size,
+                            seed=seed,
+                            overlays=config.overlays,
+                        )
                     )
-                )
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
-        raise ConfigError("the grid holds the same (detector, params, data set, category) twice")
+        raise ConfigError("the grid holds the same (detector, params, data set, category, seed) twice")
     return jobs

@@ -3,10 +3,13 @@
 ``results.json`` is what tools read; its schema is fixed (DESIGN.md) and checked by
 :class:`RunResult` before anything is written::
 
-    {"runs": [{"detector", "dataset", "category", "status": "ok"|"error", "error",
+    {"runs": [{"detector", "dataset", "category", "seed", "status": "ok"|"error", "error",
                "params", "metrics": {image_auroc, image_ap, image_f1_max, pixel_auroc,
                pixel_ap, pixel_f1_max, aupro}, "timing": {fit_s, predict_s, images_per_s},
                "peak_rss_mb", "n_train", "n_test"}]}
+
+(``seed``: the job's seed, so that the runs of a several-seed grid tell apart; ``null`` in
+files written before it was recorded.)
 
 Output folder::
 
@@ -16,7 +19,9 @@ Output folder::
     DIR/overlays/<job id>/*.png    heatmap overlays
 
 Every file is written atomically (temporary file + rename), and a job's record is written
-the moment it finishes, so an interrupted benchmark loses nothing it had finished.
+the moment it finishes, so an interrupted benchmark loses nothing it had finished. The
+whole-benchmark files are rebuilt from the records (the driver rewrites them at most every
+``flush_interval`` seconds and at the end), so a stale ``results.json`` is never a loss.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class RunResult(BaseModel):
     detector: str
     dataset: str
     category: str
+    seed: int | None = Field(None, description="the job's seed (null in files from before seeds were recorded)")
     status: Literal["ok", "error"]
     error: str | None
     params: dict[str, Any]
@@ -125,10 +131,11 @@ class ResultStore:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(record, dict) or record.get("key") != spec.key or "run" not in record:
+        if not isinstance(record, dict) or record.get("key") != spec.key or not isinstance(record.get("run"), dict):
             return None
+        record["run"].setdefault("seed", spec.seed)  # records written before runs carried their seed
         try:
-            RunResult.model_validate(record["run"])
+            record["run"] = RunResult.model_validate(record["run"]).model_dump(mode="json")
         except ValueError:
             return None
         return record
@@ -140,7 +147,7 @@ class ResultStore:
 
     def save_outcome(self, spec: JobSpec, outcome: dict[str, Any]) -> dict[str, Any]:
         """Persist one finished job: overlays, scores, then its record (last, atomically)."""
-        run = RunResult.model_validate(outcome["run"]).model_dump(mode="json")
+        run = RunResult.model_validate({**outcome["run"], "seed": spec.seed}).model_dump(mode="json")
         overlay_dir = self.overlays_dir / spec.job_id
         overlay_files = []
         if outcome.get("overlays"):

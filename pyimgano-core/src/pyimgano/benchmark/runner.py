@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,18 @@ def run_benchmark(
 ) -> BenchmarkOutcome:
     """Run the grid of ``config`` into ``config.out``; finished ok runs there are skipped.
 
-    Each job's outcome is written the moment it arrives (its record, then results.json,
-    CSV, summary.md and report.html are refreshed), so stopping the benchmark at any point
-    keeps every finished run. ``config.force`` reruns everything.
+    Each job's outcome is written the moment it arrives (its scores, overlays and record,
+    ``jobs/<job id>.json``), so stopping the benchmark at any point keeps every finished
+    run. results.json, CSV, summary.md and report.html are rebuilt from the records: after
+    the first result, then at most every ``config.flush_interval`` seconds (0: after every
+    result), and always at the end, also when the run stops on an error or Ctrl-C. A rerun
+    skips what the records say is done, even if a hard kill left those files stale.
+    ``config.force`` reruns everything.
     """
     if not config.out:
         raise ConfigError("no output folder; give --out DIR")
     jobs = expand_jobs(config)
+    several_seeds = len(config.seed_list) > 1
     store = ResultStore(config.out)
     store.out.mkdir(parents=True, exist_ok=True)
     atomic_write(store.out / "config.json", config.model_dump_json(indent=2) + "\n")
@@ -79,25 +85,75 @@ def run_benchmark(
             done[job.key] = record
         else:
             todo.append(job)
-    outcome = BenchmarkOutcome(out=store.out, records=[], skipped=[job.describe() for job in jobs if job.key in done])
+    outcome = BenchmarkOutcome(
+        out=store.out, records=[], skipped=[job.describe(several_seeds) for job in jobs if job.key in done]
+    )
+    seeds_note = f" ({len(config.seed_list)} seeds)" if several_seeds else ""
     console.print(
-        f"[bold]pyimgano benchmark[/]: {len(jobs)} run(s) into {store.out}"
+        f"[bold]pyimgano benchmark[/]: {len(jobs)} run(s){seeds_note} into {store.out}"
         + (f"; {len(done)} already finished there (skipped; --force reruns them)" if done else "")
     )
 
     def ordered() -> list[dict[str, Any]]:
         return [done[job.key] for job in jobs if job.key in done]
 
-    with _ProgressDisplay(console, len(todo), enabled=show_progress and bool(todo)) as display:
-        for spec, result in executor.map_unordered(todo, display.update):
-            record = store.save_outcome(spec, result)
-            done[spec.key] = record
-            display.finished(spec, record)
-            outcome.files = write_outputs(store, ordered(), command)
+    flusher = _Flusher(lambda: write_outputs(store, ordered(), command), config.flush_interval)
+    seed_of = {job.job_id: job.seed for job in todo} if several_seeds else {}
+    try:
+        with _ProgressDisplay(console, len(todo), enabled=show_progress and bool(todo), seeds=seed_of) as display:
+            for spec, result in executor.map_unordered(todo, display.update):
+                record = store.save_outcome(spec, result)
+                done[spec.key] = record
+                display.finished(spec, record, several_seeds)
+                flusher.result_arrived()
+    except BaseException:
+        flusher.close(quiet=True)
+        raise
+    outcome.files = flusher.close()
     outcome.records = ordered()
-    if not todo or not outcome.files:
+    if not outcome.files:  # nothing ran (everything was done): the files still follow this grid
         outcome.files = write_outputs(store, outcome.records, command)
     return outcome
+
+
+class _Flusher:
+    """Rewrites the whole-benchmark files after a result, at most every ``interval`` seconds.
+
+    The first result is written at once; later ones wait until ``interval`` seconds passed
+    since the last rewrite began. :meth:`close` writes whatever is still pending, also when
+    an exception (Ctrl-C included) ends the run: the job records hold every result anyway.
+    """
+
+    def __init__(self, write: Any, interval: float, clock: Any = time.monotonic) -> None:
+        self.write = write
+        self.interval = interval
+        self.clock = clock
+        self.next_at = float("-inf")
+        self.pending = False
+        self.files: dict[str, Path] = {}
+        self.flushes = 0
+
+    def result_arrived(self) -> None:
+        self.pending = True
+        if self.clock() >= self.next_at:
+            self.flush()
+
+    def flush(self) -> None:
+        started = self.clock()
+        self.files = self.write()
+        self.flushes += 1
+        self.pending = False
+        self.next_at = started + self.interval
+
+    def close(self, quiet: bool = False) -> dict[str, Path]:
+        """Write what is pending; ``quiet``: a failure to write gives way to the exception in flight."""
+        if self.pending:
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001
+                if not quiet:
+                    raise
+        return self.files
 
 
 def print_summary(outcome: BenchmarkOutcome, console: Any = None) -> None:
@@ -119,9 +175,11 @@ def _console() -> Any:
     return console
 
 
-def one_line(run: dict[str, Any]) -> str:
+def one_line(run: dict[str, Any], with_seed: bool = False) -> str:
     """A log line for a finished run."""
     where = f"{run['detector']} on {run['dataset']}/{run['category']}"
+    if with_seed:
+        where += f" (seed {run.get('seed')})"
     if run["status"] == "error":
         return f"[red]✗ {where}: {run['error']}[/]"
     m, t = run["metrics"], run["timing"]
@@ -138,10 +196,11 @@ class _ProgressDisplay:
     STAGES = {"load": "loading train images", "fit": "fitting", "score": "scoring test images",
               "metrics": "metrics and overlays"}
 
-    def __init__(self, console: Any, total: int, enabled: bool = True) -> None:
+    def __init__(self, console: Any, total: int, enabled: bool = True, seeds: dict[str, int] | None = None) -> None:
         self.console = console
         self.total = total
         self.enabled = enabled
+        self.seeds = seeds or {}  # job id -> seed, shown when the grid has several seeds
         self.progress: Any = None
         self.tasks: dict[str, Any] = {}
         self.done: set[str] = set()
@@ -177,6 +236,8 @@ class _ProgressDisplay:
         if self.progress is None or job_id in self.done:
             return  # events of a finished job can arrive late from a worker
         name = job_id.rsplit("__", 1)[0].replace("__", " ")
+        if job_id in self.seeds:
+            name += f" seed {self.seeds[job_id]}"
         description = f"  {name}: {self.STAGES.get(stage, stage)}"
         indeterminate = stage in ("fit", "metrics") and completed < total
         if job_id not in self.tasks:
@@ -185,8 +246,8 @@ class _ProgressDisplay:
             self.tasks[job_id], description=description, completed=completed, total=None if indeterminate else total
         )
 
-    def finished(self, spec: JobSpec, record: dict[str, Any]) -> None:
-        line = one_line(record["run"])
+    def finished(self, spec: JobSpec, record: dict[str, Any], with_seed: bool = False) -> None:
+        line = one_line(record["run"], with_seed)
         notes = [n for n in record.get("extra", {}).get("notes", []) if not n.startswith("pixel metrics")]
         with self.lock:
             self.done.add(spec.job_id)

@@ -1,4 +1,4 @@
-"""``pyimgano benchmark``: detectors x data sets x categories, metrics, tables and a report."""
+"""``pyimgano benchmark``: detectors x data sets x categories x seeds, metrics, tables and a report."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ examples:
   pyimgano benchmark --detector faiss:patchcore --detector anomalib:patchcore \\
       --set faiss:patchcore.coreset_ratio=0.05 --dataset mvtec --root ~/data/mvtec_ad \\
       --category bottle --category grid --jobs 2 --out runs/mvtec
+  pyimgano benchmark --detector example:mad --seeds 0 1 2 --out runs/seeds
+      every (detector, category) three times; tables show mean ± std over the seeds
   pyimgano benchmark --config bench.toml
 
 A rerun with the same --out skips runs that finished (--force redoes them); runs that
@@ -34,7 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category", action="append", default=[], metavar="C",
                         help="category (repeatable; default: every category)")
     parser.add_argument("--image-size", type=int, metavar="N", help="resize images and masks to N x N")
-    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, help="random seed of every job (default 0)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                        help="several seeds: every (detector, data set, category) runs once per seed and the "
+                             "tables show the mean and spread (not with --seed)")
     parser.add_argument("--jobs", type=int, metavar="N", help="run N jobs in parallel processes (default 1)")
     parser.add_argument("--executor", default="local", metavar="NAME", help="where jobs run (default: local)")
     parser.add_argument("--ray-address", metavar="ADDR",
@@ -43,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlays", type=int, metavar="N", help="heatmap overlays saved per category (default 4)")
     parser.add_argument("--out", metavar="DIR", help="output folder (results.json, summary.md, report.html...)")
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished in --out")
+    parser.add_argument("--flush-interval", type=float, metavar="SECONDS",
+                        help="rewrite results.json, CSV, summary.md and report.html at most this often "
+                             "(default 10; 0: after every job). Each job's record is written at once")
     parser.add_argument("--config", metavar="FILE", help="bench.toml with a grid (flags override its values)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -58,6 +66,7 @@ def build_config(args: argparse.Namespace):
         DatasetEntry,
         DetectorEntry,
         apply_assignments,
+        grid_seeds,
         load_config_file,
     )
 
@@ -77,15 +86,23 @@ def build_config(args: argparse.Namespace):
         entry.root = args.root or entry.root
         entry.categories = args.category or entry.categories
     apply_assignments(config.detectors, args.assignments)
-    for flag in ("image_size", "seed", "jobs", "out", "overlays"):
+    if args.seed is not None and args.seeds is not None:
+        raise ConfigError("give either --seed S or --seeds S [S ...], not both")
+    if args.seed is not None:  # the flags override the config file's seed or seeds
+        config.seed, config.seeds = args.seed, None
+    if args.seeds is not None:
+        config.seed, config.seeds = None, list(args.seeds)
+    for flag in ("image_size", "jobs", "out", "overlays", "flush_interval"):
         value = getattr(args, flag)
         if value is not None:
             setattr(config, flag, value)
     config.force = config.force or args.force
     try:
-        return BenchmarkConfig.model_validate(config.model_dump())
+        config = BenchmarkConfig.model_validate(config.model_dump())
     except ValueError as exc:
         raise ConfigError(f"invalid benchmark settings: {exc}") from None
+    grid_seeds(config)  # a repeated seed is a usage error before anything starts
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
