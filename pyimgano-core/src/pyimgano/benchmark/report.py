@@ -96,6 +96,9 @@ def render_report(
         "<code>–</code> means not applicable (no anomaly maps or no masks). Times in seconds; "
         "peak resident memory of the process that ran the job in MiB.</p>",
     ]
+    note = tables.seeds_note(runs)
+    if note:
+        parts.append(f'<p class="legend">Seeds: {_e(note).replace("`", "")}.</p>')
     for dataset, ds_runs in tables.by_dataset(runs).items():
         header, rows = tables.table_rows(ds_runs)
         parts += [f"<h2>{_e(dataset)}</h2>", _table(header, rows)]
@@ -104,7 +107,7 @@ def render_report(
             compared = tables.comparison_rows(ds_runs, metric)
             if compared:
                 side_header, side_rows = compared
-                side.append(f"<div><h3>{_e(tables.METRIC_TITLES[metric])} side by side</h3>")
+                side.append(f"<div><h3>{_e(tables.side_by_side_title(metric, runs))}</h3>")
                 side.append(
                     _table(
                         side_header,
@@ -117,9 +120,9 @@ def render_report(
             parts.append('<div class="side">' + "".join(side) + "</div>")
     failed = tables.errors(runs)
     if failed:
+        several = len(tables.seeds_of(runs)) > 1
         parts.append("<h2>Errors</h2><ul class='errors'>")
-        parts += [f"<li>{_e(r['detector'])} on {_e(r['dataset'])}/{_e(r['category'])}: {_e(r['error'])}</li>"
-                  for r in failed]
+        parts += [f"<li>{_e(tables.where(r, several))}: {_e(r['error'])}</li>" for r in failed]
         parts.append("</ul>")
     parts.append(_overlay_section(records, out, labels))
     parts.append("</body></html>")
@@ -127,23 +130,28 @@ def render_report(
 
 
 def _overlay_section(records: list[dict[str, Any]], out: Path, labels: dict) -> str:
-    with_images = [r for r in records if r.get("overlays")]
-    if not with_images:
+    drawn = [r for r in records if r.get("overlays")]
+    shown = _one_seed_each(drawn, labels)
+    if not shown:
         return ""
+    thinned = len(shown) < len(drawn)  # several seeds: one seed's heatmaps per detector and category
     parts = [
         "<h2>Heatmaps</h2>",
         '<p class="legend">Each image: the test image &middot; the same with the ground-truth defect outline '
         "(green) &middot; the anomaly heatmap over it (blue = normal, red = anomalous; one colour scale per "
-        "detector and category) with the outline in white.</p>",
+        "detector and category) with the outline in white."
+        + (" With several seeds, the heatmaps of one seed (the first that drew them)." if thinned else "")
+        + "</p>",
     ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for record in with_images:
+    for record in shown:
         groups.setdefault((record["run"]["dataset"], record["run"]["category"]), []).append(record)
     for (dataset, category), members in groups.items():
         parts.append(f"<h3>{_e(dataset)} / {_e(category)}</h3>")
         for record in members:
             label = tables.label_of(record["run"], labels)
-            parts.append(f"<div><b>{_e(label)}</b><br>")
+            seed = f" (seed {_e(record['run'].get('seed'))})" if thinned else ""
+            parts.append(f"<div><b>{_e(label)}</b>{seed}<br>")
             for rel in record["overlays"]:
                 path = out / rel
                 if path.is_file():
@@ -151,3 +159,12 @@ def _overlay_section(records: list[dict[str, Any]], out: Path, labels: dict) -> 
                                  "</figcaption></figure>")
             parts.append("</div>")
     return "\n".join(parts)
+
+
+def _one_seed_each(records: list[dict[str, Any]], labels: dict) -> list[dict[str, Any]]:
+    """The records, one per (data set, category, detector label): the first in grid order."""
+    chosen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for record in records:
+        run = record["run"]
+        chosen.setdefault((run["dataset"], run["category"], tables.label_of(run, labels)), record)
+    return list(chosen.values())

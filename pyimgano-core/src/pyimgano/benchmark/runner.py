@@ -177,9 +177,7 @@ def _console() -> Any:
 
 def one_line(run: dict[str, Any], with_seed: bool = False) -> str:
     """A log line for a finished run."""
-    where = f"{run['detector']} on {run['dataset']}/{run['category']}"
-    if with_seed:
-        where += f" (seed {run.get('seed')})"
+    where = tables.where(run, with_seed)
     if run["status"] == "error":
         return f"[red]✗ {where}: {run['error']}[/]"
     m, t = run["metrics"], run["timing"]

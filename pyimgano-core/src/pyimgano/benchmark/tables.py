@@ -4,13 +4,20 @@ Rows are grouped per data set; inside it, one row per (category, detector) and, 
 bottom, one mean row per detector (over the categories that finished), so detectors read
 side by side. When the same detector appears with different parameters, its label says
 which parameters differ.
+
+With several seeds, a (category, detector) row aggregates its seeds: the mean of each
+metric, ``± the sample standard deviation`` over the seeds that finished, and a ``seeds``
+column (seeds ok / seeds run). The CSV keeps one row per run, with its seed. A one-seed
+grid reads exactly as before.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyimgano.benchmark.job import METRICS
@@ -30,7 +37,7 @@ COMPARE_METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 CSV_COLUMNS = [
     "detector", "label", "dataset", "category", "status", *METRICS,
-    "fit_s", "predict_s", "images_per_s", "peak_rss_mb", "n_train", "n_test", "params", "error",
+    "fit_s", "predict_s", "images_per_s", "peak_rss_mb", "n_train", "n_test", "seed", "params", "error",
 ]  # fmt: skip
 
 
@@ -38,49 +45,128 @@ def _params_key(run: dict[str, Any]) -> str:
     return json.dumps(run.get("params") or {}, sort_keys=True)
 
 
+def seeds_of(runs: Iterable[dict[str, Any]]) -> list[Any]:
+    """The distinct seeds of the runs, sorted (None, from old files, last)."""
+    return sorted({r.get("seed") for r in runs}, key=lambda s: (s is None, s if s is not None else 0))
+
+
+def _grid_params(run: dict[str, Any], several_seeds: bool) -> dict[str, Any]:
+    """The parameters that name a detector variant: with several seeds, the ``seed``
+    parameter the grid passed on is the run's seed, not a variant."""
+    params = run.get("params") or {}
+    if several_seeds and "seed" in params and params["seed"] == run.get("seed"):
+        params = {k: v for k, v in params.items() if k != "seed"}
+    return params
+
+
 def detector_labels(runs: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str]:
     """(detector, params json) -> display label; params named only where they differ."""
+    runs = list(runs)
+    several = len(seeds_of(runs)) > 1
     variants: dict[str, dict[str, dict[str, Any]]] = {}
+    full_keys: dict[tuple[str, str], str] = {}
     for run in runs:
-        variants.setdefault(run["detector"], {})[_params_key(run)] = run.get("params") or {}
-    labels = {}
+        params = _grid_params(run, several)
+        key = json.dumps(params, sort_keys=True)
+        variants.setdefault(run["detector"], {})[key] = params
+        full_keys[(run["detector"], _params_key(run))] = key
+    by_variant = {}
     for detector, by_key in variants.items():
         if len(by_key) == 1:
-            labels[(detector, next(iter(by_key)))] = detector
+            by_variant[(detector, next(iter(by_key)))] = detector
             continue
         keys = sorted({k for p in by_key.values() for k in p})
         differing = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in by_key.values()}) > 1]
         for key, params in by_key.items():
             detail = ", ".join(f"{k}={json.dumps(params.get(k))}" for k in differing)
-            labels[(detector, key)] = f"{detector} ({detail})"
-    return labels
+            by_variant[(detector, key)] = f"{detector} ({detail})"
+    return {(detector, full): by_variant[(detector, key)] for (detector, full), key in full_keys.items()}
 
 
 def label_of(run: dict[str, Any], labels: dict[tuple[str, str], str]) -> str:
     return labels[(run["detector"], _params_key(run))]
 
 
+def _present(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None and not math.isnan(v)]
+
+
 def _mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None and not math.isnan(v)]
+    present = _present(values)
     return sum(present) / len(present) if present else None
 
 
-def mean_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (data set, detector): means of metrics and timings over ok runs."""
-    labels = detector_labels(runs)
+def _std(values: list[float | None]) -> float | None:
+    """Sample standard deviation; None with fewer than two values."""
+    present = _present(values)
+    return statistics.stdev(present) if len(present) > 1 else None
+
+
+@dataclass
+class Cell:
+    """The runs of one (data set, category, detector label): one per seed."""
+
+    dataset: str
+    category: str
+    label: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["status"] == "ok"]
+
+    def metric(self, name: str) -> float | None:
+        return _mean([r["metrics"][name] for r in self.ok])
+
+    def spread(self, name: str) -> float | None:
+        return _std([r["metrics"][name] for r in self.ok])
+
+    def timing(self) -> dict[str, float | None]:
+        return {t: _mean([r["timing"][t] for r in self.ok]) for t in TIMING_TITLES}
+
+    def peak_rss_mb(self) -> float | None:
+        return max((r["peak_rss_mb"] for r in self.ok if r["peak_rss_mb"] is not None), default=None)
+
+
+def cells(runs: list[dict[str, Any]], labels: dict[tuple[str, str], str] | None = None) -> list[Cell]:
+    """The runs grouped per (data set, category, detector label), in first-seen order."""
+    labels = labels if labels is not None else detector_labels(runs)
+    groups: dict[tuple[str, str, str], Cell] = {}
+    for run in runs:
+        key = (run["dataset"], run["category"], label_of(run, labels))
+        groups.setdefault(key, Cell(*key)).runs.append(run)
+    return list(groups.values())
+
+
+def mean_rows(runs: list[dict[str, Any]], labels: dict[tuple[str, str], str] | None = None) -> list[dict[str, Any]]:
+    """One row per (data set, detector): means of metrics and timings over ok runs.
+
+    ``spread``: with several seeds, the sample standard deviation over the seeds of each
+    seed's mean (how much the detector's average moves with the seed); else None.
+    """
+    labels = labels if labels is not None else detector_labels(runs)
+    several = len(seeds_of(runs)) > 1
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["dataset"], label_of(run, labels)), []).append(run)
     rows = []
     for (dataset, label), members in groups.items():
         ok = [r for r in members if r["status"] == "ok"]
+        per_seed: dict[Any, list[dict[str, Any]]] = {}
+        for run in ok:
+            per_seed.setdefault(run.get("seed"), []).append(run)
         rows.append(
             {
                 "dataset": dataset,
                 "label": label,
                 "n_ok": len(ok),
                 "n_runs": len(members),
+                "n_seeds": len(per_seed),
                 "metrics": {m: _mean([r["metrics"][m] for r in ok]) for m in METRICS},
+                "spread": {
+                    m: _std([_mean([r["metrics"][m] for r in rs]) for rs in per_seed.values()]) if several else None
+                    for m in METRICS
+                },
                 "timing": {t: _mean([r["timing"][t] for r in ok]) for t in TIMING_TITLES},
                 "peak_rss_mb": max((r["peak_rss_mb"] for r in ok if r["peak_rss_mb"] is not None), default=None),
             }
@@ -101,6 +187,13 @@ def fmt_seconds(value: float | None) -> str:
     return fmt(value, 2 if value is not None and value < 10 else 1)
 
 
+def fmt_spread(mean: float | None, spread: float | None) -> str:
+    """``0.953 ± 0.012``; the mean alone where there is no spread (one seed finished)."""
+    if spread is None or mean is None:
+        return fmt(mean)
+    return f"{fmt(mean)} ± {fmt(spread)}"
+
+
 def _timing_cells(timing: dict[str, Any], peak: Any) -> list[str]:
     return [fmt_seconds(timing["fit_s"]), fmt_seconds(timing["predict_s"]), fmt(timing["images_per_s"], 1),
             fmt(peak, 0)]
@@ -113,38 +206,60 @@ def by_dataset(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def seeds_note(runs: list[dict[str, Any]]) -> str | None:
+    """A sentence on how seeds are aggregated; None with one seed."""
+    seeds = seeds_of(runs)
+    if len(seeds) < 2:
+        return None
+    return (f"{len(seeds)} seeds ({', '.join(str(s) for s in seeds)}): each row is the mean over the seeds that "
+            "finished ok ± the sample standard deviation between them; `seeds`: seeds ok / seeds run; "
+            "mean rows: ± the standard deviation of the per-seed means")
+
+
 def table_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """Header and rows of the main table of one data set: (kind, cells), kind 'run'|'error'|'mean'."""
+    """Header and rows of the main table of one data set: (kind, cells), kind 'run'|'error'|'mean'.
+
+    One row per (category, detector); with several seeds, a ``seeds`` column follows the
+    detector and metric cells read ``mean ± std`` over the seeds.
+    """
     labels = detector_labels(runs)
-    header = ["category", "detector", *METRIC_TITLES.values(), *TIMING_TITLES.values(), "peak MiB"]
+    several = len(seeds_of(runs)) > 1
+    seed_column = ["seeds"] if several else []
+    header = ["category", "detector", *seed_column, *METRIC_TITLES.values(), *TIMING_TITLES.values(), "peak MiB"]
     rows: list[tuple[str, list[str]]] = []
-    for run in sorted(runs, key=lambda r: r["category"]):
-        if run["status"] == "ok":
-            metric_cells = [fmt(run["metrics"][m]) for m in METRICS]
-            rows.append(("run", [run["category"], label_of(run, labels), *metric_cells,
-                                 *_timing_cells(run["timing"], run["peak_rss_mb"])]))
+    for cell in sorted(cells(runs, labels), key=lambda c: c.category):
+        ok = cell.ok
+        seed_cells = [f"{len(ok)}/{len(cell.runs)}"] if several else []
+        if ok:
+            metric_cells = [fmt_spread(cell.metric(m), cell.spread(m)) for m in METRICS]
+            rows.append(("run", [cell.category, cell.label, *seed_cells, *metric_cells,
+                                 *_timing_cells(cell.timing(), cell.peak_rss_mb())]))
         else:
-            cells = [run["category"], label_of(run, labels), "error"] + [""] * (len(header) - 3)
-            rows.append(("error", cells))
-    for mean in mean_rows(runs):
+            names = [cell.category, cell.label, *seed_cells]
+            rows.append(("error", names + ["error"] + [""] * (len(header) - len(names) - 1)))
+    for mean in mean_rows(runs, labels):
         name = f"mean ({mean['n_ok']}/{mean['n_runs']})" if mean["n_ok"] != mean["n_runs"] else "mean"
-        rows.append(("mean", [name, mean["label"], *[fmt(mean["metrics"][m]) for m in METRICS],
+        seed_cells = [str(mean["n_seeds"])] if several else []
+        rows.append(("mean", [name, mean["label"], *seed_cells,
+                              *[fmt_spread(mean["metrics"][m], mean["spread"][m]) for m in METRICS],
                               *_timing_cells(mean["timing"], mean["peak_rss_mb"])]))
     return header, rows
 
 
 def comparison_rows(runs: list[dict[str, Any]], metric: str) -> tuple[list[str], list[list[str]]] | None:
-    """Categories x detectors for one metric (with a mean row); None with one detector."""
+    """Categories x detectors for one metric (with a mean row); None with one detector.
+
+    With several seeds each cell is the mean over the seeds (the spread is in the main table).
+    """
     labels = detector_labels(runs)
     detectors = list(dict.fromkeys(label_of(r, labels) for r in runs))
     if len(detectors) < 2:
         return None
-    cells: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        value = run["metrics"][metric] if run["status"] == "ok" else "error"
-        cells.setdefault(run["category"], {})[label_of(run, labels)] = value
-    rows = [[cat] + [fmt(cells[cat].get(d)) for d in detectors] for cat in sorted(cells)]
-    means = {m["label"]: m["metrics"][metric] for m in mean_rows(runs)}
+    values: dict[str, dict[str, Any]] = {}
+    for cell in cells(runs, labels):
+        values.setdefault(cell.category, {})[cell.label] = cell.metric(metric) if cell.ok else "error"
+    rows = [[cat] + [fmt(values[cat].get(d)) for d in detectors] for cat in sorted(values)]
+    means = {m["label"]: m["metrics"][metric] for m in mean_rows(runs, labels)}
     rows.append(["mean"] + [fmt(means.get(d)) for d in detectors])
     return ["category", *detectors], rows
 
@@ -153,12 +268,19 @@ def errors(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r["status"] == "error"]
 
 
+def where(run: dict[str, Any], with_seed: bool = False) -> str:
+    """``detector on data set/category``, plus the seed when the runs have several."""
+    text = f"{run['detector']} on {run['dataset']}/{run['category']}"
+    return f"{text} (seed {run.get('seed')})" if with_seed else text
+
+
 # -- renderers -----------------------------------------------------------------------------------
 def results_csv(runs: list[dict[str, Any]]) -> str:
     labels = detector_labels(runs)
     flat = []
     for run in runs:
         row = {k: run[k] for k in ("detector", "dataset", "category", "status", "peak_rss_mb", "n_train", "n_test")}
+        row["seed"] = run.get("seed")
         row.update(run["metrics"])
         row.update(run["timing"])
         row["label"] = label_of(run, labels)
@@ -181,6 +303,9 @@ def summary_markdown(runs: list[dict[str, Any]], title: str = "Benchmark results
     lines = [f"# {title}", "", f"{len(runs)} runs: {len(runs) - n_err} ok, {n_err} error."]
     lines.append("Metrics: image and pixel AUROC / AP / F1-max, AUPRO up to FPR 0.3; "
                  "`–`: not applicable (no maps or no masks). Times in seconds, peak resident memory in MiB.")
+    note = seeds_note(runs)
+    if note:
+        lines.append(f"Seeds: {note}.")
     for dataset, ds_runs in by_dataset(runs).items():
         header, rows = table_rows(ds_runs)
         lines += ["", f"## {dataset}", ""]
@@ -188,14 +313,21 @@ def summary_markdown(runs: list[dict[str, Any]], title: str = "Benchmark results
         for metric in COMPARE_METRICS:
             compared = comparison_rows(ds_runs, metric)
             if compared:
-                lines += ["", f"### {METRIC_TITLES[metric]} side by side", ""]
+                lines += ["", f"### {side_by_side_title(metric, runs)}", ""]
                 lines += _md_table(*compared)
     failed = errors(runs)
     if failed:
+        several = len(seeds_of(runs)) > 1
         lines += ["", "## Errors", ""]
         for run in failed:
-            lines.append(f"- `{run['detector']}` on {run['dataset']}/{run['category']}: {run['error']}")
+            seed = f" (seed {run.get('seed')})" if several else ""
+            lines.append(f"- `{run['detector']}` on {run['dataset']}/{run['category']}{seed}: {run['error']}")
     return "\n".join(lines) + "\n"
+
+
+def side_by_side_title(metric: str, runs: list[dict[str, Any]]) -> str:
+    n_seeds = len(seeds_of(runs))
+    return f"{METRIC_TITLES[metric]} side by side" + (f" (mean over {n_seeds} seeds)" if n_seeds > 1 else "")
 
 
 WIDE_TABLE = 125  # columns a terminal needs for the metrics and the timings in one table
@@ -227,21 +359,24 @@ def rich_tables(runs: list[dict[str, Any]], width: int | None = None) -> list[An
     from rich.text import Text
 
     out: list[Any] = []
+    n_seeds = len(seeds_of(runs))
     for dataset, ds_runs in by_dataset(runs).items():
         header, rows = table_rows(ds_runs)
-        title = f"pyimgano benchmark: {dataset}"
-        n_metrics = 2 + len(METRIC_TITLES)
-        if width is None or width >= WIDE_TABLE:
+        title = f"pyimgano benchmark: {dataset}" + (f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else "")
+        n_names = header.index(METRIC_TITLES[METRICS[0]])
+        n_metrics = n_names + len(METRIC_TITLES)
+        # mean ± std cells are about 8 characters wider per metric
+        if width is None or width >= WIDE_TABLE + (8 * len(METRICS) if n_seeds > 1 else 0):
             out.append(_rich_table(title, header, rows, list(range(len(header)))))
         else:
             out.append(_rich_table(title, header, rows, list(range(n_metrics))))
             out.append(_rich_table(f"time and memory: {dataset}", header, rows,
-                                   [0, 1, *range(n_metrics, len(header))]))
+                                   [*range(n_names), *range(n_metrics, len(header))]))
         side = _side_by_side(ds_runs, dataset)
         if side is not None:
             out.append(side)
     for run in errors(runs):
-        out.append(Text(f"error: {run['detector']} on {run['dataset']}/{run['category']}: {run['error']}", style="red"))
+        out.append(Text(f"error: {where(run, n_seeds > 1)}: {run['error']}", style="red"))
     return out
 
 
@@ -254,7 +389,9 @@ def _side_by_side(runs: list[dict[str, Any]], dataset: str) -> Any:
     if any(c is None for c in compared.values()):
         return None
     detectors = compared[COMPARE_METRICS[0]][0][1:]
-    table = Table(title=f"side by side ({dataset})", box=box.SIMPLE_HEAD, header_style="bold")
+    n_seeds = len(seeds_of(runs))
+    title = f"side by side ({dataset}" + (f", mean over {n_seeds} seeds)" if n_seeds > 1 else ")")
+    table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold")
     table.add_column("category")
     for metric in COMPARE_METRICS:
         for detector in detectors:
