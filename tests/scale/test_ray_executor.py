@@ -53,6 +53,21 @@ def test_ray_gives_the_local_executors_results(plugins, ray_cluster, tiny_root, 
         assert entry["pid"] != str(__import__("os").getpid())  # ran in a Ray worker, not here
 
 
+def test_ray_runs_a_several_seed_grid_like_the_local_executor(plugins, ray_cluster, tiny_root, tmp_path):
+    def seeded(out):
+        config = grid(out, tiny_root, "example:mad", categories=["alpha"])
+        config.seeds = [0, 1, 2]
+        return config
+
+    bench(seeded(tmp_path / "local"), LocalExecutor())
+    outcome = bench(seeded(tmp_path / "ray"), RayExecutor())
+    local, remote = results(tmp_path / "local"), results(tmp_path / "ray")
+    assert [r["seed"] for r in remote] == [0, 1, 2] and outcome.n_errors == 0
+    assert [(r["seed"], r["metrics"]) for r in local] == [(r["seed"], r["metrics"]) for r in remote]
+    assert len({r["key"] for r in outcome.records}) == 3
+    assert "| alpha | example:mad | 3/3 |" in (tmp_path / "ray" / "summary.md").read_text()
+
+
 def test_killed_worker_is_retried_and_the_grid_completes(plugins, ray_cluster, tiny_root, tmp_path):
     marker = tmp_path / "crashed-once"
     config = grid(tmp_path / "out", tiny_root, ("scaletest:crashy", {"marker": str(marker)}), "example:mad",
