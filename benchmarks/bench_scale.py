@@ -16,8 +16,15 @@ then feeds those figures into :func:`simulate`, an event simulation of the 810-f
 from the grid's measured per-job times, scaled by the ``--duration-model`` table (see
 docs/scaling.md for the assumptions).
 
+``--driver-writes`` measures only the driver's write cost on the 810-fit grid itself:
+``run_benchmark`` expands the real grid (the MVTec AD and VisA categories, ten anomalib
+detectors' real parameters, seeds 0 1 2) and a stand-in executor hands it 810 synthetic
+results; the driver saves each record and rewrites results.json, CSV, summary.md and
+report.html every ``--flush-interval`` seconds (0: after every result, the old behaviour).
+
     .venv/bin/python benchmarks/bench_scale.py --json scale.json
     .venv/bin/python benchmarks/bench_scale.py --simulate-only scale.json --nodes 100
+    .venv/bin/python benchmarks/bench_scale.py --driver-writes --flush-interval 0 10
 """
 
 from __future__ import annotations
@@ -123,6 +130,106 @@ def driver_cost(records: list[dict], sizes=(10, 100, 400, 810)) -> dict:
     return costs
 
 
+# -- 3b. the driver's write cost on the 810-fit grid, every result vs throttled ------------------------
+GRID_DETECTORS = ["anomalib:patchcore", "anomalib:padim", "anomalib:efficient_ad", "anomalib:fastflow",
+                  "anomalib:stfpm", "anomalib:cflow", "anomalib:dfkde", "anomalib:dfm",
+                  "anomalib:reverse_distillation", "anomalib:draem"]
+
+
+def grid_810(out: Path, flush_interval: float, seeds=(0, 1, 2)):
+    """The issue's grid: MVTec AD 15 + VisA 12 categories x 10 detectors x 3 seeds (a root
+    that is never read: the stand-in executor does not load data)."""
+    from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry
+    from pyimgano.plugins import get_registry
+
+    registry = get_registry()
+    datasets = [DatasetEntry(name=name, root=f"/data/{name}", categories=list(registry.resolve("dataset", name)[0]
+                                                                              .categories)) for name in ("mvtec", "visa")]
+    return BenchmarkConfig(detectors=[DetectorEntry(name=d) for d in GRID_DETECTORS], datasets=datasets,
+                           seeds=list(seeds), out=str(out), overlays=0, flush_interval=flush_interval)
+
+
+class SyntheticResults:
+    """An executor that runs nothing: each job's outcome is made up (metrics, 100 test
+    scores, the extras a real job records), handed over every ``arrival_s`` seconds."""
+
+    def __init__(self, arrival_s: float = 0.0, n_test: int = 100) -> None:
+        self.arrival_s = arrival_s
+        self.n_test = n_test
+
+    def map_unordered(self, jobs, progress=None):
+        from pyimgano.benchmark.job import METRICS, empty_run
+
+        rng = random.Random(0)
+        for spec in jobs:
+            if self.arrival_s:
+                time.sleep(self.arrival_s)
+            run = empty_run(spec)
+            run["metrics"] = {m: rng.uniform(0.7, 1.0) for m in METRICS}
+            run["timing"] = {"fit_s": rng.uniform(5, 600), "predict_s": rng.uniform(2, 60), "images_per_s": 5.0}
+            run.update(peak_rss_mb=rng.uniform(800, 6000), n_train=200, n_test=self.n_test)
+            scores = [{"image": f"/data/{spec.dataset_label}/{spec.category}/test/x/{i:03d}.png", "label": i % 2,
+                       "defect_type": "good" if i % 2 == 0 else "crack", "score": rng.random()}
+                      for i in range(self.n_test)]
+            extra = {"job_id": spec.job_id, "host": "node", "pid": 1, "notes": [], "wall_s": 1.0,
+                     "load_train_s": 0.5, "load_test_s": 0.2, "thresholds": {"image": 0.5, "pixel": 0.4}}
+            yield spec, {"run": run, "scores": scores, "overlays": [], "extra": extra}
+
+
+def driver_writes(flush_interval: float, arrival_s: float = 0.0) -> dict:
+    """Seconds the driver spends on 810 results: records, aggregate rewrites, in total."""
+    from rich.console import Console
+
+    from pyimgano.benchmark import runner
+    from pyimgano.benchmark.results import ResultStore
+
+    spent = {"write_outputs": 0.0, "flushes": 0, "save_outcome": 0.0, "largest_flush_s": 0.0}
+    real_write, real_save = runner.write_outputs, ResultStore.save_outcome
+
+    def timed_write(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return real_write(*args, **kwargs)
+        finally:
+            took = time.perf_counter() - t0
+            spent["write_outputs"] += took
+            spent["flushes"] += 1
+            spent["largest_flush_s"] = max(spent["largest_flush_s"], took)
+
+    def timed_save(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return real_save(self, *args, **kwargs)
+        finally:
+            spent["save_outcome"] += time.perf_counter() - t0
+
+    runner.write_outputs, ResultStore.save_outcome = timed_write, timed_save
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = grid_810(Path(tmp) / "out", flush_interval)
+            t0 = time.perf_counter()
+            outcome = runner.run_benchmark(config, executor=SyntheticResults(arrival_s),
+                                           console=Console(file=io.StringIO()), show_progress=False)
+            wall = time.perf_counter() - t0
+            n = len(outcome.records)
+            sizes = {p.name: p.stat().st_size for p in Path(tmp, "out").glob("*.*")}
+    finally:
+        runner.write_outputs, ResultStore.save_outcome = real_write, real_save
+    waited = n * arrival_s
+    return {"flush_interval_s": flush_interval, "arrival_s": arrival_s, "results": n, "wall_s": wall,
+            "driver_s": wall - waited, "driver_s_per_result": (wall - waited) / n, **spent,
+            "file_bytes": sizes}
+
+
+def print_driver_writes(rows: list[dict]) -> None:
+    print("driver write cost, 810-result grid (27 categories x 10 detectors x 3 seeds), synthetic results:")
+    for r in rows:
+        print(f"  flush_interval {r['flush_interval_s']:5.1f} s, results every {r['arrival_s'] * 1000:4.0f} ms: "
+              f"driver {r['driver_s']:7.1f} s in all = {r['driver_s_per_result'] * 1000:6.1f} ms per result "
+              f"({r['flushes']} rewrites, {r['write_outputs']:.1f} s; largest {r['largest_flush_s']:.2f} s; "
+              f"records {r['save_outcome']:.1f} s)")
+
+
 # -- the model ---------------------------------------------------------------------------------------
 def make_jobs(base_s: float, seed: int = 0) -> list[dict]:
     """The 810 jobs with durations drawn around ``base_s`` x each class's relative cost."""
@@ -220,7 +327,22 @@ def main() -> None:
     parser.add_argument("--json", help="write the measurements and the model here")
     parser.add_argument("--simulate-only", metavar="JSON", help="rerun the model from a saved measurement")
     parser.add_argument("--base-job-s", type=float, help="model: duration of the reference job (default: measured)")
+    parser.add_argument("--driver-writes", action="store_true",
+                        help="only measure the driver's write cost for the 810-result grid (see above)")
+    parser.add_argument("--flush-interval", type=float, nargs="+", default=[0.0, 10.0],
+                        help="with --driver-writes: the intervals to compare (0: rewrite after every result)")
+    parser.add_argument("--arrival-ms", type=float, nargs="+", default=[0.0],
+                        help="with --driver-writes: milliseconds between arriving results (0: back to back)")
     args = parser.parse_args()
+    if args.driver_writes:
+        rows = []
+        for arrival in args.arrival_ms:
+            for interval in args.flush_interval:
+                rows.append(driver_writes(interval, arrival / 1000))
+                print_driver_writes(rows[-1:])
+        if args.json:
+            Path(args.json).write_text(json.dumps({"driver_writes": rows}, indent=2))
+        return
     if args.simulate_only:
         measured = json.loads(Path(args.simulate_only).read_text())
         print_model(measured, args.nodes, args.base_job_s)

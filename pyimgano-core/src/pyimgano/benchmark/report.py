@@ -100,11 +100,12 @@ def render_report(
     if note:
         parts.append(f'<p class="legend">Seeds: {_e(note).replace("`", "")}.</p>')
     for dataset, ds_runs in tables.by_dataset(runs).items():
-        header, rows = tables.table_rows(ds_runs)
+        ds_labels = tables.detector_labels(ds_runs)
+        header, rows = tables.table_rows(ds_runs, ds_labels)
         parts += [f"<h2>{_e(dataset)}</h2>", _table(header, rows)]
         side = []
         for metric in tables.COMPARE_METRICS:
-            compared = tables.comparison_rows(ds_runs, metric)
+            compared = tables.comparison_rows(ds_runs, metric, ds_labels)
             if compared:
                 side_header, side_rows = compared
                 side.append(f"<div><h3>{_e(tables.side_by_side_title(metric, runs))}</h3>")

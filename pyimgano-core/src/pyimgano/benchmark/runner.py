@@ -94,8 +94,10 @@ def run_benchmark(
         + (f"; {len(done)} already finished there (skipped; --force reruns them)" if done else "")
     )
 
+    grid_keys = [job.key for job in jobs]  # a key is a hash of the spec: computed once, not per rewrite
+
     def ordered() -> list[dict[str, Any]]:
-        return [done[job.key] for job in jobs if job.key in done]
+        return [done[key] for key in grid_keys if key in done]
 
     flusher = _Flusher(lambda: write_outputs(store, ordered(), command), config.flush_interval)
     seed_of = {job.job_id: job.seed for job in todo} if several_seeds else {}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,17 +58,27 @@ def _grid_params(run: dict[str, Any], several_seeds: bool) -> dict[str, Any]:
     return params
 
 
-def detector_labels(runs: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str]:
+class Labels(dict):
+    """(detector, params json) -> display label; also remembers the label of each run it
+    was built from, so that looking runs up again costs no JSON encoding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.of_run: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def detector_labels(runs: Iterable[dict[str, Any]]) -> Labels:
     """(detector, params json) -> display label; params named only where they differ."""
     runs = list(runs)
     several = len(seeds_of(runs)) > 1
     variants: dict[str, dict[str, dict[str, Any]]] = {}
-    full_keys: dict[tuple[str, str], str] = {}
+    keys_of_runs = []
     for run in runs:
+        full = _params_key(run)
         params = _grid_params(run, several)
-        key = json.dumps(params, sort_keys=True)
+        key = full if params is run.get("params") else json.dumps(params, sort_keys=True)
         variants.setdefault(run["detector"], {})[key] = params
-        full_keys[(run["detector"], _params_key(run))] = key
+        keys_of_runs.append((full, key))
     by_variant = {}
     for detector, by_key in variants.items():
         if len(by_key) == 1:
@@ -80,10 +89,18 @@ def detector_labels(runs: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str
         for key, params in by_key.items():
             detail = ", ".join(f"{k}={json.dumps(params.get(k))}" for k in differing)
             by_variant[(detector, key)] = f"{detector} ({detail})"
-    return {(detector, full): by_variant[(detector, key)] for (detector, full), key in full_keys.items()}
+    labels = Labels()
+    for run, (full, key) in zip(runs, keys_of_runs):
+        label = by_variant[(run["detector"], key)]
+        labels[(run["detector"], full)] = label
+        labels.of_run[id(run)] = (run, label)  # the run is kept, so its id stays its own
+    return labels
 
 
 def label_of(run: dict[str, Any], labels: dict[tuple[str, str], str]) -> str:
+    known = getattr(labels, "of_run", {}).get(id(run))
+    if known is not None and known[0] is run:
+        return known[1]
     return labels[(run["detector"], _params_key(run))]
 
 
@@ -99,7 +116,10 @@ def _mean(values: list[float | None]) -> float | None:
 def _std(values: list[float | None]) -> float | None:
     """Sample standard deviation; None with fewer than two values."""
     present = _present(values)
-    return statistics.stdev(present) if len(present) > 1 else None
+    if len(present) < 2:
+        return None
+    mean = sum(present) / len(present)
+    return math.sqrt(sum((v - mean) ** 2 for v in present) / (len(present) - 1))
 
 
 @dataclass
@@ -216,13 +236,15 @@ def seeds_note(runs: list[dict[str, Any]]) -> str | None:
             "mean rows: ± the standard deviation of the per-seed means")
 
 
-def table_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+def table_rows(
+    runs: list[dict[str, Any]], labels: dict[tuple[str, str], str] | None = None
+) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Header and rows of the main table of one data set: (kind, cells), kind 'run'|'error'|'mean'.
 
     One row per (category, detector); with several seeds, a ``seeds`` column follows the
     detector and metric cells read ``mean ± std`` over the seeds.
     """
-    labels = detector_labels(runs)
+    labels = labels if labels is not None else detector_labels(runs)
     several = len(seeds_of(runs)) > 1
     seed_column = ["seeds"] if several else []
     header = ["category", "detector", *seed_column, *METRIC_TITLES.values(), *TIMING_TITLES.values(), "peak MiB"]
@@ -246,12 +268,14 @@ def table_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, l
     return header, rows
 
 
-def comparison_rows(runs: list[dict[str, Any]], metric: str) -> tuple[list[str], list[list[str]]] | None:
+def comparison_rows(
+    runs: list[dict[str, Any]], metric: str, labels: dict[tuple[str, str], str] | None = None
+) -> tuple[list[str], list[list[str]]] | None:
     """Categories x detectors for one metric (with a mean row); None with one detector.
 
     With several seeds each cell is the mean over the seeds (the spread is in the main table).
     """
-    labels = detector_labels(runs)
+    labels = labels if labels is not None else detector_labels(runs)
     detectors = list(dict.fromkeys(label_of(r, labels) for r in runs))
     if len(detectors) < 2:
         return None
@@ -307,11 +331,12 @@ def summary_markdown(runs: list[dict[str, Any]], title: str = "Benchmark results
     if note:
         lines.append(f"Seeds: {note}.")
     for dataset, ds_runs in by_dataset(runs).items():
-        header, rows = table_rows(ds_runs)
+        labels = detector_labels(ds_runs)
+        header, rows = table_rows(ds_runs, labels)
         lines += ["", f"## {dataset}", ""]
         lines += _md_table(header, [[f"**{cells[0]}**", *cells[1:]] if kind == "mean" else cells for kind, cells in rows])
         for metric in COMPARE_METRICS:
-            compared = comparison_rows(ds_runs, metric)
+            compared = comparison_rows(ds_runs, metric, labels)
             if compared:
                 lines += ["", f"### {side_by_side_title(metric, runs)}", ""]
                 lines += _md_table(*compared)
