@@ -221,6 +221,29 @@ def driver_writes(flush_interval: float, arrival_s: float = 0.0) -> dict:
             "file_bytes": sizes}
 
 
+def rewrite_curve(sizes=(10, 100, 400, 810), repeats: int = 3) -> dict:
+    """Best-of-``repeats`` seconds of one ``write_outputs`` with the first n results of the grid."""
+    from rich.console import Console
+
+    from pyimgano.benchmark.results import ResultStore
+    from pyimgano.benchmark.runner import run_benchmark, write_outputs
+
+    curve = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = grid_810(Path(tmp) / "out", 3600.0)
+        records = run_benchmark(config, executor=SyntheticResults(), console=Console(file=io.StringIO()),
+                                show_progress=False).records
+        store = ResultStore(config.out)
+        for n in sizes:
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                write_outputs(store, records[:n])
+                times.append(time.perf_counter() - t0)
+            curve[n] = min(times)
+    return curve
+
+
 def print_driver_writes(rows: list[dict]) -> None:
     print("driver write cost, 810-result grid (27 categories x 10 detectors x 3 seeds), synthetic results:")
     for r in rows:
@@ -244,12 +267,16 @@ def make_jobs(base_s: float, seed: int = 0) -> list[dict]:
 
 
 def simulate(jobs: list[dict], nodes: int, cpu_slots: int, gpu_slots: int, task_overhead_s: float,
-             cold_start_s: float, driver_cost_s) -> dict:
+             cold_start_s: float, driver_cost_s, flush_interval_s: float | None = None,
+             record_s: float = 0.0) -> dict:
     """Event simulation of a Ray run: FIFO dispatch to the first free slot of the right kind.
 
     Each task pays ``task_overhead_s`` (scheduling round trip) and, on the first task of a
     slot, ``cold_start_s`` (worker start + imports). The driver takes results one at a time,
-    spending ``driver_cost_s(n_finished)`` on each; the grid ends when the last is written.
+    spending ``record_s`` on each and ``driver_cost_s(n_finished)`` on a rewrite of the
+    result files: after every result (``flush_interval_s`` None), or only when that many
+    seconds passed since the last rewrite, plus one at the end. The grid ends when the last
+    result is written.
     """
     free = {"cpu": [(0.0, i) for i in range(nodes * cpu_slots)], "gpu": [(0.0, i) for i in range(nodes * gpu_slots)]}
     warm: set[tuple[str, int]] = set()
@@ -265,9 +292,16 @@ def simulate(jobs: list[dict], nodes: int, cpu_slots: int, gpu_slots: int, task_
         warm.add((kind, slot))
         heapq.heappush(free[kind], (start + cost, slot))
         finishes.append(start + cost)
-    driver_free = 0.0
+    driver_free, last_rewrite, pending = 0.0, float("-inf"), False
     for n, done in enumerate(sorted(finishes)):
-        driver_free = max(driver_free, done) + driver_cost_s(n)
+        driver_free = max(driver_free, done) + record_s
+        pending = True
+        if flush_interval_s is None or driver_free - last_rewrite >= flush_interval_s:
+            last_rewrite = driver_free
+            driver_free += driver_cost_s(n)
+            pending = False
+    if pending:
+        driver_free += driver_cost_s(len(finishes))
     total_work = sum(j["duration"] for j in jobs)
     return {"nodes": nodes, "makespan_s": driver_free, "last_job_done_s": max(finishes),
             "serial_work_s": total_work, "longest_job_s": max(j["duration"] for j in jobs),
@@ -288,7 +322,9 @@ def interpolate(costs: dict) -> callable:
     return cost
 
 
-def print_model(measured: dict, nodes_list: list[int], base_job_s: float | None = None) -> list[dict]:
+def print_model(measured: dict, nodes_list: list[int], base_job_s: float | None = None,
+                driver: dict | None = None) -> list[dict]:
+    """The model; ``driver`` (a ``--driver-writes`` measurement) adds the throttled driver."""
     base = base_job_s or measured["patchcore_job_s"]
     overhead = measured["ray"]["round_trip_s_median"]
     walls = measured["grid"]["wall_s"]
@@ -296,20 +332,29 @@ def print_model(measured: dict, nodes_list: list[int], base_job_s: float | None 
     cold = max(measured["cold_start_s"],
                (walls["ray (cold workers)"] - walls["ray (warm workers)"]) / max(1, measured["cpus"]))
     cost = interpolate(measured["driver_cost_s"])
-    small = min(measured["driver_cost_s"].values())
+    variants = [("every result, grid's rewrite cost", cost, None, 0.0)]
+    if driver:  # the throttled driver, with the grid run's (slower) and this run's rewrite costs
+        rewrite = interpolate(driver["rewrite_s"])
+        throttled = [r for r in driver["driver_writes"] if r["flush_interval_s"] > 0]
+        record = max(r["save_outcome"] / r["results"] for r in driver["driver_writes"])
+        variants.append(("every result, measured rewrite cost", rewrite, None, record))
+        for interval in sorted({r["flush_interval_s"] for r in throttled}):
+            variants.append((f"every {interval:g} s, grid's rewrite cost", cost, interval, record))
+            variants.append((f"every {interval:g} s, measured rewrite cost", rewrite, interval, record))
     jobs = make_jobs(base)
     rows = []
     print(f"\nmodel of the 810-fit grid: base job {base:.1f} s, Ray round trip {overhead * 1000:.1f} ms, "
-          f"cold worker {cold:.1f} s, driver cost per result {cost(810) * 1000:.0f} ms at 810 runs")
+          f"cold worker {cold:.1f} s, driver rewrite {cost(810) * 1000:.0f} ms at 810 runs (as measured with "
+          "the full grid)")
     for nodes in nodes_list:
-        variants = (("driver as built", jobs, cost), ("driver writes bounded", jobs, lambda n: small))
-        for label, order, driver in variants:
-            row = simulate(order, nodes, cpu_slots=4, gpu_slots=1, task_overhead_s=overhead, cold_start_s=cold,
-                           driver_cost_s=driver)
+        for label, driver_cost, interval, record_s in variants:
+            row = simulate(jobs, nodes, cpu_slots=4, gpu_slots=1, task_overhead_s=overhead, cold_start_s=cold,
+                           driver_cost_s=driver_cost, flush_interval_s=interval, record_s=record_s)
             row["efficiency"] = row["lower_bound_s"] / row["makespan_s"]
             row["driver"] = label
+            row["flush_interval_s"] = interval
             rows.append(row)
-            print(f"  {nodes:4d} node(s) x (4 CPU slots + 1 GPU), {label:22s}: {row['makespan_s'] / 60:8.1f} min "
+            print(f"  {nodes:4d} node(s) x (4 CPU slots + 1 GPU), {label:38s}: {row['makespan_s'] / 60:8.1f} min "
                   f"(last job done {row['last_job_done_s'] / 60:7.1f} min, lower bound "
                   f"{row['lower_bound_s'] / 60:7.1f} min, efficiency {row['efficiency']:.2f}; "
                   f"serial work {row['serial_work_s'] / 3600:.1f} h)")
@@ -333,6 +378,8 @@ def main() -> None:
                         help="with --driver-writes: the intervals to compare (0: rewrite after every result)")
     parser.add_argument("--arrival-ms", type=float, nargs="+", default=[0.0],
                         help="with --driver-writes: milliseconds between arriving results (0: back to back)")
+    parser.add_argument("--driver-json", metavar="JSON",
+                        help="with --simulate-only: a --driver-writes measurement, to model the throttled driver")
     args = parser.parse_args()
     if args.driver_writes:
         rows = []
@@ -340,12 +387,16 @@ def main() -> None:
             for interval in args.flush_interval:
                 rows.append(driver_writes(interval, arrival / 1000))
                 print_driver_writes(rows[-1:])
+        curve = rewrite_curve()
+        print("one rewrite of results.json, CSV, summary.md, report.html: " + ", ".join(
+            f"{v * 1000:.0f} ms at {k} results" for k, v in curve.items()))
         if args.json:
-            Path(args.json).write_text(json.dumps({"driver_writes": rows}, indent=2))
+            Path(args.json).write_text(json.dumps({"driver_writes": rows, "rewrite_s": curve}, indent=2))
         return
     if args.simulate_only:
         measured = json.loads(Path(args.simulate_only).read_text())
-        print_model(measured, args.nodes, args.base_job_s)
+        driver = json.loads(Path(args.driver_json).read_text()) if args.driver_json else None
+        print_model(measured, args.nodes, args.base_job_s, driver)
         return
 
     from pyimgano.benchmark.executors import LocalExecutor
