@@ -60,12 +60,14 @@ def test_ray_runs_a_several_seed_grid_like_the_local_executor(plugins, ray_clust
         return config
 
     bench(seeded(tmp_path / "local"), LocalExecutor())
-    outcome = bench(seeded(tmp_path / "ray"), RayExecutor())
+    outcome = bench(seeded(tmp_path / "ray"), RayExecutor(log_path=tmp_path / "ray" / "log.jsonl"))
     local, remote = results(tmp_path / "local"), results(tmp_path / "ray")
     assert [r["seed"] for r in remote] == [0, 1, 2] and outcome.n_errors == 0
     assert [(r["seed"], r["metrics"]) for r in local] == [(r["seed"], r["metrics"]) for r in remote]
     assert len({r["key"] for r in outcome.records}) == 3
     assert "| alpha | example:mad | 3/3 |" in (tmp_path / "ray" / "summary.md").read_text()
+    log = [json.loads(line) for line in (tmp_path / "ray" / "log.jsonl").read_text().splitlines()]
+    assert sorted(e["seed"] for e in log) == [0, 1, 2]
 
 
 def test_killed_worker_is_retried_and_the_grid_completes(plugins, ray_cluster, tiny_root, tmp_path):

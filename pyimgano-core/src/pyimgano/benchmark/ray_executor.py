@@ -147,7 +147,7 @@ class RayExecutor:
                 if reason is not None:
                     outcome = crashed_outcome(spec, f"cannot schedule on Ray: {reason}")
                     outcome["extra"]["cluster"] = {"requested": request, "attempts": 0, "retries": 0}
-                    yield spec, self._logged(outcome)
+                    yield spec, self._logged(spec, outcome)
                     continue
                 ref = task.options(
                     **request, max_retries=self.max_retries, retry_exceptions=False, name=spec.job_id
@@ -157,7 +157,7 @@ class RayExecutor:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     spec, request = pending.pop(ref)
-                    yield spec, self._logged(self._collect(ray, ref, spec, request, ledger))
+                    yield spec, self._logged(spec, self._collect(ray, ref, spec, request, ledger))
         finally:
             for ref in pending:  # interrupted driver: drop queued and running jobs
                 try:
@@ -190,11 +190,12 @@ class RayExecutor:
             }
             return outcome
 
-    def _logged(self, outcome: dict[str, Any]) -> dict[str, Any]:
+    def _logged(self, spec: JobSpec, outcome: dict[str, Any]) -> dict[str, Any]:
         if self.log_path is not None:
             run, extra = outcome["run"], outcome["extra"]
             entry = {
                 "job_id": extra.get("job_id"),
+                "seed": spec.seed,
                 "status": run["status"],
                 "error": run["error"],
                 "wall_s": extra.get("wall_s"),
