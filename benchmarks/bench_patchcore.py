@@ -9,6 +9,12 @@ from raw scores and maps of both (anomalib's post-processor is off, so no normal
 
     .venv/bin/python benchmarks/bench_patchcore.py                    # brick grass gravel
     .venv/bin/python benchmarks/bench_patchcore.py --categories brick --json out.json
+    .venv/bin/python benchmarks/bench_patchcore.py --large-n 2000 --coreset-ratio 0.01   # large-N case
+
+``--large-n N [N ...]`` runs the large training-set case instead (``bench_patchcore_large.py``:
+features synthesised at the scale of EfficientNet-Lite0 on 256 px images, N training images,
+faiss:patchcore's own chunked coreset and memory bank): fit time, peak memory and image
+AUROC for flat, IVF and HNSW banks, with recall@1 and the AUROC difference against flat.
 
 The machine may be shared: compare the ratios, measured in the same run. Scoring is timed as the
 fastest of ``--repeats`` passes for both detectors. Coreset selection starts from a random point,
@@ -278,6 +284,21 @@ def _ratios(ours: dict, theirs: dict) -> dict:
     return ratios
 
 
+def _large_n(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_patchcore_large
+
+    large = bench_patchcore_large.build_parser().parse_args([
+        "--n-train", *map(str, args.large_n), "--coreset-ratio", str(args.coreset_ratio),
+        "--indexes", *args.indexes, "--coreset-chunk", str(args.coreset_chunk),
+        *(["--json", args.json] if args.json else []),
+    ])
+    print(f"faiss:patchcore at large N: {args.large_n} training images of synthesised Lite0-scale features, "
+          f"coreset {args.coreset_ratio}, chunk {args.coreset_chunk} patches, indexes {args.indexes}", flush=True)
+    bench_patchcore_large.run(large)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--categories", nargs="+", default=["brick", "grass", "gravel"])
@@ -293,11 +314,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"])
     parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "pyimgano-bench-synthetic"))
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--large-n", type=int, nargs="+", metavar="N",
+                        help="run the large-N case (synthetic features, N training images) instead")
+    parser.add_argument("--indexes", nargs="+", default=["flat", "ivf", "hnsw"], choices=["flat", "ivf", "hnsw"],
+                        help="memory-bank indexes of the large-N case")
+    parser.add_argument("--coreset-chunk", type=int, default=131_072,
+                        help="faiss:patchcore coreset_chunk in the large-N case")
     parser.add_argument("--worker", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--category", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return _worker(args)
+    if args.large_n:
+        return _large_n(args)
     print(f"faiss:patchcore vs anomalib Patchcore on CPU: EfficientNet-Lite0 {args.layers}, "
           f"{args.image_size}px, coreset {args.coreset_ratio}, synthetic ({args.n_train} train, "
           f"{args.n_test_good} good + {args.n_test_defect} defective test images), seeds {args.seeds}", flush=True)

@@ -8,10 +8,11 @@ so fit time and memory are those of a real fit minus the CNN. Normal images mix 
 "texture" prototypes per image plus noise; anomalous test images get a 4-8 patch square
 pushed off the normal manifold by a random amount (so the AUROC is not trivially 1).
 
-Each (N, index) fit runs in its own subprocess, so its peak RSS (``ru_maxrss``) is its own.
-For approximate indexes the child also builds the exact flat index on the same bank and
-reports recall@1 of the nearest memory-bank patch over all test patches and the image
-AUROC difference against flat.
+Each (N, index) fit runs in its own subprocess (the detector built with that ``index``), so
+its fit time (coreset + index build) and peak RSS (``ru_maxrss``) are its own. For
+approximate indexes the child also builds the exact flat index on the same bank and reports
+recall@1 of the nearest memory-bank patch over all test patches and the image AUROC
+difference against flat. ``bench_patchcore.py --large-n N`` runs this case too.
 
     .venv/bin/python benchmarks/bench_patchcore_large.py                      # N=2000
     .venv/bin/python benchmarks/bench_patchcore_large.py --n-train 500 --indexes flat ivf
@@ -134,7 +135,12 @@ def compare_indexes(bank: np.ndarray, rows: np.ndarray, labels: np.ndarray, kind
 
 
 def child(args: argparse.Namespace) -> dict:
-    """One fit (faiss:patchcore's code path) + every index over its bank, in this process."""
+    """One fit with ``args.index`` as the memory-bank index (faiss:patchcore's code path), in this process.
+
+    Fit time includes building the index; peak memory is this process's own. For an
+    approximate index the exact flat index is then built over the same bank to measure
+    recall@1 and the image AUROC difference.
+    """
     import torch
 
     torch.set_num_threads(args.threads)
@@ -144,7 +150,7 @@ def child(args: argparse.Namespace) -> dict:
     test_ids = range(10_000_000, 10_000_000 + args.n_test)
     test = [_encode(i, k % 2 == 1) for k, i in enumerate(test_ids)]
     labels = np.array([k % 2 for k in range(args.n_test)])
-    detector = _make_detector("flat", args.nprobe, args.coreset_ratio, args.max_embedding_mb,
+    detector = _make_detector(args.index, args.nprobe, args.coreset_ratio, args.max_embedding_mb,
                               coreset_chunk=args.coreset_chunk)
     t0 = time.perf_counter()
     detector.fit(train)
@@ -155,7 +161,7 @@ def child(args: argparse.Namespace) -> dict:
     score_s = time.perf_counter() - t0
     n, d = detector.n_patches_, detector.memory_bank_.shape[1]
     result = {
-        "n_train": args.n_train, "coreset_ratio": args.coreset_ratio, "nprobe": args.nprobe,
+        "n_train": args.n_train, "index": args.index, "coreset_ratio": args.coreset_ratio, "nprobe": args.nprobe,
         "max_embedding_mb": args.max_embedding_mb, "coreset_chunk": args.coreset_chunk,
         "coreset_chunks": detector.coreset_chunks_,
         "n_patches": n, "dim": d, "bank": list(detector.memory_bank_.shape),
@@ -164,14 +170,15 @@ def child(args: argparse.Namespace) -> dict:
         "image_auroc": float(image_auroc(labels, scores)),
     }
     rows = np.concatenate([detector._rows(detector._embed(f)) for _, f in detector._features(test, "rows")])
-    result["indexes"] = compare_indexes(detector.memory_bank_, rows, labels, args.indexes, args.nprobe)
+    if args.index != "flat":
+        result["vs_flat"] = compare_indexes(detector.memory_bank_, rows, labels, [args.index], args.nprobe)[args.index]
     if args.big_bank:  # a bank of a million-patch scale: where approximate search pays
         rng = np.random.default_rng(0)
         big_ids = rng.choice(args.n_train, size=min(args.n_train, args.big_bank // (GRID * GRID) + 1), replace=False)
         big = np.concatenate([detector._rows(detector._embed(f))
                               for _, f in detector._features([train[i] for i in big_ids], "big")])[: args.big_bank]
         result["big_bank"] = {"size": len(big),
-                              "indexes": compare_indexes(big, rows, labels, args.indexes, args.nprobe)}
+                              "indexes": compare_indexes(big, rows, labels, [args.index], args.nprobe)}
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -185,11 +192,25 @@ def _print_indexes(title: str, indexes: dict) -> None:
         print(line, flush=True)
 
 
-def main() -> None:
+def _table(results: list[dict]) -> str:
+    head = (f"{'images':>7} {'patches':>9} {'chunks':>6} {'bank':>7} {'index':6} {'fit s':>7} {'peak MiB':>9} "
+            f"{'score s':>8} {'img AUROC':>9} {'recall@1':>8} {'dAUROC':>8}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        v = r.get("vs_flat", {})
+        recall = f"{v['recall_at_1']:8.3f}" if v else f"{'exact':>8}"
+        delta = f"{v['d_image_auroc']:+8.4f}" if v else f"{'':>8}"
+        lines.append(f"{r['n_train']:7d} {r['n_patches']:9d} {r['coreset_chunks']:6d} {r['bank'][0]:7d} {r['index']:6} "
+                     f"{r['fit_s']:7.1f} {r['peak_fit_mb']:9.0f} {r['score_s']:8.2f} {r['image_auroc']:9.4f} "
+                     f"{recall} {delta}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-train", type=int, nargs="+", default=[2000])
     parser.add_argument("--n-test", type=int, default=100)
-    parser.add_argument("--indexes", nargs="+", default=["flat", "ivf", "hnsw"])
+    parser.add_argument("--indexes", nargs="+", default=["flat", "ivf", "hnsw"], choices=["flat", "ivf", "hnsw"])
     parser.add_argument("--nprobe", type=int, default=8)
     parser.add_argument("--coreset-ratio", type=float, default=0.01)
     parser.add_argument("--big-bank", type=int, default=0, help="also compare indexes over a bank of this many "
@@ -201,33 +222,49 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--index", default="flat", help=argparse.SUPPRESS)
+    return parser
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Every (N, index) fit in its own subprocess; prints one line per fit and a table."""
+    results = []
+    for n in args.n_train:
+        for kind in ["flat"] + [k for k in args.indexes if k != "flat"]:
+            cmd = [sys.executable, __file__, "--child", "--n-train", str(n), "--n-test", str(args.n_test),
+                   "--index", kind, "--nprobe", str(args.nprobe), "--coreset-ratio", str(args.coreset_ratio),
+                   "--threads", str(args.threads), "--big-bank", str(args.big_bank),
+                   "--max-embedding-mb", str(args.max_embedding_mb), "--coreset-chunk", str(args.coreset_chunk)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"child failed: {' '.join(cmd)}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            results.append(r)
+            print(f"N={n} images, {kind}: {r['n_patches']} patches x {r['dim']} (all features "
+                  f"{r['all_features_mb']:.0f} MiB, projected {r['projected_mb']:.0f} MiB), {r['coreset_chunks']} "
+                  f"coreset chunk(s), bank {r['bank'][0]}: fit {r['fit_s']:.1f} s, peak RSS after fit "
+                  f"{r['peak_fit_mb']:.0f} MiB (whole run {r['peak_mb']:.0f} MiB), score {args.n_test} images "
+                  f"{r['score_s']:.1f} s, image AUROC {r['image_auroc']:.4f}", flush=True)
+            if "vs_flat" in r:
+                _print_indexes("same bank vs flat:", {kind: r["vs_flat"]})
+            if "big_bank" in r:
+                _print_indexes(f"{r['big_bank']['size']}-patch bank", r["big_bank"]["indexes"])
+    print()
+    print(_table(results))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.child:
         args.n_train = args.n_train[0]
         print(json.dumps(child(args)))
         return
-    results = []
-    for n in args.n_train:
-        cmd = [sys.executable, __file__, "--child", "--n-train", str(n), "--n-test", str(args.n_test),
-               "--indexes", *args.indexes, "--nprobe", str(args.nprobe), "--coreset-ratio", str(args.coreset_ratio),
-               "--threads", str(args.threads), "--big-bank", str(args.big_bank),
-               "--max-embedding-mb", str(args.max_embedding_mb), "--coreset-chunk", str(args.coreset_chunk)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"child failed: {' '.join(cmd)}")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        results.append(r)
-        print(f"N={n} images: {r['n_patches']} patches x {r['dim']} (all features {r['all_features_mb']:.0f} MiB, "
-              f"projected {r['projected_mb']:.0f} MiB), bank {r['bank'][0]}: fit {r['fit_s']:.1f} s, "
-              f"peak RSS after fit {r['peak_fit_mb']:.0f} MiB (whole run {r['peak_mb']:.0f} MiB), "
-              f"score {args.n_test} images {r['score_s']:.1f} s, image AUROC {r['image_auroc']:.4f}", flush=True)
-        _print_indexes("coreset bank", r["indexes"])
-        if "big_bank" in r:
-            _print_indexes(f"{r['big_bank']['size']}-patch bank", r["big_bank"]["indexes"])
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+    run(args)
 
 
 if __name__ == "__main__":
