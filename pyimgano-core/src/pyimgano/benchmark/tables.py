@@ -171,7 +171,8 @@ def mean_rows(runs: list[dict[str, Any]], labels: dict[tuple[str, str], str] | N
         groups.setdefault((run["dataset"], label_of(run, labels)), []).append(run)
     rows = []
     for (dataset, label), members in groups.items():
-        ok = [r for r in members if r["status"] == "ok"]
+        group = Cell(dataset, "", label, members)  # every category of the detector: the same aggregation
+        ok = group.ok
         per_seed: dict[Any, list[dict[str, Any]]] = {}
         for run in ok:
             per_seed.setdefault(run.get("seed"), []).append(run)
@@ -182,13 +183,13 @@ def mean_rows(runs: list[dict[str, Any]], labels: dict[tuple[str, str], str] | N
                 "n_ok": len(ok),
                 "n_runs": len(members),
                 "n_seeds": len(per_seed),
-                "metrics": {m: _mean([r["metrics"][m] for r in ok]) for m in METRICS},
+                "metrics": {m: group.metric(m) for m in METRICS},
                 "spread": {
                     m: _std([_mean([r["metrics"][m] for r in rs]) for rs in per_seed.values()]) if several else None
                     for m in METRICS
                 },
-                "timing": {t: _mean([r["timing"][t] for r in ok]) for t in TIMING_TITLES},
-                "peak_rss_mb": max((r["peak_rss_mb"] for r in ok if r["peak_rss_mb"] is not None), default=None),
+                "timing": group.timing(),
+                "peak_rss_mb": group.peak_rss_mb(),
             }
         )
     return rows
