@@ -2,6 +2,7 @@
 # The two commands of the quick start:
 #   ./dev.sh demo   set up .venv and run the main job (the embedded default benchmark)
 #   ./dev.sh test   set up .venv and run the whole test suite
+#   ./dev.sh lint   set up .venv and run ruff with the rules in pyproject.toml
 # Set-up is skipped when .venv is already up to date with requirements-dev.txt and the
 # pyproject files. PYIMGANO_VENV chooses another virtual environment folder.
 set -euo pipefail
@@ -45,11 +46,15 @@ case "$cmd" in
         fi
         exit "$rc"
         ;;
+    lint)
+        setup
+        exec "$VENV/bin/ruff" check "$@"
+        ;;
     setup)
         setup
         ;;
     *)
-        echo "usage: ./dev.sh demo|test|setup [args...]" >&2
+        echo "usage: ./dev.sh demo|test|lint|setup [args...]" >&2
         exit 2
         ;;
 esac

@@ -92,7 +92,6 @@ def through_anomalib(root: Path, category: str, config: dict[str, Any], default_
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
     from anomalib.models import Patchcore
-
     from pyimgano_anomalib import weights as w
     from pyimgano_anomalib.detector import reseed_before_memory_bank
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
-
 import pyimgano
+import pytest
 from pyimgano_anomalib.errors import MissingOfflineFile
 
 pytestmark = [pytest.mark.torch, pytest.mark.anomalib]
@@ -19,9 +18,8 @@ def test_bundled_lite0_weights_classify_the_cat():
     ImageNet class 285, Egyptian cat)."""
     import timm
     import torch
-    from skimage.data import chelsea
-
     from pyimgano_anomalib import weights as w
+    from skimage.data import chelsea
 
     model = timm.create_model(w.LITE0_TIMM_NAME, pretrained=False).eval()
     w.load_backbone_state(model, w.LITE0_TIMM_NAME, w.read_state_dict(w.bundled_lite0_file()), "bundled")

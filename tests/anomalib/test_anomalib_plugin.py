@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
-
 import pyimgano
+import pytest
 from pyimgano.errors import ComponentNotFound, InvalidParams
 from pyimgano_anomalib.plugin import MAP_MODELS, MODEL_NAMES
 

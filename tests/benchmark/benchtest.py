@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 from pyimgano_testutils import make_fake_distribution
 
 HERE = Path(__file__).resolve().parent
@@ -52,7 +51,7 @@ def make_toy_root(root: Path, categories: dict[str, int] | None = None, n_train:
         base = root / category
         pattern = rng.integers(60, 160, size=(side, side, 3))
 
-        def good() -> np.ndarray:
+        def good(pattern: np.ndarray = pattern) -> np.ndarray:
             return np.clip(pattern + rng.normal(0, 6, size=pattern.shape), 0, 255).astype(np.uint8)
 
         def save(path: Path, array: np.ndarray) -> None:

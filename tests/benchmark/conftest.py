@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from benchtest import install_fake_plugin, make_toy_root, plugin_on_path
 
 

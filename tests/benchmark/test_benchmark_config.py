@@ -7,8 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from rich.console import Console
-
 from benchtest import make_toy_root
 from pyimgano.benchmark.config import (
     BenchmarkConfig,
@@ -24,6 +22,7 @@ from pyimgano.benchmark.job import pick_overlay_samples
 from pyimgano.benchmark.runner import run_benchmark
 from pyimgano.benchmark.tables import detector_labels
 from pyimgano.contracts import DatasetSample
+from rich.console import Console
 
 
 @pytest.mark.parametrize("item, expected", [

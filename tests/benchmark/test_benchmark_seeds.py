@@ -8,8 +8,6 @@ import io
 import json
 
 import pytest
-from rich.console import Console
-
 from pyimgano.benchmark import tables
 from pyimgano.benchmark.config import (
     BenchmarkConfig,
@@ -24,6 +22,7 @@ from pyimgano.benchmark.config import (
 from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano.benchmark.runner import run_benchmark
 from pyimgano.cli.benchmark import add_arguments, build_config
+from rich.console import Console
 
 
 def grid(out, root, *detectors, categories=("alpha",), **kwargs):

@@ -6,10 +6,8 @@ import inspect
 import re
 
 import pytest
-
-from pyimgano_testutils import REPO_ROOT
-
 from pyimgano import hookspecs
+from pyimgano_testutils import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 HOOK_NAMES = sorted(

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
-from pyimgano_testutils import make_fake_distribution, run_cli
-
 import pyimgano
+import pytest
 from pyimgano.errors import ComponentNotFound, NameConflict, PluginError
 from pyimgano.plugins import Registry, reset_registry
+from pyimgano_testutils import make_fake_distribution, run_cli
 
 OWN_PLUGINS = {"core": "pyimgano-core", "datasets": "pyimgano-datasets", "faiss": "pyimgano-faiss",
                "anomalib": "pyimgano-anomalib"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyimgano
 import pytest
 from dataset_trees import (
     SIZE,
@@ -14,8 +15,6 @@ from dataset_trees import (
     write_image,
     write_mask,
 )
-
-import pyimgano
 from pyimgano import DatasetError
 from pyimgano.contracts import DatasetInfo, DatasetSample
 from pyimgano_testutils import shared_path

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 import pyimgano
+import pytest
 from pyimgano import DatasetError, InvalidParams
 from pyimgano_datasets.synthetic import DEFECT_KINDS, MANIFEST, TEXTURES, SyntheticConfig, render_sample
 

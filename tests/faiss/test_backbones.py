@@ -8,10 +8,8 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 import torch
-
 from pyimgano_faiss import backbones
 from pyimgano_faiss.backbones import (
     IMAGENET_MEAN,

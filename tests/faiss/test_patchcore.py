@@ -6,9 +6,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
-
 import pyimgano
+import pytest
 from pyimgano import InvalidParams
 from pyimgano.metrics import image_auroc, pixel_auroc
 from pyimgano.testing import check_detector

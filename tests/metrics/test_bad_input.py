@@ -5,9 +5,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
-
 import pyimgano
+import pytest
 from pyimgano import MetricError
 from pyimgano.metrics import (
     UndefinedMetricWarning,

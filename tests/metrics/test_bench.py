@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from pyimgano_testutils import REPO_ROOT
 
 

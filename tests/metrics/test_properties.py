@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from brute_force import aupro_by_full_sort
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
-
-from brute_force import aupro_by_full_sort
 from pyimgano.metrics import (
     aupro,
     image_ap,
@@ -19,6 +17,7 @@ from pyimgano.metrics import (
     pixel_f1_max,
     pixel_metrics,
 )
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 
 @st.composite

@@ -6,9 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
-from pyimgano_testutils import shared_path
-
 from pyimgano.metrics import (
     aupro,
     image_ap,
@@ -18,6 +15,7 @@ from pyimgano.metrics import (
     pixel_f1_max,
     pixel_metrics,
 )
+from pyimgano_testutils import shared_path
 
 CASES = ["blobs_64", "ties_8_levels", "diagonal_regions", "mostly_good", "perfect", "large_256"]
 

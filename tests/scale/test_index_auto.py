@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("faiss")
-from pyimgano_faiss.search import AUTO_IVF_ROWS, build_index, search  # noqa: E402
+from pyimgano_faiss.search import AUTO_IVF_ROWS, build_index, search
 
 
 def test_auto_is_flat_below_the_threshold_and_ivf_above():

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import pyimgano.plugins as plugins
+import pytest
 
 
 @pytest.fixture

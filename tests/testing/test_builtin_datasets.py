@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from pyimgano_testutils import shared_path
-
 from pyimgano.plugins import Registry
 from pyimgano.testing import check_dataset
+from pyimgano_testutils import shared_path
 
 AVAILABLE = set(Registry().discover().names("dataset"))
 

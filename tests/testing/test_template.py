@@ -10,10 +10,8 @@ import sys
 import zipfile
 
 import pytest
-
-from pyimgano_testutils import REPO_ROOT, install_with_pip, run_cli
-
 from pyimgano.testing.template import new_plugin, template_root, template_values
+from pyimgano_testutils import REPO_ROOT, install_with_pip, run_cli
 
 
 def test_template_values_and_bad_names(tmp_path):

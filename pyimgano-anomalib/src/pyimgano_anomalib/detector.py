@@ -22,19 +22,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-
 from pyimgano import Detector
 from pyimgano.errors import InvalidParams, ModelLoadError
+
 from pyimgano_anomalib.errors import MissingOfflineFile
 from pyimgano_anomalib.plugin import MAP_MODELS, MODELS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing hub file fails at once instead of hanging
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torchvision.transforms.v2 import functional as TF  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
-from pyimgano_anomalib import weights as w  # noqa: E402
+from pyimgano_anomalib import weights as w
 
 STATE_FILE = "anomalib-model.safetensors"
 _ENTRIES = {entry.name: entry for entry in MODELS}
@@ -161,7 +161,7 @@ class AnomalibDetector(Detector):
         entry = _ENTRIES[self.model_name]
         try:
             self.config = entry.params.model_validate(params)
-        except Exception as exc:  # pydantic ValidationError
+        except Exception as exc:  # noqa: BLE001 - pydantic ValidationError
             raise InvalidParams(f"invalid parameters for detector anomalib:{self.model_name}: {exc}") from None
         super().__init__(**self.config.model_dump())
         self.component = f"anomalib:{self.model_name}"
@@ -579,7 +579,7 @@ class DsrDetector(AnomalibDetector):
         detector = self
 
         class OfflineDsr(base):  # type: ignore[misc, valid-type]
-            def prepare_pretrained_model(self) -> Path:  # noqa: D102 - anomalib hook
+            def prepare_pretrained_model(self) -> Path:
                 return detector._vq_weights_file()
 
         OfflineDsr.__name__ = "Dsr"
@@ -647,15 +647,15 @@ class EfficientAdDetector(AnomalibDetector):
         detector = self
 
         class OfflineEfficientAd(base):  # type: ignore[misc, valid-type]
-            def prepare_pretrained_model(self) -> None:  # noqa: D102 - anomalib hook
+            def prepare_pretrained_model(self) -> None:
                 state = w.read_state_dict(detector._teacher_file())
                 self.model.teacher.load_state_dict(state)
 
-            def prepare_imagenette_data(self, image_size: Any) -> None:  # noqa: D102 - anomalib hook
+            def prepare_imagenette_data(self, image_size: Any) -> None:
                 if detector._imagenet_dir() is not None:
                     super().prepare_imagenette_data(image_size)
 
-            def training_step(self, batch: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+            def training_step(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
                 if detector.config.imagenet_penalty:
                     return super().training_step(batch, *args, **kwargs)
                 loss = detector._loss_without_penalty(self.model, batch.image)

@@ -148,7 +148,7 @@ class DraemParams(TrainingParams):
     textures: bool = Field(True, description="False simulates anomalies from Perlin noise only (no DTD needed)")
 
     @model_validator(mode="after")
-    def _check_beta(self) -> "DraemParams":
+    def _check_beta(self) -> DraemParams:
         if self.beta_min > self.beta_max:
             raise ValueError(f"beta_min ({self.beta_min}) must not exceed beta_max ({self.beta_max})")
         return self

@@ -47,7 +47,7 @@ def validate_scores(
 
     try:
         arr = np.asarray(scores)
-    except Exception as exc:  # ragged lists and the like
+    except Exception as exc:  # noqa: BLE001 - ragged lists and the like
         raise fail("a 1-D float array", _describe(scores), str(exc)) from None
     if arr.ndim != 1:
         raise fail("a 1-D array (one score per image)", f"of shape {arr.shape}")
@@ -165,7 +165,7 @@ class ImageScores(_ArrayModel):
     n_images: int | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "ImageScores":
+    def _check(self) -> ImageScores:
         object.__setattr__(
             self, "values", validate_scores(self.values, self.n_images, component=self.component, plugin=self.plugin)
         )
@@ -178,7 +178,7 @@ class ImageLabels(_ArrayModel):
     n_images: int | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "ImageLabels":
+    def _check(self) -> ImageLabels:
         object.__setattr__(
             self, "values", validate_labels(self.values, self.n_images, component=self.component, plugin=self.plugin)
         )
@@ -191,7 +191,7 @@ class AnomalyMaps(_ArrayModel):
     shapes: list[tuple[int, int]] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "AnomalyMaps":
+    def _check(self) -> AnomalyMaps:
         object.__setattr__(
             self, "values", validate_maps(self.values, self.shapes, component=self.component, plugin=self.plugin)
         )
@@ -210,7 +210,7 @@ class DatasetSample(BaseModel):
     category: str
 
     @model_validator(mode="after")
-    def _check(self) -> "DatasetSample":
+    def _check(self) -> DatasetSample:
         if self.label == 0 and self.mask_path is not None:
             raise ValueError(f"good image {self.image_path} must not have a mask (got {self.mask_path})")
         return self

@@ -78,7 +78,7 @@ class Detector:
         calibration: Sequence[ImageInput] | None = None,
         calibration_labels: Sequence[int] | None = None,
         threshold: Any = "quantile",
-    ) -> "Detector":
+    ) -> Detector:
         """Train on normal images; optionally set ``threshold_`` from calibration images.
 
         ``y`` is accepted for scikit-learn compatibility; anything but all-zero labels is
@@ -148,7 +148,7 @@ class Detector:
         self.threshold_ = make_strategy(strategy).compute(scores, lab)
         return self.threshold_
 
-    def set_threshold(self, value: float) -> "Detector":
+    def set_threshold(self, value: float) -> Detector:
         self.threshold_ = float(value)
         return self
 
@@ -174,7 +174,7 @@ class Detector:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Detector":
+    def load(cls, directory: str | os.PathLike) -> Detector:
         """Load a saved detector through the registry (see :func:`load_detector`)."""
         return load_detector(directory)
 

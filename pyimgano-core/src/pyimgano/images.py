@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from pyimgano.errors import ImageLoadError
 
-ImageInput = Union[str, os.PathLike, np.ndarray, Any]
+ImageInput = str | os.PathLike | np.ndarray | Any
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -96,7 +96,7 @@ class Registry:
         self.plugins: list[PluginRecord] = []
 
     # -- loading ---------------------------------------------------------------------
-    def discover(self, entry_points: Any | None = None) -> "Registry":
+    def discover(self, entry_points: Any | None = None) -> Registry:
         """Load every plugin of the entry-point group (or the given entry points)."""
         eps = entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP)
         disabled = _disabled_plugins()
@@ -156,7 +156,7 @@ class Registry:
                     continue
                 try:
                     result = impl.function()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise PluginError(f"hook {hook_name} raised {_short_error(exc)}") from exc
                 components[kind].extend(self._validate_specs(hook_name, kind, result))
         return components
@@ -278,7 +278,7 @@ class Registry:
         spec, record = self.resolve(kind, name)
         try:
             return spec.load_factory()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise PluginError(
                 f"{kind} {record.name}:{spec.name} from {record.provider()} could not be loaded "
                 f"({spec.factory}): {_short_error(exc)}"

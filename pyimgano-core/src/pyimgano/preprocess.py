@@ -16,12 +16,12 @@ Example::
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Size = Union[int, tuple[int, int]]
+Size = int | tuple[int, int]
 
 __all__ = ["Preprocess", "apply_to_image", "apply_to_mask", "map_to_original", "output_shape"]
 
@@ -40,15 +40,15 @@ class Preprocess(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    resize: Optional[Size] = Field(None, description="target size: N (square) or (height, width); None keeps it")
-    crop: Optional[Size] = Field(None, description="centre crop after resizing: N or (height, width); None: no crop")
+    resize: Size | None = Field(None, description="target size: N (square) or (height, width); None keeps it")
+    crop: Size | None = Field(None, description="centre crop after resizing: N or (height, width); None: no crop")
     interpolation: Literal["bilinear", "bicubic", "area", "nearest"] = Field(
         "bilinear", description="resampling of images (masks always use nearest neighbour)"
     )
 
     @field_validator("resize", "crop")
     @classmethod
-    def _positive(cls, value: Optional[Size]) -> Optional[Size]:
+    def _positive(cls, value: Size | None) -> Size | None:
         if value is None:
             return None
         hw = _as_hw(value)
@@ -57,7 +57,7 @@ class Preprocess(BaseModel):
         return value if isinstance(value, int) else hw
 
     @model_validator(mode="after")
-    def _crop_fits(self) -> "Preprocess":
+    def _crop_fits(self) -> Preprocess:
         if self.resize is not None and self.crop is not None:
             (rh, rw), (ch, cw) = _as_hw(self.resize), _as_hw(self.crop)
             if ch > rh or cw > rw:

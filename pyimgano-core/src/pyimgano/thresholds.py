@@ -6,7 +6,7 @@ caller provides, never on the test images of a benchmark.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -76,7 +76,7 @@ class F1Threshold(_Strategy):
 
 
 ThresholdStrategy = Annotated[
-    Union[FixedThreshold, QuantileThreshold, F1Threshold], Field(discriminator="strategy")
+    FixedThreshold | QuantileThreshold | F1Threshold, Field(discriminator="strategy")
 ]
 _adapter: TypeAdapter[Any] = TypeAdapter(ThresholdStrategy)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from pyimgano.contracts import DatasetInfo, DatasetSample, SplitCounts
 from pyimgano.errors import DatasetError, ImageLoadError
 from pyimgano.images import IMAGE_EXTENSIONS
@@ -161,7 +160,7 @@ class AnomalyDataset:
                 f"{self.root}; available: {', '.join(self.all_categories)}"
             )
 
-    def category(self, name: str) -> "AnomalyDataset":
+    def category(self, name: str) -> AnomalyDataset:
         """This data set restricted to one category (shares the scanned listings)."""
         self._require_category(name)
         clone = object.__new__(type(self))
@@ -169,7 +168,7 @@ class AnomalyDataset:
         clone.selected = name
         return clone
 
-    def __iter__(self) -> Iterator["AnomalyDataset"]:
+    def __iter__(self) -> Iterator[AnomalyDataset]:
         """One single-category data set per category."""
         return (self.category(c) for c in self.categories)
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from pyimgano import DatasetSpec, NoParams, hookimpl
 
 DefectKind = Literal["scratch", "stain", "foreign", "missing"]
@@ -26,7 +25,7 @@ class SyntheticParams(BaseModel):
         default_factory=lambda: ["scratch", "stain", "foreign", "missing"], min_length=1, description="defect kinds"
     )
     severity: float = Field(1.0, gt=0.0, le=3.0, description="defect contrast (1 = default, higher = easier)")
-    cache_dir: Optional[Path] = Field(
+    cache_dir: Path | None = Field(
         None, description="where generated sets are kept when no root is given (default: ~/.cache/pyimgano/synthetic)"
     )
     in_memory: bool = Field(False, description="generate into memory instead of files (paths are then virtual)")
@@ -44,10 +43,10 @@ class FolderParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    train_good: Optional[list[Path]] = Field(None, description="good training images (files or folders)")
-    test_good: Optional[list[Path]] = Field(None, description="good test images (files or folders)")
-    test_defect: Optional[list[Path]] = Field(None, description="defective test images (files or folders)")
-    test_masks: Optional[list[Path]] = Field(
+    train_good: list[Path] | None = Field(None, description="good training images (files or folders)")
+    test_good: list[Path] | None = Field(None, description="good test images (files or folders)")
+    test_defect: list[Path] | None = Field(None, description="defective test images (files or folders)")
+    test_masks: list[Path] | None = Field(
         None, description="masks of the defective images: files in the same order, or folders matched by file stem"
     )
     masks: Literal["auto", "required", "none"] = Field(

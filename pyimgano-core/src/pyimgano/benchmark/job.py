@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import random
 import re
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np
 
 from pyimgano.benchmark.config import JobSpec
 from pyimgano.errors import ContractViolation, MetricError
+from pyimgano.seeding import seed_everything
 
 IMAGE_METRICS = ("image_auroc", "image_ap", "image_f1_max")
 PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro")
@@ -61,15 +61,6 @@ def peak_rss_mb() -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and (when already imported) torch."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
 
 
 # -- images ------------------------------------------------------------------------------------

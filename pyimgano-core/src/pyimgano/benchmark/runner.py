@@ -152,7 +152,7 @@ class _Flusher:
         if self.pending:
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 if not quiet:
                     raise
         return self.files
@@ -206,7 +206,7 @@ class _ProgressDisplay:
         self.done: set[str] = set()
         self.lock = threading.Lock()  # progress events come from a drain thread with --jobs
 
-    def __enter__(self) -> "_ProgressDisplay":
+    def __enter__(self) -> _ProgressDisplay:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -31,7 +31,7 @@ def undefined(metric: str, reason: str, nan_on_undefined: bool) -> float:
 
 def _score_dtype(dtypes: Sequence[np.dtype], what: str) -> np.dtype:
     for dtype in dtypes:
-        if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer) or dtype == bool):
+        if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_)):
             raise MetricError(f"{what} must be real numbers; got dtype {dtype}")
     return np.result_type(np.float32, *dtypes)
 

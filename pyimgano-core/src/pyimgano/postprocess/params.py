@@ -29,7 +29,7 @@ class PercentileParams(_Params):
     clip: bool = Field(True, description="clip the result to [0, 1]")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "PercentileParams":
+    def _ordered(self) -> PercentileParams:
         if self.low >= self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         return self

@@ -48,7 +48,7 @@ class Pipeline:
         self.steps = list(steps)
 
     @classmethod
-    def from_config(cls, config: Any) -> "Pipeline":
+    def from_config(cls, config: Any) -> Pipeline:
         """Build from a list of step dicts, ``{"steps": [...]}`` or a JSON string of either."""
         from pyimgano.plugins import get_registry
 
@@ -79,7 +79,7 @@ class Pipeline:
     def needs_fit(self) -> bool:
         return any(getattr(step, "needs_fit", False) for _, step in self.steps)
 
-    def fit(self, maps: Any) -> "Pipeline":
+    def fit(self, maps: Any) -> Pipeline:
         """Fit the statistics of each step on training/calibration maps (never test maps)."""
         last = max((i for i, (_, s) in enumerate(self.steps) if getattr(s, "needs_fit", False)), default=-1)
         for _, step in self.steps[: last + 1]:

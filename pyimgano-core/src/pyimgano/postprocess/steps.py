@@ -7,7 +7,8 @@ and, when it needs statistics, learns them in ``fit(maps)`` from training/calibr
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -65,7 +66,7 @@ class Step:
         """Whether this step needs ``fit`` on training/calibration maps before use."""
         return False
 
-    def fit(self, maps: Maps) -> "Step":
+    def fit(self, maps: Maps) -> Step:
         if self.needs_fit:
             self.state = self._statistics(all_pixels(maps))
         return self

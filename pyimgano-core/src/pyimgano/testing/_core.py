@@ -87,7 +87,7 @@ def wrap_check(name: str, func: Callable[..., None], prepare: Callable[[Any], An
             func(target, *args, **kwargs)
         except CheckFailed:
             raise
-        except Exception as exc:  # noqa: BLE001 - any error of the component is a failed check
+        except Exception as exc:
             raise CheckFailed(name, describe(exc)) from exc
 
     return run

@@ -155,7 +155,7 @@ def _samples(target: DatasetTarget, split: str) -> list[DatasetSample]:
         try:
             if not isinstance(sample, DatasetSample):
                 sample = DatasetSample.model_validate(sample, from_attributes=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise CheckFailed("check_dataset_samples_satisfy_contract",
                               f"{split}[{i}] is not a valid DatasetSample: {exc}") from exc
         out.append(sample)
@@ -357,7 +357,7 @@ def check_metric_rejects_mismatched_inputs(target: MetricTarget) -> None:
         if str(exc).strip():
             return
         raise CheckFailed("check_metric_rejects_mismatched_inputs", "raised ValueError with an empty message") from exc
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CheckFailed("check_metric_rejects_mismatched_inputs", f"raised {type(exc).__name__}: {exc!s:.200}; "
                           "expected a ValueError (pyimgano.MetricError) naming the mismatch") from exc
     raise CheckFailed("check_metric_rejects_mismatched_inputs", f"returned {value!r:.40} for {len(truth) - 1} "

@@ -13,8 +13,6 @@ run depends on the detector's :class:`pyimgano.DetectorCapabilities`.
 from __future__ import annotations
 
 import inspect
-import random
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ import numpy as np
 
 from pyimgano.contracts import validate_labels, validate_maps, validate_scores
 from pyimgano.errors import InvalidParams, NotFittedError, PyimganoError
+from pyimgano.seeding import seed_everything
 from pyimgano.specs import DetectorCapabilities
 from pyimgano.testing._core import (
     Check,
@@ -86,7 +85,7 @@ class DetectorTarget:
             detector = self.make(SEED)
             try:
                 returned = detector.fit(self.images.train)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._fitted = ("error", exc)
                 raise SetupFailed(f"fit on {len(self.images.train)} generated images failed: {describe(exc)}") from exc
             self._fitted = ("ok", (detector, returned))
@@ -103,15 +102,6 @@ class DetectorTarget:
 
     def __str__(self) -> str:
         return self.label
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and (when already imported) torch's global generators."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
 
 
 def _seed_param_of(fields: Iterable[str]) -> str | None:
@@ -264,7 +254,7 @@ def check_params_match_spec(target: DetectorTarget) -> None:
     spec, _ = get_registry().resolve("detector", target.registry_name)
     try:
         spec.params.model_validate(params)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         problems = exc.errors() if hasattr(exc, "errors") else str(exc)
         raise CheckFailed("check_params_match_spec", f"get_params() {params} does not validate against "
                     f"{spec.params.__name__}: {problems}; the detector could not be reloaded") from exc
@@ -278,9 +268,11 @@ def check_use_before_fit_raises(target: DetectorTarget) -> None:
         detector.decision_function(target.images.test_good[:1])
     except (NotFittedError, RuntimeError, ValueError) as exc:
         if not str(exc).strip():
-            raise CheckFailed("check_use_before_fit_raises", f"raised {type(exc).__name__} with an empty message")
+            raise CheckFailed(
+                "check_use_before_fit_raises", f"raised {type(exc).__name__} with an empty message"
+            ) from None
         return
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CheckFailed(
             "check_use_before_fit_raises",
             f"raised {type(exc).__name__}: {exc}; expected pyimgano.NotFittedError naming the detector",
@@ -468,7 +460,7 @@ def check_grayscale_and_rgba_input(target: DetectorTarget) -> None:
             _scores(target, detector, images)
             if target.capabilities.pixel_maps:
                 _maps(target, detector, images)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise CheckFailed("check_grayscale_and_rgba_input", f"{kind} input: {describe(exc)}") from exc
 
 
@@ -484,7 +476,7 @@ def check_empty_training_set_rejected(target: DetectorTarget) -> None:
         detector = target.make(SEED)
         try:
             detector.fit(images)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if _clear_error(exc):
                 continue
             raise CheckFailed("check_empty_training_set_rejected", f"fit() with {what} raised {type(exc).__name__}: "

@@ -166,7 +166,7 @@ def check_plugin(
                 results.extend(check_metric(qualified, params=own_params, **common))
             else:
                 results.extend(check_postprocessor(qualified, params=own_params, **common))
-        except Exception as exc:  # noqa: BLE001 - e.g. invalid check_params: report it, check the rest
+        except Exception as exc:
             if plugin is None:
                 raise
             results.append(CheckResult(qualified, "setup", "failed", f"setup: {describe(exc)}"))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
-
 from pyimgano import Detector
+from scipy.ndimage import gaussian_filter
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
