@@ -92,7 +92,8 @@ def through_anomalib(root: Path, category: str, config: dict[str, Any], default_
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
     from anomalib.models import Patchcore
-    from pyimgano_anomalib import weights as w
+
+    from pyimgano import torchkit as w
     from pyimgano_anomalib.detector import reseed_before_memory_bank
 
     lightning.seed_everything(config["seed"], verbose=False)
@@ -104,7 +105,7 @@ def through_anomalib(root: Path, category: str, config: dict[str, Any], default_
         evaluator=True if default_post_processor else _auroc_evaluator(),
     )
     extractor = model.model.feature_extractor.feature_extractor
-    w.load_backbone_state(extractor, w.LITE0_TIMM_NAME, w.read_state_dict(w.bundled_lite0_file()), "bundled")
+    w.load_weights(extractor, w.LITE0_TIMM_NAME, w.read_state_dict(w.offline_weights_file()), "bundled")
     datamodule = MVTecAD(
         root=root, category=category, train_batch_size=config["batch_size"], eval_batch_size=config["batch_size"],
         num_workers=0,

@@ -141,6 +141,7 @@ def run_anomalib(args: argparse.Namespace, category: str) -> dict:
     from anomalib.data import MVTecAD
     from anomalib.engine import Engine
     from anomalib.models import Patchcore
+
     from pyimgano_faiss.backbones import build_classifier
 
     ds = _dataset(args, category)

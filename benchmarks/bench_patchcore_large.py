@@ -82,6 +82,7 @@ def synthetic_maps(index: int, anomalous: bool):
 def _make_detector(index: str, nprobe: int, coreset_ratio: float, max_embedding_mb: float = 2048.0,
                    batch_size: int = 32, coreset_chunk: int = 131_072):
     import torch
+
     from pyimgano_faiss.patchcore import PatchCore
 
     class SyntheticFeaturePatchCore(PatchCore):

@@ -76,8 +76,9 @@ def grid_config(out: Path, cache: Path, detector: str, n_train: int, image_size:
 
 
 def time_grid(config, executor) -> tuple[float, list[dict]]:
-    from pyimgano.benchmark.runner import run_benchmark
     from rich.console import Console
+
+    from pyimgano.benchmark.runner import run_benchmark
 
     t0 = time.perf_counter()
     outcome = run_benchmark(config, executor=executor, console=Console(file=io.StringIO()), show_progress=False)
@@ -177,9 +178,10 @@ class SyntheticResults:
 
 def driver_writes(flush_interval: float, arrival_s: float = 0.0) -> dict:
     """Seconds the driver spends on 810 results: records, aggregate rewrites, in total."""
+    from rich.console import Console
+
     from pyimgano.benchmark import runner
     from pyimgano.benchmark.results import ResultStore
-    from rich.console import Console
 
     spent = {"write_outputs": 0.0, "flushes": 0, "save_outcome": 0.0, "largest_flush_s": 0.0}
     real_write, real_save = runner.write_outputs, ResultStore.save_outcome
@@ -221,9 +223,10 @@ def driver_writes(flush_interval: float, arrival_s: float = 0.0) -> dict:
 
 def rewrite_curve(sizes=(10, 100, 400, 810), repeats: int = 3) -> dict:
     """Best-of-``repeats`` seconds of one ``write_outputs`` with the first n results of the grid."""
+    from rich.console import Console
+
     from pyimgano.benchmark.results import ResultStore
     from pyimgano.benchmark.runner import run_benchmark, write_outputs
-    from rich.console import Console
 
     curve = {}
     with tempfile.TemporaryDirectory() as tmp:

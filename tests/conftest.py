@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from pyimgano_testutils import EXAMPLE_PLUGIN, install_with_pip
 
 

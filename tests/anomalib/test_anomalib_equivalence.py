@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+
 from pyimgano_testutils import REPO_ROOT
 
 pytestmark = [pytest.mark.torch, pytest.mark.anomalib, pytest.mark.slow]

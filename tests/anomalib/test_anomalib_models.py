@@ -4,10 +4,11 @@ valid raw scores and maps, nothing written to the working directory, save/load r
 from __future__ import annotations
 
 import numpy as np
-import pyimgano
 import pytest
-from pyimgano_anomalib.plugin import MAP_MODELS, MODEL_NAMES
 from sklearn.metrics import roc_auc_score
+
+import pyimgano
+from pyimgano_anomalib.plugin import MAP_MODELS, MODEL_NAMES
 
 pytestmark = [pytest.mark.torch, pytest.mark.anomalib]
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pyimgano
 import pytest
+
+import pyimgano
+from pyimgano.errors import WeightsError
 from pyimgano_anomalib.errors import MissingOfflineFile
 
 pytestmark = [pytest.mark.torch, pytest.mark.anomalib]
@@ -18,11 +20,12 @@ def test_bundled_lite0_weights_classify_the_cat():
     ImageNet class 285, Egyptian cat)."""
     import timm
     import torch
-    from pyimgano_anomalib import weights as w
     from skimage.data import chelsea
 
+    from pyimgano import torchkit as w
+
     model = timm.create_model(w.LITE0_TIMM_NAME, pretrained=False).eval()
-    w.load_backbone_state(model, w.LITE0_TIMM_NAME, w.read_state_dict(w.bundled_lite0_file()), "bundled")
+    w.load_weights(model, w.LITE0_TIMM_NAME, w.read_state_dict(w.offline_weights_file()), "bundled")
     img = torch.from_numpy(chelsea()).permute(2, 0, 1).float()[None] / 255.0
     img = torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
     img = (img - 0.5) / 0.5  # tf_efficientnet_lite0's normalisation
@@ -31,12 +34,12 @@ def test_bundled_lite0_weights_classify_the_cat():
 
 
 def test_patchcore_backbone_gets_the_bundled_weights():
-    from pyimgano_anomalib import weights as w
+    from pyimgano import torchkit as w
 
     det = pyimgano.create_detector("anomalib:patchcore", image_size=64)
     module = det._build("load")
     extractor = module.model.feature_extractor.feature_extractor
-    reference = w.read_state_dict(w.bundled_lite0_file())
+    reference = w.read_state_dict(w.offline_weights_file())
     assert module.model.feature_extractor.backbone == "tf_efficientnet_lite0"
     first = next(iter(reference.values()))
     np.testing.assert_array_equal(extractor.state_dict()["conv_stem.weight"].numpy(), first.numpy())
@@ -63,9 +66,9 @@ def test_local_weights_file_for_a_timm_backbone(weight_files, tmp_path):
     assert torch.equal(got["conv1.weight"], saved["conv1.weight"])
     bad = tmp_path / "bad.pth"
     torch.save({"x": torch.zeros(3)}, bad)
-    with pytest.raises(MissingOfflineFile, match="does not fit backbone 'resnet18'"):
+    with pytest.raises(WeightsError, match="does not fit backbone 'resnet18'"):
         pyimgano.create_detector("anomalib:padim", backbone="resnet18", weights=str(bad))._build("load")
-    with pytest.raises(MissingOfflineFile, match="does not exist"):
+    with pytest.raises(WeightsError, match="does not exist"):
         pyimgano.create_detector("anomalib:padim", backbone="resnet18", weights=str(tmp_path / "no.pth"))._build("load")
 
 

@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pyimgano
 import pytest
+
+import pyimgano
 from pyimgano.errors import ComponentNotFound, InvalidParams
 from pyimgano_anomalib.plugin import MAP_MODELS, MODEL_NAMES
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from pyimgano_testutils import make_fake_distribution
 
 HERE = Path(__file__).resolve().parent

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 from benchtest import make_toy_root
+from rich.console import Console
+
 from pyimgano.benchmark.config import (
     BenchmarkConfig,
     ConfigError,
@@ -22,7 +24,6 @@ from pyimgano.benchmark.job import pick_overlay_samples
 from pyimgano.benchmark.runner import run_benchmark
 from pyimgano.benchmark.tables import detector_labels
 from pyimgano.contracts import DatasetSample
-from rich.console import Console
 
 
 @pytest.mark.parametrize("item, expected", [

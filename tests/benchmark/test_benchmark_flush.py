@@ -11,11 +11,12 @@ import sys
 import time
 
 import pytest
+from rich.console import Console
+
 from pyimgano.benchmark import runner
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry
 from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano.benchmark.runner import _Flusher, load_records, run_benchmark
-from rich.console import Console
 
 
 class FakeClock:

@@ -6,10 +6,11 @@ import io
 import json
 
 import pytest
+from rich.console import Console
+
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry, default_config, expand_jobs
 from pyimgano.benchmark.runner import run_benchmark
 from pyimgano.plugins import get_registry
-from rich.console import Console
 
 TINY_SYNTHETIC = {"image_size": 64, "n_train": 4, "n_test_good": 2, "n_test_defect": 4}
 

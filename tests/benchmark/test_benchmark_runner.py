@@ -8,10 +8,11 @@ import math
 
 import pytest
 from PIL import Image
+from rich.console import Console
+
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry, expand_jobs
 from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano.benchmark.runner import run_benchmark
-from rich.console import Console
 
 # DESIGN.md's results.json schema (plus each run's seed, issue 9), written out independently of the code
 RUN_KEYS = {"detector", "dataset", "category", "seed", "status", "error", "params", "metrics", "timing",

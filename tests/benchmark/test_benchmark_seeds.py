@@ -8,6 +8,8 @@ import io
 import json
 
 import pytest
+from rich.console import Console
+
 from pyimgano.benchmark import tables
 from pyimgano.benchmark.config import (
     BenchmarkConfig,
@@ -22,7 +24,6 @@ from pyimgano.benchmark.config import (
 from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano.benchmark.runner import run_benchmark
 from pyimgano.cli.benchmark import add_arguments, build_config
-from rich.console import Console
 
 
 def grid(out, root, *detectors, categories=("alpha",), **kwargs):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from pyimgano.cli import main
 from pyimgano_testutils import run_cli
 

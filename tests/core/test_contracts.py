@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydantic import ValidationError
+
 from pyimgano import AnomalyMaps, ContractViolation, DatasetInfo, DatasetSample, ImageScores
 from pyimgano.contracts import validate_labels, validate_maps, validate_scores
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyimgano
 import pytest
 from PIL import Image
+
+import pyimgano
 from pyimgano.errors import ImageLoadError, ModelLoadError, NotFittedError
 from pyimgano.images import load_image, load_images
 

@@ -6,6 +6,7 @@ import inspect
 import re
 
 import pytest
+
 from pyimgano import hookspecs
 from pyimgano_testutils import REPO_ROOT
 

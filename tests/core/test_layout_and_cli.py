@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+
 from pyimgano_testutils import REPO_ROOT, run_cli
 
 try:

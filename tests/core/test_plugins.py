@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-import pyimgano
 import pytest
+
+import pyimgano
 from pyimgano.errors import ComponentNotFound, NameConflict, PluginError
 from pyimgano.plugins import Registry, reset_registry
 from pyimgano_testutils import make_fake_distribution, run_cli

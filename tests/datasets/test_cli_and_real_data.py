@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyimgano
 import pytest
 from dataset_trees import make_btad, make_mvtec, make_visa, synthetic_visa_rows
+
+import pyimgano
 from pyimgano.cli import main
 from pyimgano.cli.datasets import guess_dataset
 from pyimgano_testutils import shared_path

@@ -11,9 +11,10 @@ import threading
 import zipfile
 from pathlib import Path
 
-import pyimgano
 import pytest
 from dataset_trees import make_visa, synthetic_visa_rows
+
+import pyimgano
 from pyimgano import DatasetError
 from pyimgano.cli import main
 from pyimgano_datasets.download import download, fetch, safe_extract

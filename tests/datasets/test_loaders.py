@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pyimgano
 import pytest
 from dataset_trees import (
     SIZE,
@@ -15,6 +14,8 @@ from dataset_trees import (
     write_image,
     write_mask,
 )
+
+import pyimgano
 from pyimgano import DatasetError
 from pyimgano.contracts import DatasetInfo, DatasetSample
 from pyimgano_testutils import shared_path

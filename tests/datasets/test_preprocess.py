@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydantic import ValidationError
+
 from pyimgano.preprocess import Preprocess, apply_to_mask, map_to_original, output_shape
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pyimgano
 import pytest
+
+import pyimgano
 from pyimgano import DatasetError, InvalidParams
 from pyimgano_datasets.synthetic import DEFECT_KINDS, MANIFEST, TEXTURES, SyntheticConfig, render_sample
 

@@ -10,6 +10,8 @@ import time
 
 import pytest
 import torch
+
+from pyimgano.errors import WeightsError
 from pyimgano_faiss import backbones
 from pyimgano_faiss.backbones import (
     IMAGENET_MEAN,
@@ -54,9 +56,9 @@ def test_local_weights_file_matches_the_packaged_weights(tmp_path):
 def test_bad_weights_file_layer_and_name_are_clear_errors(tmp_path):
     bad = tmp_path / "bad.pth"
     torch.save({"conv.weight": torch.zeros(3, 3)}, bad)
-    with pytest.raises(BackboneError, match="do not fit timm model"):
+    with pytest.raises(WeightsError, match="does not fit backbone 'resnet18'"):
         build_backbone("resnet18", weights=str(bad))
-    with pytest.raises(BackboneError, match="does not exist"):
+    with pytest.raises(WeightsError, match="does not exist"):
         build_backbone("resnet18", weights=str(tmp_path / "missing.pth"))
     with pytest.raises(BackboneError, match="no feature layer 'layer9'"):
         build_backbone("resnet18", layers=["layer9"], pretrained=False)

@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pyimgano
 import pytest
+
+import pyimgano
 from pyimgano import InvalidParams
 from pyimgano.metrics import image_auroc, pixel_auroc
 from pyimgano.testing import check_detector

@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pyimgano
 import pytest
+
+import pyimgano
 from pyimgano import MetricError
 from pyimgano.metrics import (
     UndefinedMetricWarning,

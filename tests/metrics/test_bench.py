@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from pyimgano_testutils import REPO_ROOT
 
 

@@ -7,6 +7,8 @@ import pytest
 from brute_force import aupro_by_full_sort
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
 from pyimgano.metrics import (
     aupro,
     image_ap,
@@ -17,7 +19,6 @@ from pyimgano.metrics import (
     pixel_f1_max,
     pixel_metrics,
 )
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 
 @st.composite

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from pyimgano_testutils import REPO_ROOT
 
 BLOCKS = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "docs" / "postprocess.md").read_text(), flags=re.S)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from pyimgano import InvalidParams, NotFittedError
 from pyimgano.metrics import aupro, pixel_f1_max
 from pyimgano.postprocess import Pipeline, tune_pipeline

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pyimgano
 import pytest
+from scipy import ndimage
+
+import pyimgano
 from pyimgano import InvalidParams, NotFittedError
 from pyimgano.postprocess.steps import BUILTIN_STEPS
-from scipy import ndimage
 
 RNG = np.random.default_rng(0)
 MAPS = RNG.random((3, 12, 10)).astype(np.float32)

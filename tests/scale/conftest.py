@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from pyimgano_testutils import make_fake_distribution
 
 HERE = Path(__file__).resolve().parent

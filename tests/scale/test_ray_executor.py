@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
+from rich.console import Console
+
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry, JobSpec
 from pyimgano.benchmark.executors import LocalExecutor, create_executor
 from pyimgano.benchmark.runner import load_records, run_benchmark
-from rich.console import Console
 
 pytestmark = pytest.mark.ray
 ray_executor = pytest.importorskip("pyimgano.benchmark.ray_executor")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pyimgano.plugins as plugins
 import pytest
+
+import pyimgano.plugins as plugins
 
 
 @pytest.fixture

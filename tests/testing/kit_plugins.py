@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
+
 from pyimgano import DatasetSpec, MetricSpec, NoParams, PostprocessorSpec, hookimpl
 from pyimgano.contracts import DatasetInfo, DatasetSample, SplitCounts
 from pyimgano.errors import MetricError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pyimgano.plugins import Registry
 from pyimgano.testing import check_dataset
 from pyimgano_testutils import shared_path

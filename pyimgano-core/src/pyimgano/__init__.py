@@ -20,6 +20,7 @@ from pyimgano.errors import (
     NotFittedError,
     PluginError,
     PyimganoError,
+    WeightsError,
 )
 from pyimgano.hookspecs import hookimpl
 from pyimgano.specs import (
@@ -74,6 +75,7 @@ __all__ = [
     "PluginError",
     "PostprocessorSpec",
     "PyimganoError",
+    "WeightsError",
     "hookimpl",
     *_LAZY,
 ]

@@ -75,5 +75,9 @@ class NotFittedError(PyimganoError, RuntimeError):
     """A detector was used before ``fit`` (or before a threshold was set)."""
 
 
+class WeightsError(PyimganoError, ValueError):
+    """A network weights file is missing, unreadable, or does not fit the architecture."""
+
+
 class ModelLoadError(PyimganoError, RuntimeError):
     """A saved model directory is missing, corrupt, or needs an absent/incompatible plugin."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from pyimgano.contracts import DatasetInfo, DatasetSample, SplitCounts
 from pyimgano.errors import DatasetError, ImageLoadError
 from pyimgano.images import IMAGE_EXTENSIONS

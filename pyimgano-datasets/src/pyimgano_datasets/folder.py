@@ -21,7 +21,6 @@ from typing import Literal
 from pyimgano.contracts import DatasetSample
 from pyimgano.errors import DatasetError
 from pyimgano.images import IMAGE_EXTENSIONS
-
 from pyimgano_datasets.base import AnomalyDataset, CategoryScan, Problem, image_files
 from pyimgano_datasets.mvtec import MVTEC_LAYOUT, looks_like_category, scan_layout
 

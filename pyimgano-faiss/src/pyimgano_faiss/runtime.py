@@ -15,8 +15,9 @@ def machine_threads() -> int:
 
 def configure_threads(num_threads: int | None) -> int:
     """Set torch and faiss thread counts (``None``: follow the machine)."""
-    import faiss
     import torch
+
+    import faiss
 
     n = int(num_threads) if num_threads else machine_threads()
     if torch.get_num_threads() != n:

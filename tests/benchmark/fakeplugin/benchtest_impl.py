@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import gaussian_filter
+
 from pyimgano import DatasetInfo, DatasetSample, Detector
 from pyimgano.contracts import SplitCounts
-from scipy.ndimage import gaussian_filter
 
 
 class MeanDetector(Detector):

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from pyimgano import Detector
 
 

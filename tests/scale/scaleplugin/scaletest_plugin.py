@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from pyimgano import DetectorCapabilities, DetectorSpec, NoParams, hookimpl
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from pyimgano import Detector
 from scipy.ndimage import gaussian_filter
+
+from pyimgano import Detector
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
