@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ from pyimgano_testutils import make_fake_distribution
 
 HERE = Path(__file__).resolve().parent
 FAKE_PLUGIN_VERSION = "0.3.0"
+# the core's metric keys in results.json, in column order, written out independently of the code
+CORE_METRIC_KEYS = ["image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"]
 # category -> image side; "beta" is the one the fragile detector fails on (--set fail_height=32)
 TOY_CATEGORIES = {"alpha": 24, "beta": 32}
 
@@ -72,3 +75,8 @@ def make_toy_root(root: Path, categories: dict[str, int] | None = None, n_train:
             save(base / "test" / "spot" / f"{i:03d}.png", image)
             save(base / "ground_truth" / "spot" / f"{i:03d}_mask.png", mask)
     return root
+
+
+def load_records(out: Path) -> list[dict]:
+    """Every job record stored in a benchmark output folder."""
+    return [json.loads(p.read_text()) for p in sorted((Path(out) / "jobs").glob("*.json"))]
