@@ -420,14 +420,16 @@ def blocks(title: str, header: list[str], rows: list[tuple[str, list[str]]], wid
     from rich.console import Group
     from rich.text import Text
 
-    items = [[(header[i], cells[i]) for i in range(n_names, len(header)) if cells[i] != ""] for _, cells in rows]
+    items = [[(header[i], cells[i]) for i in range(n_names, len(header)) if cells[i] not in ("", kind)]
+             for kind, cells in rows]  # an error row says so on its name line, not under a column
     name_w = max((len(h) for row in items for h, _ in row), default=0)
     value_w = max((len(v) for row in items for _, v in row), default=0)
     item_w = name_w + 1 + value_w
     per_line = max(1, (width - 2 + 3) // (item_w + 3))
     out = [Text(title, style="bold italic")]
     for (kind, cells), row in zip(rows, items):
-        out.append(Text("  ".join(c for c in cells[:n_names] if c), style="bold " + _STYLE.get(kind, "")))
+        names = [c for c in cells[:n_names] if c] + (["error"] if kind == "error" else [])
+        out.append(Text("  ".join(names), style="bold " + _STYLE.get(kind, "")))
         pairs = [f"{h.ljust(name_w)} {v.rjust(value_w)}" for h, v in row]
         for start in range(0, len(pairs), per_line):
             out.append(Text("  " + "   ".join(pairs[start : start + per_line]), style=_STYLE.get(kind, "")))
