@@ -15,8 +15,15 @@ from pyimgano_testutils import make_fake_distribution
 
 HERE = Path(__file__).resolve().parent
 FAKE_PLUGIN_VERSION = "0.3.0"
-# the core's metric keys in results.json, in column order, written out independently of the code
+# the core's metric keys of every results.json written so far, in column order, written out
+# independently of the code: they must keep their names (a new metric may join them)
 CORE_METRIC_KEYS = ["image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"]
+
+
+def in_order(items: list, within: list) -> bool:
+    """``items`` all appear in ``within``, in the same order (others may sit between them)."""
+    rest = iter(within)
+    return all(item in rest for item in items)
 # category -> image side; "beta" is the one the fragile detector fails on (--set fail_height=32)
 TOY_CATEGORIES = {"alpha": 24, "beta": 32}
 
