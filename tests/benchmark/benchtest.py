@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano_testutils import make_fake_distribution
 
 HERE = Path(__file__).resolve().parent
@@ -82,6 +83,18 @@ def make_toy_root(root: Path, categories: dict[str, int] | None = None, n_train:
             save(base / "test" / "spot" / f"{i:03d}.png", image)
             save(base / "ground_truth" / "spot" / f"{i:03d}_mask.png", mask)
     return root
+
+
+class RecordingExecutor(LocalExecutor):
+    """The serial executor, remembering which jobs it was given."""
+
+    def __init__(self):
+        super().__init__(workers=1)
+        self.seen = []
+
+    def map_unordered(self, jobs, progress=None):
+        self.seen.extend(j.describe() for j in jobs)
+        yield from super().map_unordered(jobs, progress)
 
 
 def load_records(out: Path) -> list[dict]:

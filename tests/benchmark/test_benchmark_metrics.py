@@ -8,11 +8,10 @@ import io
 import json
 
 import pytest
-from benchtest import CORE_METRIC_KEYS, in_order, plugin_on_path
+from benchtest import CORE_METRIC_KEYS, RecordingExecutor, in_order, plugin_on_path
 from rich.console import Console
 
 from pyimgano.benchmark.config import BenchmarkConfig, ConfigError, DatasetEntry, DetectorEntry, expand_jobs
-from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano.benchmark.metric_set import resolve_metrics
 from pyimgano.benchmark.runner import run_benchmark
 from pyimgano_testutils import make_fake_distribution
@@ -72,16 +71,6 @@ def config(out, toy_root, *detectors, **kwargs):
 
 def quiet(width=200):
     return Console(file=io.StringIO(), width=width)
-
-
-class RecordingExecutor(LocalExecutor):
-    def __init__(self):
-        super().__init__(workers=1)
-        self.seen = []
-
-    def map_unordered(self, jobs, progress=None):
-        self.seen.extend(j.describe() for j in jobs)
-        yield from super().map_unordered(jobs, progress)
 
 
 def _runs(out):

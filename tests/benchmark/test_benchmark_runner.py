@@ -7,12 +7,11 @@ import json
 import math
 
 import pytest
-from benchtest import CORE_METRIC_KEYS, in_order
+from benchtest import CORE_METRIC_KEYS, RecordingExecutor, in_order
 from PIL import Image
 from rich.console import Console
 
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry, expand_jobs
-from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano.benchmark.metric_set import resolve_metrics
 from pyimgano.benchmark.runner import run_benchmark
 
@@ -31,18 +30,6 @@ def config(out, toy_root, *detectors, jobs=1, **kwargs):
 
 def quiet():
     return Console(file=io.StringIO(), width=200)
-
-
-class RecordingExecutor(LocalExecutor):
-    """The serial executor, remembering which jobs it was given."""
-
-    def __init__(self):
-        super().__init__(workers=1)
-        self.seen = []
-
-    def map_unordered(self, jobs, progress=None):
-        self.seen.extend(j.describe() for j in jobs)
-        yield from super().map_unordered(jobs, progress)
 
 
 def test_results_json_has_exactly_the_documented_schema(fake_plugin, toy_root, tmp_path):
