@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import re
+import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w\.]*:[A-Za-z_][\w\.]*$")
@@ -116,11 +117,61 @@ class DatasetSpec(_Spec):
 
 
 class MetricSpec(_Spec):
-    """A metric: the factory is called as ``factory(ground_truth, predictions, **params)``."""
+    """A metric: the factory is called as ``factory(ground_truth, predictions, **params)``.
+
+    The benchmark computes every registered metric from its spec alone: ``level`` says
+    what it needs, the params model's defaults are what it is called with, ``title`` heads
+    its table column, ``returns_threshold`` says whether it returns ``(value, threshold)``.
+    """
 
     kind: Literal["metric"] = "metric"
     level: Literal["image", "pixel"] = Field(description="image scores or pixel maps")
+    title: str | None = Field(
+        None,
+        description="short column title in tables, e.g. 'img AUROC'; may name parameters in braces, "
+                    "filled with their defaults ('AUPRO@{fpr_limit}' reads 'AUPRO@0.3'); default: the name",
+    )
     higher_is_better: bool = True
+    returns_threshold: bool = Field(False, description="the function returns (value, threshold), e.g. F1-max")
+    headline: bool = Field(False, description="shown in the benchmark's per-run log line and side-by-side tables")
+    value_range: tuple[float, float] | None = Field(
+        (0.0, 1.0), description="values lie in [low, high] (the conformance kit checks it); None: unbounded"
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _check_title(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value or "\n" in value:
+            raise ValueError("title must be one non-empty line")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"title {value!r} is not a valid format string: {exc}") from None
+        if any(not f.isidentifier() for f in fields):
+            raise ValueError(f"title {value!r}: braces must name a parameter, e.g. '{{fpr_limit}}'")
+        return value
+
+    @model_validator(mode="after")
+    def _title_names_params(self) -> MetricSpec:
+        if self.title is not None and isinstance(self.params, type):
+            known = self.params.model_fields
+            unknown = [f for _, f, _, _ in string.Formatter().parse(self.title) if f and f not in known]
+            if unknown:
+                raise ValueError(f"title {self.title!r} names {', '.join(unknown)}, not a parameter of "
+                                 f"{self.params.__name__} ({', '.join(known) or 'none'})")
+        return self
+
+    def display_title(self, params: BaseModel | None = None) -> str:
+        """The column title, braces filled from ``params`` (default: the params model's defaults)."""
+        if self.title is None:
+            return self.name
+        if "{" not in self.title:
+            return self.title
+        values = params if params is not None else self.params()
+        return self.title.format(**{name: getattr(values, name) for name in type(values).model_fields})
 
 
 class PostprocessorSpec(_Spec):

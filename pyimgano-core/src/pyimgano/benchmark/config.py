@@ -17,6 +17,7 @@ a ``seed`` parameter get it), never to the data set: the data is the benchmark's
     jobs = 2
     flush_interval = 10       # seconds between rewrites of results.json, CSV, summary, report
     out = "runs/grid"         # relative paths (out, root) are relative to this file
+    metrics = ["image_auroc", "aupro"]   # absent: every registered metric
 
     [[detectors]]
     name = "faiss:patchcore"
@@ -93,6 +94,9 @@ class BenchmarkConfig(BaseModel):
     out: str | None = None
     force: bool = False
     overlays: int = Field(4, ge=0, description="heatmap overlays saved per category")
+    metrics: list[str] | None = Field(
+        None, description="metrics to compute (names as list-plugins shows them); absent: every registered metric"
+    )
     flush_interval: float = Field(
         DEFAULT_FLUSH_INTERVAL_S, ge=0,
         description="seconds between rewrites of results.json, CSV, summary.md and report.html "
@@ -134,11 +138,18 @@ class JobSpec(BaseModel):
     image_size: int | None = None
     seed: int = 0
     overlays: int = 4
+    metrics: list[str] | None = Field(
+        None, description="qualified names of the metrics to compute; None: every registered metric"
+    )
 
     @property
     def key(self) -> str:
-        """Stable identity of the run: same key, same result (used to skip finished runs)."""
-        fields = self.model_dump(mode="json", exclude={"overlays", "dataset_label"})
+        """Stable identity of the run: same key, same scores (used to skip finished runs).
+
+        The metric set is not part of it: metrics are computed from the scores, and a
+        finished record is reused when it holds every metric asked for (ResultStore.finished).
+        """
+        fields = self.model_dump(mode="json", exclude={"overlays", "dataset_label", "metrics"})
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()
         return digest[:10]
 
@@ -311,6 +322,9 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
     if not config.datasets:
         raise ConfigError("no data set to run on; give --dataset NAME")
     seeds = grid_seeds(config)
+    from pyimgano.benchmark.metric_set import resolve_metrics
+
+    metrics = [m.qualified for m in resolve_metrics(config.metrics)]
     detectors = []
     for entry in config.detectors:
         spec, record = _resolve(registry, "detector", entry.name)
@@ -357,6 +371,7 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
                             image_size=config.image_size,
                             seed=seed,
                             overlays=config.overlays,
+                            metrics=metrics,
                         )
                     )
     keys = [job.key for job in jobs]

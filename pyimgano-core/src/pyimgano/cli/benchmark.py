@@ -16,6 +16,8 @@ examples:
       --category bottle --category grid --jobs 2 --out runs/mvtec
   pyimgano benchmark --detector example:mad --seeds 0 1 2 --out runs/seeds
       every (detector, category) three times; tables show mean ± std over the seeds
+  pyimgano benchmark --metric image_auroc --metric aupro --out runs/two-metrics
+      only these metrics (default: every registered metric, plugins' included)
   pyimgano benchmark --config bench.toml
 
 A rerun with the same --out skips runs that finished (--force redoes them); runs that
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="with --executor ray: cluster to join ('auto', 'host:6379', 'ray://host:10001'); "
                              "default: a local Ray instance. Needs pyimgano-core[ray]")
+    parser.add_argument("--metric", action="append", dest="metrics", metavar="NAME",
+                        help="metric to compute (repeatable; default: every registered metric, see "
+                             "pyimgano list-plugins); pixel metrics need anomaly maps and masks")
     parser.add_argument("--overlays", type=int, metavar="N", help="heatmap overlays saved per category (default 4)")
     parser.add_argument("--out", metavar="DIR", help="output folder (results.json, summary.md, report.html...)")
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished in --out")
@@ -92,7 +97,7 @@ def build_config(args: argparse.Namespace):
         config.seed, config.seeds = args.seed, None
     if args.seeds is not None:
         config.seed, config.seeds = None, list(args.seeds)
-    for flag in ("image_size", "jobs", "out", "overlays", "flush_interval"):
+    for flag in ("image_size", "jobs", "out", "overlays", "flush_interval", "metrics"):
         value = getattr(args, flag)
         if value is not None:
             setattr(config, flag, value)
