@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="several seeds: every (detector, data set, category) runs once per seed and the "
                              "tables show the mean and spread (not with --seed)")
     parser.add_argument("--jobs", type=int, metavar="N", help="run N jobs in parallel processes (default 1)")
+    parser.add_argument("--job-timeout", type=float, metavar="SECONDS",
+                        help="stop a job that runs longer and record it as an error (default: no limit; 0: none)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the jobs one by one in this process, for debuggers and profilers (by default "
+                             "each runs in a worker process, so a crashing plugin fails only its own job)")
     parser.add_argument("--executor", default="local", metavar="NAME", help="where jobs run (default: local)")
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="with --executor ray: cluster to join ('auto', 'host:6379', 'ray://host:10001'); "
@@ -92,7 +97,7 @@ def build_config(args: argparse.Namespace):
         config.seed, config.seeds = args.seed, None
     if args.seeds is not None:
         config.seed, config.seeds = None, list(args.seeds)
-    for flag in ("image_size", "jobs", "out", "overlays", "flush_interval"):
+    for flag in ("image_size", "jobs", "job_timeout", "out", "overlays", "flush_interval"):
         value = getattr(args, flag)
         if value is not None:
             setattr(config, flag, value)
@@ -116,7 +121,13 @@ def run(args: argparse.Namespace) -> int:
     if args.executor == "ray":
         from pathlib import Path
 
+        from pyimgano.benchmark.config import ConfigError
+
+        if config.job_timeout or args.in_process:
+            raise ConfigError("--job-timeout and --in-process apply to the local executor, not to --executor ray")
         options = {"address": args.ray_address, "log_path": Path(config.out) / "ray_log.jsonl" if config.out else None}
+    elif args.executor == "local":
+        options = {"job_timeout": config.job_timeout, "isolate": not args.in_process}
     executor = create_executor(args.executor, workers=config.jobs, **options)
     command = "pyimgano " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     outcome = run_benchmark(config, executor=executor, command=command, show_progress=not args.no_progress)

@@ -1,0 +1,81 @@
+"""Helpers of the reliability suite: the hostile test plugin, tiny data sets, hostile files."""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pyimgano_testutils import make_fake_distribution
+
+HERE = Path(__file__).resolve().parent
+# category -> image height (the crasher detector can act on one height only)
+CATEGORIES = {"alpha": 16, "beta": 20}
+
+
+def install_hostile_plugin(site: Path) -> Path:
+    make_fake_distribution(site, "pyimgano-hostile", "0.1.0", {"hostile": "hostile_plugin"}, {})
+    for name in ("hostile_plugin.py", "hostile_impl.py"):
+        (site / name).write_text((HERE / "hostile" / name).read_text())
+    return site
+
+
+@contextmanager
+def plugin_on_path(site: Path):
+    from pyimgano.plugins import reset_registry
+
+    sys.path.insert(0, str(site))
+    reset_registry()
+    try:
+        yield
+    finally:
+        sys.path.remove(str(site))
+        for name in [m for m in sys.modules if m.startswith("hostile_")]:
+            del sys.modules[name]
+        reset_registry()
+
+
+def save(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def make_mvtec(root: Path, categories: dict[str, int] | None = None, n_train: int = 4, n_good: int = 2,
+               n_defect: int = 2) -> Path:
+    """A tiny MVTec-layout tree (grey noise; defects are bright squares with masks)."""
+    rng = np.random.default_rng(0)
+    for category, side in (categories or CATEGORIES).items():
+        base = root / category
+
+        def good(side: int = side) -> np.ndarray:
+            return rng.integers(90, 110, size=(side, side, 3), dtype=np.uint8)
+
+        for i in range(n_train):
+            save(base / "train" / "good" / f"{i:03d}.png", good())
+        for i in range(n_good):
+            save(base / "test" / "good" / f"{i:03d}.png", good())
+        for i in range(n_defect):
+            image, mask = good(), np.zeros((side, side), dtype=np.uint8)
+            image[2:6, 3:7], mask[2:6, 3:7] = 250, 255
+            save(base / "test" / "spot" / f"{i:03d}.png", image)
+            save(base / "ground_truth" / "spot" / f"{i:03d}_mask.png", mask)
+    return root
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A PNG of a few hundred bytes whose header claims ``width x height`` (8-bit grey)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (min(width, 4096) + 1) * 4, 9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", rows) + _chunk(b"IEND", b""))
+    return path
