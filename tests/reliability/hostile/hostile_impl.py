@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from pyimgano import Detector
 
@@ -42,3 +43,16 @@ class Crasher(Detector):
 
     def _set_state(self, state):
         self.mean_ = state["mean"]
+
+
+def RawPilDataset(root=None, category=None):
+    """The built-in MVTec loader, except that pixels are read with PIL directly."""
+    from pyimgano_datasets.mvtec import MVTecDataset
+
+    class RawPil(MVTecDataset):
+        def load(self, sample, preprocess=None):
+            image = np.asarray(Image.open(sample.image_path).convert("RGB"))
+            mask = None if sample.mask_path is None else np.asarray(Image.open(sample.mask_path)) > 0
+            return image, mask
+
+    return RawPil(root, category)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyimgano import DetectorSpec, hookimpl
+from pyimgano import DatasetSpec, DetectorSpec, NoParams, hookimpl
 
 
 class HostileParams(BaseModel):
@@ -22,4 +22,12 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
     return [
         DetectorSpec(name="crasher", summary="Crashes, hangs or exits in fit on demand",
                      factory="hostile_impl:Crasher", params=HostileParams),
+    ]
+
+
+@hookimpl
+def pyimgano_register_datasets() -> list[DatasetSpec]:
+    return [
+        DatasetSpec(name="rawpil", summary="MVTec layout read with PIL directly (as third-party loaders do)",
+                    factory="hostile_impl:RawPilDataset", params=NoParams),
     ]

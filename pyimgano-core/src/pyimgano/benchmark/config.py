@@ -207,6 +207,11 @@ def default_config(out: str | None = None) -> BenchmarkConfig:
     )
 
 
+def validation_problems(exc: ValidationError) -> str:
+    """A pydantic error as one line: ``field: message; field: message``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
 def load_config_file(path: str | Path) -> BenchmarkConfig:
     """Read a ``bench.toml`` (or a ``.json`` file of the same fields); errors name the file and the field."""
     from pyimgano.userfiles import read_text
@@ -230,8 +235,7 @@ def load_config_file(path: str | Path) -> BenchmarkConfig:
     try:
         config = BenchmarkConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
     try:
         grid_seeds(config)
     except ConfigError as exc:

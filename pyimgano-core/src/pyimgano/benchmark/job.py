@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from pyimgano.benchmark.config import JobSpec
-from pyimgano.errors import ContractViolation, MetricError
+from pyimgano.errors import ContractViolation, DatasetError, MetricError
+from pyimgano.limits import sync_pil
 from pyimgano.seeding import seed_everything
 
 IMAGE_METRICS = ("image_auroc", "image_ap", "image_f1_max")
@@ -84,12 +85,18 @@ def load_pair(dataset: Any, sample: Any, image_size: int | None) -> tuple[np.nda
     """An (HxWx3 uint8 image, HxW bool mask or None) pair, resized when asked."""
     from pyimgano.images import as_rgb, read_image
 
-    if hasattr(dataset, "load"):
-        image, mask = dataset.load(sample)
-    else:
-        image, mask = read_image(sample.image_path), None
-        if getattr(sample, "mask_path", None) is not None:
-            mask = read_image(sample.mask_path)
+    try:
+        if hasattr(dataset, "load"):
+            image, mask = dataset.load(sample)
+        else:
+            image, mask = read_image(sample.image_path), None
+            if getattr(sample, "mask_path", None) is not None:
+                mask = read_image(sample.mask_path)
+    except Exception as exc:
+        named = [str(p) for p in (sample.image_path, getattr(sample, "mask_path", None)) if p is not None]
+        if any(name in str(exc) for name in named):
+            raise
+        raise DatasetError(f"{sample.image_path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
     image = as_rgb(np.asarray(image), str(sample.image_path))
     if mask is not None:
         mask = np.asarray(mask)
@@ -144,6 +151,7 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
     stage = "set-up"
     try:
         seed_everything(spec.seed)
+        sync_pil()  # loaders that use PIL directly get the pyimgano image limit too
         stage = "loading the data set"
         dataset = _open_dataset(spec)
         train = check_samples(spec, list(dataset.train), "train")

@@ -62,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace):
     """The effective configuration: the config file (or defaults), then the flags."""
+    from pydantic import ValidationError
+
     from pyimgano.benchmark.config import (
         DEFAULT_DATASET,
         DEFAULT_DETECTOR,
@@ -73,6 +75,7 @@ def build_config(args: argparse.Namespace):
         apply_assignments,
         grid_seeds,
         load_config_file,
+        validation_problems,
     )
 
     config = load_config_file(args.config) if args.config else BenchmarkConfig()
@@ -104,8 +107,8 @@ def build_config(args: argparse.Namespace):
     config.force = config.force or args.force
     try:
         config = BenchmarkConfig.model_validate(config.model_dump())
-    except ValueError as exc:
-        raise ConfigError(f"invalid benchmark settings: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(f"invalid benchmark settings: {validation_problems(exc)}") from None
     grid_seeds(config)  # a repeated seed is a usage error before anything starts
     return config
 
