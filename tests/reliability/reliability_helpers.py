@@ -79,3 +79,42 @@ def png_claiming(path: Path, width: int, height: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", rows) + _chunk(b"IEND", b""))
     return path
+
+
+VISA_COLUMNS = ["object", "split", "label", "image", "mask"]
+
+
+def visa_rows(objects: tuple[str, ...] = ("candle",)) -> list[dict[str, str]]:
+    """Split-file rows in the VisA naming scheme: 3 train, 1 good test, 2 defects per object."""
+    rows = []
+    for obj in objects:
+        for i in range(3):
+            rows.append({"object": obj, "split": "train", "label": "normal",
+                         "image": f"{obj}/Data/Images/Normal/{i:04d}.png", "mask": ""})
+        rows.append({"object": obj, "split": "test", "label": "normal",
+                     "image": f"{obj}/Data/Images/Normal/0100.png", "mask": ""})
+        for i in range(2):
+            rows.append({"object": obj, "split": "test", "label": "anomaly",
+                         "image": f"{obj}/Data/Images/Anomaly/{i:03d}.png",
+                         "mask": f"{obj}/Data/Masks/Anomaly/{i:03d}.png"})
+    return rows
+
+
+def make_visa(root: Path, rows: list[dict[str, str]], split_text: str | None = None) -> Path:
+    """A VisA tree: the files the rows name (those inside ``root``) and split_csv/1cls.csv."""
+    rng = np.random.default_rng(1)
+    for row in rows:
+        image = root / row["image"]
+        if image.resolve().is_relative_to(root.resolve()) and not image.exists():
+            save(image, rng.integers(0, 255, size=(12, 16, 3), dtype=np.uint8))
+        if row["mask"] and (root / row["mask"]).resolve().is_relative_to(root.resolve()):
+            mask = np.zeros((12, 16), dtype=np.uint8)
+            mask[2:5, 3:7] = 1
+            save(root / row["mask"], mask)
+    if split_text is None:
+        lines = [",".join(VISA_COLUMNS)] + [",".join(row[c] for c in VISA_COLUMNS) for row in rows]
+        split_text = "\n".join(lines) + "\n"
+    split = root / "split_csv" / "1cls.csv"
+    split.parent.mkdir(parents=True, exist_ok=True)
+    split.write_text(split_text, encoding="utf-8", newline="")
+    return root

@@ -205,6 +205,7 @@ def _unpack(archive: Path, staging: Path, final: Path) -> None:
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             members = tf.getmembers()
+            _check_tar_end(tf, archive)
             for member in members:
                 _check_tar_member(member, staging, archive, final)
             if has_data_filter():
@@ -214,6 +215,18 @@ def _unpack(archive: Path, staging: Path, final: Path) -> None:
                     _extract_member(tf, member, staging, archive)
     else:
         raise DatasetError(f"{archive}: not a tar or zip archive")
+
+
+def _check_tar_end(tf: tarfile.TarFile, archive: Path) -> None:
+    """tarfile stops listing at the first unreadable header as if the archive ended there;
+    anything but zero padding after the last member means the archive is damaged."""
+    tf.fileobj.seek(tf.offset)  # type: ignore[union-attr]
+    while block := tf.fileobj.read(CHUNK):  # type: ignore[union-attr]
+        if block.strip(b"\0"):
+            raise DatasetError(
+                f"{archive}: corrupt archive: unreadable data after its member {len(tf.getmembers())} "
+                f"(byte {tf.offset} of the tar stream)"
+            )
 
 
 def _extract_member(tf: tarfile.TarFile, member: tarfile.TarInfo, staging: Path, archive: Path) -> None:
