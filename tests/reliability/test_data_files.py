@@ -126,3 +126,30 @@ def test_check_reports_a_defect_without_a_mask_among_defects_with_masks(tmp_path
     assert [str(p) for p in pyimgano.load_dataset("folder", root=root, masks="none").check()] == []
     (root / "alpha" / "ground_truth" / "spot" / "000_mask.png").unlink()
     assert pyimgano.load_dataset("folder", root=root).check() == []  # no masks at all: an image-level set
+
+
+# -- file names the file system allows ---------------------------------------------------------
+def test_a_file_name_that_is_not_utf8_survives_the_benchmark_driver(hostile, tmp_path):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry
+    from pyimgano.benchmark.runner import load_records, run_benchmark
+
+    root = make_mvtec(tmp_path / "data", {"alpha": 16})
+    spot, truth = root / "alpha" / "test" / "spot", root / "alpha" / "ground_truth" / "spot"
+    os.rename(spot / "000.png", os.fsdecode(os.fsencode(spot) + b"/d\xe9f \xff.png"))
+    os.rename(truth / "000_mask.png", os.fsdecode(os.fsencode(truth) + b"/d\xe9f \xff_mask.png"))
+    config = BenchmarkConfig(detectors=[DetectorEntry(name="hostile:crasher")],
+                             datasets=[DatasetEntry(name="mvtec", root=str(root))], out=str(tmp_path / "out"))
+    console = Console(file=io.StringIO())
+    (run,) = run_benchmark(config, console=console).runs
+    assert run["status"] == "ok" and run["metrics"]["aupro"] is not None
+    (record,) = load_records(tmp_path / "out")
+    scores = (tmp_path / "out" / record["scores_file"]).read_bytes()
+    assert os.fsencode(spot) + b"/d\xe9f \xff.png,1,spot," in scores  # the name's own bytes
+    assert any(name.endswith("_spot_d-f-.png") for name in record["overlays"])  # its heatmap, captioned
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]["status"] == "ok"
+    assert len(run_benchmark(config, console=console).skipped) == 1  # the record reads back: a rerun skips it
