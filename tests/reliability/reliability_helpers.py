@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import sys
 import zlib
@@ -46,26 +47,23 @@ def save(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def make_mvtec(root: Path, categories: dict[str, int] | None = None, n_train: int = 4, n_good: int = 2,
-               n_defect: int = 2) -> Path:
-    """A tiny MVTec-layout tree (grey noise; defects are bright squares with masks)."""
-    rng = np.random.default_rng(0)
-    for category, side in (categories or CATEGORIES).items():
-        base = root / category
+def _load(name: str, path: Path):
+    """A helper module of another test folder (each folder's own is importable only there)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
-        def good(side: int = side) -> np.ndarray:
-            return rng.integers(90, 110, size=(side, side, 3), dtype=np.uint8)
 
-        for i in range(n_train):
-            save(base / "train" / "good" / f"{i:03d}.png", good())
-        for i in range(n_good):
-            save(base / "test" / "good" / f"{i:03d}.png", good())
-        for i in range(n_defect):
-            image, mask = good(), np.zeros((side, side), dtype=np.uint8)
-            image[2:6, 3:7], mask[2:6, 3:7] = 250, 255
-            save(base / "test" / "spot" / f"{i:03d}.png", image)
-            save(base / "ground_truth" / "spot" / f"{i:03d}_mask.png", mask)
-    return root
+benchtest = _load("benchtest", HERE.parent / "benchmark" / "benchtest.py")
+dataset_trees = _load("dataset_trees", HERE.parent / "datasets" / "dataset_trees.py")
+
+
+def make_mvtec(root: Path, categories: dict[str, int] | None = None) -> Path:
+    """A tiny MVTec-layout tree: 6 train, 3 good and 4 defect test images (masks ``<stem>_mask.png``)."""
+    return benchtest.make_toy_root(root, categories or CATEGORIES)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -84,20 +82,9 @@ def png_claiming(path: Path, width: int, height: int) -> Path:
 VISA_COLUMNS = ["object", "split", "label", "image", "mask"]
 
 
-def visa_rows(objects: tuple[str, ...] = ("candle",)) -> list[dict[str, str]]:
-    """Split-file rows in the VisA naming scheme: 3 train, 1 good test, 2 defects per object."""
-    rows = []
-    for obj in objects:
-        for i in range(3):
-            rows.append({"object": obj, "split": "train", "label": "normal",
-                         "image": f"{obj}/Data/Images/Normal/{i:04d}.png", "mask": ""})
-        rows.append({"object": obj, "split": "test", "label": "normal",
-                     "image": f"{obj}/Data/Images/Normal/0100.png", "mask": ""})
-        for i in range(2):
-            rows.append({"object": obj, "split": "test", "label": "anomaly",
-                         "image": f"{obj}/Data/Images/Anomaly/{i:03d}.png",
-                         "mask": f"{obj}/Data/Masks/Anomaly/{i:03d}.png"})
-    return rows
+def visa_rows() -> list[dict[str, str]]:
+    """Split-file rows of one VisA object: 3 train, 1 good test, 2 defect images (in that order)."""
+    return [row for row in dataset_trees.synthetic_visa_rows() if row["object"] == "candle"]
 
 
 def make_visa(root: Path, rows: list[dict[str, str]], split_text: str | None = None) -> Path:

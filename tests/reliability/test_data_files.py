@@ -121,10 +121,11 @@ def test_check_reports_a_defect_without_a_mask_among_defects_with_masks(tmp_path
     image = root / "alpha" / "test" / "spot" / "001.png"
     ds = pyimgano.load_dataset("folder", root=root)  # masks optional: loading works, pixel metrics would not
     assert [str(p) for p in ds.check()] == [
-        f"{image}: defect image without a mask while 1 other(s) have one: the benchmark skips pixel metrics "
+        f"{image}: defect image without a mask while 3 other(s) have one: the benchmark skips pixel metrics "
         "for the whole category"]
     assert [str(p) for p in pyimgano.load_dataset("folder", root=root, masks="none").check()] == []
-    (root / "alpha" / "ground_truth" / "spot" / "000_mask.png").unlink()
+    for mask in (root / "alpha" / "ground_truth" / "spot").iterdir():
+        mask.unlink()
     assert pyimgano.load_dataset("folder", root=root).check() == []  # no masks at all: an image-level set
 
 
@@ -140,8 +141,9 @@ def test_a_file_name_that_is_not_utf8_survives_the_benchmark_driver(hostile, tmp
 
     root = make_mvtec(tmp_path / "data", {"alpha": 16})
     spot, truth = root / "alpha" / "test" / "spot", root / "alpha" / "ground_truth" / "spot"
-    os.rename(spot / "000.png", os.fsdecode(os.fsencode(spot) + b"/d\xe9f \xff.png"))
-    os.rename(truth / "000_mask.png", os.fsdecode(os.fsencode(truth) + b"/d\xe9f \xff_mask.png"))
+    # "!" sorts first: the image gets an overlay
+    os.rename(spot / "000.png", os.fsdecode(os.fsencode(spot) + b"/!d\xe9f \xff.png"))
+    os.rename(truth / "000_mask.png", os.fsdecode(os.fsencode(truth) + b"/!d\xe9f \xff_mask.png"))
     config = BenchmarkConfig(detectors=[DetectorEntry(name="hostile:crasher")],
                              datasets=[DatasetEntry(name="mvtec", root=str(root))], out=str(tmp_path / "out"))
     console = Console(file=io.StringIO())
@@ -149,7 +151,7 @@ def test_a_file_name_that_is_not_utf8_survives_the_benchmark_driver(hostile, tmp
     assert run["status"] == "ok" and run["metrics"]["aupro"] is not None
     (record,) = load_records(tmp_path / "out")
     scores = (tmp_path / "out" / record["scores_file"]).read_bytes()
-    assert os.fsencode(spot) + b"/d\xe9f \xff.png,1,spot," in scores  # the name's own bytes
-    assert any(name.endswith("_spot_d-f-.png") for name in record["overlays"])  # its heatmap, captioned
+    assert os.fsencode(spot) + b"/!d\xe9f \xff.png,1,spot," in scores  # the name's own bytes
+    assert any(name.endswith("_spot_-d-f-.png") for name in record["overlays"])  # its heatmap, captioned
     assert json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]["status"] == "ok"
     assert len(run_benchmark(config, console=console).skipped) == 1  # the record reads back: a rerun skips it
