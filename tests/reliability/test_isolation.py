@@ -97,6 +97,17 @@ def test_in_process_opt_out_runs_jobs_here(hostile, mvtec_root, tmp_path):
     assert [r["metrics"] for r in isolated.runs] == [r["metrics"] for r in outcome.runs]
 
 
+def test_progress_comes_back_from_the_worker(hostile, mvtec_root, tmp_path):
+    from pyimgano.benchmark.config import expand_jobs
+
+    events = []
+    jobs = expand_jobs(config(tmp_path, mvtec_root))
+    outcomes = list(LocalExecutor().map_unordered(jobs, lambda *event: events.append(event)))
+    assert [spec.category for spec, _ in outcomes] == ["alpha", "beta"]
+    stages = [(job_id.split("__")[2], stage) for job_id, stage, _, _ in events]
+    assert ("alpha", "load") in stages and ("beta", "score") in stages and stages[-1] == ("beta", "metrics")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

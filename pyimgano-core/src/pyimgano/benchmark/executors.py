@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing import connection as mp_connection
 from typing import Any, Protocol
 
@@ -116,18 +115,17 @@ class LocalExecutor:
 
     def _pool(self, jobs: list[JobSpec], progress: ProgressFn | None) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
         """A small process pool that knows which job each worker runs, so a dead or stopped
-        worker fails exactly its own job and is replaced."""
+        worker fails exactly its own job and is replaced. Each worker talks to the driver
+        over its own pipe (progress, then the outcome): nothing is shared between workers
+        that a killed one could leave locked."""
         ctx = multiprocessing.get_context("spawn")
-        events = ctx.Queue()
-        drain = _Drain(events, progress)
-        drain.start()
         pending = list(jobs)
         workers: list[_Worker] = []
         previous_sigterm = _stop_on_sigterm()
         try:
             n_workers = min(self.workers, len(jobs))
             slots = _cpu_slots(n_workers) if n_workers > 1 else [None]
-            workers = [_Worker(ctx, events, self.threads_per_worker, cpus) for cpus in slots]
+            workers = [_Worker(ctx, self.threads_per_worker, cpus) for cpus in slots]
             while pending or any(w.job is not None for w in workers):
                 for worker in workers:
                     if worker.job is None and pending:
@@ -139,13 +137,19 @@ class LocalExecutor:
                 ready = mp_connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy], wait_s)
                 now = time.monotonic()
                 for worker in busy:
+                    spec = worker.job
                     if worker.conn in ready or worker.process.sentinel in ready:
-                        spec, outcome = worker.collect()
-                        if outcome is None:  # the process died: fail its job, start a fresh worker
-                            message, extra = worker.death()
-                            outcome = crashed_outcome(spec, message, **extra)
+                        message = worker.receive()
+                        if message is not None and message[0] == "progress":
+                            _report(progress, message[1])
+                            continue
+                        worker.job = None
+                        if message is None:  # the process died: fail its job, start a fresh worker
+                            error, extra = worker.death()
+                            outcome = crashed_outcome(spec, error, **extra)
+                        else:
+                            outcome = message[1]
                     elif self.job_timeout is not None and now - worker.started >= self.job_timeout:
-                        spec = worker.job
                         worker.kill()
                         outcome = crashed_outcome(
                             spec,
@@ -156,13 +160,20 @@ class LocalExecutor:
                         continue
                     if not worker.process.is_alive():
                         worker.stop()
-                        workers[workers.index(worker)] = _Worker(ctx, events, self.threads_per_worker, worker.cpus)
+                        workers[workers.index(worker)] = _Worker(ctx, self.threads_per_worker, worker.cpus)
                     yield spec, outcome
         finally:
             for worker in workers:
                 worker.stop()
-            drain.stop()
             _restore_sigterm(previous_sigterm)
+
+
+def _report(progress: ProgressFn | None, event: tuple[str, str, int, int]) -> None:
+    if progress is not None:
+        try:
+            progress(*event)
+        except Exception:  # noqa: BLE001 - a display problem must not stop the run
+            pass
 
 
 SIGNAL_HINTS = {
@@ -210,16 +221,13 @@ def _cpu_slots(n_workers: int) -> list[list[int] | None]:
 
 
 # -- worker side ---------------------------------------------------------------------------
-_events: Any = None
-
-
 class _Worker:
     """One worker process of the pool and the job it is running."""
 
-    def __init__(self, ctx: Any, events: Any, threads: int | None, cpus: list[int] | None = None) -> None:
+    def __init__(self, ctx: Any, threads: int | None, cpus: list[int] | None = None) -> None:
         self.cpus = cpus
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_loop, args=(child, events, threads, cpus), daemon=True)
+        self.process = ctx.Process(target=_worker_loop, args=(child, threads, cpus), daemon=True)
         self.process.start()
         child.close()
         self.job: JobSpec | None = None
@@ -228,18 +236,19 @@ class _Worker:
     def start_job(self, spec: JobSpec) -> None:
         self.job = spec
         self.started = time.monotonic()
-        self.conn.send(spec.model_dump(mode="json"))
+        try:
+            self.conn.send(spec.model_dump(mode="json"))
+        except OSError:
+            pass  # the worker is gone: its sentinel fires and the job is recorded as crashed
 
-    def collect(self) -> tuple[JobSpec, dict[str, Any] | None]:
-        """The finished job and its outcome (None when the process died)."""
-        spec, self.job = self.job, None
-        assert spec is not None
+    def receive(self) -> tuple[str, Any] | None:
+        """The worker's next message, ``("progress", event)`` or ``("done", outcome)``; None when it died."""
         try:
             if self.conn.poll():
-                return spec, self.conn.recv()
+                return self.conn.recv()
         except (EOFError, OSError):
             pass
-        return spec, None
+        return None
 
     def death(self) -> tuple[str, dict[str, Any]]:
         """The error message of the job this dead worker was running, and record extras."""
@@ -269,7 +278,7 @@ class _Worker:
         self.conn.close()
 
 
-def _worker_loop(conn: Any, events: Any, threads: int | None, cpus: list[int] | None) -> None:
+def _worker_loop(conn: Any, threads: int | None, cpus: list[int] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _die_with_parent()
     if hasattr(os, "setpgid"):
@@ -277,12 +286,18 @@ def _worker_loop(conn: Any, events: Any, threads: int | None, cpus: list[int] | 
             os.setpgid(0, 0)
         except OSError:
             pass
-    _init_worker(events, threads)
+    if threads is not None:
+        for name in THREAD_ENV:
+            os.environ.setdefault(name, str(threads))
     if cpus and hasattr(os, "sched_setaffinity"):
         try:  # libraries that size their thread pools from the affinity mask then agree with us
             os.sched_setaffinity(0, cpus)
         except OSError:
             pass
+
+    def send_progress(job_id: str, stage: str, completed: int, total: int) -> None:
+        conn.send(("progress", (job_id, stage, completed, total)))
+
     while True:
         try:
             spec = conn.recv()
@@ -290,7 +305,7 @@ def _worker_loop(conn: Any, events: Any, threads: int | None, cpus: list[int] | 
             return
         if spec is None:
             return
-        conn.send(_run_in_worker(spec))
+        conn.send(("done", _run_in_worker(spec, send_progress)))
 
 
 def _die_with_parent() -> None:
@@ -343,48 +358,8 @@ def _restore_sigterm(previous: Any) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _init_worker(events: Any, threads: int | None) -> None:
-    global _events
-    _events = events
-    events.cancel_join_thread()  # progress events are disposable: never block exit on them
-    if threads is not None:
-        for name in THREAD_ENV:
-            os.environ.setdefault(name, str(threads))
-
-
-def _send_progress(job_id: str, stage: str, completed: int, total: int) -> None:
-    if _events is not None:
-        _events.put((job_id, stage, completed, total))
-
-
-def _run_in_worker(spec: dict[str, Any]) -> dict[str, Any]:
+def _run_in_worker(spec: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None and os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    return run_job(JobSpec.model_validate(spec), _send_progress)
-
-
-class _Drain(threading.Thread):
-    """Forwards progress events from worker processes to the driver's callback."""
-
-    def __init__(self, events: Any, progress: Callable[..., None] | None) -> None:
-        super().__init__(daemon=True)
-        self.events = events
-        self.progress = progress
-        self._stop_flag = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_flag.is_set():
-            try:
-                event = self.events.get(timeout=0.1)
-            except (queue.Empty, EOFError, OSError):
-                continue
-            if self.progress is not None:
-                try:
-                    self.progress(*event)
-                except Exception:  # noqa: BLE001 - a display problem must not stop the run
-                    pass
-
-    def stop(self) -> None:
-        self._stop_flag.set()
-        self.join(timeout=2)
+    return run_job(JobSpec.model_validate(spec), progress)
