@@ -139,7 +139,7 @@ def test_workers_stop_when_the_driver_is_killed(hostile_site, mvtec_root, tmp_pa
         worker = int(marker.read_text())
         assert worker != driver.pid and _alive(worker)
         driver.send_signal(how)
-        driver.communicate(timeout=30)
+        _, stderr = driver.communicate(timeout=30)
         deadline = time.monotonic() + 10
         while _alive(worker) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -150,6 +150,7 @@ def test_workers_stop_when_the_driver_is_killed(hostile_site, mvtec_root, tmp_pa
             os.kill(worker, signal.SIGKILL)
     if how == signal.SIGTERM:
         assert driver.returncode == 128 + signal.SIGTERM
+        assert stderr.splitlines() == ["terminated: stopping the workers; finished runs are saved"]
         runs = json.loads((out / "results.json").read_text())["runs"]
         assert [(r["category"], r["status"]) for r in runs] == [("alpha", "ok")]  # finished work written
     assert [r["run"]["category"] for r in load_records(out)] == ["alpha"]

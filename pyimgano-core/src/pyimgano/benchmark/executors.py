@@ -346,6 +346,7 @@ def _stop_on_sigterm() -> Any:
 
         def terminate(signum: int, frame: Any) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+            print("terminated: stopping the workers; finished runs are saved", file=sys.stderr)
             raise SystemExit(128 + signum)
 
         return signal.signal(signal.SIGTERM, terminate)
