@@ -183,5 +183,5 @@ def test_a_worker_that_dies_fails_only_its_own_job(fake_plugin, toy_root, tmp_pa
     outcome = run_benchmark(cfg, console=quiet())
     status = {(r["detector"], r["category"]): (r["status"], r["error"]) for r in outcome.runs}
     assert status[("benchtest:fragile", "beta")] == (
-        "error", "worker process died (crash or out of memory) while running this job")
+        "error", "worker process died while running this job: exited with status 3")
     assert [s for k, (s, _) in status.items() if k != ("benchtest:fragile", "beta")] == ["ok"] * 3

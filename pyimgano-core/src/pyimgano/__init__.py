@@ -13,6 +13,7 @@ from pyimgano.errors import (
     ContractViolation,
     DatasetError,
     ImageLoadError,
+    ImageTooLarge,
     InvalidParams,
     MetricError,
     ModelLoadError,
@@ -55,6 +56,8 @@ _LAZY = {
     "SplitCounts": "pyimgano.contracts",
     "load_image": "pyimgano.images",
     "load_images": "pyimgano.images",
+    "max_image_pixels": "pyimgano.limits",
+    "set_max_image_pixels": "pyimgano.limits",
 }
 
 __all__ = [
@@ -65,6 +68,7 @@ __all__ = [
     "DetectorCapabilities",
     "DetectorSpec",
     "ImageLoadError",
+    "ImageTooLarge",
     "InvalidParams",
     "MetricError",
     "MetricSpec",

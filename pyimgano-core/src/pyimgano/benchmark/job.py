@@ -23,7 +23,8 @@ import numpy as np
 
 from pyimgano.benchmark.config import JobSpec
 from pyimgano.benchmark.metric_set import compute_metrics, metric_key, resolve_metrics
-from pyimgano.errors import ContractViolation
+from pyimgano.errors import ContractViolation, DatasetError
+from pyimgano.limits import sync_pil
 from pyimgano.seeding import seed_everything
 
 SCORE_BATCH = 16
@@ -65,12 +66,18 @@ def load_pair(dataset: Any, sample: Any, image_size: int | None) -> tuple[np.nda
     """An (HxWx3 uint8 image, HxW bool mask or None) pair, resized when asked."""
     from pyimgano.images import as_rgb, read_image
 
-    if hasattr(dataset, "load"):
-        image, mask = dataset.load(sample)
-    else:
-        image, mask = read_image(sample.image_path), None
-        if getattr(sample, "mask_path", None) is not None:
-            mask = read_image(sample.mask_path)
+    try:
+        if hasattr(dataset, "load"):
+            image, mask = dataset.load(sample)
+        else:
+            image, mask = read_image(sample.image_path), None
+            if getattr(sample, "mask_path", None) is not None:
+                mask = read_image(sample.mask_path)
+    except Exception as exc:
+        named = [str(p) for p in (sample.image_path, getattr(sample, "mask_path", None)) if p is not None]
+        if any(name in str(exc) for name in named):
+            raise
+        raise DatasetError(f"{sample.image_path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
     image = as_rgb(np.asarray(image), str(sample.image_path))
     if mask is not None:
         mask = np.asarray(mask)
@@ -136,6 +143,7 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
     try:
         metrics = resolve_metrics(spec.metrics)
         seed_everything(spec.seed)
+        sync_pil()  # loaders that use PIL directly get the pyimgano image limit too
         stage = "loading the data set"
         dataset = _open_dataset(spec)
         train = check_samples(spec, list(dataset.train), "train")

@@ -74,7 +74,7 @@ def run_benchmark(
     store = ResultStore(config.out)
     store.out.mkdir(parents=True, exist_ok=True)
     atomic_write(store.out / "config.json", config.model_dump_json(indent=2) + "\n")
-    executor = executor or LocalExecutor(workers=config.jobs)
+    executor = executor or LocalExecutor(workers=config.jobs, job_timeout=config.job_timeout)
     console = console or _console()
 
     done: dict[str, dict[str, Any]] = {}
