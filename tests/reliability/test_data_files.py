@@ -134,10 +134,11 @@ def test_a_file_name_that_is_not_utf8_survives_the_benchmark_driver(hostile, tmp
     import io
     import json
 
+    from reliability_helpers import benchtest
     from rich.console import Console
 
     from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry
-    from pyimgano.benchmark.runner import load_records, run_benchmark
+    from pyimgano.benchmark.runner import run_benchmark
 
     root = make_mvtec(tmp_path / "data", {"alpha": 16})
     spot, truth = root / "alpha" / "test" / "spot", root / "alpha" / "ground_truth" / "spot"
@@ -149,7 +150,7 @@ def test_a_file_name_that_is_not_utf8_survives_the_benchmark_driver(hostile, tmp
     console = Console(file=io.StringIO())
     (run,) = run_benchmark(config, console=console).runs
     assert run["status"] == "ok" and run["metrics"]["aupro"] is not None
-    (record,) = load_records(tmp_path / "out")
+    (record,) = benchtest.load_records(tmp_path / "out")
     scores = (tmp_path / "out" / record["scores_file"]).read_bytes()
     assert os.fsencode(spot) + b"/!d\xe9f \xff.png,1,spot," in scores  # the name's own bytes
     assert any(name.endswith("_spot_-d-f-.png") for name in record["overlays"])  # its heatmap, captioned

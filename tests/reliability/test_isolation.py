@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from reliability_helpers import benchtest
 from rich.console import Console
 
 from pyimgano.benchmark.config import BenchmarkConfig, ConfigError, DatasetEntry, DetectorEntry, load_config_file
 from pyimgano.benchmark.executors import LocalExecutor
-from pyimgano.benchmark.runner import load_records, run_benchmark
+from pyimgano.benchmark.runner import run_benchmark
 from pyimgano_testutils import run_cli
 
 BETA = 20  # image height of the beta category: the crasher acts there only
@@ -44,7 +45,7 @@ def status(outcome) -> dict[str, tuple[str, str | None]]:
 def test_a_crashing_plugin_fails_only_its_job_with_the_signal(hostile, mvtec_root, tmp_path, action, expected):
     outcome = run_benchmark(config(tmp_path, mvtec_root, action=action), console=quiet())
     assert status(outcome) == {"alpha": ("ok", None), "beta": ("error", expected)}
-    beta = next(r for r in load_records(tmp_path) if r["run"]["category"] == "beta")
+    beta = next(r for r in benchtest.load_records(tmp_path) if r["run"]["category"] == "beta")
     assert beta["extra"]["signal"] == ("SIGSEGV" if action == "segfault" else "SIGABRT")
     assert [r["status"] for r in json.loads((tmp_path / "results.json").read_text())["runs"]] == ["ok", "error"]
 
@@ -153,4 +154,4 @@ def test_workers_stop_when_the_driver_is_killed(hostile_site, mvtec_root, tmp_pa
         assert stderr.splitlines() == ["terminated: stopping the workers; finished runs are saved"]
         runs = json.loads((out / "results.json").read_text())["runs"]
         assert [(r["category"], r["status"]) for r in runs] == [("alpha", "ok")]  # finished work written
-    assert [r["run"]["category"] for r in load_records(out)] == ["alpha"]
+    assert [r["run"]["category"] for r in benchtest.load_records(out)] == ["alpha"]
