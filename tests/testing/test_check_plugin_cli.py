@@ -10,11 +10,8 @@ from pyimgano.testing import check_detector, check_names, check_plugin
 from pyimgano_testutils import make_fake_distribution, run_cli
 
 BROKEN_PLUGIN = '''
-from pydantic import BaseModel
+from broken_detectors import GoodParams as Size
 from pyimgano import DetectorSpec, hookimpl
-
-class Size(BaseModel):
-    size: int = 32
 
 @hookimpl
 def pyimgano_register_detectors():
@@ -115,11 +112,8 @@ def test_plugin_wide_run_reports_a_component_that_cannot_be_set_up(tmp_path):
 
 
 DECLARING_PLUGIN = '''
-from pydantic import BaseModel
+from broken_detectors import GoodParams as Size
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
-
-class Size(BaseModel):
-    size: int = 32
 
 REASON = "scores are negated log-likelihoods, fixed in 2.0"
 
