@@ -312,7 +312,7 @@ def build_classifier(backbone: str = OFFLINE_BACKBONE, weights: str | os.PathLik
 
 
 def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
-    """Equal-size HxWx3 uint8 arrays -> N x 3 x H x W floats in [0, 1], channels-last.
+    """Equal-size HxWx3 arrays of 0-255 values (uint8 or float) -> N x 3 x H x W floats in [0, 1], channels-last.
 
     Images arrive at the network size (resized by the detector's geometry,
     :class:`pyimgano.preprocess.Preprocess`). Each is copied straight into an N x H x W x 3

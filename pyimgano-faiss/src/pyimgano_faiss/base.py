@@ -83,7 +83,9 @@ class BackboneDetector(Detector):
         backbone = self._prepare()
         geometry = self.geometry
         for start, batch in iter_batches(images, self.batch_size, progress=self.progress, desc=desc):
+            # resized in float: rounding the resized image to 8 bits would move the features
+            resized = [geometry.apply_to_image(img.astype(np.float32)) for img in batch]
             with torch.inference_mode():
-                x = images_to_tensor([geometry.apply_to_image(img) for img in batch])
+                x = images_to_tensor(resized)
                 feats = backbone(x.to(self._device, non_blocking=True))
             yield start, feats
