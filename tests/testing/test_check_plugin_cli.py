@@ -11,11 +11,8 @@ from pyimgano.testing.components import METRIC_CHECKS
 from pyimgano_testutils import make_fake_distribution, run_cli
 
 BROKEN_PLUGIN = '''
-from pydantic import BaseModel
+from broken_detectors import GoodParams as Size
 from pyimgano import DetectorSpec, hookimpl
-
-class Size(BaseModel):
-    size: int = 32
 
 @hookimpl
 def pyimgano_register_detectors():
@@ -152,11 +149,8 @@ def test_plugin_wide_run_reports_a_component_that_cannot_be_set_up(tmp_path):
 
 
 DECLARING_PLUGIN = '''
-from pydantic import BaseModel
+from broken_detectors import GoodParams as Size
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
-
-class Size(BaseModel):
-    size: int = 32
 
 REASON = "scores are negated log-likelihoods, fixed in 2.0"
 
