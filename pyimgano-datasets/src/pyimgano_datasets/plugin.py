@@ -1,4 +1,7 @@
-"""Registration module of the datasets plugin (light: imports pydantic and pyimgano only)."""
+"""Registration module of the datasets plugin (light: imports pydantic and pyimgano only).
+
+Registers the data sets and the ``pyimgano datasets`` command (:mod:`pyimgano_datasets.cli`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pyimgano import DatasetSpec, NoParams, hookimpl
+from pyimgano import CommandSpec, DatasetSpec, NoParams, hookimpl
 
 DefectKind = Literal["scratch", "stain", "foreign", "missing"]
 
@@ -110,4 +113,15 @@ def pyimgano_register_datasets() -> list[DatasetSpec]:
             params=FolderParams,
             needs_root=False,
         ),
+    ]
+
+
+@hookimpl
+def pyimgano_register_commands() -> list[CommandSpec]:
+    return [
+        CommandSpec(
+            name="datasets",
+            summary="list data sets; show, check, download or prepare one on disk",
+            factory="pyimgano_datasets.cli",
+        )
     ]
