@@ -246,3 +246,27 @@ def test_listing_does_not_import_heavy_libraries_and_is_fast(argv):
     loaded = "['pyimgano.cli.list_plugins']" if argv[0] == "list-plugins" else "[]"
     assert f"HEAVY [] COMMANDS {loaded}" in result.stderr, result.stderr
     assert elapsed < 15, f"{argv[0]} took {elapsed:.1f}s"
+
+
+def test_listing_builds_no_params_validator():
+    """Params models build their pydantic schema on first use, not when plugins are listed."""
+    code = (
+        "import contextlib, io\n"
+        "from pyimgano.cli import main\n"
+        "from pyimgano.plugins import KINDS, get_registry\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['list-plugins', '--json'])\n"
+        "registry = get_registry()\n"
+        "specs = [(q, s) for kind in KINDS for q, (s, _) in registry.components(kind).items()]\n"
+        "print('BUILT', sorted(q for q, s in specs if s.params.__pydantic_complete__))\n"
+        "s = registry.resolve('metric', 'aupro')[0]\n"
+        "s.params.model_validate({})\n"
+        "print('AFTER USE', s.params.__pydantic_complete__, len(specs))\n"
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "BUILT []" in result.stdout, result.stdout
+    assert "AFTER USE True" in result.stdout

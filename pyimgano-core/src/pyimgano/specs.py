@@ -5,6 +5,9 @@ A spec describes a component without importing it: ``factory`` is a
 that validates (and documents) the component's parameters, and ``capabilities`` says
 what the component can do. A :class:`CommandSpec` names a sub-command of the ``pyimgano``
 command line the same way.
+
+Every model here defers its schema build to first use (``defer_build``): importing
+pyimgano, or a plugin's registration module, builds no validator it does not need.
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ _MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 class NoParams(BaseModel):
     """Params model for components that take no parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class DetectorCapabilities(BaseModel):
     """What a detector can do; the benchmark runner and the conformance kit read this."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     pixel_maps: bool = Field(True, description="predict_anomaly_map returns meaningful HxW maps")
     needs_training_epochs: bool = Field(False, description="training runs for epochs (gradient descent)")
@@ -53,7 +56,7 @@ class DetectorCapabilities(BaseModel):
 class _LazySpec(BaseModel):
     """A named contribution whose implementation is imported on first use."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     name: str = Field(description="bare name, lower-case, e.g. 'patchcore'")
     summary: str = Field(description="one line that says what the component is")
