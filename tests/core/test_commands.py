@@ -157,8 +157,8 @@ def test_core_plugin_blocked_says_so_instead_of_an_empty_command_list():
 
 
 @pytest.mark.parametrize("factory, problem", [
-    ("pyimgano.errors", "has no add_arguments or run()"),
-    ("json:dumps", "has no add_arguments or run()"),
+    ("pyimgano.errors", "pyimgano.errors has no add_arguments() or run()"),
+    ("json:dumps", "json:dumps has no add_arguments() or run()"),
     ("no_such_module_xyz", "could not be loaded (no_such_module_xyz): ModuleNotFoundError"),
 ])
 def test_a_command_factory_without_the_command_api_is_a_clear_error(factory, problem):

@@ -301,11 +301,9 @@ class Registry:
             raise PluginError(
                 f"command {name!r} from {record.provider()} could not be loaded ({spec.factory}): {_short_error(exc)}"
             ) from exc
-        missing = [attr for attr in ("add_arguments", "run") if not callable(getattr(command, attr, None))]
+        missing = [f"{attr}()" for attr in ("add_arguments", "run") if not callable(getattr(command, attr, None))]
         if missing:
-            raise PluginError(
-                f"command {name!r} from {record.provider()}: {spec.factory} has no {' or '.join(missing)}()"
-            )
+            raise PluginError(f"command {name!r} from {record.provider()}: {spec.factory} has no {' or '.join(missing)}")
         return command
 
     def resolve(self, kind: str, name: str) -> tuple[Any, PluginRecord]:
