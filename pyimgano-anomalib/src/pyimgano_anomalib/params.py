@@ -19,7 +19,7 @@ OFFLINE_BACKBONE = "efficientnet_lite0"
 class TrainingParams(BaseModel):
     """Parameters every anomalib adapter accepts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     image_size: int = Field(256, ge=32, le=2048, description="square size images are resized to (anomalib's pre-processor)")
     batch_size: int = Field(32, ge=1, le=4096, description="training batch size")

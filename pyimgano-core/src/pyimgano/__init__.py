@@ -1,8 +1,8 @@
 """pyimgano: visual anomaly detection for industrial inspection, a small core plus plugins.
 
 Plugin authors import the hook marker as ``pyimgano.hookimpl`` and the spec classes
-(``DetectorSpec``, ``DatasetSpec``, ``MetricSpec``, ``PostprocessorSpec``) from here.
-Heavy parts (the detector base, the registry functions, contracts) load on first access.
+(``DetectorSpec``, ``DatasetSpec``, ``MetricSpec``, ``PostprocessorSpec``, ``CommandSpec``)
+from here. Heavy parts (the detector base, the registry functions, contracts) load on first access.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pyimgano.errors import (
 )
 from pyimgano.hookspecs import hookimpl
 from pyimgano.specs import (
+    CommandSpec,
     DatasetSpec,
     DetectorCapabilities,
     DetectorSpec,
@@ -61,6 +62,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "CommandSpec",
     "ComponentNotFound",
     "ContractViolation",
     "DatasetError",

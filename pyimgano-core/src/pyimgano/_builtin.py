@@ -1,11 +1,11 @@
-"""The core's built-in plugin: metrics and post-processors, registered like any other."""
+"""The core's built-in plugin: metrics, post-processors and commands, registered like any other."""
 
 from __future__ import annotations
 
 from pyimgano.hookspecs import hookimpl
 from pyimgano.metrics.params import AuproParams
 from pyimgano.postprocess import params as pp
-from pyimgano.specs import MetricSpec, NoParams, PostprocessorSpec
+from pyimgano.specs import CommandSpec, MetricSpec, NoParams, PostprocessorSpec
 
 
 @hookimpl
@@ -62,3 +62,16 @@ def pyimgano_register_postprocessors() -> list[PostprocessorSpec]:
                           params=params, fits_statistics=fits)
         for name, cls, params, fits, summary in steps
     ]
+
+
+@hookimpl
+def pyimgano_register_commands() -> list[CommandSpec]:
+    commands = [
+        ("list-plugins", "list_plugins", "list installed plugins and what they register"),
+        ("check-plugin", "check_plugin", "run the conformance checks against a plugin or component"),
+        ("new-plugin", "new_plugin", "create a plugin distribution from the template"),
+        ("benchmark", "benchmark", "benchmark detectors on data sets: metrics, tables, report.html"),
+        ("fit", "fit", "train a detector on a folder of good images and save it"),
+        ("predict", "predict", "score images with a saved model: CSV, heatmaps, masks"),
+    ]
+    return [CommandSpec(name=name, summary=summary, factory=f"pyimgano.cli.{module}") for name, module, summary in commands]

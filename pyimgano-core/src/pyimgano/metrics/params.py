@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuproParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     fpr_limit: float = Field(0.3, gt=0.0, le=1.0, description="integrate the PRO curve up to this FPR")
 
