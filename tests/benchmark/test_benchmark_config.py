@@ -131,7 +131,7 @@ def test_metrics_undefined_on_a_one_class_test_split_are_null_with_a_note(fake_p
 def test_atomic_write_replaces_whole_files_with_the_usual_permissions(tmp_path):
     import os
 
-    from pyimgano.benchmark.results import atomic_write
+    from pyimgano.atomic import atomic_write
 
     target = tmp_path / "sub" / "results.json"
     atomic_write(target, "old")

@@ -30,24 +30,15 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pyimgano.atomic import atomic_write
 from pyimgano.benchmark.config import JobSpec
 
 RECORD_FORMAT = 1
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
 
 
 class Timing(BaseModel):
@@ -81,23 +72,6 @@ class ResultsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     runs: list[RunResult]
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # surrogateescape: a file name that is not UTF-8 keeps its own bytes
-            handle.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ResultStore:

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyimgano.atomic import atomic_write
 from pyimgano.benchmark import tables
 from pyimgano.benchmark.config import BenchmarkConfig, ConfigError, JobSpec, expand_jobs
 from pyimgano.benchmark.executors import Executor, LocalExecutor
 from pyimgano.benchmark.job import metric_keys
-from pyimgano.benchmark.results import ResultStore, atomic_write
+from pyimgano.benchmark.results import ResultStore
 
 
 @dataclass

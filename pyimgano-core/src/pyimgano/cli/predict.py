@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from rich.progress import Progress
 
-    from pyimgano.benchmark.results import atomic_write, rows_to_csv
+    from pyimgano.atomic import atomic_write
+    from pyimgano.benchmark.results import rows_to_csv
     from pyimgano.cli.fit import collect_images
     from pyimgano.detector import load_detector
     from pyimgano.images import load_image
