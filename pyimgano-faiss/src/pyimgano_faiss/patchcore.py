@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pyimgano.preprocess import resize_matrix
-from pyimgano_faiss.base import BackboneDetector
+from pyimgano.preprocess import resize_matrix, stitch_tiles
+from pyimgano_faiss.base import BackboneDetector, Unit
 from pyimgano_faiss.coreset import (
     ChunkedCoreset,
     RandomProjection,
@@ -102,6 +102,9 @@ class PatchCore(BackboneDetector):
 
     # -- fit ------------------------------------------------------------------------
     def _fit(self, images: list[np.ndarray]) -> None:
+        self._resolve_fit_geometry(images)
+        units = self.plan(images)
+        n = sum(h * w for h, w in (self.grid_shape(unit.shape) for unit in units))
         rng = np.random.default_rng(self.seed)
         coreset: ChunkedCoreset | None = None
         grid = None
@@ -114,12 +117,11 @@ class PatchCore(BackboneDetector):
             select = greedy_coreset
         try:
             with torch.inference_mode():
-                for _, feats in self._features(images, desc="patchcore fit"):
+                for _, feats in self._features(images, "patchcore fit", units):
                     emb = self._embed(feats)
                     rows = self._rows(emb)
                     if coreset is None:
                         grid = tuple(emb.shape[-2:])
-                        n = len(images) * grid[0] * grid[1]
                         coreset = ChunkedCoreset(
                             total_rows=n,
                             k=coreset_size(n, self.coreset_ratio),
@@ -188,30 +190,52 @@ class PatchCore(BackboneDetector):
         self._prepare()
         if self._index is None:
             self._build_search()
+        units = self.plan(images)
+        per_image: dict[int, list[tuple[Unit, np.ndarray]]] = {}
+        remaining = {}
+        for unit in units:
+            remaining[unit.image] = remaining.get(unit.image, 0) + 1
         scores = np.empty(len(images), dtype=np.float64)
         maps: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
-        geometry = self.geometry
         with torch.inference_mode():
-            for start, feats in self._features(images, desc="patchcore score"):
+            for batch, feats in self._features(images, "patchcore score", units):
                 emb = self._embed(feats)
                 b, _, h, w = emb.shape
                 rows = self._rows(emb)
                 dist, nn_idx = self._nearest(rows, 1)
                 dist = dist[:, 0].reshape(b, h * w)
                 if self.reweight:
-                    scores[start:start + b] = self._reweighted(rows, dist, nn_idx[:, 0].reshape(b, h * w))
-                else:
-                    scores[start:start + b] = dist.max(1)
-                grid = torch.from_numpy(dist.reshape(b, h, w).astype(np.float32))
-                for i in range(b):
-                    out_h, out_w = images[start + i].shape[:2]
-                    size_h, size_w = geometry.output_shape((out_h, out_w))
-                    rows_m = map_matrix(h, size_h, out_h, self.sigma)
-                    cols_m = map_matrix(w, size_w, out_w, self.sigma)
-                    maps[start + i] = (rows_m @ grid[i] @ cols_m.T).numpy()
+                    batch_scores = self._reweighted(rows, dist, nn_idx[:, 0].reshape(b, h * w))
+                for j, unit in enumerate(batch):
+                    grid = dist[j].reshape(h, w)
+                    if not unit.tiled:
+                        scores[unit.image] = batch_scores[j] if self.reweight else grid.max()
+                        maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
+                        continue
+                    per_image.setdefault(unit.image, []).append((unit, grid))
+                    remaining[unit.image] -= 1
+                    if remaining[unit.image] == 0:
+                        grid = self._stitch(per_image.pop(unit.image))
+                        scores[unit.image] = grid.max()
+                        maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
         if all(m.shape == maps[0].shape for m in maps):
             return scores, np.stack(maps)
         return scores, maps
+
+    def _stitch(self, tiles: list[tuple[Unit, np.ndarray]]) -> np.ndarray:
+        """Tile patch grids -> the frame's patch grid, overlaps averaged (offsets are whole patches)."""
+        first = self._prepare().reductions[0]
+        frame = tiles[0][0].frame
+        shape = self.grid_shape(frame)
+        boxes = [(u.box[0] // first, u.box[1] // first, g.shape[0], g.shape[1]) for u, g in tiles]
+        return stitch_tiles([g for _, g in tiles], boxes, shape)
+
+    def _map(self, grid: np.ndarray, frame: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+        """Patch-distance grid -> the anomaly map at the image's own size (resize, blur, resize)."""
+        out_h, out_w = int(shape[0]), int(shape[1])
+        rows_m = map_matrix(grid.shape[0], frame[0], out_h, self.sigma)
+        cols_m = map_matrix(grid.shape[1], frame[1], out_w, self.sigma)
+        return (rows_m @ torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)) @ cols_m.T).numpy()
 
     # -- persistence ------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:
@@ -219,6 +243,7 @@ class PatchCore(BackboneDetector):
             "memory_bank": self.memory_bank_,
             "grid": np.asarray(self.grid_, dtype=np.int64),
             "n_patches": np.asarray(self.n_patches_, dtype=np.int64),
+            **self._geometry_state(),
         }
         if self.index != "flat":
             state["faiss_index"] = serialize_index(self._index)
@@ -231,6 +256,7 @@ class PatchCore(BackboneDetector):
         self.memory_bank_ = bank
         self.grid_ = tuple(int(v) for v in state["grid"])
         self.n_patches_ = int(state["n_patches"])
+        self._set_geometry_state(state)
         if "faiss_index" in state:
             self._index = deserialize_index(state["faiss_index"])
             if self._index.d != bank.shape[1]:
