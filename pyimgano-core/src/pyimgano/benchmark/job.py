@@ -175,6 +175,7 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         t0 = time.perf_counter()
         detector.fit(train_images)
         run["timing"]["fit_s"] = time.perf_counter() - t0
+        extra["fitted"] = fitted_attributes(detector)
         progress(spec.job_id, "fit", 1, 1)
         del train_images
 
@@ -218,6 +219,19 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
     run["peak_rss_mb"] = round(peak_rss_mb(), 1)
     extra["wall_s"] = time.perf_counter() - started
     return outcome
+
+
+def fitted_attributes(detector: Any) -> dict[str, Any]:
+    """A detector's small fitted attributes (``input_size_``, ``precision_``...): what fit chose."""
+    out: dict[str, Any] = {}
+    for name, value in vars(detector).items():
+        if name.startswith("_") or not name.endswith("_") or name == "threshold_":
+            continue
+        if isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        elif isinstance(value, tuple) and len(value) <= 4 and all(isinstance(v, int) for v in value):
+            out[name] = list(value)
+    return out
 
 
 def _open_dataset(spec: JobSpec) -> Any:
