@@ -145,3 +145,23 @@ def test_knn_scores_images_and_declares_no_maps(small_category):
     assert image_auroc(labels, scores) > 0.5
     with pytest.raises(NotImplementedError):
         det.predict_anomaly_map(test[:1])
+
+
+def test_approximate_index_gives_exact_image_scores(small_category):
+    train, test = small_category[0], small_category[1]
+    det = pyimgano.create_detector("faiss:patchcore", **{**SMALL, "image_size": 96}, coreset_ratio=0.5).fit(train)
+    exact_scores, exact_maps = det.score(test)
+    det.set_params(index="ivf", nprobe=1)  # one list of ~24: many patches miss their nearest bank patch
+    rows = det._rows(det._embed(det.forward(_tensor(det, test))))
+    raw = det._nearest(rows, 1)[0][:, 0].reshape(len(test), -1).max(1)
+    assert (raw > exact_scores + 1e-3).any()  # the approximate index alone overestimates some image scores
+    scores, maps = det.score(test)
+    # each image's largest patch distance is re-searched exactly: image scores are flat search's
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5)
+    assert (maps >= exact_maps - 1e-3).all() and not np.allclose(maps, exact_maps)
+
+
+def _tensor(det, images):
+    from pyimgano_faiss.backbones import images_to_tensor
+
+    return images_to_tensor([det.geometry.apply_to_image(img.astype(np.float32)) for img in images])
