@@ -94,7 +94,7 @@ def test_scores_are_raw_not_normalised(tiny, padim):
     scores = det.decision_function(tiny.test)
     assert det.module_.post_processor is None
     module = det.module_
-    from pyimgano_anomalib.detector import to_tensor
+    from pyimgano_anomalib.training import to_tensor
 
     batch = module.pre_processor.transform(torch.stack([to_tensor(img, 64) for img in tiny.test]))
     with torch.no_grad():
