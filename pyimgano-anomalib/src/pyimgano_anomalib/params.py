@@ -153,8 +153,9 @@ class EfficientAdParams(TrainingParams):
         description="pretrained teacher file pretrained_teacher_<size>.pth (from anomalib's "
         "efficientad_pretrained_weights.zip); None: look in anomalib's cache folder",
     )
-    imagenet_dir: str | None = Field(
-        None, description="ImageNet(te) image folder for the student penalty (imagenette2 extracted)"
+    imagenet_dir: str | None = unlike_anomalib(
+        None, "ImageNet(te) image folder for the student penalty (imagenette2 extracted)", "'./datasets/imagenette'",
+        "anomalib downloads ImageNette there when it is missing; pyimgano never downloads",
     )
     imagenet_penalty: bool = Field(
         True, description="False trains without the ImageNet penalty (no ImageNette needed, lower accuracy; "
@@ -170,8 +171,9 @@ class DraemParams(TrainingParams):
     sspcab_lambda: float = Field(0.1, ge=0.0, description="weight of the SSPCAB loss")
     beta_min: float = Field(0.1, ge=0.0, le=1.0, description="lowest blend factor of simulated anomalies")
     beta_max: float = Field(1.0, ge=0.0, le=1.0, description="highest blend factor of simulated anomalies")
-    dtd_dir: str | None = Field(
-        None, description="folder of texture images (the DTD data set, dtd-r1.0.1, extracted) for simulated anomalies"
+    dtd_dir: str | None = unlike_anomalib(
+        None, "folder of texture images (the DTD data set, dtd-r1.0.1, extracted) for simulated anomalies",
+        "'./datasets/dtd'", "anomalib downloads DTD there when it is missing; pyimgano never downloads",
     )
     textures: bool = Field(True, description="False simulates anomalies from Perlin noise only (no DTD needed)")
 
