@@ -28,6 +28,7 @@ NOT_EXPOSED: dict[tuple[str, str], str] = {
     ("supersimplenet", "supervised"): "pyimgano trains on normal images only (fixed False)",
     ("fre", "input_dim"): "computed from the backbone layer, the image size and the pooling",
     ("draem", "beta"): "split into beta_min / beta_max",
+    ("glass", "input_shape"): "set from image_size",
 }
 # params field -> anomalib argument, where the names differ.
 RENAMED = {"layers": "layer"}

@@ -80,7 +80,7 @@ class AnomalibDetector(Detector):
         """The anomalib lightning module, with our pre-processor and no post-processing."""
         cfg = self.config
         cls = self._anomalib_class()
-        pre_processor = cls.configure_pre_processor(image_size=(cfg.image_size, cfg.image_size))
+        pre_processor = self._pre_processor(cls)
         if not getattr(cfg, "pre_trained", True):
             mode = "random"  # also for backbones anomalib always builds pre-trained (STFPM's teacher...)
         with w.offline_pretrained(self.component, mode, getattr(cfg, "weights", None)):
@@ -88,6 +88,11 @@ class AnomalibDetector(Detector):
                 pre_processor=pre_processor, post_processor=False, evaluator=False, visualizer=False,
                 **self._anomalib_kwargs(mode),
             )
+
+    def _pre_processor(self, cls: type) -> Any:
+        """anomalib's own pre-processor of the model, at ``image_size``."""
+        size = self.config.image_size
+        return cls.configure_pre_processor(image_size=(size, size))
 
     def _backbone_kwargs(self, mode: w.Mode) -> dict[str, Any]:
         use, cfg = self.entry().backbone, self.config

@@ -185,6 +185,40 @@ MODELS: tuple[ModelEntry, ...] = (
         passes=("pooling_kernel_size", "latent_dim"),
         backbone=Backbone(lite0_layers=("blocks.4",), layer_arg="layer"), check_params={**_LITE},
     ),
+    ModelEntry(
+        "mh_patchcore", "anomalib multi-head PatchCore: PCA-whitened patch features, merge-reduce memory bank",
+        "MHPatchcore", p.MhPatchcoreParams, "pyimgano_anomalib.mh_patchcore:MhPatchcoreDetector",
+        Budget(3, "anomalib's trainer_arguments (max_epochs=3: one pass per statistic)"), trains=False,
+        passes=("pca_variance_ratio", "covariance_shrinkage", "memory_bank_size", "local_coreset_size",
+                "num_neighbors"),
+        backbone=Backbone(lite0_layers=("blocks.2", "blocks.4")), check_params={"image_size": 64, "batch_size": 4},
+    ),
+    ModelEntry(
+        "glass", "anomalib GLASS: discriminator on globally and locally synthesised feature anomalies",
+        "Glass", p.GlassParams, "pyimgano_anomalib.glass:GlassDetector",
+        Budget(100, "examples/configs/model/glass.yaml"), trains=True,
+        passes=("anomaly_source_path", "pretrain_embed_dim", "target_embed_dim", "patchsize", "patchstride",
+                "pre_projection", "discriminator_layers", "discriminator_hidden", "learning_rate", "step", "svd",
+                "gaussian_noise_std", "radius_quantile", "focal_loss_quantile_threshold", "mining"),
+        backbone=Backbone(lite0_layers=("blocks.2", "blocks.4")),
+        check_params={**_LITE, "pretrain_embed_dim": 64, "target_embed_dim": 64, "discriminator_hidden": 64},
+        files=files_of("glass"),
+    ),
+    ModelEntry(
+        "patchflow", "anomalib PatchFlow: normalising flow on multi-scale patch features",
+        "Patchflow", p.PatchflowParams, f"{_PASS}:PatchflowDetector",
+        Budget(200, "examples/configs/model/patchflow_efficientnet.yaml"), trains=True,
+        passes=("flow_steps", "flow_feature_dim", "num_scales", "patch_size", "flow_hidden_dim", "crop_size", "lr",
+                "weight_decay"),
+        backbone=Backbone(layer_arg=None), check_params={**_LITE},
+    ),
+    ModelEntry(
+        "uninet", "anomalib UniNet: contrastive student-teacher distillation",
+        "UniNet", p.UninetParams, f"{_PASS}:UninetDetector", Budget(100, "examples/configs/model/uninet.yaml"),
+        trains=True, passes=("student_backbone", "teacher_backbone", "temperature"),
+        check_params={**_LITE, "student_backbone": "resnet50", "teacher_backbone": "resnet50", "pre_trained": False},
+        files=files_of("uninet"),
+    ),
 )
 
 ENTRIES: dict[str, ModelEntry] = {entry.name: entry for entry in MODELS}

@@ -72,6 +72,12 @@ FILES: tuple[OfflineFile, ...] = (
         "dtd_dir=FOLDER", None, "textures=False: simulated anomalies from Perlin noise only",
     ),
     OfflineFile(
+        "glass", "dtd", "DTD texture images for simulated anomalies (optional)",
+        "dtd-r1.0.1.tar.gz, extracted (dtd/images/...)",
+        "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",
+        "anomaly_source_path=FOLDER", None, "anomaly_source_path=None (the default): Perlin noise only",
+    ),
+    OfflineFile(
         "cfa", "backbone", "torchvision ImageNet weights of the backbone",
         "wide_resnet50_2-9ba9bcbe.pth (backbone='wide_resnet50_2'), resnet18-f37072fd.pth or vgg19_bn-c79401a0.pth",
         f"{_TORCHVISION}/wide_resnet50_2-9ba9bcbe.pth", "weights=FILE", _TORCH_PLACE, _TV_ALTERNATIVE,
@@ -83,7 +89,7 @@ FILES: tuple[OfflineFile, ...] = (
     ),
     OfflineFile(
         "uninet", "backbone", "torchvision ImageNet weights of the teacher backbone",
-        "wide_resnet50_2-9ba9bcbe.pth (backbone='wide_resnet50_2') or resnet18-f37072fd.pth",
+        "wide_resnet50_2-9ba9bcbe.pth (teacher_backbone='wide_resnet50_2') or resnet50-11ad3fa6.pth",
         f"{_TORCHVISION}/wide_resnet50_2-9ba9bcbe.pth", "weights=FILE", _TORCH_PLACE, _TV_ALTERNATIVE,
     ),
 )

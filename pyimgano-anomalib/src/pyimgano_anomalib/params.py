@@ -259,3 +259,61 @@ class SupersimplenetParams(BackboneParams):
     max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's configured default)")
     perlin_threshold: float = Field(0.2, gt=0.0, lt=1.0, description="threshold of the Perlin anomaly masks")
     adapt_cls_features: bool = Field(False, description="adapt the classification features")
+
+
+class MhPatchcoreParams(BackboneParams):
+    max_epochs: int = Field(3, ge=3, le=3, description="three statistical passes (PCA, covariance, memory bank)")
+    pca_variance_ratio: float = Field(0.99, gt=0.0, le=1.0, description="variance kept by the PCA")
+    covariance_shrinkage: float = Field(0.07, ge=0.0, le=1.0, description="shrinkage of the whitening covariance")
+    memory_bank_size: int = Field(1000, ge=1, description="patch features kept in the memory bank")
+    local_coreset_size: int = Field(256, ge=1, description="coreset size of each merge-reduce step")
+    num_neighbors: int = Field(9, ge=1, description="neighbours used to re-weight the image score")
+
+
+class GlassParams(BackboneParams):
+    image_size: int = Field(288, ge=32, le=2048, description="square size images are resized to (GLASS's input_shape)")
+    batch_size: int = Field(8, ge=1, le=4096, description="training batch size (anomalib's README: 8)")
+    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+    anomaly_source_path: str | None = Field(
+        None, description="folder of texture images (DTD) for simulated anomalies; None: Perlin noise only"
+    )
+    pretrain_embed_dim: int = Field(1536, ge=1, description="dimension of the pooled backbone features")
+    target_embed_dim: int = Field(1536, ge=1, description="dimension of the aggregated patch features")
+    patchsize: int = Field(3, ge=1, description="neighbourhood of each patch feature")
+    patchstride: int = Field(1, ge=1, description="stride between patches")
+    pre_projection: int = Field(1, ge=0, description="projection layers before the discriminator")
+    discriminator_layers: int = Field(2, ge=1, description="layers of the discriminator")
+    discriminator_hidden: int = Field(1024, ge=1, description="hidden width of the discriminator")
+    learning_rate: float = Field(1e-4, gt=0.0, description="learning rate")
+    step: int = Field(20, ge=1, description="gradient-ascent steps of the local anomaly synthesis")
+    svd: int = Field(0, ge=0, le=1, description="1: singular-value based anomaly synthesis (GLASS-j)")
+    gaussian_noise_std: float = Field(0.015, gt=0.0, description="standard deviation of the feature noise")
+    radius_quantile: float = Field(0.75, gt=0.0, le=1.0, description="quantile of the hypersphere radius")
+    focal_loss_quantile_threshold: float = Field(0.5, gt=0.0, le=1.0, description="quantile of the focal loss")
+    mining: bool = Field(True, description="hard-sample mining in the focal loss")
+
+
+class PatchflowParams(BackboneParams):
+    image_size: int = Field(768, ge=64, le=2048, description="square size images are resized to (anomalib: 768)")
+    max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
+    flow_steps: int = Field(1, ge=1, description="coupling blocks of the flow")
+    flow_feature_dim: int = Field(128, ge=1, description="channels the features are adapted to")
+    num_scales: int = Field(3, ge=1, description="image scales the features are taken at")
+    patch_size: int = Field(3, ge=1, description="average-pooling neighbourhood of the features")
+    flow_hidden_dim: int = Field(128, ge=1, description="hidden channels of the coupling subnets")
+    crop_size: list[int] | None = Field(None, min_length=2, max_length=2, description="centre crop (H, W) inside the model")
+    lr: float = Field(1e-3, gt=0.0, description="learning rate")
+    weight_decay: float = Field(1e-4, ge=0.0, description="weight decay")
+
+
+class UninetParams(TrainingParams):
+    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+    student_backbone: Literal["wide_resnet50_2", "resnet50"] = Field(
+        "wide_resnet50_2", description="ResNet the student decoder mirrors (UniNet's bottleneck needs 4x-expansion blocks)"
+    )
+    teacher_backbone: Literal["wide_resnet50_2", "resnet50"] = Field(
+        "wide_resnet50_2", description="torchvision ResNet of the two teachers"
+    )
+    temperature: float = Field(0.1, gt=0.0, description="temperature of the contrastive loss")
+    pre_trained: bool = Field(True, description="ImageNet weights for the teachers (False: random, for tests)")
+    weights: str | None = Field(None, description="torchvision ImageNet weights file of the teacher backbone")

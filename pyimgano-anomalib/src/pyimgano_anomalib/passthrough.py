@@ -52,3 +52,11 @@ class CfaDetector(AnomalibDetector):
 
 class SupersimplenetDetector(AnomalibDetector):
     model_name = "supersimplenet"
+
+
+class PatchflowDetector(AnomalibDetector):
+    model_name = "patchflow"
+
+
+class UninetDetector(AnomalibDetector):
+    model_name = "uninet"
