@@ -110,7 +110,8 @@ def through_pyimgano(name: str, params: dict[str, Any], train: list[Any], test: 
     return {"scores": scores, "maps": maps, "fit_s": fit_s, "steps": det.fit_info_["steps"]}
 
 
-def through_engine(name: str, params: dict[str, Any], root: Path, category: str, test: list[Any]) -> dict[str, Any]:
+def through_engine(name: str, params: dict[str, Any], root: Path, category: str, test: list[Any],
+                   shape: tuple[int, int]) -> dict[str, Any]:
     """anomalib's Engine on its MVTecAD data module; the module is built exactly as pyimgano
     builds it (same class, arguments, pre-processor; post-processor, evaluator and
     visualizer off so the outputs stay raw)."""
@@ -150,8 +151,7 @@ def through_engine(name: str, params: dict[str, Any], root: Path, category: str,
             amap = None
             if det.supports_maps and batch.anomaly_map is not None:
                 one = batch.anomaly_map[i].detach().float().reshape(1, 1, *batch.anomaly_map.shape[-2:])
-                size = tuple(batch.image.shape[-2:]) if batch.image is not None else one.shape[-2:]
-                amap = F.interpolate(one, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+                amap = F.interpolate(one, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
             by_path[str(Path(path).resolve())] = (float(batch.pred_score[i]), amap)
     ordered = [by_path[str(Path(s.image_path).resolve())] for s in test]
     scores = np.array([s for s, _ in ordered])
@@ -192,17 +192,18 @@ def compare(name: str, root: Path, category: str, dataset: Any, files: dict[str,
     labels = np.array([s.label for s in test])
     row: dict[str, Any] = {"model": name, "params": {k: v for k, v in run_params.items() if "/" not in str(v)},
                            "note": case.note}
+    shape = _image_shape(test)
     try:
         ours = through_pyimgano(name, run_params, train, test)
-        theirs = through_engine(name, run_params, root, category, test)
+        theirs = through_engine(name, run_params, root, category, test, shape)
+        masks = _masks(test, shape)
+        row["pyimgano"] = {**_metrics(labels, ours["scores"], masks, ours["maps"]), "fit_s": ours["fit_s"],
+                           "steps": ours["steps"]}
+        row["anomalib"] = {**_metrics(labels, theirs["scores"], masks, theirs["maps"]), "fit_s": theirs["fit_s"],
+                           "steps": theirs["steps"]}
     except Exception as exc:  # noqa: BLE001 - a failing model is a row of the table
         row["error"] = f"{type(exc).__name__}: {exc}"
         return row
-    masks = _masks(test, _image_shape(test))
-    row["pyimgano"] = {**_metrics(labels, ours["scores"], masks, ours["maps"]), "fit_s": ours["fit_s"],
-                       "steps": ours["steps"]}
-    row["anomalib"] = {**_metrics(labels, theirs["scores"], masks, theirs["maps"]), "fit_s": theirs["fit_s"],
-                       "steps": theirs["steps"]}
     diff = np.abs(ours["scores"] - theirs["scores"])
     scale = max(float(np.max(np.abs(theirs["scores"]))), 1e-12)
     row["max_abs_score_diff"] = float(diff.max())
@@ -261,6 +262,30 @@ def run(models: list[str] | None = None, category: str = "brick", n_train: int =
     return rows
 
 
+def quality(models: list[str], image_size: int, params: dict[str, Any], category: str = "brick", n_train: int = 32,
+            n_test_good: int = 8, n_test_defect: int = 16, seed: int = 0) -> list[dict[str, Any]]:
+    """pyimgano alone at a realistic size and budget: image and pixel AUROC of each model."""
+    import pyimgano
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pyimgano-quality-") as tmp:
+        dataset = pyimgano.load_dataset("synthetic", root=Path(tmp) / "synthetic", category=category,
+                                        image_size=image_size, n_train=n_train, n_test_good=n_test_good,
+                                        n_test_defect=n_test_defect, seed=seed)
+        train, test = list(dataset.train), list(dataset.test)
+        labels = np.array([s.label for s in test])
+        masks = _masks(test, _image_shape(test))
+        for name in models:
+            run_params = {"image_size": image_size, "seed": seed, **params}
+            ours = through_pyimgano(name, run_params, train, test)
+            row = {"model": name, "params": run_params, **_metrics(labels, ours["scores"], masks, ours["maps"]),
+                   "fit_s": ours["fit_s"], "steps": ours["steps"]}
+            rows.append(row)
+            print(f"{name:21}{image_size:>6}{row['steps']:>7}{row['image_auroc']:>10.4f}"
+                  f"{_fmt(row['pixel_auroc'], '>10.4f')}{row['fit_s']:>8.1f}  {json.dumps(params)}", flush=True)
+    return rows
+
+
 HEADER = (f"{'model':21}{'steps':>6}{'img AUROC':>10}{'engine':>8}{'pix AUROC':>10}{'engine':>8}"
           f"{'max|Δs|':>10}{'rel':>9}{'fit s':>7}{'engine':>7}  verdict")
 
@@ -292,7 +317,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--quality", action="store_true",
+                        help="no Engine: fit --models through pyimgano at --image-size with --set parameters and "
+                             "print image and pixel AUROC (maps at realistic sizes and budgets)")
+    parser.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --quality: a parameter for every model (JSON values)")
     args = parser.parse_args(argv)
+    if args.quality:
+        params = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.params)}
+        print(f"{'model':21}{'size':>6}{'steps':>7}{'img AUROC':>10}{'pix AUROC':>10}{'fit s':>8}  params")
+        rows = quality(args.models or list(CASES), args.image_size or 256, params, args.category, 2 * args.n_train,
+                       args.n_test_good, 2 * args.n_test_defect, args.seed)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2, default=str))
+        return 0
     print(f"synthetic/{args.category}, {args.n_train} train / {args.n_test_good} good / {args.n_test_defect} "
           f"defective test images, seed {args.seed}; raw scores; Engine without validation")
     print(HEADER)

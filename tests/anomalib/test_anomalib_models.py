@@ -21,10 +21,10 @@ PRETRAINED_MEMORY_BANK = {"patchcore", "padim", "dfm", "dfkde"}
 def smoke_params(name: str, weight_files: dict) -> dict:
     spec, _ = pyimgano.get_registry().resolve("detector", f"anomalib:{name}")
     params = dict(spec.capabilities.check_params)
-    if name == "efficient_ad":
-        params["teacher_weights"] = str(weight_files["teacher"])
+    if name == "efficient_ad":  # the file loading path, with a random stand-in of the right shape
+        params.update(teacher_weights=str(weight_files["teacher"]), pre_trained=True)
     if name == "dsr":
-        params["vq_weights"] = str(weight_files["vq"])
+        params.update(vq_weights=str(weight_files["vq"]), pre_trained=True)
     return params
 
 

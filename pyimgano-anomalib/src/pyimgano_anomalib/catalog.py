@@ -100,7 +100,7 @@ MODELS: tuple[ModelEntry, ...] = (
         "EfficientAd", p.EfficientAdParams, "pyimgano_anomalib.efficient_ad:EfficientAdDetector",
         Budget(1000, "examples/configs/model/efficient_ad.yaml", max_steps=70000), trains=True,
         passes=("teacher_out_channels", "model_size", "lr", "weight_decay", "padding", "pad_maps"),
-        check_params={"image_size": 256, "max_steps": 2, "imagenet_penalty": False},
+        check_params={"image_size": 256, "max_steps": 2, "imagenet_penalty": False, "pre_trained": False},
         files=files_of("efficient_ad"),
     ),
     ModelEntry(
@@ -141,7 +141,7 @@ MODELS: tuple[ModelEntry, ...] = (
         "dsr", "anomalib DSR: dual subspace re-projection on a pretrained discrete latent model",
         "Dsr", p.DsrParams, "pyimgano_anomalib.dsr:DsrDetector", Budget(700, "the DSR paper (anomalib sets none)"),
         trains=True, passes=("latent_anomaly_strength", "upsampling_train_ratio"),
-        check_params={**_LITE}, files=files_of("dsr"),
+        check_params={**_LITE, "pre_trained": False}, files=files_of("dsr"),
     ),
     ModelEntry(
         "ganomaly", "anomalib GANomaly: encoder-decoder-encoder GAN, latent distance",

@@ -21,7 +21,8 @@ class DsrDetector(AnomalibDetector):
         return path
 
     def _check_files(self) -> None:
-        self._vq_weights_file()
+        if self.config.pre_trained:
+            self._vq_weights_file()
 
     def _anomalib_class(self) -> type:
         detector = self
@@ -29,6 +30,10 @@ class DsrDetector(AnomalibDetector):
         class OfflineDsr(anomalib_class("Dsr")):  # type: ignore[misc]
             def prepare_pretrained_model(self) -> Path:
                 return detector._vq_weights_file()
+
+            def on_train_start(self) -> None:
+                if detector.config.pre_trained:
+                    super().on_train_start()  # checks the pre-processor, loads the discrete model
 
         OfflineDsr.__name__ = "Dsr"
         return OfflineDsr

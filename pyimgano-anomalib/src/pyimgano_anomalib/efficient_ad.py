@@ -37,7 +37,8 @@ class EfficientAdDetector(AnomalibDetector):
         return Path(cfg.imagenet_dir)
 
     def _check_files(self) -> None:
-        self._teacher_file()
+        if self.config.pre_trained:
+            self._teacher_file()
         self._imagenet_dir()
 
     def _anomalib_class(self) -> type:
@@ -45,7 +46,8 @@ class EfficientAdDetector(AnomalibDetector):
 
         class OfflineEfficientAd(anomalib_class("EfficientAd")):  # type: ignore[misc]
             def prepare_pretrained_model(self) -> None:
-                self.model.teacher.load_state_dict(read_state_dict(detector._teacher_file()))
+                if detector.config.pre_trained:
+                    self.model.teacher.load_state_dict(read_state_dict(detector._teacher_file()))
 
             def prepare_imagenette_data(self, image_size: Any) -> None:
                 if detector._imagenet_dir() is not None:

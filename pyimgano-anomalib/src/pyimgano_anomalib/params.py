@@ -148,6 +148,7 @@ class EfficientAdParams(TrainingParams):
     weight_decay: float = Field(1e-5, ge=0.0, description="weight decay")
     padding: bool = Field(False, description="padded convolutions in the PDNs")
     pad_maps: bool = Field(True, description="pad anomaly maps to the input size")
+    pre_trained: bool = Field(True, description="load the pretrained teacher (False: a random teacher, for tests only)")
     teacher_weights: str | None = Field(
         None,
         description="pretrained teacher file pretrained_teacher_<size>.pth (from anomalib's "
@@ -190,6 +191,9 @@ class DsrParams(TrainingParams):
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
     latent_anomaly_strength: float = Field(0.2, gt=0.0, description="strength of simulated latent anomalies")
     upsampling_train_ratio: float = Field(0.7, gt=0.0, lt=1.0, description="share of epochs before upsampling training")
+    pre_trained: bool = Field(
+        True, description="load the pretrained discrete model (False: a random one, for tests only)"
+    )
     vq_weights: str | None = Field(
         None,
         description="pretrained discrete model vq_model_pretrained_128_4096.pckl (anomalib's dsr_vq_model_pretrained.zip); "
