@@ -78,6 +78,12 @@ FILES: tuple[OfflineFile, ...] = (
         "anomaly_source_path=FOLDER", None, "anomaly_source_path=None (the default): Perlin noise only",
     ),
     OfflineFile(
+        "supersimplenet", "backbone", "ImageNet weights of Wide-ResNet-50-2 (torchvision V1, timm 'tv_in1k')",
+        "wide_resnet50_2-95faca4d.pth (torchvision IMAGENET1K_V1), or timm's wide_resnet50_2.tv_in1k",
+        f"{_TORCHVISION}/wide_resnet50_2-95faca4d.pth", "weights=FILE", None,
+        "backbone='efficientnet_lite0': offline, but SuperSimpleNet learns little from it (docs/anomalib.md)",
+    ),
+    OfflineFile(
         "cfa", "backbone", "torchvision ImageNet weights of the backbone",
         "wide_resnet50_2-9ba9bcbe.pth (backbone='wide_resnet50_2'), resnet18-f37072fd.pth or vgg19_bn-c79401a0.pth",
         f"{_TORCHVISION}/wide_resnet50_2-9ba9bcbe.pth", "weights=FILE", _TORCH_PLACE, _TV_ALTERNATIVE,

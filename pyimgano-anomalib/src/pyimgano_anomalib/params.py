@@ -260,7 +260,13 @@ class CfaParams(TrainingParams):
 
 
 class SupersimplenetParams(BackboneParams):
-    max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's configured default)")
+    backbone: str = Field(
+        "wide_resnet50_2.tv_in1k",
+        description="timm backbone; SuperSimpleNet's feature noise is tuned to this one's features (torchvision V1 "
+        "ImageNet weights: weights=FILE or the Hugging Face cache). 'efficientnet_lite0' runs offline, but its "
+        "unactivated block outputs (spread ~400x the noise) teach the discriminator little (docs/anomalib.md)",
+    )
+    max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's README)")
     perlin_threshold: float = Field(0.2, gt=0.0, lt=1.0, description="threshold of the Perlin anomaly masks")
     adapt_cls_features: bool = Field(False, description="adapt the classification features")
 
