@@ -145,3 +145,20 @@ def test_factories_name_their_entry():
         module, _, attr = entry.factory.partition(":")
         cls = getattr(importlib.import_module(module), attr)
         assert cls.model_name == entry.name, f"{entry.factory} is the detector of {cls.model_name!r}, not {entry.name!r}"
+
+
+def test_docs_list_every_anomalib_model():
+    """Each of anomalib's models is either wrapped (a row of docs/anomalib.md's table) or
+    listed there with what it needs, so a model a new anomalib adds is noticed."""
+    pytest.importorskip("anomalib")
+    import anomalib.models
+
+    from pyimgano_testutils import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "anomalib.md").read_text()
+    wrapped = {entry.anomalib_class for entry in MODELS}
+    for entry in MODELS:
+        assert f"| `{entry.name}` | `{entry.anomalib_class}` |" in text, f"docs/anomalib.md has no row for {entry.name}"
+    classes = [n for n in anomalib.models.__all__ if isinstance(getattr(anomalib.models, n), type)]
+    unlisted = [n for n in classes if n not in wrapped and f"`{n}`" not in text]
+    assert not unlisted, f"anomalib models neither wrapped nor listed in docs/anomalib.md: {unlisted}"
