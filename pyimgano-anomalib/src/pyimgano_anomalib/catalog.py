@@ -69,6 +69,13 @@ _LITE = {"image_size": 64, "max_steps": 2, "batch_size": 4}
 # Models that read one coarse layer (stride 16-32): at 64 px their 2x2-4x4 maps cannot place the kit's
 # defect; at 128 px they do (and at 256 px on realistic data, docs/anomalib.md).
 _LITE_MAPS = {**_LITE, "image_size": 128}
+_RANDOM = (
+    "the kit runs offline with pre_trained=False: a random {what} (its file is not here) at two optimiser steps "
+    "does not detect; with the file it is anomalib's model (docs/anomalib.md)"
+)
+_TWO_STEPS = (
+    "two optimiser steps at 64 px ({why}); scores equal anomalib's Engine run (docs/anomalib.md)"
+)
 _SSN_LITE0 = (
     "offline the kit runs SuperSimpleNet on EfficientNet-Lite0, whose features its synthetic noise (std 0.015, tuned "
     "to Wide-ResNet-50 tv_in1k) barely perturbs: the untrained head scores the bright defect low (docs/anomalib.md)"
@@ -143,12 +150,15 @@ MODELS: tuple[ModelEntry, ...] = (
         Budget(700, "anomalib's Draem.configure_optimizers (learning-rate steps at epochs 400 and 600)"),
         trains=True, passes=("enable_sspcab", "sspcab_lambda"),
         check_params={**_LITE, "textures": False}, files=files_of("draem"),
+        known_failures={"check_maps_locate_defect": _TWO_STEPS.format(
+            why="the reconstruction and discriminative networks train from scratch: maps not yet sharp, pixel AUROC ~0.7")},
     ),
     ModelEntry(
         "dsr", "anomalib DSR: dual subspace re-projection on a pretrained discrete latent model",
         "Dsr", p.DsrParams, "pyimgano_anomalib.dsr:DsrDetector", Budget(700, "the DSR paper (anomalib sets none)"),
         trains=True, passes=("latent_anomaly_strength", "upsampling_train_ratio"),
         check_params={**_LITE, "pre_trained": False}, files=files_of("dsr"),
+        known_failures={"check_maps_locate_defect": _RANDOM.format(what="discrete latent (VQ) model")},
     ),
     ModelEntry(
         "ganomaly", "anomalib GANomaly: encoder-decoder-encoder GAN, latent distance",
@@ -170,6 +180,7 @@ MODELS: tuple[ModelEntry, ...] = (
         passes=("cross_conv_hidden_channels", "n_coupling_blocks", "clamp"), fixed={"num_channels": 3},
         check_params={**_LITE, "image_size": 128, "cross_conv_hidden_channels": 64, "n_coupling_blocks": 1,
                       "pre_trained": False},
+        known_failures={"check_defect_scores_higher": _RANDOM.format(what="EfficientNet-B5")},
         files=files_of("csflow"),
     ),
     ModelEntry(
@@ -211,6 +222,10 @@ MODELS: tuple[ModelEntry, ...] = (
                 "gaussian_noise_std", "radius_quantile", "focal_loss_quantile_threshold", "mining"),
         backbone=Backbone(lite0_layers=("blocks.2", "blocks.4")),
         check_params={**_LITE, "pretrain_embed_dim": 64, "target_embed_dim": 64, "discriminator_hidden": 64},
+        known_failures={"check_maps_locate_defect": _TWO_STEPS.format(
+            why="on EfficientNet-Lite0 the discriminator's patch scores peak at the bright disk's rim, not inside it: "
+                "image scores rank the defects first, pixel AUROC 0.2-0.3 even after 30 steps; GLASS's feature noise "
+                "is tuned to Wide-ResNet-50 like SuperSimpleNet's")},
         files=files_of("glass"),
     ),
     ModelEntry(
@@ -226,6 +241,8 @@ MODELS: tuple[ModelEntry, ...] = (
         "UniNet", p.UninetParams, f"{_PASS}:UninetDetector", Budget(100, "examples/configs/model/uninet.yaml"),
         trains=True, passes=("student_backbone", "teacher_backbone", "temperature"),
         check_params={**_LITE, "student_backbone": "resnet50", "teacher_backbone": "resnet50", "pre_trained": False},
+        known_failures={check: _RANDOM.format(what="ResNet-50 teacher pair")
+                        for check in ("check_defect_scores_higher", "check_maps_locate_defect")},
         files=files_of("uninet"),
     ),
 )
