@@ -158,14 +158,14 @@ class SyntheticResults:
         self.n_test = n_test
 
     def map_unordered(self, jobs, progress=None):
-        from pyimgano.benchmark.job import METRICS, empty_run
+        from pyimgano.benchmark.job import empty_run
 
         rng = random.Random(0)
         for spec in jobs:
             if self.arrival_s:
                 time.sleep(self.arrival_s)
             run = empty_run(spec)
-            run["metrics"] = {m: rng.uniform(0.7, 1.0) for m in METRICS}
+            run["metrics"] = {m: rng.uniform(0.7, 1.0) for m in run["metrics"]}
             run["timing"] = {"fit_s": rng.uniform(5, 600), "predict_s": rng.uniform(2, 60), "images_per_s": 5.0}
             run.update(peak_rss_mb=rng.uniform(800, 6000), n_train=200, n_test=self.n_test)
             scores = [{"image": f"/data/{spec.dataset_label}/{spec.category}/test/x/{i:03d}.png", "label": i % 2,

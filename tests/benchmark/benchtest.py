@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from contextlib import contextmanager
@@ -10,10 +11,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano_testutils import make_fake_distribution
 
 HERE = Path(__file__).resolve().parent
 FAKE_PLUGIN_VERSION = "0.3.0"
+# the core's metric keys of every results.json written so far, in column order, written out
+# independently of the code: they must keep their names (a new metric may join them)
+CORE_METRIC_KEYS = ["image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"]
+
+
+def in_order(items: list, within: list) -> bool:
+    """``items`` all appear in ``within``, in the same order (others may sit between them)."""
+    rest = iter(within)
+    return all(item in rest for item in items)
 # category -> image side; "beta" is the one the fragile detector fails on (--set fail_height=32)
 TOY_CATEGORIES = {"alpha": 24, "beta": 32}
 
@@ -72,3 +83,20 @@ def make_toy_root(root: Path, categories: dict[str, int] | None = None, n_train:
             save(base / "test" / "spot" / f"{i:03d}.png", image)
             save(base / "ground_truth" / "spot" / f"{i:03d}_mask.png", mask)
     return root
+
+
+class RecordingExecutor(LocalExecutor):
+    """The serial executor, remembering which jobs it was given."""
+
+    def __init__(self):
+        super().__init__(workers=1)
+        self.seen = []
+
+    def map_unordered(self, jobs, progress=None):
+        self.seen.extend(j.describe() for j in jobs)
+        yield from super().map_unordered(jobs, progress)
+
+
+def load_records(out: Path) -> list[dict]:
+    """Every job record stored in a benchmark output folder."""
+    return [json.loads(p.read_text()) for p in sorted((Path(out) / "jobs").glob("*.json"))]

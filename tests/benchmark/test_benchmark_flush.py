@@ -11,12 +11,13 @@ import sys
 import time
 
 import pytest
+from benchtest import load_records
 from rich.console import Console
 
 from pyimgano.benchmark import runner
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry
 from pyimgano.benchmark.executors import LocalExecutor
-from pyimgano.benchmark.runner import _Flusher, load_records, run_benchmark
+from pyimgano.benchmark.runner import _Flusher, run_benchmark
 
 
 class FakeClock:

@@ -8,6 +8,7 @@ import io
 import json
 
 import pytest
+from benchtest import CORE_METRIC_KEYS
 from rich.console import Console
 
 from pyimgano.benchmark import tables
@@ -141,7 +142,7 @@ def test_a_detector_seed_set_by_hand_conflicts_with_several_seeds(fake_plugin, t
 
 # -- tables ----------------------------------------------------------------------------------------
 def _run(detector, category, seed, auroc, status="ok", params=None):
-    metrics = {m: None for m in tables.METRICS}
+    metrics = dict.fromkeys(CORE_METRIC_KEYS)
     metrics["image_auroc"] = auroc
     return {"detector": detector, "dataset": "toy", "category": category, "seed": seed, "status": status,
             "error": "fit: boom" if status == "error" else None, "params": params or {"seed": seed},

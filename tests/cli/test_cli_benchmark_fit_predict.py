@@ -19,14 +19,20 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_benchmark_command_prints_the_table_and_the_report_path(cli_plugin_site, cli_toy_root, tmp_path):
-    out = tmp_path / "bench"
+@pytest.mark.parametrize("columns", [80, 200])
+def test_benchmark_command_prints_the_table_and_the_report_path(cli_plugin_site, cli_toy_root, tmp_path, columns):
+    out = tmp_path / "a-long-folder-name-so-that-the-path-of-the-report-is-wider-than-eighty-columns" / "bench"
     result = run_cli("benchmark", "--detector", "benchtest:mean", "--set", "sigma=0", "--dataset", "toy",
                      "--root", str(cli_toy_root), "--category", "alpha", "--out", str(out),
-                     pythonpath=[cli_plugin_site])
+                     pythonpath=[cli_plugin_site], env={"COLUMNS": str(columns)})
     assert result.returncode == 0, result.stderr
     assert "pyimgano benchmark: toy" in result.stdout and "AUPRO" in result.stdout and "peak" in result.stdout
-    assert f"report:  {out.resolve() / 'report.html'}" in result.stdout
+    # paths are never broken across lines, whatever the width (the terminal wraps them)
+    assert f"report:  {out.resolve() / 'report.html'}" in result.stdout.splitlines()
+    assert f"pyimgano benchmark: 1 run(s) into {out.resolve()}" in result.stdout.splitlines()
+    table_lines = [line for line in result.stdout.splitlines() if not line.startswith(("results:", "report:",
+                                                                                       "pyimgano benchmark: 1"))]
+    assert all(len(line) <= columns for line in table_lines), result.stdout
     (run,) = json.loads((out / "results.json").read_text())["runs"]
     assert run["params"] == {"sigma": 0, "seed": 0} and run["category"] == "alpha"
 
@@ -55,6 +61,26 @@ def test_bad_benchmark_arguments_are_clear_errors(cli_plugin, cli_toy_root, tmp_
     assert rc == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_metric_flags_and_config_files_choose_the_metrics(cli_plugin, cli_toy_root, tmp_path, capsys):
+    common = ["benchmark", "--detector", "benchtest:mean", "--dataset", "toy", "--root", str(cli_toy_root),
+              "--category", "alpha", "--no-progress"]
+    assert main([*common, "--metric", "aupro", "--metric", "image_auroc", "--out", str(tmp_path / "flags")]) == 0
+    (run,) = json.loads((tmp_path / "flags" / "results.json").read_text())["runs"]
+    assert list(run["metrics"]) == ["aupro", "image_auroc"]
+
+    config = tmp_path / "bench.json"
+    config.write_text(json.dumps({"metrics": ["pixel_ap"], "out": "json-out"}))
+    assert main([*common, "--config", str(config)]) == 0
+    (run,) = json.loads((tmp_path / "json-out" / "results.json").read_text())["runs"]
+    assert list(run["metrics"]) == ["pixel_ap"]
+
+    capsys.readouterr()
+    assert main([*common, "--metric", "auroc", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown metric 'auroc'; known metrics: image_auroc, image_ap, ") and "aupro" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "bad" / "results.json").exists()
 
 
 def test_config_file_grid_with_per_detector_params(cli_plugin, cli_toy_root, tmp_path):
@@ -215,5 +241,6 @@ def test_an_interrupted_benchmark_keeps_finished_runs_and_a_rerun_goes_on(cli_pl
     assert (run["category"], run["status"]) == ("alpha", "ok")
 
     rerun = run_cli("benchmark", "--detector", "benchtest:sleepy", "--set", "sleep_s=60", "--dataset", "toy",
-                    "--root", str(cli_toy_root), "--out", str(out), "--category", "alpha", pythonpath=[cli_plugin_site])
+                    "--root", str(cli_toy_root), "--out", str(out), "--category", "alpha", pythonpath=[cli_plugin_site],
+                    env={"COLUMNS": "80"})  # the line names a long path: it must not break at any width
     assert rerun.returncode == 0 and "1 already finished there (skipped" in rerun.stdout

@@ -33,6 +33,25 @@ def test_core_dependencies_are_light():
         assert heavy not in deps
 
 
+# distribution name -> the module it provides, for the core's dependencies
+IMPORT_NAMES = {"numpy": "numpy", "pydantic": "pydantic", "pluggy": "pluggy", "pillow": "PIL", "scipy": "scipy",
+                "rich": "rich", "tomli": "tomli", "ray": "ray"}
+
+
+def test_core_declares_only_what_it_imports():
+    """Every dependency of pyimgano-core (extras included) is imported somewhere in ``pyimgano``."""
+    import re
+
+    project = tomllib.loads((REPO_ROOT / "pyimgano-core/pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    source = "\n".join(p.read_text() for p in (REPO_ROOT / "pyimgano-core/src/pyimgano").rglob("*.py"))
+    for requirement in requirements:
+        dist = re.match(r"[A-Za-z0-9_.\-]+", requirement).group(0).lower()
+        assert dist in IMPORT_NAMES, f"{dist}: add its module name to IMPORT_NAMES"
+        module = IMPORT_NAMES[dist]
+        assert re.search(rf"^\s*(import|from) {module}\b", source, flags=re.M), f"pyimgano never imports {module}"
+
+
 def test_core_works_when_heavy_libraries_cannot_be_imported(example_plugin_site):
     """Simulates `pip install pyimgano-core` alone: torch, faiss and anomalib are absent."""
     code = textwrap.dedent(f"""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from importlib import metadata
 
 import pytest
 
@@ -14,6 +15,21 @@ from pyimgano_testutils import make_fake_distribution, run_cli
 
 OWN_PLUGINS = {"core": "pyimgano-core", "datasets": "pyimgano-datasets", "faiss": "pyimgano-faiss",
                "anomalib": "pyimgano-anomalib"}
+
+
+def _installed(plugins: dict[str, str]) -> dict[str, str]:
+    """The entries whose distribution is installed (a user may have the core alone)."""
+    found = {}
+    for name, dist in plugins.items():
+        try:
+            metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        found[name] = dist
+    return found
+
+
+INSTALLED_OWN_PLUGINS = _installed(OWN_PLUGINS)
 
 GOOD_PLUGIN = """
 from pyimgano import DetectorSpec, hookimpl
@@ -30,15 +46,19 @@ def _listing(*pythonpath, env=None) -> dict:
     return {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
 
 
-def test_dev_install_lists_the_four_own_plugins_ok():
+def test_installed_own_plugins_are_listed_ok():
     plugins = _listing()
-    for name, dist in OWN_PLUGINS.items():
+    for name, dist in INSTALLED_OWN_PLUGINS.items():
         assert plugins[name]["status"] == "ok", plugins[name]
         assert plugins[name]["distribution"] == dist
         assert plugins[name]["version"]
         assert set(plugins[name]) == {"name", "distribution", "version", "status", "error", "detectors",
-                                      "datasets", "metrics", "postprocessors"}
+                                      "datasets", "metrics", "postprocessors", "commands"}
     assert "aupro" in plugins["core"]["metrics"]
+    assert plugins["core"]["commands"] == ["list-plugins", "check-plugin", "new-plugin", "benchmark", "fit",
+                                           "predict"]
+    if "datasets" in plugins:
+        assert plugins["datasets"]["commands"] == ["datasets"]
 
 
 def test_third_party_plugin_is_discovered(example_plugin_site):
@@ -99,7 +119,7 @@ def test_broken_plugins_are_recorded_and_the_rest_keep_working(broken_site, exam
     assert plugins["badspec"]["status"] == "error" and "name" in plugins["badspec"]["error"]
     # everything else still works
     assert plugins["example"]["status"] == "ok"
-    for name in OWN_PLUGINS:
+    for name in INSTALLED_OWN_PLUGINS:
         assert plugins[name]["status"] == "ok"
 
 
@@ -125,11 +145,15 @@ def test_strict_mode_raises_in_python(broken_site, monkeypatch):
         Registry().discover()
 
 
-def test_disable_named_plugins_and_all(example_plugin_site):
-    plugins = _listing(example_plugin_site, env={"PYIMGANO_DISABLE_PLUGINS": "example, faiss"})
+def test_disable_named_plugins_and_all(tmp_path, example_plugin_site):
+    site = tmp_path / "site"
+    for name in ("alpha", "beta"):
+        make_fake_distribution(site, f"pyimgano-{name}", "1.0.0", {name: f"{name}_mod"},
+                               {f"{name}_mod": GOOD_PLUGIN.format(name=name)})
+    plugins = _listing(example_plugin_site, site, env={"PYIMGANO_DISABLE_PLUGINS": "example, alpha"})
     assert plugins["example"]["status"] == "blocked"
-    assert plugins["faiss"]["status"] == "blocked"
-    assert plugins["datasets"]["status"] == "ok"
+    assert plugins["alpha"]["status"] == "blocked" and plugins["alpha"]["detectors"] == []
+    assert plugins["beta"]["status"] == "ok" and plugins["beta"]["detectors"] == ["beta"]
     plugins = _listing(example_plugin_site, env={"PYIMGANO_DISABLE_PLUGINS": "all"})
     assert plugins["core"]["status"] == "ok"
     assert {n for n, p in plugins.items() if p["status"] == "blocked"} == set(plugins) - {"core"}
@@ -200,12 +224,17 @@ def test_create_detector_validates_params_before_importing_factory(tmp_path, mon
         reset_registry()
 
 
-def test_listing_does_not_import_heavy_libraries_and_is_fast():
+@pytest.mark.parametrize("argv", [["list-plugins", "--json"], ["--help"]])
+def test_listing_does_not_import_heavy_libraries_and_is_fast(argv):
+    """Neither torch and friends nor any other command's module is imported."""
     code = (
-        "import sys, time; t=time.perf_counter();"
-        "from pyimgano.cli import main; main(['list-plugins', '--json']);"
-        "heavy=[m for m in ('torch','faiss','anomalib','lightning','timm') if m in sys.modules];"
-        "print('HEAVY', heavy, file=sys.stderr)"
+        "import contextlib, io, sys\n"
+        "from pyimgano.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    main({argv!r})\n"
+        "heavy = [m for m in ('torch', 'faiss', 'anomalib', 'lightning', 'timm') if m in sys.modules]\n"
+        "commands = sorted(m for m in sys.modules if m.startswith('pyimgano.cli.') or m.endswith('_datasets.cli'))\n"
+        "print('HEAVY', heavy, 'COMMANDS', commands, file=sys.stderr)\n"
     )
     import subprocess
     import sys
@@ -214,5 +243,30 @@ def test_listing_does_not_import_heavy_libraries_and_is_fast():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
-    assert "HEAVY []" in result.stderr, result.stderr
-    assert elapsed < 15, f"list-plugins took {elapsed:.1f}s"
+    loaded = "['pyimgano.cli.list_plugins']" if argv[0] == "list-plugins" else "[]"
+    assert f"HEAVY [] COMMANDS {loaded}" in result.stderr, result.stderr
+    assert elapsed < 15, f"{argv[0]} took {elapsed:.1f}s"
+
+
+def test_listing_builds_no_params_validator():
+    """Params models build their pydantic schema on first use, not when plugins are listed."""
+    code = (
+        "import contextlib, io\n"
+        "from pyimgano.cli import main\n"
+        "from pyimgano.plugins import KINDS, get_registry\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['list-plugins', '--json'])\n"
+        "registry = get_registry()\n"
+        "specs = [(q, s) for kind in KINDS for q, (s, _) in registry.components(kind).items()]\n"
+        "print('BUILT', sorted(q for q, s in specs if s.params.__pydantic_complete__))\n"
+        "s = registry.resolve('metric', 'aupro')[0]\n"
+        "s.params.model_validate({})\n"
+        "print('AFTER USE', s.params.__pydantic_complete__, len(specs))\n"
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "BUILT []" in result.stdout, result.stdout
+    assert "AFTER USE True" in result.stdout

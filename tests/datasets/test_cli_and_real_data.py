@@ -10,7 +10,7 @@ from dataset_trees import make_btad, make_mvtec, make_visa, synthetic_visa_rows
 
 import pyimgano
 from pyimgano.cli import main
-from pyimgano.cli.datasets import guess_dataset
+from pyimgano_datasets.cli import guess_dataset
 from pyimgano_testutils import shared_path
 
 

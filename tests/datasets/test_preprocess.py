@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pyimgano.preprocess import Preprocess, apply_to_mask, map_to_original, output_shape
+from pyimgano.preprocess import (
+    Preprocess,
+    apply_to_mask,
+    map_to_original,
+    output_shape,
+    resize_image,
+    resize_map,
+    resize_mask,
+    resize_matrix,
+)
 
 
 def _marked(h=90, w=120, box=(30, 40, 60, 80)):
@@ -76,3 +85,26 @@ def test_invalid_policies():
         Preprocess(crop=64).apply_to_image(np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="differs from image"):
         Preprocess(resize=8).apply(np.zeros((10, 10, 3), np.uint8), np.zeros((5, 5), bool))
+
+
+def test_resize_functions_keep_dtype_and_take_square_or_height_width():
+    image, mask = _marked()
+    assert resize_image(image, 32).shape == (32, 32, 3) and resize_image(image, 32).dtype == np.uint8
+    assert resize_image(image, (20, 50)).shape == (20, 50, 3)
+    small = resize_mask(mask, (45, 60))
+    assert small.dtype == bool and small.shape == (45, 60) and 0 < small.mean() < 1
+    assert resize_map(mask.astype(np.float64), 16).dtype == np.float32
+    with pytest.raises(ValueError, match="HxW"):
+        resize_map(np.zeros((4, 4, 3)), 8)
+    with pytest.raises(ValueError, match="HxW"):
+        resize_mask(np.zeros((4, 4, 3)), 8)
+
+
+@pytest.mark.parametrize("shape, size", [((8, 6), (64, 40)), ((90, 120), (33, 47)), ((32, 32), (32, 96))])
+def test_resize_matrix_is_resize_map_along_one_axis(shape, size):
+    amap = np.random.default_rng(0).random(shape).astype(np.float32)
+    rows, cols = resize_matrix(shape[0], size[0]), resize_matrix(shape[1], size[1])
+    assert rows.shape == (size[0], shape[0]) and rows.dtype == np.float64 and not rows.flags.writeable
+    np.testing.assert_allclose(rows @ amap @ cols.T, resize_map(amap, size), atol=1e-5)
+    # a resize keeps constants constant: every row of the matrix sums to one
+    np.testing.assert_allclose(rows.sum(1), 1.0, atol=1e-6)

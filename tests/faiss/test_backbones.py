@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pyimgano.errors import WeightsError
+from pyimgano.preprocess import resize_image
 from pyimgano_faiss import backbones
 from pyimgano_faiss.backbones import (
     IMAGENET_MEAN,
@@ -27,7 +28,7 @@ def test_offline_weights_classify_chelsea_as_egyptian_cat():
     from skimage import data
 
     model = build_classifier("efficientnet_lite0")
-    x = images_to_tensor([data.chelsea()], 224)
+    x = images_to_tensor([resize_image(data.chelsea(), 224)])
     x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     with torch.inference_mode():
         logits = model(x)

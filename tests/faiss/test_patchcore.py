@@ -37,7 +37,7 @@ def test_params_are_validated_before_anything_heavy():
 @pytest.mark.parametrize("name", ["faiss:patchcore", "faiss:knn"])
 def test_conformance_kit(name):
     failed = [r for r in check_detector(name) if r.status == "failed"]
-    assert not failed, "; ".join(f"{r.name}: {r.message}" for r in failed)
+    assert not failed, "; ".join(r.message for r in failed)
 
 
 def test_finds_defects_on_a_synthetic_category(fitted_patchcore, small_category):
@@ -72,6 +72,29 @@ def test_approximate_indexes_round_trip(small_category, tmp_path, index):
     scores = det.decision_function(test)
     det.save(tmp_path / index)
     np.testing.assert_array_equal(pyimgano.load_detector(tmp_path / index).decision_function(test), scores)
+
+
+def test_parameters_set_after_fit_are_used_saved_and_loaded(small_category, tmp_path):
+    train, test = small_category[0][:4], small_category[1][:3]
+    det = pyimgano.create_detector("faiss:patchcore", **SMALL, coreset_ratio=0.5).fit(train)
+    smoothed = det.predict_anomaly_map(test)
+    det.sigma = 0
+    sharp = det.predict_anomaly_map(test)
+    assert not np.allclose(smoothed, sharp)
+    det.save(tmp_path / "sigma")
+    loaded = pyimgano.load_detector(tmp_path / "sigma")
+    assert loaded.sigma == 0.0 and loaded.get_params() == det.get_params()
+    np.testing.assert_array_equal(loaded.predict_anomaly_map(test), sharp)
+    # a new index kind rebuilds the fitted detector's search index, and is saved with it
+    assert det.set_params(index="hnsw") is det
+    scores = det.decision_function(test)
+    det.save(tmp_path / "hnsw")
+    with np.load(tmp_path / "hnsw" / "state.npz") as state:
+        assert "faiss_index" in state.files
+    np.testing.assert_array_equal(pyimgano.load_detector(tmp_path / "hnsw").decision_function(test), scores)
+    with pytest.raises(InvalidParams, match="sigma"):
+        det.sigma = -1
+    assert det.sigma == 0.0
 
 
 def test_same_seed_same_bank_in_memory_or_spilled_other_seed_other_bank(small_category):

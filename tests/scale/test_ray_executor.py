@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from benchtest import load_records
 from rich.console import Console
 
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry, JobSpec
 from pyimgano.benchmark.executors import LocalExecutor, create_executor
-from pyimgano.benchmark.runner import load_records, run_benchmark
+from pyimgano.benchmark.runner import run_benchmark
 
 pytestmark = pytest.mark.ray
 ray_executor = pytest.importorskip("pyimgano.benchmark.ray_executor")

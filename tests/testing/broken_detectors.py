@@ -4,24 +4,34 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
 
 from pyimgano import Detector
+from pyimgano.preprocess import resize_image, resize_map
 
 
 def _gray(img: np.ndarray, size: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(img).convert("L").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
+    grey = np.asarray(Image.fromarray(img).convert("L"))
+    return resize_image(grey, size).astype(np.float32) / 255
 
 
 def _upsample(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(heatmap.astype(np.float32)).resize((width, height), Image.BILINEAR))
+    return resize_map(heatmap, (height, width))
+
+
+class GoodParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(32, ge=8, le=256, description="side of the grey image compared with the mean")
 
 
 class GoodDetector(Detector):
     """Absolute difference from the mean training image (grey, at a fixed size)."""
 
-    def __init__(self, size: int = 32) -> None:
-        super().__init__(size=size)
-        self.size = size
+    params_model = GoodParams
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
         self.mean_: np.ndarray | None = None
 
     def _fit(self, images):
@@ -128,11 +138,33 @@ class PredictIgnoresThreshold(GoodDetector):
         return np.ones(len(self.decision_function(images)), dtype=np.int64)
 
 
+class ScoresBeforeFit(GoodDetector):
+    """Skips the fitted check: an unfitted detector scores against an all-zero mean."""
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.mean_ = np.zeros((self.size, self.size), dtype=np.float32)
+
+    def _check_fitted(self):
+        pass
+
+
+class StaleParams(GoodDetector):
+    """get_params returns a copy taken at construction, so set_params is lost on save."""
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self._given = super().get_params()
+
+    def get_params(self, deep=True):
+        return dict(self._given)
+
+
 class Float64Maps:
     """Duck-typed (no pyimgano.Detector): returns float64 maps, which the contract forbids."""
 
     def __init__(self, size: int = 32):
-        self.inner = GoodDetector(size)
+        self.inner = GoodDetector(size=size)
         self.threshold_ = None
 
     def fit(self, images):
@@ -161,5 +193,7 @@ BROKEN = {
     "crashes on grayscale": (RGBOnly, "check_grayscale_and_rgba_input"),
     "maps at a fixed size": (FixedSizeOnly, "check_unseen_image_size"),
     "predict ignores threshold_": (PredictIgnoresThreshold, "check_predict_agrees_with_threshold"),
+    "scores before fit": (ScoresBeforeFit, "check_use_before_fit_raises"),
+    "set_params lost on save": (StaleParams, "check_set_params_round_trip"),
     "float64 maps": (Float64Maps, "check_map_shape_and_dtype"),
 }

@@ -7,14 +7,12 @@ import json
 import pytest
 
 from pyimgano.testing import check_detector, check_names, check_plugin
+from pyimgano.testing.components import METRIC_CHECKS
 from pyimgano_testutils import make_fake_distribution, run_cli
 
 BROKEN_PLUGIN = '''
-from pydantic import BaseModel
+from broken_detectors import GoodParams as Size
 from pyimgano import DetectorSpec, hookimpl
-
-class Size(BaseModel):
-    size: int = 32
 
 @hookimpl
 def pyimgano_register_detectors():
@@ -26,9 +24,13 @@ def pyimgano_register_detectors():
 '''
 
 
+def metric_check_names():
+    return [c.name for c in METRIC_CHECKS]
+
+
 def test_kit_passes_on_the_example_plugin(example_plugin):
     results = check_plugin("example")
-    assert {r.component for r in results} == {"example", "example:mad"}
+    assert {r.component for r in results} == {"example", "example:mad", "example:recall_at_fpr"}
     assert [r.check for r in results if r.component == "example:mad"] == check_names()
     assert {r.status for r in results} == {"passed"}, [r for r in results if r.status != "passed"]
 
@@ -45,9 +47,41 @@ def test_check_detector_by_name_uses_spec_capabilities_and_params(example_plugin
 def test_cli_table_and_exit_code_zero(example_plugin_site):
     proc = run_cli("check-plugin", "example", pythonpath=[example_plugin_site], env={"COLUMNS": "200"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    total = len(check_names()) + 2  # and the plugin-level checks
-    for name in ("example:mad", "check_save_load_round_trip", "check_registration_module_is_light", f"{total} passed"):
+    total = len(check_names()) + 2 + len(metric_check_names())  # the plugin-level checks, the metric's
+    for name in ("example:mad", "check_save_load_round_trip", "check_registration_module_is_light",
+                 "example:recall_at_fpr", f"{total} passed"):
         assert name in proc.stdout
+
+
+def _broken_site(tmp_path):
+    import broken_detectors
+
+    site = make_fake_distribution(tmp_path / "site", "pyimgano-broken", "0.3.0", {"broken": "broken_plugin"},
+                                  {"broken_plugin": BROKEN_PLUGIN})
+    return [site, broken_detectors.__file__.rsplit("/", 1)[0]]
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_cli_output_keeps_every_message_readable_at_any_width(tmp_path, columns):
+    path = _broken_site(tmp_path)
+    results = json.loads(run_cli("check-plugin", "broken", "--json", pythonpath=path).stdout)["results"]
+    messages = [r["message"] for r in results if r["message"]]
+    assert any(len(m) > 60 for m in messages)  # long messages: the case that squeezed the table
+    proc = run_cli("check-plugin", "broken", pythonpath=path, env={"COLUMNS": str(columns)})
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(len(line) <= columns for line in lines), proc.stdout
+    table = any("component" in line and "message" in line for line in lines)
+    if columns == 80:  # no room for a message column: one block per component, messages on their own lines
+        assert not table
+        flowing = " ".join(proc.stdout.split())
+        for message in messages:
+            assert " ".join(message.split()) in flowing, message
+    else:
+        assert table
+        for message in messages:
+            assert all(word in proc.stdout for word in message.split()), message
+    assert "failed" in lines[-1]
 
 
 def test_cli_json_one_component_with_known_failure(example_plugin_site):
@@ -115,11 +149,8 @@ def test_plugin_wide_run_reports_a_component_that_cannot_be_set_up(tmp_path):
 
 
 DECLARING_PLUGIN = '''
-from pydantic import BaseModel
+from broken_detectors import GoodParams as Size
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
-
-class Size(BaseModel):
-    size: int = 32
 
 REASON = "scores are negated log-likelihoods, fixed in 2.0"
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pytest
 from broken_detectors import BROKEN, Float64Maps, GoodDetector, NaNScores, Unseeded, WrongMapShape
+from pydantic import BaseModel, ConfigDict, Field
 
+from pyimgano import Detector
 from pyimgano.testing import (
     CheckFailed,
     check_detector,
@@ -140,3 +144,49 @@ def test_a_failing_fit_fails_every_check_that_needs_it_once_in_full():
     later = _by_check(results)["check_save_load_round_trip"]
     assert later.failed and "in full under the first check run" in later.message
     assert _by_check(results)["check_empty_training_set_rejected"].status == "passed"
+
+
+
+class _Mixed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "x"
+    size: int = Field(32, ge=8, le=32)
+    mode: str | None = None
+    kind: Literal["a", "b"] = "a"
+    smooth: bool = True
+
+
+def test_set_params_check_picks_a_parameter_from_the_params_model():
+    from pyimgano.testing.detectors import _other_value
+
+    assert _other_value(_Mixed, {}) == ("smooth", False)  # flags first
+    assert _other_value(_Mixed, {"smooth": False}) == ("smooth", True)
+
+    class Choices(BaseModel):
+        size: int = Field(32, ge=8, le=32)
+        kind: Literal["a", "b"] = "a"
+
+    assert _other_value(Choices, {}) == ("kind", "b")  # then choices
+
+    class Bounded(BaseModel):
+        name: str = "x"
+        size: int = Field(32, ge=8, le=32)
+
+    assert _other_value(Bounded, {}) == ("size", 31)  # then numbers; le=32 rules out 33
+
+
+def test_set_params_check_is_not_applicable_without_a_params_model_or_a_changeable_parameter():
+    class Text(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        name: str = "x"
+        mode: str | None = None
+
+    class OnlyText(GoodDetector):
+        params_model = Text
+
+    results = _by_check(check_detector(lambda: Detector(size=32), checks=["check_set_params_round_trip"]))
+    assert results["check_set_params_round_trip"].status == "not applicable"
+    assert "no params model" in results["check_set_params_round_trip"].message
+    results = _by_check(check_detector(OnlyText, checks=["check_set_params_round_trip"]))
+    assert results["check_set_params_round_trip"].status == "not applicable"
+    assert "no parameter of Text" in results["check_set_params_round_trip"].message

@@ -1,8 +1,8 @@
 """pyimgano: visual anomaly detection for industrial inspection, a small core plus plugins.
 
 Plugin authors import the hook marker as ``pyimgano.hookimpl`` and the spec classes
-(``DetectorSpec``, ``DatasetSpec``, ``MetricSpec``, ``PostprocessorSpec``) from here.
-Heavy parts (the detector base, the registry functions, contracts) load on first access.
+(``DetectorSpec``, ``DatasetSpec``, ``MetricSpec``, ``PostprocessorSpec``, ``CommandSpec``)
+from here. Heavy parts (the detector base, the registry functions, contracts) load on first access.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pyimgano.errors import (
     ContractViolation,
     DatasetError,
     ImageLoadError,
+    ImageTooLarge,
     InvalidParams,
     MetricError,
     ModelLoadError,
@@ -24,6 +25,7 @@ from pyimgano.errors import (
 )
 from pyimgano.hookspecs import hookimpl
 from pyimgano.specs import (
+    CommandSpec,
     DatasetSpec,
     DetectorCapabilities,
     DetectorSpec,
@@ -55,9 +57,12 @@ _LAZY = {
     "SplitCounts": "pyimgano.contracts",
     "load_image": "pyimgano.images",
     "load_images": "pyimgano.images",
+    "max_image_pixels": "pyimgano.limits",
+    "set_max_image_pixels": "pyimgano.limits",
 }
 
 __all__ = [
+    "CommandSpec",
     "ComponentNotFound",
     "ContractViolation",
     "DatasetError",
@@ -65,6 +70,7 @@ __all__ = [
     "DetectorCapabilities",
     "DetectorSpec",
     "ImageLoadError",
+    "ImageTooLarge",
     "InvalidParams",
     "MetricError",
     "MetricSpec",

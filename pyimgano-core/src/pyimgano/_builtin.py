@@ -1,39 +1,31 @@
-"""The core's built-in plugin: metrics and post-processors, registered like any other."""
+"""The core's built-in plugin: metrics, post-processors and commands, registered like any other."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from pyimgano.hookspecs import hookimpl
+from pyimgano.metrics.params import AuproParams
 from pyimgano.postprocess import params as pp
-from pyimgano.specs import MetricSpec, NoParams, PostprocessorSpec
-
-
-class AuproParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    fpr_limit: float = Field(0.3, gt=0.0, le=1.0, description="integrate the PRO curve up to this FPR")
+from pyimgano.specs import CommandSpec, MetricSpec, NoParams, PostprocessorSpec
 
 
 @hookimpl
 def pyimgano_register_metrics() -> list[MetricSpec]:
+    # name, column title, headline, returns (value, threshold), summary; image level first
     image = [
-        ("image_auroc", "Area under the ROC curve of image scores"),
-        ("image_ap", "Average precision of image scores"),
-        ("image_f1_max", "Best F1 over all thresholds of image scores (value, threshold)"),
+        ("image_auroc", "img AUROC", True, False, "Area under the ROC curve of image scores"),
+        ("image_ap", "img AP", False, False, "Average precision of image scores"),
+        ("image_f1_max", "img F1", False, True, "Best F1 over all thresholds of image scores"),
     ]
     pixel = [
-        ("pixel_auroc", "Area under the ROC curve over all pixels"),
-        ("pixel_ap", "Average precision over all pixels"),
-        ("pixel_f1_max", "Best F1 over all thresholds over all pixels (value, threshold)"),
+        ("pixel_auroc", "px AUROC", True, False, "Area under the ROC curve over all pixels"),
+        ("pixel_ap", "px AP", False, False, "Average precision over all pixels"),
+        ("pixel_f1_max", "px F1", False, True, "Best F1 over all thresholds over all pixels"),
     ]
     specs = [
-        MetricSpec(name=n, summary=s, factory=f"pyimgano.metrics:{n}", params=NoParams, level="image")
-        for n, s in image
-    ]
-    specs += [
-        MetricSpec(name=n, summary=s, factory=f"pyimgano.metrics:{n}", params=NoParams, level="pixel")
-        for n, s in pixel
+        MetricSpec(name=name, summary=summary, factory=f"pyimgano.metrics:{name}", params=NoParams, level=level,
+                   title=title, headline=headline, returns_threshold=returns_threshold)
+        for level, rows in (("image", image), ("pixel", pixel))
+        for name, title, headline, returns_threshold, summary in rows
     ]
     specs.append(
         MetricSpec(
@@ -42,6 +34,8 @@ def pyimgano_register_metrics() -> list[MetricSpec]:
             factory="pyimgano.metrics:aupro",
             params=AuproParams,
             level="pixel",
+            title="AUPRO@{fpr_limit}",
+            headline=True,
         )
     )
     return specs
@@ -68,3 +62,16 @@ def pyimgano_register_postprocessors() -> list[PostprocessorSpec]:
                           params=params, fits_statistics=fits)
         for name, cls, params, fits, summary in steps
     ]
+
+
+@hookimpl
+def pyimgano_register_commands() -> list[CommandSpec]:
+    commands = [
+        ("list-plugins", "list_plugins", "list installed plugins and what they register"),
+        ("check-plugin", "check_plugin", "run the conformance checks against a plugin or component"),
+        ("new-plugin", "new_plugin", "create a plugin distribution from the template"),
+        ("benchmark", "benchmark", "benchmark detectors on data sets: metrics, tables, report.html"),
+        ("fit", "fit", "train a detector on a folder of good images and save it"),
+        ("predict", "predict", "score images with a saved model: CSV, heatmaps, masks"),
+    ]
+    return [CommandSpec(name=name, summary=summary, factory=f"pyimgano.cli.{module}") for name, module, summary in commands]

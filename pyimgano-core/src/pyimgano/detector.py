@@ -4,6 +4,11 @@ Subclass :class:`Detector` and implement ``_fit`` and ``_score``; the base class
 image input (paths, PIL images, arrays of any channel count), contract validation,
 thresholds and saving. Images reach ``_fit``/``_score`` as a list of HxWx3 uint8 RGB
 arrays at their original size; ``_score`` returns maps at each image's own size.
+
+Parameters have one source of truth: a subclass names its pydantic params model
+(``params_model``, the same class its spec registers); keyword arguments are validated once
+into ``self.config``, and ``get_params``, ``set_params``, attribute access (``det.sigma``),
+``repr`` and ``save`` all read or write that one validated object.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from pyimgano.contracts import validate_labels, validate_maps, validate_scores
-from pyimgano.errors import ModelLoadError, NotFittedError
+from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError
 from pyimgano.images import ImageInput, image_shapes, load_image, load_images
 from pyimgano.thresholds import make_strategy
 
@@ -27,10 +33,38 @@ MODEL_STATE_FILE = "state.npz"
 MODEL_FORMAT = 1
 
 
+class Param:
+    """A detector attribute that reads and writes one field of the validated ``config``.
+
+    Installed for every field of a subclass's ``params_model``: ``det.sigma`` reads
+    ``det.config.sigma``; ``det.sigma = 0`` is ``det.set_params(sigma=0)`` (validated).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        config = obj.__dict__.get("config")
+        if config is None:
+            raise AttributeError(f"{type(obj).__name__}.{self.name}: parameters are set in Detector.__init__")
+        return getattr(config, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.set_params(**{self.name: value})
+
+    def __repr__(self) -> str:
+        return f"Param({self.name!r})"
+
+
 class Detector:
     """Base class of anomaly detectors.
 
     Attributes:
+        params_model: the pydantic model of the parameters (class attribute: the class the
+            detector's spec names). ``None``: parameters are kept as given, unvalidated.
+        config: the validated parameters, an instance of ``params_model``.
         threshold_: score above which ``predict`` says 1 (anomalous); set by
             ``calibrate``, ``set_threshold`` or ``fit(..., calibration=...)``.
         component: the detector's qualified name (``plugin:name``), set by the registry.
@@ -39,9 +73,21 @@ class Detector:
     component: str = "detector"
     plugin: str | None = None
     supports_maps: ClassVar[bool] = True
+    params_model: ClassVar[type[BaseModel] | None] = None
+    config: BaseModel | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        model = cls.__dict__.get("params_model")
+        if model is not None:
+            _install_params(cls, model)
 
     def __init__(self, **params: Any) -> None:
-        self._params = dict(params)
+        model = type(self).params_model
+        if model is not None:
+            self.config = _validated(model, params, self._describe())
+        else:
+            self._params = dict(params)
         self.threshold_: float | None = None
         self.is_fitted_ = False
 
@@ -66,9 +112,47 @@ class Detector:
     def _load_files(self, directory: Path) -> None:
         """Optional: read what ``_save_files`` wrote."""
 
-    # -- public API -------------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
+    # -- parameters ---------------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The current parameters (a copy), as ``create_detector`` and ``load`` take them.
+
+        ``deep`` is accepted for scikit-learn compatibility (detectors hold no nested estimators).
+        """
+        del deep
+        if self.config is not None:
+            return self.config.model_dump()
         return dict(self._params)
+
+    def set_params(self, **params: Any) -> Detector:
+        """Change parameters (scikit-learn semantics): validated, returns ``self``.
+
+        A value the params model rejects, or a name it does not have, raises
+        :class:`~pyimgano.errors.InvalidParams` naming the parameter and what is allowed,
+        and changes nothing. A fitted detector is not refitted: parameters that only ``fit``
+        reads take effect on the next ``fit``.
+        """
+        if not params:
+            return self
+        if self.config is not None:
+            current = {name: getattr(self.config, name) for name in type(self.config).model_fields}
+            self.config = _validated(type(self.config), {**current, **params}, self._describe())
+            return self
+        unknown = sorted(set(params) - set(self._params))
+        if unknown:
+            raise InvalidParams(
+                f"invalid parameters for {self._describe()}: unknown parameter(s) {unknown}; "
+                f"valid parameters: {', '.join(sorted(self._params)) or 'none'}"
+            )
+        for name, value in params.items():
+            self._params[name] = value
+            if name in self.__dict__:  # the habit of also keeping each parameter as an attribute
+                setattr(self, name, value)
+        return self
+
+    def _describe(self) -> str:
+        return f"detector {self.component}" if self.component != Detector.component else type(self).__name__
+
+    # -- public API -------------------------------------------------------------------
 
     def fit(
         self,
@@ -183,13 +267,49 @@ class Detector:
             raise NotFittedError(f"{self.component} is not fitted; call fit(normal_images) first")
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def _install_params(cls: type[Detector], model: type[BaseModel]) -> None:
+    """Give ``cls`` one :class:`Param` per field of ``model``, and ``model``'s keyword signature."""
+    import inspect
+
+    for name in model.model_fields:
+        for klass in cls.__mro__:
+            if name in klass.__dict__ and not isinstance(klass.__dict__[name], Param):
+                raise TypeError(
+                    f"{cls.__name__}: parameter {name!r} of {model.__name__} would hide "
+                    f"{klass.__name__}.{name}; rename the parameter or the attribute"
+                )
+        setattr(cls, name, Param(name))
+    cls.__signature__ = inspect.Signature([
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty if field.is_required() else field.get_default(),
+            annotation=field.annotation,
+        )
+        for name, field in model.model_fields.items()
+    ])
+
+
+def _validated(model: type[BaseModel], params: dict[str, Any], who: str) -> BaseModel:
+    """``params`` validated into ``model``; :class:`InvalidParams` naming each bad parameter."""
+    from pyimgano.plugins import _describe_param_error
+
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        problems = "; ".join(_describe_param_error(err, model) for err in exc.errors())
+        raise InvalidParams(f"invalid parameters for {who}: {problems}") from None
 
 
 def _jsonable_params(detector: Detector) -> dict[str, Any]:
     from pyimgano.plugins import get_registry
 
+    if detector.config is not None:
+        return detector.config.model_dump(mode="json")
     params = detector.get_params()
     try:
         spec, _ = get_registry().resolve("detector", detector.component)

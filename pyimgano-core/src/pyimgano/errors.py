@@ -63,6 +63,10 @@ class ImageLoadError(PyimganoError, ValueError):
     """An image could not be read or converted; the message names the file."""
 
 
+class ImageTooLarge(ImageLoadError):
+    """An image is larger than the pixel limit (:mod:`pyimgano.limits`); names the file and the limit."""
+
+
 class DatasetError(PyimganoError, ValueError):
     """A data set's layout or files are wrong; the message names the path."""
 

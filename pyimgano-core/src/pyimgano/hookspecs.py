@@ -1,9 +1,10 @@
 """Hook specifications of the ``pyimgano`` pluggy project.
 
 A plugin is a module listed under the ``pyimgano`` entry-point group. It implements any of
-the four registration hooks below with the :data:`pyimgano.hookimpl` marker; each hook
-returns a list of spec objects. Implementations may accept fewer arguments than the spec
-(none of these hooks takes any today), so the specs can grow without breaking plugins.
+the registration hooks below with the :data:`pyimgano.hookimpl` marker; each hook returns a
+list of spec objects. The registry calls each implementation with the arguments it
+declares, and only those (pluggy's opt-in arguments; none of these hooks takes any today),
+so a spec can grow an argument without breaking the plugins written before it.
 
 The registration module must stay light: it may import pydantic and pyimgano, never torch,
 faiss or anomalib. Heavy code is named by the spec's ``factory`` string and imported on
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import pluggy
 
-from pyimgano.specs import DatasetSpec, DetectorSpec, MetricSpec, PostprocessorSpec
+from pyimgano.specs import CommandSpec, DatasetSpec, DetectorSpec, MetricSpec, PostprocessorSpec
 
 PROJECT_NAME = "pyimgano"
 
@@ -70,9 +71,25 @@ def pyimgano_register_postprocessors() -> list[PostprocessorSpec]:
     """
 
 
+@hookspec
+def pyimgano_register_commands() -> list[CommandSpec]:
+    """Return the sub-commands this plugin adds to the ``pyimgano`` command line.
+
+    Returns:
+        A list of :class:`pyimgano.CommandSpec`. ``factory`` names a module
+        (``"package.module"``) or object (``"package.module:attr"``) with
+        ``add_arguments(parser)``, which adds the command's options to its
+        :class:`argparse.ArgumentParser`, and ``run(args) -> int``, which runs it and returns
+        the exit code. Only the chosen command's factory is imported; ``pyimgano --help``
+        and ``list-plugins`` read ``name`` and ``summary`` alone. A name registered by two
+        plugins is an error that names both when the command is run.
+    """
+
+
 HOOK_KINDS: dict[str, str] = {
     "pyimgano_register_detectors": "detector",
     "pyimgano_register_datasets": "dataset",
     "pyimgano_register_metrics": "metric",
     "pyimgano_register_postprocessors": "postprocessor",
+    "pyimgano_register_commands": "command",
 }

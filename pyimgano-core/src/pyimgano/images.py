@@ -3,19 +3,24 @@
 Grayscale is replicated to three channels, RGBA is composited onto black (alpha
 ignored is the common industrial case: masks in alpha are rare), 16-bit and float
 images are rescaled to 8 bits. A file that cannot be read raises
-:class:`pyimgano.ImageLoadError` naming the file.
+:class:`pyimgano.ImageLoadError` naming the file; an image over the pixel limit of
+:mod:`pyimgano.limits` raises :class:`pyimgano.ImageTooLarge` (files are checked from
+their header, before any pixel is decoded).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pyimgano.errors import ImageLoadError
+from pyimgano.errors import ImageLoadError, ImageTooLarge
+from pyimgano.limits import check_image_pixels, describe_excess, sync_pil
 
 ImageInput = str | os.PathLike | np.ndarray | Any
 
@@ -50,6 +55,7 @@ def as_rgb(arr: np.ndarray, source: str = "image array") -> np.ndarray:
         raise ImageLoadError(f"{source}: expected an HxW or HxWxC image, got shape {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageLoadError(f"{source}: empty image of shape {arr.shape}")
+    check_image_pixels(int(arr.shape[1]), int(arr.shape[0]), source)
     channels = arr.shape[2]
     if channels == 4:
         rgb = arr[:, :, :3].astype(np.float64)
@@ -64,48 +70,86 @@ def as_rgb(arr: np.ndarray, source: str = "image array") -> np.ndarray:
     return np.ascontiguousarray(_to_uint8(arr, source))
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file into an HxWx3 uint8 RGB array; errors name the file."""
+def open_image(path: str | os.PathLike, what: str = "image") -> Any:
+    """Open an image file lazily (header only) after checking its size against the pixel limit.
+
+    Returns an open PIL image (close it, or use it in a ``with``); errors are
+    :class:`ImageLoadError` (or :class:`ImageTooLarge`) naming the file.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
-        raise ImageLoadError(f"{path}: no such file")
+        raise ImageLoadError(f"{path}: no such {'file' if what == 'image' else what + ' file'}")
     if path.is_dir():
         raise ImageLoadError(f"{path}: is a directory, not an image")
+    limit = sync_pil()
     try:
-        with Image.open(path) as img:
-            img.load()
-            return pil_to_rgb(img, str(path))
-    except ImageLoadError:
-        raise
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"{path}: {_bomb_message(str(exc), limit)}") from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: not a readable image (unknown or corrupt format)") from None
+        raise ImageLoadError(f"{path}: unreadable {what}: unknown or corrupt format") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"{path}: corrupt or truncated image ({exc})") from None
+        raise ImageLoadError(f"{path}: unreadable {what}: corrupt or truncated ({exc})") from None
+    width, height = img.size
+    try:
+        check_image_pixels(width, height, str(path))
+    except ImageTooLarge:
+        img.close()
+        raise
+    return img
+
+
+def _bomb_message(pil_message: str, limit: int) -> str:
+    """Our wording for PIL's refusal, which gives the pixel count but not the size."""
+    match = re.search(r"\((\d+) pixels\)", pil_message)
+    return describe_excess(int(match.group(1)) if match else None, limit)
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file from its header only; the pixel limit applies."""
+    with open_image(path) as img:
+        width, height = img.size
+    return height, width
+
+
+def _decode(path: Path, what: str) -> Any:
+    """Open and fully decode an image file; returns the loaded PIL image."""
+    img = open_image(path, what)
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        img.close()
+        raise ImageLoadError(f"{path}: unreadable {what}: corrupt or truncated ({exc})") from None
+    except BaseException:
+        img.close()
+        raise
+    return img
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file into an HxWx3 uint8 RGB array; errors name the file."""
+    path = Path(path)
+    with _decode(path, "image") as img:
+        return pil_to_rgb(img, str(path))
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read a mask file into an HxW bool array (any non-zero pixel is defect)."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
-    if not path.exists():
-        raise ImageLoadError(f"{path}: no such mask file")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            arr = np.asarray(img)
-    except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: not a readable mask image") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"{path}: corrupt or truncated mask ({exc})") from None
+    with _decode(path, "mask") as img:
+        arr = np.asarray(img)
     if arr.ndim == 3:
         arr = arr[:, :, :3].max(axis=2) if arr.shape[2] >= 3 else arr[:, :, 0]
     return arr > 0
 
 
 def pil_to_rgb(img: Any, source: str = "PIL image") -> np.ndarray:
+    """Convert a PIL image (any mode) to HxWx3 uint8; the size is checked before decoding."""
+    check_image_pixels(int(img.size[0]), int(img.size[1]), source)
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img).astype(np.uint16)

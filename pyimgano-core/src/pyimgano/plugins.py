@@ -4,7 +4,12 @@ Discovery loops over the ``pyimgano`` entry-point group itself (not pluggy's
 ``load_setuptools_entrypoints``, which stops at the first broken plugin and silently
 skips a reused entry-point name). Each plugin is imported, registered and asked for its
 specs inside its own try/except; a failure is recorded as data on the plugin's
-:class:`PluginRecord` and every other plugin keeps working.
+:class:`PluginRecord` and every other plugin keeps working. Each hook implementation is
+called with the arguments it declares, as pluggy calls hooks, so hookspecs can grow.
+
+Besides components, plugins register sub-commands of the ``pyimgano`` command line
+(:class:`pyimgano.CommandSpec`); the registry lists them and resolves a command name to
+the one plugin that provides it.
 
 Environment:
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import os
 import threading
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -29,11 +35,12 @@ from pydantic import BaseModel, ValidationError
 
 from pyimgano import hookspecs
 from pyimgano.errors import ComponentNotFound, InvalidParams, NameConflict, PluginError
-from pyimgano.specs import SPEC_TYPES
+from pyimgano.specs import SPEC_TYPES, CommandSpec
 
 ENTRY_POINT_GROUP = "pyimgano"
 BUILTIN_PLUGIN = "core"
 KINDS = ("detector", "dataset", "metric", "postprocessor")
+COMMAND = "command"  # the hook kind of CLI sub-commands, kept apart from the component KINDS
 STRICT_ENV = "PYIMGANO_STRICT_PLUGINS"
 DISABLE_ENV = "PYIMGANO_DISABLE_PLUGINS"
 
@@ -51,6 +58,7 @@ class PluginRecord:
     status: Status = "ok"
     error: str | None = None
     components: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    commands: list[CommandSpec] = field(default_factory=list)
 
     def provider(self) -> str:
         dist = self.distribution or "no distribution"
@@ -70,6 +78,7 @@ class PluginRecord:
             "datasets": self.names("dataset"),
             "metrics": self.names("metric"),
             "postprocessors": self.names("postprocessor"),
+            "commands": [spec.name for spec in self.commands],
         }
 
 
@@ -90,14 +99,26 @@ def _short_error(exc: BaseException) -> str:
 class Registry:
     """All discovered plugins and the components they register."""
 
-    def __init__(self) -> None:
+    def __init__(self, hook_arguments: Mapping[str, Any] | None = None) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginRecord] = []
+        # values offered to hook implementations, by hookspec argument name
+        self.hook_arguments: dict[str, Any] = dict(hook_arguments or {})
 
     # -- loading ---------------------------------------------------------------------
     def discover(self, entry_points: Any | None = None) -> Registry:
-        """Load every plugin of the entry-point group (or the given entry points)."""
+        """Load every plugin of the entry-point group (or the given entry points).
+
+        Raises :class:`PluginError` when ``PYIMGANO_STRICT_PLUGINS`` is set and a plugin
+        failed; :meth:`load` is the same without that check.
+        """
+        self.load(entry_points)
+        self.check_strict()
+        return self
+
+    def load(self, entry_points: Any | None = None) -> Registry:
+        """Load plugins, recording failures on their records (never raises for a plugin)."""
         eps = entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP)
         disabled = _disabled_plugins()
         ordered = sorted(eps, key=lambda ep: (ep.name != BUILTIN_PLUGIN, ep.name))
@@ -120,7 +141,6 @@ class Registry:
                 self._fail(record, f"import of {ep.value!r} failed: {_short_error(exc)}", exc)
                 continue
             self.register_module(module, record)
-        self._check_strict()
         return self
 
     def register_module(self, module: ModuleType | object, record: PluginRecord | str) -> PluginRecord:
@@ -139,7 +159,9 @@ class Registry:
             return record
         try:
             self.pm.check_pending()
-            record.components = self._collect_specs(module)
+            collected = self._collect_specs(module)
+            record.commands = collected.pop(COMMAND)
+            record.components = collected
         except Exception as exc:  # noqa: BLE001
             self.pm.unregister(module)
             self._fail(record, _short_error(exc), exc)
@@ -148,18 +170,28 @@ class Registry:
         return record
 
     def _collect_specs(self, module: object) -> dict[str, list[Any]]:
-        components: dict[str, list[Any]] = {k: [] for k in KINDS}
+        """Every spec the module's hooks return, by kind (the components' and ``command``)."""
+        collected: dict[str, list[Any]] = {k: [] for k in (*KINDS, COMMAND)}
         for hook_name, kind in hookspecs.HOOK_KINDS.items():
             caller = getattr(self.pm.hook, hook_name)
             for impl in caller.get_hookimpls():
                 if impl.plugin is not module:
                     continue
+                offered = self._hook_kwargs(caller)
                 try:
-                    result = impl.function()
+                    result = impl.function(*(offered[name] for name in impl.argnames))
                 except Exception as exc:
                     raise PluginError(f"hook {hook_name} raised {_short_error(exc)}") from exc
-                components[kind].extend(self._validate_specs(hook_name, kind, result))
-        return components
+                collected[kind].extend(self._validate_specs(hook_name, kind, result))
+        return collected
+
+    def _hook_kwargs(self, caller: pluggy.HookCaller) -> dict[str, Any]:
+        """The values of a hookspec's arguments; an implementation takes the ones it names."""
+        names = caller.spec.argnames if caller.spec is not None else ()
+        missing = [name for name in names if name not in self.hook_arguments]
+        if missing:
+            raise PluginError(f"hookspec {caller.name} declares {', '.join(missing)}, which the registry does not offer")
+        return {name: self.hook_arguments[name] for name in names}
 
     @staticmethod
     def _validate_specs(hook_name: str, kind: str, result: Any) -> list[Any]:
@@ -192,17 +224,26 @@ class Registry:
         record.status = "error"
         record.error = message
         record.components = {k: [] for k in KINDS}
+        record.commands = []
         if exc is not None and _env_flag("PYIMGANO_DEBUG_PLUGINS"):
             record.error += "\n" + "".join(traceback.format_exception(exc))
         self.plugins.append(record)
 
-    def _check_strict(self) -> None:
+    def strict_error(self) -> str | None:
+        """Why strict mode fails this registry (``PYIMGANO_STRICT_PLUGINS`` set, a plugin failed)."""
         if not _env_flag(STRICT_ENV):
-            return
+            return None
         broken = [p for p in self.plugins if p.status == "error"]
-        if broken:
-            lines = "; ".join(f"{p.provider()}: {p.error}" for p in broken)
-            raise PluginError(f"{STRICT_ENV} is set and {len(broken)} plugin(s) failed: {lines}")
+        if not broken:
+            return None
+        lines = "; ".join(f"{p.provider()}: {p.error}" for p in broken)
+        return f"{STRICT_ENV} is set and {len(broken)} plugin(s) failed: {lines}"
+
+    def check_strict(self) -> None:
+        """Raise :class:`PluginError` when :meth:`strict_error` says so."""
+        message = self.strict_error()
+        if message:
+            raise PluginError(message)
 
     # -- lookup ----------------------------------------------------------------------
     def plugin(self, name: str) -> PluginRecord:
@@ -225,6 +266,45 @@ class Registry:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components(kind))
+
+    def commands(self) -> dict[str, list[tuple[CommandSpec, PluginRecord]]]:
+        """Every command of a working plugin, by name, in discovery order (core first).
+
+        A name with more than one provider is a conflict, reported by :meth:`resolve_command`.
+        """
+        out: dict[str, list[tuple[CommandSpec, PluginRecord]]] = {}
+        for record in self.plugins:
+            if record.status == "ok":
+                for spec in record.commands:
+                    out.setdefault(spec.name, []).append((spec, record))
+        return out
+
+    def resolve_command(self, name: str) -> tuple[CommandSpec, PluginRecord]:
+        """The one plugin command called ``name``; :class:`NameConflict` names every provider."""
+        providers = self.commands().get(name)
+        if not providers:
+            raise ComponentNotFound(f"no command named {name!r}; available: {', '.join(self.commands()) or 'none'}")
+        if len(providers) > 1:
+            names = " and ".join(record.provider() for _, record in providers)
+            raise NameConflict(
+                f"command {name!r} is registered by {len(providers)} plugins: {names}; uninstall one, or block "
+                f"one with {DISABLE_ENV}={providers[-1][1].name}"
+            )
+        return providers[0]
+
+    def load_command(self, name: str) -> Any:
+        """Import the command's factory; it must have ``add_arguments`` and ``run``."""
+        spec, record = self.resolve_command(name)
+        try:
+            command = spec.load_factory()
+        except Exception as exc:
+            raise PluginError(
+                f"command {name!r} from {record.provider()} could not be loaded ({spec.factory}): {_short_error(exc)}"
+            ) from exc
+        missing = [f"{attr}()" for attr in ("add_arguments", "run") if not callable(getattr(command, attr, None))]
+        if missing:
+            raise PluginError(f"command {name!r} from {record.provider()}: {spec.factory} has no {' or '.join(missing)}")
+        return command
 
     def resolve(self, kind: str, name: str) -> tuple[Any, PluginRecord]:
         """Find a component by qualified (``plugin:name``) or bare name."""
@@ -302,13 +382,21 @@ _registry: Registry | None = None
 _lock = threading.Lock()
 
 
-def get_registry() -> Registry:
-    """The process-wide registry, discovered on first use."""
+def get_registry(*, strict: bool = True) -> Registry:
+    """The process-wide registry, loaded on first use.
+
+    In strict mode (``PYIMGANO_STRICT_PLUGINS``) a failed plugin raises
+    :class:`PluginError` on every call; ``strict=False`` returns the registry anyway
+    (``list-plugins`` shows it before failing, the command line finds its commands).
+    """
     global _registry
     with _lock:
         if _registry is None:
-            _registry = Registry().discover()
-        return _registry
+            _registry = Registry().load()
+        registry = _registry
+    if strict:
+        registry.check_strict()
+    return registry
 
 
 def reset_registry() -> None:

@@ -1,11 +1,18 @@
-"""The preprocessing policy shared by data sets, detectors and metrics.
+"""Image geometry shared by data sets, detectors and metrics: the one resize path.
 
-A :class:`Preprocess` resizes an image to ``resize`` and then optionally crops its centre to
-``crop``. Masks get exactly the same geometry with nearest-neighbour sampling, so a mask
-stays binary and aligned with its image. A map computed at the model size can be mapped
-back to the original image size (:func:`map_to_original`), for metrics at the original
-resolution (the MVTec AD convention); the border a centre crop removed is filled with the
-map's minimum, i.e. "not anomalous".
+Every resize in pyimgano goes through :func:`resize_image`, :func:`resize_mask` and
+:func:`resize_map` (one resampling implementation, PIL's, antialiased when shrinking);
+:func:`resize_matrix` gives the same map resize as a matrix per axis, for code that fuses it
+with other linear steps (PatchCore's map smoothing).
+
+A :class:`Preprocess` is a geometry policy: resize an image to ``resize``, then optionally
+crop its centre to ``crop``. Masks get exactly the same geometry with nearest-neighbour
+sampling, so a mask stays binary and aligned with its image. A map computed at the model
+size is mapped back to the original image size (:meth:`Preprocess.map_to_original`), for
+metrics at the original resolution (the MVTec AD convention); the border a centre crop
+removed is filled with the map's minimum, i.e. "not anomalous". New geometries (keep the
+aspect ratio, tiles) are new policy fields with the same three methods: ``apply_to_image``,
+``apply_to_mask``, ``map_to_original``.
 
 Example::
 
@@ -16,14 +23,26 @@ Example::
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Size = int | tuple[int, int]
+Interpolation = Literal["bilinear", "bicubic", "area", "nearest"]
 
-__all__ = ["Preprocess", "apply_to_image", "apply_to_mask", "map_to_original", "output_shape"]
+__all__ = [
+    "Preprocess",
+    "apply_to_image",
+    "apply_to_mask",
+    "map_to_original",
+    "output_shape",
+    "resize_image",
+    "resize_map",
+    "resize_mask",
+    "resize_matrix",
+]
 
 
 def _as_hw(value: Size) -> tuple[int, int]:
@@ -42,7 +61,7 @@ class Preprocess(BaseModel):
 
     resize: Size | None = Field(None, description="target size: N (square) or (height, width); None keeps it")
     crop: Size | None = Field(None, description="centre crop after resizing: N or (height, width); None: no crop")
-    interpolation: Literal["bilinear", "bicubic", "area", "nearest"] = Field(
+    interpolation: Interpolation = Field(
         "bilinear", description="resampling of images (masks always use nearest neighbour)"
     )
 
@@ -85,15 +104,13 @@ class Preprocess(BaseModel):
     def apply_to_image(self, image: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 (or HxW) image -> resized and cropped, same dtype."""
         image = np.asarray(image)
-        out = _resize(image, self.resized_shape(image.shape), self.interpolation)
+        out = resize_image(image, self.resized_shape(image.shape), self.interpolation)
         return _crop(out, self.crop_box(image.shape))
 
     def apply_to_mask(self, mask: np.ndarray) -> np.ndarray:
         """HxW mask -> bool mask with the image's geometry (nearest neighbour)."""
         mask = np.asarray(mask)
-        if mask.ndim != 2:
-            raise ValueError(f"mask must be HxW, got shape {mask.shape}")
-        out = _resize(mask.astype(np.uint8), self.resized_shape(mask.shape), "nearest") > 0
+        out = resize_mask(mask, self.resized_shape(mask.shape))
         return _crop(out, self.crop_box(mask.shape))
 
     def apply(self, image: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -118,11 +135,49 @@ class Preprocess(BaseModel):
         rh, rw = self.resized_shape(original_shape)
         frame = np.full((rh, rw), amap.min() if amap.size else 0.0, dtype=np.float32)
         frame[top : top + h, left : left + w] = amap
-        return _resize(frame, (int(original_shape[0]), int(original_shape[1])), "bilinear")
+        return resize_map(frame, (int(original_shape[0]), int(original_shape[1])))
+
+
+def resize_image(image: np.ndarray, size: Size, interpolation: Interpolation = "bilinear") -> np.ndarray:
+    """HxWx3 (or HxW) image -> ``size`` (N for square, or (height, width)), same dtype.
+
+    uint8 images stay uint8 (rounded); float images keep their values' scale.
+    """
+    return _resize(np.asarray(image), _as_hw(size), interpolation)
+
+
+def resize_mask(mask: np.ndarray, size: Size) -> np.ndarray:
+    """HxW mask -> bool mask of ``size`` by nearest neighbour (stays binary)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be HxW, got shape {mask.shape}")
+    return _resize(mask.astype(np.uint8), _as_hw(size), "nearest") > 0
+
+
+def resize_map(anomaly_map: np.ndarray, size: Size) -> np.ndarray:
+    """HxW float map -> float32 map of ``size`` (bilinear)."""
+    amap = np.asarray(anomaly_map, dtype=np.float32)
+    if amap.ndim != 2:
+        raise ValueError(f"anomaly map must be HxW, got shape {amap.shape}")
+    return _resize(amap, _as_hw(size), "bilinear")
+
+
+@lru_cache(maxsize=64)
+def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The n_out x n_in matrix of :func:`resize_map` along one axis (float64, read-only).
+
+    ``resize_map(m, (h, w))`` equals ``resize_matrix(m.shape[0], h) @ m @ resize_matrix(m.shape[1], w).T``
+    up to float32 rounding: the matrix is the resize of an identity, so it is the same resampling.
+    """
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"sizes must be positive, got {n_in} -> {n_out}")
+    matrix = _resize(np.eye(n_in, dtype=np.float32), (n_out, n_in), "bilinear").astype(np.float64)
+    matrix.flags.writeable = False
+    return matrix
 
 
 def _resize(array: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:
-    """Resize with PIL; uint8/bool images and float maps keep their dtype."""
+    """Resize with PIL (the one implementation); uint8/bool images and float maps keep their dtype."""
     from PIL import Image
 
     if array.shape[:2] == size:

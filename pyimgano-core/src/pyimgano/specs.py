@@ -3,31 +3,37 @@
 A spec describes a component without importing it: ``factory`` is a
 ``"package.module:attr"`` string resolved on first use, ``params`` is a pydantic model
 that validates (and documents) the component's parameters, and ``capabilities`` says
-what the component can do.
+what the component can do. A :class:`CommandSpec` names a sub-command of the ``pyimgano``
+command line the same way.
+
+Every model here defers its schema build to first use (``defer_build``): importing
+pyimgano, or a plugin's registration module, builds no validator it does not need.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w\.]*:[A-Za-z_][\w\.]*$")
+_MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 class NoParams(BaseModel):
     """Params model for components that take no parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class DetectorCapabilities(BaseModel):
     """What a detector can do; the benchmark runner and the conformance kit read this."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     pixel_maps: bool = Field(True, description="predict_anomaly_map returns meaningful HxW maps")
     needs_training_epochs: bool = Field(False, description="training runs for epochs (gradient descent)")
@@ -48,13 +54,14 @@ class DetectorCapabilities(BaseModel):
     )
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+class _LazySpec(BaseModel):
+    """A named contribution whose implementation is imported on first use."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     name: str = Field(description="bare name, lower-case, e.g. 'patchcore'")
     summary: str = Field(description="one line that says what the component is")
     factory: str = Field(description="'package.module:attr', imported on first use")
-    params: type[BaseModel] = Field(NoParams, description="pydantic model of the parameters")
 
     @field_validator("name")
     @classmethod
@@ -80,20 +87,24 @@ class _Spec(BaseModel):
             raise ValueError(f"factory {value!r} must look like 'package.module:attr'")
         return value
 
+    def load_factory(self) -> Any:
+        """Import and return the object named by ``factory``."""
+        module_name, _, attr = self.factory.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in filter(None, attr.split(".")):
+            obj = getattr(obj, part)
+        return obj
+
+
+class _Spec(_LazySpec):
+    params: type[BaseModel] = Field(NoParams, description="pydantic model of the parameters")
+
     @field_validator("params")
     @classmethod
     def _check_params(cls, value: Any) -> type[BaseModel]:
         if not (isinstance(value, type) and issubclass(value, BaseModel)):
             raise ValueError("params must be a pydantic BaseModel subclass")
         return value
-
-    def load_factory(self) -> Any:
-        """Import and return the object named by ``factory``."""
-        module_name, _, attr = self.factory.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj
 
     def param_schema(self) -> dict[str, Any]:
         """JSON schema of the params model (for the CLI and docs)."""
@@ -116,11 +127,61 @@ class DatasetSpec(_Spec):
 
 
 class MetricSpec(_Spec):
-    """A metric: the factory is called as ``factory(ground_truth, predictions, **params)``."""
+    """A metric: the factory is called as ``factory(ground_truth, predictions, **params)``.
+
+    The benchmark computes every registered metric from its spec alone: ``level`` says
+    what it needs, the params model's defaults are what it is called with, ``title`` heads
+    its table column, ``returns_threshold`` says whether it returns ``(value, threshold)``.
+    """
 
     kind: Literal["metric"] = "metric"
     level: Literal["image", "pixel"] = Field(description="image scores or pixel maps")
+    title: str | None = Field(
+        None,
+        description="short column title in tables, e.g. 'img AUROC'; may name parameters in braces, "
+                    "filled with their defaults ('AUPRO@{fpr_limit}' reads 'AUPRO@0.3'); default: the name",
+    )
     higher_is_better: bool = True
+    returns_threshold: bool = Field(False, description="the function returns (value, threshold), e.g. F1-max")
+    headline: bool = Field(False, description="shown in the benchmark's per-run log line and side-by-side tables")
+    value_range: tuple[float, float] | None = Field(
+        (0.0, 1.0), description="values lie in [low, high] (the conformance kit checks it); None: unbounded"
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _check_title(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value or "\n" in value:
+            raise ValueError("title must be one non-empty line")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"title {value!r} is not a valid format string: {exc}") from None
+        if any(not f.isidentifier() for f in fields):
+            raise ValueError(f"title {value!r}: braces must name a parameter, e.g. '{{fpr_limit}}'")
+        return value
+
+    @model_validator(mode="after")
+    def _title_names_params(self) -> MetricSpec:
+        if self.title is not None and isinstance(self.params, type):
+            known = self.params.model_fields
+            unknown = [f for _, f, _, _ in string.Formatter().parse(self.title) if f and f not in known]
+            if unknown:
+                raise ValueError(f"title {self.title!r} names {', '.join(unknown)}, not a parameter of "
+                                 f"{self.params.__name__} ({', '.join(known) or 'none'})")
+        return self
+
+    def display_title(self, params: BaseModel | None = None) -> str:
+        """The column title, braces filled from ``params`` (default: the params model's defaults)."""
+        if self.title is None:
+            return self.name
+        if "{" not in self.title:
+            return self.title
+        values = params if params is not None else self.params()
+        return self.title.format(**{name: getattr(values, name) for name in type(values).model_fields})
 
 
 class PostprocessorSpec(_Spec):
@@ -130,9 +191,28 @@ class PostprocessorSpec(_Spec):
     fits_statistics: bool = Field(False, description="needs fit(maps) on training/calibration maps")
 
 
-SPEC_TYPES: dict[str, type[_Spec]] = {
+class CommandSpec(_LazySpec):
+    """A sub-command of the ``pyimgano`` command line, e.g. ``pyimgano datasets``.
+
+    ``factory`` names a module (``"package.module"``) or an object
+    (``"package.module:attr"``) with ``add_arguments(parser)`` and ``run(args) -> int``;
+    it is imported only when its command runs, never for ``--help`` or ``list-plugins``.
+    """
+
+    kind: Literal["command"] = "command"
+
+    @field_validator("factory")
+    @classmethod
+    def _check_factory(cls, value: str) -> str:
+        if not (_FACTORY_RE.match(value) or _MODULE_RE.match(value)):
+            raise ValueError(f"factory {value!r} must look like 'package.module' or 'package.module:attr'")
+        return value
+
+
+SPEC_TYPES: dict[str, type[_LazySpec]] = {
     "detector": DetectorSpec,
     "dataset": DatasetSpec,
     "metric": MetricSpec,
     "postprocessor": PostprocessorSpec,
+    "command": CommandSpec,
 }

@@ -8,6 +8,7 @@ each split plus the layout problems found while listing them). Listing never rea
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,31 +51,41 @@ def image_files(folder: Path) -> list[Path]:
     )
 
 
+def _dataset_error(path: Path, exc: ImageLoadError) -> DatasetError:
+    """The reader's error as a DatasetError naming ``path`` once."""
+    message = str(exc)
+    prefix = f"{path}: "
+    return DatasetError(message if message.startswith(prefix) else f"{path}: {message}")
+
+
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, read from its header only."""
-    from PIL import Image, UnidentifiedImageError
+    """(height, width) of an image file, read from its header only (the pixel limit applies)."""
+    from pyimgano.images import read_image_size
 
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({exc})") from None
-    return height, width
+        return read_image_size(path)
+    except ImageLoadError as exc:
+        raise _dataset_error(path, exc) from None
 
 
 def verify_image(path: Path) -> None:
     """Raise DatasetError naming ``path`` when the file is not a complete, decodable image."""
-    from PIL import Image
+    from pyimgano.images import read_image
 
     try:
-        with Image.open(path) as img:
-            img.load()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
-        raise DatasetError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+        read_image(path)
+    except ImageLoadError as exc:
+        raise _dataset_error(path, exc) from None
+
+
+def mask_is_empty(path: Path) -> bool:
+    """Whether a mask file marks no pixel as defect (DatasetError when unreadable)."""
+    from pyimgano.images import read_mask
+
+    try:
+        return not read_mask(path).any()
+    except ImageLoadError as exc:
+        raise _dataset_error(path, exc) from None
 
 
 @dataclass
@@ -268,9 +279,12 @@ class AnomalyDataset:
         return image, mask
 
     def check(self, read_pixels: bool = True) -> list[Problem]:
-        """Every problem of the covered categories: layout, unreadable files, mask sizes.
+        """Every problem of the covered categories: layout, unreadable files, mask sizes, and
+        what would mislead a benchmark (an image in both train and test, a defect image
+        without a mask where the others have one, an empty defect mask).
 
-        ``read_pixels=False`` only lists files and reads image headers (fast).
+        ``read_pixels=False`` only lists files and reads image headers (fast; empty masks
+        are then not seen).
         """
         try:
             categories = self.categories
@@ -280,6 +294,7 @@ class AnomalyDataset:
         for cat in categories:
             scan = self.scan(cat)
             problems.extend(scan.problems)
+            problems.extend(misleading(scan, self.has_masks))
             for samples in scan.splits.values():
                 for sample in samples:
                     problems.extend(self._check_sample(sample, read_pixels))
@@ -295,8 +310,7 @@ class AnomalyDataset:
             return [Problem(sample.image_path, str(exc).split(": ", 1)[-1])]
         if sample.mask_path is not None:
             try:
-                if read_pixels:
-                    verify_image(sample.mask_path)
+                empty = read_pixels and mask_is_empty(sample.mask_path)
                 mask_size = image_size(sample.mask_path)
             except DatasetError as exc:
                 return [Problem(sample.mask_path, str(exc).split(": ", 1)[-1])]
@@ -308,11 +322,48 @@ class AnomalyDataset:
                         f"{sample.image_path.name} ({size[1]}x{size[0]})",
                     )
                 )
+            if empty and sample.label == 1:
+                found.append(
+                    Problem(
+                        sample.mask_path,
+                        f"defect mask of {sample.image_path.name} is empty (no defect pixel): "
+                        "pixel metrics would count the defect as missed",
+                    )
+                )
         return found
 
     def __repr__(self) -> str:
         which = self.selected if self.selected is not None else "all categories"
         return f"<{type(self).__name__} {self.name!r} at {self.root} ({which})>"
+
+
+def misleading(scan: CategoryScan, has_masks: bool) -> list[Problem]:
+    """What a listing holds that would mislead a benchmark: the same image in train and test,
+    and defect images without a mask when the others have one (pixel metrics are then
+    skipped for the whole category). Paths the scan already reported are not repeated."""
+    problems: list[Problem] = []
+    reported = {p.path for p in scan.problems}
+    train = {os.path.realpath(s.image_path): s.image_path for s in scan.splits.get("train", [])}
+    for sample in scan.splits.get("test", []):
+        twin = train.get(os.path.realpath(sample.image_path))
+        if twin is not None:
+            same = "" if twin == sample.image_path else f" (as {twin})"
+            problems.append(
+                Problem(sample.image_path, f"listed in both train and test{same}: its test score would be inflated")
+            )
+    defects = [s for s in scan.splits.get("test", []) if s.label == 1]
+    with_mask = sum(s.mask_path is not None for s in defects)
+    if has_masks and 0 < with_mask < len(defects):
+        for sample in defects:
+            if sample.mask_path is None and sample.image_path not in reported:
+                problems.append(
+                    Problem(
+                        sample.image_path,
+                        f"defect image without a mask while {with_mask} other(s) have one: "
+                        "the benchmark skips pixel metrics for the whole category",
+                    )
+                )
+    return problems
 
 
 def describe(dataset: Any) -> dict[str, Any]:

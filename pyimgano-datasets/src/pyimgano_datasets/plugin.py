@@ -1,4 +1,7 @@
-"""Registration module of the datasets plugin (light: imports pydantic and pyimgano only)."""
+"""Registration module of the datasets plugin (light: imports pydantic and pyimgano only).
+
+Registers the data sets and the ``pyimgano datasets`` command (:mod:`pyimgano_datasets.cli`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pyimgano import DatasetSpec, NoParams, hookimpl
+from pyimgano import CommandSpec, DatasetSpec, NoParams, hookimpl
 
 DefectKind = Literal["scratch", "stain", "foreign", "missing"]
 
@@ -15,7 +18,7 @@ DefectKind = Literal["scratch", "stain", "foreign", "missing"]
 class SyntheticParams(BaseModel):
     """Parameters of the generated ``synthetic`` set; each combination has its own cache folder."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     seed: int = Field(0, ge=0, description="random seed: same seed, same images")
     image_size: int = Field(256, ge=32, le=2048, description="side of the square images, pixels")
@@ -42,7 +45,7 @@ class SyntheticParams(BaseModel):
 class FolderParams(BaseModel):
     """Your own images: an MVTec-layout root, or explicit lists of files."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     train_good: list[Path] | None = Field(None, description="good training images (files or folders)")
     test_good: list[Path] | None = Field(None, description="good test images (files or folders)")
@@ -56,7 +59,7 @@ class FolderParams(BaseModel):
 
 
 class VisaParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     split_file: str = Field("split_csv/1cls.csv", description="split CSV, relative to the root (or absolute)")
 
@@ -110,4 +113,15 @@ def pyimgano_register_datasets() -> list[DatasetSpec]:
             params=FolderParams,
             needs_root=False,
         ),
+    ]
+
+
+@hookimpl
+def pyimgano_register_commands() -> list[CommandSpec]:
+    return [
+        CommandSpec(
+            name="datasets",
+            summary="list data sets; show, check, download or prepare one on disk",
+            factory="pyimgano_datasets.cli",
+        )
     ]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pyimgano.contracts import DatasetSample
 from pyimgano.errors import DatasetError
+from pyimgano.userfiles import confine, plain_name, read_text
 from pyimgano_datasets.base import AnomalyDataset, CategoryScan, Problem
 
 COLUMNS = ("object", "split", "label", "image", "mask")
@@ -25,28 +26,73 @@ LABELS = {"normal": 0, "anomaly": 1}
 DEFAULT_SPLIT_FILE = "split_csv/1cls.csv"
 
 
-def read_split_file(path: Path) -> tuple[list[dict[str, str]], list[Problem]]:
-    """Rows of a VisA split CSV and the problems of malformed rows."""
+def read_split_file(path: Path, root: Path | None = None) -> tuple[list[dict[str, str]], list[Problem]]:
+    """Rows of a VisA split CSV and the problems of malformed rows.
+
+    Read as spreadsheets save it: UTF-8 with or without a byte-order mark, UTF-16 with one,
+    or Windows-1252; separated by commas, semicolons or tabs; column names and the split and
+    label values in any case. With ``root``, the ``image`` and ``mask`` paths are confined to
+    it and every ``object`` must be a plain folder name: one row that breaks this refuses the
+    whole file (a DatasetError naming the file, the line, the value and the root).
+    """
     if not path.is_file():
         raise DatasetError(f"{path}: VisA split file not found (expected the official split_csv/1cls.csv)")
+    text = read_text(path, DatasetError, fallback=("cp1252",))
+    lines = text.splitlines()
+    delimiter = _delimiter(lines[0] if lines else "")
+    if delimiter is None:
+        header = lines[0][:80] if lines else ""
+        raise DatasetError(f"{path}: split file lacks the header {','.join(COLUMNS)} (first line: {header!r})")
+    reader = csv.reader(lines, delimiter=delimiter)
+    names = [name.strip().lower() for name in next(reader)]
     problems: list[Problem] = []
+    refused: list[str] = []
     rows: list[dict[str, str]] = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{path}: split file lacks column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}")
-        for line, row in enumerate(reader, start=2):
-            row = {k: (row.get(k) or "").strip() for k in COLUMNS}
-            if row["split"] not in ("train", "test"):
-                problems.append(Problem(path, f"line {line}: split {row['split']!r} is not train or test"))
-            elif row["label"] not in LABELS:
-                problems.append(Problem(path, f"line {line}: label {row['label']!r} is not normal or anomaly"))
-            elif not row["object"] or not row["image"]:
-                problems.append(Problem(path, f"line {line}: empty object or image"))
-            else:
-                rows.append(row)
+    for line, values in enumerate(reader, start=2):
+        if not any(v.strip() for v in values):
+            continue  # blank lines spreadsheets leave at the end
+        raw = dict(zip(names, values))
+        row = {k: (raw.get(k) or "").strip() for k in COLUMNS}
+        row["split"], row["label"] = row["split"].lower(), row["label"].lower()
+        if row["split"] not in ("train", "test"):
+            problems.append(Problem(path, f"line {line}: split {row['split']!r} is not train or test"))
+        elif row["label"] not in LABELS:
+            problems.append(Problem(path, f"line {line}: label {row['label']!r} is not normal or anomaly"))
+        elif not row["object"] or not row["image"]:
+            problems.append(Problem(path, f"line {line}: empty object or image"))
+        elif root is not None:
+            try:
+                _confine_row(row, root, f"{path}: line {line}")
+            except DatasetError as exc:
+                refused.append(str(exc))
+                continue
+            rows.append(row)
+        else:
+            rows.append(row)
+    if refused:
+        more = f" (and {len(refused) - 1} more such row(s))" if len(refused) > 1 else ""
+        raise DatasetError(refused[0] + more)
     return rows, problems
+
+
+def _delimiter(header: str) -> str | None:
+    """The separator that splits the header into the expected column names."""
+    for delimiter in (",", ";", "\t"):
+        names = {name.strip().strip('"').lower() for name in header.split(delimiter)}
+        if all(c in names for c in COLUMNS):
+            return delimiter
+    return None
+
+
+def _confine_row(row: dict[str, str], root: Path, where: str) -> None:
+    """Check a row's folder name and paths against ``root``; paths are stored normalised."""
+    try:
+        plain_name(row["object"], where, "object", DatasetError)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} (data set root {root})") from None
+    for column in ("image", "mask"):
+        if row[column]:
+            row[column] = str(confine(root, row[column], where, DatasetError, f"{column} path").relative_to(root))
 
 
 class VisaDataset(AnomalyDataset):
@@ -61,7 +107,7 @@ class VisaDataset(AnomalyDataset):
 
     def rows(self) -> list[dict[str, str]]:
         if self._rows is None:
-            self._rows, self._row_problems = read_split_file(self.split_file)
+            self._rows, self._row_problems = read_split_file(self.split_file, self.root)
         return self._rows
 
     def _find_categories(self) -> list[str]:

@@ -20,7 +20,6 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pyimgano.torchkit import OFFLINE_BACKBONE, load_weights, offline_weights_file, read_state_dict, timm_name
@@ -312,23 +311,23 @@ def build_classifier(backbone: str = OFFLINE_BACKBONE, weights: str | os.PathLik
     return model.eval()
 
 
-def images_to_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """HxWx3 uint8 arrays -> N x 3 x size x size floats in [0, 1], channels-last.
+def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """Equal-size HxWx3 arrays of 0-255 values (uint8 or float) -> N x 3 x H x W floats in [0, 1], channels-last.
 
-    Images of another size are resized bilinearly with antialiasing. Each image is copied
-    straight into an N x H x W x 3 buffer, whose N x 3 x H x W view is channels-last: much
-    faster than concatenating per-image permuted tensors.
+    Images arrive at the network size (resized by the detector's geometry,
+    :class:`pyimgano.preprocess.Preprocess`). Each is copied straight into an N x H x W x 3
+    buffer, whose N x 3 x H x W view is channels-last: much faster than concatenating
+    per-image permuted tensors.
     """
-    nhwc = torch.empty((len(images), size, size, 3), dtype=torch.float32)
+    if not images:
+        raise ValueError("images_to_tensor needs at least one image")
+    height, width = images[0].shape[:2]
+    nhwc = torch.empty((len(images), height, width, 3), dtype=torch.float32)
+    buffer = nhwc.numpy()
     for i, img in enumerate(images):
-        arr = img if img.flags.writeable and img.flags.c_contiguous else np.array(img, copy=True)
-        hwc = torch.from_numpy(arr)
-        if hwc.shape[:2] == (size, size):
-            nhwc[i] = hwc
-        else:
-            chw = hwc.permute(2, 0, 1)[None].float()
-            resized = F.interpolate(chw, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-            nhwc[i] = resized[0].permute(1, 2, 0)
+        if img.shape != (height, width, 3):
+            raise ValueError(f"image {i} has shape {img.shape}; expected {(height, width, 3)} like image 0")
+        buffer[i] = img
     return nhwc.div_(255.0).permute(0, 3, 1, 2)
 
 

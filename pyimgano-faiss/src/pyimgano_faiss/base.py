@@ -1,4 +1,9 @@
-"""What the faiss plugin's detectors share: a lazily built backbone, threads, device, batches."""
+"""What the faiss plugin's detectors share: a lazily built backbone, threads, device, batches.
+
+Parameters live in the params models of :mod:`pyimgano_faiss.plugin` (the classes the specs
+register); the base :class:`pyimgano.Detector` validates them into ``self.config`` and
+exposes each as an attribute (``self.image_size``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import numpy as np
 import torch
 
 from pyimgano import Detector
+from pyimgano.preprocess import Preprocess
 from pyimgano_faiss.backbones import Backbone, build_backbone, images_to_tensor, iter_batches
 from pyimgano_faiss.runtime import configure_threads, resolve_device
 
@@ -24,49 +30,33 @@ def _shared_backbone(
     return build_backbone(backbone, layers, weights=weights, pretrained=pretrained).to(device)
 
 
-class BackboneDetector(Detector):
-    """Base of detectors built on frozen backbone features (torch) and faiss search."""
+# parameters the built backbone depends on: changing one builds it again on next use
+_BACKBONE_PARAMS = frozenset({"backbone", "layers", "weights", "pretrained", "device"})
 
-    def __init__(
-        self,
-        *,
-        backbone: str,
-        layers: Sequence[str] | None,
-        weights: str | None,
-        pretrained: bool,
-        image_size: int,
-        batch_size: int,
-        device: str,
-        num_threads: int | None,
-        seed: int,
-        progress: bool,
-        **extra: Any,
-    ) -> None:
-        super().__init__(
-            backbone=backbone,
-            layers=None if layers is None else list(layers),
-            weights=weights,
-            pretrained=pretrained,
-            image_size=image_size,
-            batch_size=batch_size,
-            device=device,
-            num_threads=num_threads,
-            seed=seed,
-            progress=progress,
-            **extra,
-        )
-        self.backbone = backbone
-        self.layers = None if layers is None else list(layers)
-        self.weights = weights
-        self.pretrained = pretrained
-        self.image_size = int(image_size)
-        self.batch_size = int(batch_size)
-        self.device = device
-        self.num_threads = num_threads
-        self.seed = int(seed)
-        self.progress = progress
+
+class BackboneDetector(Detector):
+    """Base of detectors built on frozen backbone features (torch) and faiss search.
+
+    Subclasses set ``params_model`` to a model with the fields of
+    ``pyimgano_faiss.plugin._BackboneParams`` (and a ``batch_size``).
+    """
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         self._backbone: Backbone | None = None
         self._device: str | None = None
+
+    def set_params(self, **params: Any) -> BackboneDetector:
+        super().set_params(**params)
+        if _BACKBONE_PARAMS & params.keys():
+            self._backbone = None
+            self._device = None
+        return self
+
+    @property
+    def geometry(self) -> Preprocess:
+        """How an input image becomes the network input: resized to ``image_size`` squared."""
+        return Preprocess(resize=self.image_size)
 
     def prepare(self) -> BackboneDetector:
         """Build the backbone now (otherwise it is built on the first fit or score)."""
@@ -91,8 +81,11 @@ class BackboneDetector(Detector):
         Callers iterate inside their own ``torch.inference_mode()`` block.
         """
         backbone = self._prepare()
+        geometry = self.geometry
         for start, batch in iter_batches(images, self.batch_size, progress=self.progress, desc=desc):
+            # resized in float: rounding the resized image to 8 bits would move the features
+            resized = [geometry.apply_to_image(img.astype(np.float32)) for img in batch]
             with torch.inference_mode():
-                x = images_to_tensor(batch, self.image_size).to(self._device, non_blocking=True)
-                feats = backbone(x)
+                x = images_to_tensor(resized)
+                feats = backbone(x.to(self._device, non_blocking=True))
             yield start, feats

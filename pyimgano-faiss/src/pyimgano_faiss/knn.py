@@ -7,46 +7,24 @@ nearest training embeddings (exact faiss search). No anomaly maps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from pyimgano_faiss.base import BackboneDetector
+from pyimgano_faiss.plugin import KNNParams
 from pyimgano_faiss.search import build_index, search
 
 
 class GlobalKNN(BackboneDetector):
-    supports_maps = False
+    """Image-level kNN; parameters: :class:`pyimgano_faiss.plugin.KNNParams`."""
 
-    def __init__(
-        self,
-        backbone: str = "wide_resnet50_2",
-        layers: Sequence[str] | None = None,
-        weights: str | None = None,
-        pretrained: bool = True,
-        image_size: int = 256,
-        n_neighbors: int = 5,
-        batch_size: int = 16,
-        device: str = "auto",
-        num_threads: int | None = None,
-        seed: int = 0,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(
-            backbone=backbone,
-            layers=layers,
-            weights=weights,
-            pretrained=pretrained,
-            image_size=image_size,
-            batch_size=batch_size,
-            device=device,
-            num_threads=num_threads,
-            seed=seed,
-            progress=progress,
-            n_neighbors=n_neighbors,
-        )
-        self.n_neighbors = int(n_neighbors)
+    supports_maps = False
+    params_model = KNNParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         self.embeddings_: np.ndarray | None = None
         self._index = None
 

@@ -7,18 +7,19 @@ k-center selection on randomly projected features (:mod:`pyimgano_faiss.coreset`
 Score: each patch's distance to its nearest memory-bank patch; the image score is the
 largest (optionally the paper's neighbourhood reweighting); the map is the patch-score
 grid upsampled bilinearly to the network input size, Gaussian-smoothed (sigma 4 there)
-and resized to each image's own size.
+and resized to each image's own size (both resizes are :mod:`pyimgano.preprocess`'s).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pyimgano.preprocess import resize_matrix
 from pyimgano_faiss.base import BackboneDetector
 from pyimgano_faiss.coreset import (
     ChunkedCoreset,
@@ -27,6 +28,7 @@ from pyimgano_faiss.coreset import (
     greedy_coreset,
     greedy_coreset_torch,
 )
+from pyimgano_faiss.plugin import PatchCoreParams
 from pyimgano_faiss.search import build_index, deserialize_index, search, serialize_index
 
 
@@ -50,81 +52,30 @@ def blur_matrix(size: int, sigma: float, dtype: torch.dtype = torch.float32) -> 
 
 @lru_cache(maxsize=32)
 def map_matrix(grid: int, size: int, out: int, sigma: float) -> torch.Tensor:
-    """out x grid matrix A with ``A @ P @ A'.T`` = resize(blur(upsample(P))) along one axis.
+    """out x grid matrix A with ``A @ P @ A'.T`` = resize(blur(resize(P))) along one axis.
 
-    Bilinear upsampling of the patch grid to ``size``, the Gaussian blur at ``size`` and the
-    bilinear resize to the image's own side ``out`` are all linear and separable, so one
-    small matrix per axis gives the whole map: a few MFLOP per image instead of two
-    convolutions over the full-size map.
+    The resize of the patch grid to ``size``, the Gaussian blur at ``size`` and the resize to
+    the image's own side ``out`` (:func:`pyimgano.preprocess.resize_matrix`, the shared
+    bilinear resize) are all linear and separable, so one small matrix per axis gives the
+    whole map: a few MFLOP per image instead of two convolutions over the full-size map.
     """
-    eye = torch.eye(grid, dtype=torch.float64).view(grid, 1, grid, 1)
-    up = F.interpolate(eye, size=(size, 1), mode="bilinear", align_corners=False).view(grid, size).T
+    up = torch.from_numpy(resize_matrix(grid, size).copy())
     matrix = blur_matrix(size, sigma, torch.float64) @ up
     if out != size:
-        eye = torch.eye(size, dtype=torch.float64).view(size, 1, size, 1)
-        down = F.interpolate(eye, size=(out, 1), mode="bilinear", align_corners=False).view(size, out).T
-        matrix = down @ matrix
+        matrix = torch.from_numpy(resize_matrix(size, out).copy()) @ matrix
     return matrix.float()
 
 
 class PatchCore(BackboneDetector):
-    """Native PatchCore; see the module docstring and ``docs/patchcore.md``."""
+    """Native PatchCore; parameters: :class:`pyimgano_faiss.plugin.PatchCoreParams`.
 
-    def __init__(
-        self,
-        backbone: str = "wide_resnet50_2",
-        layers: Sequence[str] | None = None,
-        weights: str | None = None,
-        pretrained: bool = True,
-        image_size: int = 256,
-        target_dim: int | None = None,
-        coreset_ratio: float = 0.1,
-        coreset_chunk: int = 131_072,
-        projection_dim: int = 128,
-        index: str = "flat",
-        nprobe: int = 8,
-        reweight: bool = False,
-        reweight_neighbors: int = 9,
-        sigma: float = 4.0,
-        batch_size: int = 8,
-        max_embedding_mb: float = 2048.0,
-        device: str = "auto",
-        num_threads: int | None = None,
-        seed: int = 0,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(
-            backbone=backbone,
-            layers=layers,
-            weights=weights,
-            pretrained=pretrained,
-            image_size=image_size,
-            batch_size=batch_size,
-            device=device,
-            num_threads=num_threads,
-            seed=seed,
-            progress=progress,
-            target_dim=target_dim,
-            coreset_ratio=coreset_ratio,
-            coreset_chunk=coreset_chunk,
-            projection_dim=projection_dim,
-            index=index,
-            nprobe=nprobe,
-            reweight=reweight,
-            reweight_neighbors=reweight_neighbors,
-            sigma=sigma,
-            max_embedding_mb=max_embedding_mb,
-        )
-        self.target_dim = target_dim
-        self.coreset_ratio = float(coreset_ratio)
-        self.coreset_chunk = int(coreset_chunk)
-        self.projection_dim = int(projection_dim)
-        self.index = index
-        self.nprobe = int(nprobe)
-        self.reweight = bool(reweight)
-        self.reweight_neighbors = int(reweight_neighbors)
-        self.sigma = float(sigma)
-        self.max_embedding_mb = float(max_embedding_mb)
+    See the module docstring and ``docs/patchcore.md``.
+    """
+
+    params_model = PatchCoreParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         self.memory_bank_: np.ndarray | None = None
         self.grid_: tuple[int, int] | None = None
         self.n_patches_: int | None = None
@@ -193,6 +144,13 @@ class PatchCore(BackboneDetector):
         self._index = build_index(self.memory_bank_, self.index, nprobe=self.nprobe)
         self._bank_tensor = None
 
+    def set_params(self, **params: Any) -> PatchCore:
+        """As :meth:`pyimgano.Detector.set_params`; a new ``index``/``nprobe`` rebuilds the search index."""
+        super().set_params(**params)
+        if {"index", "nprobe"} & params.keys() and self.memory_bank_ is not None:
+            self._build_search()
+        return self
+
     # -- score ----------------------------------------------------------------------
     def _nearest(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """k nearest memory-bank patches: faiss on CPU, an exact matmul on a GPU."""
@@ -232,7 +190,7 @@ class PatchCore(BackboneDetector):
             self._build_search()
         scores = np.empty(len(images), dtype=np.float64)
         maps: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
-        size = self.image_size
+        geometry = self.geometry
         with torch.inference_mode():
             for start, feats in self._features(images, desc="patchcore score"):
                 emb = self._embed(feats)
@@ -247,8 +205,9 @@ class PatchCore(BackboneDetector):
                 grid = torch.from_numpy(dist.reshape(b, h, w).astype(np.float32))
                 for i in range(b):
                     out_h, out_w = images[start + i].shape[:2]
-                    rows_m = map_matrix(h, size, out_h, self.sigma)
-                    cols_m = map_matrix(w, size, out_w, self.sigma)
+                    size_h, size_w = geometry.output_shape((out_h, out_w))
+                    rows_m = map_matrix(h, size_h, out_h, self.sigma)
+                    cols_m = map_matrix(w, size_w, out_w, self.sigma)
                     maps[start + i] = (rows_m @ grid[i] @ cols_m.T).numpy()
         if all(m.shape == maps[0].shape for m in maps):
             return scores, np.stack(maps)

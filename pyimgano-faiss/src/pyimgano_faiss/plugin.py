@@ -10,7 +10,7 @@ from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
 
 
 class _BackboneParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     backbone: str = Field(
         "wide_resnet50_2",

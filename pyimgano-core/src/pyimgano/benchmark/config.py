@@ -15,8 +15,10 @@ a ``seed`` parameter get it), never to the data set: the data is the benchmark's
     image_size = 128          # optional: resize images and masks to N x N
     seeds = [0, 1, 2]         # or seed = 0 (one seed; the default); not both
     jobs = 2
+    job_timeout = 3600        # seconds one job may run before it is stopped (0 or absent: no limit)
     flush_interval = 10       # seconds between rewrites of results.json, CSV, summary, report
     out = "runs/grid"         # relative paths (out, root) are relative to this file
+    metrics = ["image_auroc", "aupro"]   # absent: every registered metric
 
     [[detectors]]
     name = "faiss:patchcore"
@@ -40,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pyimgano.errors import ComponentNotFound, DatasetError, InvalidParams, PyimganoError
 
@@ -86,18 +88,39 @@ class BenchmarkConfig(BaseModel):
 
     detectors: list[DetectorEntry] = Field(default_factory=list)
     datasets: list[DatasetEntry] = Field(default_factory=list)
-    image_size: int | None = Field(None, ge=8, description="resize images and masks to N x N")
+    image_size: int | None = Field(
+        None, ge=8, description="resize images and masks to N x N (N x N within the image pixel limit)"
+    )
     seed: int | None = Field(None, description="the one seed of the grid (default 0); or give seeds")
     seeds: list[int] | None = Field(None, description="several seeds: one job per seed of every grid cell")
     jobs: int = Field(1, ge=1, description="categories run in parallel processes")
+    job_timeout: float | None = Field(
+        None, ge=0, description="seconds a job may run before its worker is stopped and it is recorded "
+                                "as an error (0 or None: no limit)",
+    )
     out: str | None = None
     force: bool = False
     overlays: int = Field(4, ge=0, description="heatmap overlays saved per category")
+    metrics: list[str] | None = Field(
+        None, description="metrics to compute (names as list-plugins shows them); absent: every registered metric"
+    )
     flush_interval: float = Field(
         DEFAULT_FLUSH_INTERVAL_S, ge=0,
         description="seconds between rewrites of results.json, CSV, summary.md and report.html "
                     "(0: after every job); each job's own record is always written at once",
     )
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size_within_limit(cls, value: int | None) -> int | None:
+        from pyimgano.limits import ENV_MAX_IMAGE_PIXELS, max_image_pixels, max_image_side
+
+        if value is not None and value > max_image_side():
+            raise ValueError(
+                f"{value} x {value} = {value * value:,} pixels exceeds the image limit of {max_image_pixels():,} "
+                f"pixels (at most {max_image_side()}; set {ENV_MAX_IMAGE_PIXELS} to change it)"
+            )
+        return value
 
     @property
     def seed_list(self) -> list[int]:
@@ -134,11 +157,18 @@ class JobSpec(BaseModel):
     image_size: int | None = None
     seed: int = 0
     overlays: int = 4
+    metrics: list[str] | None = Field(
+        None, description="qualified names of the metrics to compute; None: every registered metric"
+    )
 
     @property
     def key(self) -> str:
-        """Stable identity of the run: same key, same result (used to skip finished runs)."""
-        fields = self.model_dump(mode="json", exclude={"overlays", "dataset_label"})
+        """Stable identity of the run: same key, same scores (used to skip finished runs).
+
+        The metric set is not part of it: metrics are computed from the scores, and a
+        finished record is reused when it holds every metric asked for (ResultStore.finished).
+        """
+        fields = self.model_dump(mode="json", exclude={"overlays", "dataset_label", "metrics"})
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()
         return digest[:10]
 
@@ -188,13 +218,19 @@ def default_config(out: str | None = None) -> BenchmarkConfig:
     )
 
 
+def validation_problems(exc: ValidationError) -> str:
+    """A pydantic error as one line: ``field: message; field: message``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
 def load_config_file(path: str | Path) -> BenchmarkConfig:
     """Read a ``bench.toml`` (or a ``.json`` file of the same fields); errors name the file and the field."""
+    from pyimgano.userfiles import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    text = read_text(path, ConfigError)  # UTF-8 (a BOM is fine); binary data is one clear line
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -210,8 +246,7 @@ def load_config_file(path: str | Path) -> BenchmarkConfig:
     try:
         config = BenchmarkConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
     try:
         grid_seeds(config)
     except ConfigError as exc:
@@ -311,6 +346,9 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
     if not config.datasets:
         raise ConfigError("no data set to run on; give --dataset NAME")
     seeds = grid_seeds(config)
+    from pyimgano.benchmark.metric_set import resolve_metrics
+
+    metrics = [m.qualified for m in resolve_metrics(config.metrics)]
     detectors = []
     for entry in config.detectors:
         spec, record = _resolve(registry, "detector", entry.name)
@@ -357,6 +395,7 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
                             image_size=config.image_size,
                             seed=seed,
                             overlays=config.overlays,
+                            metrics=metrics,
                         )
                     )
     keys = [job.key for job in jobs]

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Iterator, Sequence
 from multiprocessing import connection as mp_connection
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ EXECUTORS: dict[str, str] = {
 }
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class Executor(Protocol):
@@ -53,70 +54,151 @@ def create_executor(name: str, **options: Any) -> Executor:
     return getattr(import_module(module_name), attr)(**options)
 
 
-def crashed_outcome(spec: JobSpec, message: str) -> dict[str, Any]:
-    """The outcome of a job whose worker died (no result came back)."""
+def crashed_outcome(spec: JobSpec, message: str, **extra: Any) -> dict[str, Any]:
+    """The outcome of a job whose worker died or was stopped (no result came back)."""
     run = empty_run(spec)
     run.update(status="error", error=message)
-    return {"run": run, "scores": [], "overlays": [], "extra": {"job_id": spec.job_id}}
+    return {"run": run, "scores": [], "overlays": [], "extra": {"job_id": spec.job_id, **extra}}
 
 
 class LocalExecutor:
-    """Serial in this process (``workers=1``) or a pool of ``workers`` processes.
+    """Jobs in worker processes on this machine (``workers`` at a time), or in this process.
 
-    Pool workers are started with ``spawn`` (no inherited torch/OpenMP state), take one
-    job at a time, and each is pinned to its own share of the CPUs (with its math
-    libraries limited to that many threads) so that N jobs do not fight over the cores. A worker that dies (segfault, out of
-    memory) fails only the job it was running, and a fresh worker takes its place.
+    By default every job runs in a worker process, also with one worker, so that a plugin
+    that crashes the interpreter (a segfault, ``abort()``, running out of memory) fails
+    only its own job: it is recorded as an error naming the signal, and a fresh worker
+    takes the next job. ``job_timeout`` (seconds; None or 0: none) stops a job that runs
+    longer, recorded as an error too. Workers stop when the driver dies, however it dies.
+    ``isolate=False`` runs the jobs one by one in this process (for debuggers and
+    profilers): no crash isolation and no timeout.
+
+    Workers are started with ``spawn`` (no inherited torch/OpenMP state), take one job at a
+    time and, when there are several, each is pinned to its own share of the CPUs (with its
+    math libraries limited to that many threads) so that N jobs do not fight over the cores.
     """
 
-    def __init__(self, workers: int = 1, threads_per_worker: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        threads_per_worker: int | None = None,
+        *,
+        isolate: bool = True,
+        job_timeout: float | None = None,
+    ) -> None:
         if workers < 1:
             raise ConfigError(f"--jobs must be at least 1, got {workers}")
+        if job_timeout is not None and not job_timeout >= 0:
+            raise ConfigError(f"--job-timeout must be 0 (none) or a number of seconds, got {job_timeout}")
+        if not isolate and workers > 1:
+            raise ConfigError(f"--in-process runs one job at a time; it cannot run --jobs {workers}")
+        if not isolate and job_timeout:
+            raise ConfigError(
+                f"--in-process cannot stop a job after job_timeout ({job_timeout:g} s); "
+                "give --job-timeout 0 to run without it"
+            )
         self.workers = workers
-        self.threads_per_worker = threads_per_worker or max(1, _usable_cpus() // workers)
+        self.isolate = isolate
+        self.job_timeout = job_timeout or None
+        if threads_per_worker is None and workers > 1:
+            threads_per_worker = max(1, _usable_cpus() // workers)
+        self.threads_per_worker = threads_per_worker  # None: the libraries' own defaults
 
     def map_unordered(
         self, jobs: Sequence[JobSpec], progress: ProgressFn | None = None
     ) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
-        if self.workers == 1 or len(jobs) <= 1:
+        if not self.isolate:
             for spec in jobs:
                 yield spec, run_job(spec, progress)
             return
-        yield from self._pool(list(jobs), progress)
+        if jobs:
+            yield from self._pool(list(jobs), progress)
 
     def _pool(self, jobs: list[JobSpec], progress: ProgressFn | None) -> Iterator[tuple[JobSpec, dict[str, Any]]]:
-        """A small process pool that knows which job each worker runs, so a dead worker
-        fails exactly its own job and is replaced."""
+        """A small process pool that knows which job each worker runs, so a dead or stopped
+        worker fails exactly its own job and is replaced. Each worker talks to the driver
+        over its own pipe (progress, then the outcome): nothing is shared between workers
+        that a killed one could leave locked."""
         ctx = multiprocessing.get_context("spawn")
-        events = ctx.Queue()
-        drain = _Drain(events, progress)
-        drain.start()
         pending = list(jobs)
         workers: list[_Worker] = []
+        previous_sigterm = _stop_on_sigterm()
         try:
-            slots = _cpu_slots(min(self.workers, len(jobs)))
-            workers = [_Worker(ctx, events, self.threads_per_worker, cpus) for cpus in slots]
+            n_workers = min(self.workers, len(jobs))
+            slots = _cpu_slots(n_workers) if n_workers > 1 else [None]
+            workers = [_Worker(ctx, self.threads_per_worker, cpus) for cpus in slots]
             while pending or any(w.job is not None for w in workers):
                 for worker in workers:
                     if worker.job is None and pending:
                         worker.start_job(pending.pop(0))
                 busy = [w for w in workers if w.job is not None]
-                ready = mp_connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+                wait_s = None
+                if self.job_timeout is not None:
+                    wait_s = max(0.0, min(w.started + self.job_timeout for w in busy) - time.monotonic())
+                ready = mp_connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy], wait_s)
+                now = time.monotonic()
                 for worker in busy:
-                    if worker.conn not in ready and worker.process.sentinel not in ready:
-                        continue
-                    spec, outcome = worker.collect()
-                    if outcome is None:  # the process died: fail its job, start a fresh worker
+                    spec = worker.job
+                    if worker.conn in ready or worker.process.sentinel in ready:
+                        message = worker.receive()
+                        if message is not None and message[0] == "progress":
+                            _report(progress, message[1])
+                            continue
+                        worker.job = None
+                        if message is None:  # the process died: fail its job, start a fresh worker
+                            error, extra = worker.death()
+                            outcome = crashed_outcome(spec, error, **extra)
+                        else:
+                            outcome = message[1]
+                    elif self.job_timeout is not None and now - worker.started >= self.job_timeout:
+                        worker.kill()
                         outcome = crashed_outcome(
-                            spec, "worker process died (crash or out of memory) while running this job"
+                            spec,
+                            f"timed out after {self.job_timeout:g} s (job_timeout); its worker process was stopped",
+                            timed_out_s=self.job_timeout,
                         )
-                        replacement = _Worker(ctx, events, self.threads_per_worker, worker.cpus)
-                        workers[workers.index(worker)] = replacement
+                    else:
+                        continue
+                    if not worker.process.is_alive():
+                        worker.stop()
+                        workers[workers.index(worker)] = _Worker(ctx, self.threads_per_worker, worker.cpus)
                     yield spec, outcome
         finally:
             for worker in workers:
                 worker.stop()
-            drain.stop()
+            _restore_sigterm(previous_sigterm)
+
+
+def _report(progress: ProgressFn | None, event: tuple[str, str, int, int]) -> None:
+    if progress is not None:
+        try:
+            progress(*event)
+        except Exception:  # noqa: BLE001 - a display problem must not stop the run
+            pass
+
+
+SIGNAL_HINTS = {
+    "SIGSEGV": "a crash in native code",
+    "SIGBUS": "a crash in native code",
+    "SIGILL": "a crash in native code",
+    "SIGFPE": "a crash in native code",
+    "SIGABRT": "aborted, e.g. by a failed check in native code",
+    "SIGKILL": "killed from outside, often for running out of memory",
+}
+
+
+def describe_exit(exitcode: int | None) -> tuple[str, dict[str, Any]]:
+    """How a worker process ended, for the job's error (and extras for its record)."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = SIGNAL_HINTS.get(name)
+        text = f"killed by {name} ({-exitcode}{': ' + hint if hint else ''})"
+        return text, {"signal": name}
+    if exitcode is None:
+        return "ended without a result", {}
+    return f"exited with status {exitcode}", {"exit_code": exitcode}
 
 
 def _usable_cpus() -> int:
@@ -139,34 +221,50 @@ def _cpu_slots(n_workers: int) -> list[list[int] | None]:
 
 
 # -- worker side ---------------------------------------------------------------------------
-_events: Any = None
-
-
 class _Worker:
     """One worker process of the pool and the job it is running."""
 
-    def __init__(self, ctx: Any, events: Any, threads: int, cpus: list[int] | None = None) -> None:
+    def __init__(self, ctx: Any, threads: int | None, cpus: list[int] | None = None) -> None:
         self.cpus = cpus
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_loop, args=(child, events, threads, cpus), daemon=True)
+        self.process = ctx.Process(target=_worker_loop, args=(child, threads, cpus), daemon=True)
         self.process.start()
         child.close()
         self.job: JobSpec | None = None
+        self.started = 0.0
 
     def start_job(self, spec: JobSpec) -> None:
         self.job = spec
-        self.conn.send(spec.model_dump(mode="json"))
+        self.started = time.monotonic()
+        try:
+            self.conn.send(spec.model_dump(mode="json"))
+        except OSError:
+            pass  # the worker is gone: its sentinel fires and the job is recorded as crashed
 
-    def collect(self) -> tuple[JobSpec, dict[str, Any] | None]:
-        """The finished job and its outcome (None when the process died)."""
-        spec, self.job = self.job, None
-        assert spec is not None
+    def receive(self) -> tuple[str, Any] | None:
+        """The worker's next message, ``("progress", event)`` or ``("done", outcome)``; None when it died."""
         try:
             if self.conn.poll():
-                return spec, self.conn.recv()
+                return self.conn.recv()
         except (EOFError, OSError):
             pass
-        return spec, None
+        return None
+
+    def death(self) -> tuple[str, dict[str, Any]]:
+        """The error message of the job this dead worker was running, and record extras."""
+        self.process.join(timeout=5)
+        how, extra = describe_exit(self.process.exitcode)
+        return f"worker process died while running this job: {how}", extra
+
+    def kill(self) -> None:
+        """Stop the process and anything it started, now."""
+        self.job = None
+        if self.process.is_alive():
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # the worker leads its own process group
+            except (AttributeError, OSError):
+                self.process.kill()
+        self.process.join(timeout=5)
 
     def stop(self) -> None:
         try:
@@ -176,19 +274,30 @@ class _Worker:
         except (OSError, ValueError):
             pass
         if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout=5)
+            self.kill()
         self.conn.close()
 
 
-def _worker_loop(conn: Any, events: Any, threads: int, cpus: list[int] | None) -> None:
+def _worker_loop(conn: Any, threads: int | None, cpus: list[int] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    _init_worker(events, threads)
+    _die_with_parent()
+    if hasattr(os, "setpgid"):
+        try:  # a group of its own: a stopped job takes the processes it started with it
+            os.setpgid(0, 0)
+        except OSError:
+            pass
+    if threads is not None:
+        for name in THREAD_ENV:
+            os.environ.setdefault(name, str(threads))
     if cpus and hasattr(os, "sched_setaffinity"):
         try:  # libraries that size their thread pools from the affinity mask then agree with us
             os.sched_setaffinity(0, cpus)
         except OSError:
             pass
+
+    def send_progress(job_id: str, stage: str, completed: int, total: int) -> None:
+        conn.send(("progress", (job_id, stage, completed, total)))
+
     while True:
         try:
             spec = conn.recv()
@@ -196,50 +305,62 @@ def _worker_loop(conn: Any, events: Any, threads: int, cpus: list[int] | None) -
             return
         if spec is None:
             return
-        conn.send(_run_in_worker(spec))
+        conn.send(("done", _run_in_worker(spec, send_progress)))
 
 
-def _init_worker(events: Any, threads: int) -> None:
-    global _events
-    _events = events
-    events.cancel_join_thread()  # progress events are disposable: never block exit on them
-    for name in THREAD_ENV:
-        os.environ.setdefault(name, str(threads))
+def _die_with_parent() -> None:
+    """End this worker when the driver ends, even by SIGKILL: the kernel's parent-death
+    signal on Linux, and elsewhere a thread that waits on the parent's sentinel."""
+    parent = multiprocessing.parent_process()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if parent is None:
+        return
+    if os.getppid() != parent.pid:  # the driver died before the signal was armed
+        os._exit(1)
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is not None:
+
+        def watch() -> None:
+            mp_connection.wait([sentinel])
+            os._exit(1)
+
+        threading.Thread(target=watch, name="pyimgano-parent-watch", daemon=True).start()
 
 
-def _send_progress(job_id: str, stage: str, completed: int, total: int) -> None:
-    if _events is not None:
-        _events.put((job_id, stage, completed, total))
+def _stop_on_sigterm() -> Any:
+    """While jobs run in workers, SIGTERM ends the driver like Ctrl-C does (its ``finally``
+    blocks stop the workers and write what finished). Only from the main thread, and only
+    when no one else handles SIGTERM; returns the handler to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return None
+
+        def terminate(signum: int, frame: Any) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+            print("terminated: stopping the workers; finished runs are saved", file=sys.stderr)
+            raise SystemExit(128 + signum)
+
+        return signal.signal(signal.SIGTERM, terminate)
+    except (ValueError, OSError):
+        return None
 
 
-def _run_in_worker(spec: dict[str, Any]) -> dict[str, Any]:
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_in_worker(spec: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
     torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    return run_job(JobSpec.model_validate(spec), _send_progress)
-
-
-class _Drain(threading.Thread):
-    """Forwards progress events from worker processes to the driver's callback."""
-
-    def __init__(self, events: Any, progress: Callable[..., None] | None) -> None:
-        super().__init__(daemon=True)
-        self.events = events
-        self.progress = progress
-        self._stop_flag = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_flag.is_set():
-            try:
-                event = self.events.get(timeout=0.1)
-            except (queue.Empty, EOFError, OSError):
-                continue
-            if self.progress is not None:
-                try:
-                    self.progress(*event)
-                except Exception:  # noqa: BLE001 - a display problem must not stop the run
-                    pass
-
-    def stop(self) -> None:
-        self._stop_flag.set()
-        self.join(timeout=2)
+    if torch is not None and os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    return run_job(JobSpec.model_validate(spec), progress)

@@ -22,13 +22,11 @@ from typing import Any
 import numpy as np
 
 from pyimgano.benchmark.config import JobSpec
-from pyimgano.errors import ContractViolation, MetricError
+from pyimgano.benchmark.metric_set import compute_metrics, metric_key, resolve_metrics
+from pyimgano.errors import ContractViolation, DatasetError
+from pyimgano.limits import sync_pil
 from pyimgano.seeding import seed_everything
 
-IMAGE_METRICS = ("image_auroc", "image_ap", "image_f1_max")
-PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro")
-METRICS = IMAGE_METRICS + PIXEL_METRICS
-AUPRO_FPR_LIMIT = 0.3
 SCORE_BATCH = 16
 
 # progress(job_id, stage, completed, total); stage is "load", "fit", "score" or "metrics"
@@ -64,32 +62,22 @@ def peak_rss_mb() -> float:
 
 
 # -- images ------------------------------------------------------------------------------------
-def _resize_image(image: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or image.shape[:2] == (size, size):
-        return image
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-
-
-def _resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or mask.shape[:2] == (size, size):
-        return mask
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
-
-
 def load_pair(dataset: Any, sample: Any, image_size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """An (HxWx3 uint8 image, HxW bool mask or None) pair, resized when asked."""
     from pyimgano.images import as_rgb, read_image
 
-    if hasattr(dataset, "load"):
-        image, mask = dataset.load(sample)
-    else:
-        image, mask = read_image(sample.image_path), None
-        if getattr(sample, "mask_path", None) is not None:
-            mask = read_image(sample.mask_path)
+    try:
+        if hasattr(dataset, "load"):
+            image, mask = dataset.load(sample)
+        else:
+            image, mask = read_image(sample.image_path), None
+            if getattr(sample, "mask_path", None) is not None:
+                mask = read_image(sample.mask_path)
+    except Exception as exc:
+        named = [str(p) for p in (sample.image_path, getattr(sample, "mask_path", None)) if p is not None]
+        if any(name in str(exc) for name in named):
+            raise
+        raise DatasetError(f"{sample.image_path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
     image = as_rgb(np.asarray(image), str(sample.image_path))
     if mask is not None:
         mask = np.asarray(mask)
@@ -103,10 +91,20 @@ def load_pair(dataset: Any, sample: Any, image_size: int | None) -> tuple[np.nda
                 expected=f"shape {image.shape[:2]} (the image's)",
                 actual=f"of shape {mask.shape} for {sample.image_path}",
             )
-    return _resize_image(image, image_size), (None if mask is None else _resize_mask(mask, image_size))
+    if image_size is None:
+        return image, mask
+    from pyimgano.preprocess import Preprocess
+
+    return Preprocess(resize=image_size).apply(image, mask)
 
 
 # -- the job -----------------------------------------------------------------------------------
+def metric_keys(spec: JobSpec) -> list[str]:
+    """The results.json metric keys of a job, in column order."""
+    names = spec.metrics if spec.metrics is not None else [m.qualified for m in resolve_metrics()]
+    return [metric_key(name) for name in names]
+
+
 def empty_run(spec: JobSpec) -> dict[str, Any]:
     """A results.json run entry with nothing measured yet."""
     return {
@@ -116,7 +114,7 @@ def empty_run(spec: JobSpec) -> dict[str, Any]:
         "status": "ok",
         "error": None,
         "params": dict(spec.params),
-        "metrics": {name: None for name in METRICS},
+        "metrics": dict.fromkeys(metric_keys(spec)),
         "timing": {"fit_s": None, "predict_s": None, "images_per_s": None},
         "peak_rss_mb": None,
         "n_train": 0,
@@ -127,11 +125,11 @@ def empty_run(spec: JobSpec) -> dict[str, Any]:
 def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Run one job; returns ``{"run", "scores", "overlays", "extra"}`` and never raises.
 
-    - ``run``: the results.json entry (exactly the schema of DESIGN.md);
+    - ``run``: the results.json entry (the schema in docs/benchmark.md);
     - ``scores``: one row per test image (image, label, defect_type, score);
     - ``overlays``: ``[(file name, PNG bytes), ...]``;
-    - ``extra``: what the schema has no room for (F1 thresholds, load time, metric notes,
-      traceback, host, pid).
+    - ``extra``: what the schema has no room for (thresholds of the metrics that return
+      one, load time, metric notes, traceback, host, pid).
     """
     spec = spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
     progress = progress or _no_progress
@@ -143,7 +141,9 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
     extra.update(job_id=spec.job_id, host=platform.node(), pid=os.getpid(), notes=[])
     stage = "set-up"
     try:
+        metrics = resolve_metrics(spec.metrics)
         seed_everything(spec.seed)
+        sync_pil()  # loaders that use PIL directly get the pyimgano image limit too
         stage = "loading the data set"
         dataset = _open_dataset(spec)
         train = check_samples(spec, list(dataset.train), "train")
@@ -190,7 +190,9 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         has_masks = _has_masks(dataset, test, scored["masks"])
         maps = scored["maps"] if (scored["maps"] is not None and det_spec.capabilities.pixel_maps) else None
         masks = _full_masks(scored["masks"], scored["shapes"]) if has_masks else None
-        run["metrics"], extra["thresholds"] = compute_metrics(labels, scored["scores"], masks, maps, extra["notes"])
+        run["metrics"], extra["thresholds"] = compute_metrics(
+            labels, scored["scores"], masks, maps, metrics, extra["notes"]
+        )
         if maps is None:
             extra["notes"].append("pixel metrics: the detector gives no anomaly maps")
         elif masks is None:
@@ -304,48 +306,6 @@ def _has_masks(dataset: Any, test: list, masks: list) -> bool:
 
 def _full_masks(masks: list, shapes: list) -> list[np.ndarray]:
     return [np.zeros(shape, dtype=bool) if m is None else m for m, shape in zip(masks, shapes)]
-
-
-def _stack(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
-    if arrays and len({a.shape for a in arrays}) == 1:
-        return np.stack(arrays)
-    return arrays
-
-
-def compute_metrics(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    masks: list[np.ndarray] | None,
-    maps: list[np.ndarray] | None,
-    notes: list[str] | None = None,
-) -> tuple[dict[str, float | None], dict[str, float]]:
-    """Every metric that applies, through the registry (so they are the registered ones).
-
-    A metric that is undefined for the data (one class only) is ``None`` with a note;
-    pixel metrics are ``None`` without maps or masks. Returns (metrics, F1 thresholds).
-    """
-    from pyimgano.registry import get_metric
-
-    notes = notes if notes is not None else []
-    values: dict[str, float | None] = {name: None for name in METRICS}
-    thresholds: dict[str, float] = {}
-    calls: list[tuple[str, Any, Any, dict]] = [(name, labels, scores, {}) for name in IMAGE_METRICS]
-    if masks is not None and maps is not None:
-        gt, pred = _stack(masks), _stack(maps)
-        calls += [(name, gt, pred, {}) for name in PIXEL_METRICS if name != "aupro"]
-        calls.append(("aupro", gt, pred, {"fpr_limit": AUPRO_FPR_LIMIT}))
-    for name, truth, prediction, kwargs in calls:
-        try:
-            result = get_metric(name)(truth, prediction, **kwargs)
-        except MetricError as exc:
-            notes.append(f"{name}: {exc}")
-            continue
-        if isinstance(result, tuple):
-            result, threshold = result
-            thresholds[name] = float(threshold)
-        result = float(result)
-        values[name] = result if np.isfinite(result) else None
-    return values, thresholds
 
 
 def pick_overlay_samples(test: list, scores: np.ndarray, count: int) -> list[int]:

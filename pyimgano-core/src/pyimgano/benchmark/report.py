@@ -91,10 +91,11 @@ def render_report(
         f"Python {_e(platform.python_version())})"
         + (f"<br>command: <code>{_e(command)}</code>" if command else "")
         + "</div>",
-        '<p class="legend">Image metrics: AUROC, AP and F1-max of image scores. Pixel metrics: AUROC, AP, F1-max '
-        "over all pixels and AUPRO (per-region overlap, integrated up to FPR 0.3, normalised). "
-        "<code>–</code> means not applicable (no anomaly maps or no masks). Times in seconds; "
-        "peak resident memory of the process that ran the job in MiB.</p>",
+        '<p class="legend">Metrics: '
+        + "; ".join(f"<b>{_e(title)}</b>" + (f": {_e(summary)}" if summary else "")
+                    for title, summary in tables.metrics_legend(runs))
+        + ". <code>–</code> means not applicable (e.g. pixel metrics without anomaly maps or masks). "
+        "Times in seconds; peak resident memory of the process that ran the job in MiB.</p>",
     ]
     note = tables.seeds_note(runs)
     if note:
@@ -104,7 +105,7 @@ def render_report(
         header, rows = tables.table_rows(ds_runs, ds_labels)
         parts += [f"<h2>{_e(dataset)}</h2>", _table(header, rows)]
         side = []
-        for metric in tables.COMPARE_METRICS:
+        for metric in tables.headline_keys(ds_runs):
             compared = tables.comparison_rows(ds_runs, metric, ds_labels)
             if compared:
                 side_header, side_rows = compared

@@ -1,15 +1,15 @@
 """The ``results.json`` schema and the benchmark output folder.
 
-``results.json`` is what tools read; its schema is fixed (DESIGN.md) and checked by
-:class:`RunResult` before anything is written::
+``results.json`` is what tools read; its schema is documented in docs/benchmark.md
+("Output folder") and checked by :class:`RunResult` before anything is written::
 
     {"runs": [{"detector", "dataset", "category", "seed", "status": "ok"|"error", "error",
-               "params", "metrics": {image_auroc, image_ap, image_f1_max, pixel_auroc,
-               pixel_ap, pixel_f1_max, aupro}, "timing": {fit_s, predict_s, images_per_s},
-               "peak_rss_mb", "n_train", "n_test"}]}
+               "params", "metrics": {key: value or null, one per metric of the run},
+               "timing": {fit_s, predict_s, images_per_s}, "peak_rss_mb", "n_train", "n_test"}]}
 
-(``seed``: the job's seed, so that the runs of a several-seed grid tell apart; ``null`` in
-files written before it was recorded.)
+(``metrics``: the core's metrics under their bare names, image_auroc ... aupro, a plugin's
+under ``plugin:name``; ``seed``: the job's seed, ``null`` in files written before it was
+recorded.)
 
 Output folder::
 
@@ -50,18 +50,6 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-class Metrics(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    image_auroc: float | None
-    image_ap: float | None
-    image_f1_max: float | None
-    pixel_auroc: float | None
-    pixel_ap: float | None
-    pixel_f1_max: float | None
-    aupro: float | None
-
-
 class Timing(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,7 +59,7 @@ class Timing(BaseModel):
 
 
 class RunResult(BaseModel):
-    """One entry of ``results.json`` ``runs``: exactly the DESIGN.md schema."""
+    """One entry of ``results.json`` ``runs`` (docs/benchmark.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -82,7 +70,7 @@ class RunResult(BaseModel):
     status: Literal["ok", "error"]
     error: str | None
     params: dict[str, Any]
-    metrics: Metrics
+    metrics: dict[str, float | None] = Field(description="metric key -> value; null where it does not apply")
     timing: Timing
     peak_rss_mb: float | None = Field(description="peak RSS of the process that ran the job, MiB")
     n_train: int
@@ -101,7 +89,8 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
+            # surrogateescape: a file name that is not UTF-8 keeps its own bytes
+            handle.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
@@ -140,10 +129,17 @@ class ResultStore:
             return None
         return record
 
-    def finished(self, spec: JobSpec) -> dict[str, Any] | None:
-        """The record of a job that finished with status ok (a rerun skips it)."""
+    def finished(self, spec: JobSpec, metric_keys: list[str]) -> dict[str, Any] | None:
+        """The record of a job that finished ok and holds every metric of ``metric_keys``
+        (a rerun skips it), its metrics narrowed to those, in that order; else None."""
         record = self.load_record(spec)
-        return record if record is not None and record["run"]["status"] == "ok" else None
+        if record is None or record["run"]["status"] != "ok":
+            return None
+        held = record["run"]["metrics"]
+        if any(key not in held for key in metric_keys):
+            return None  # a metric was added: the run is redone (pixel metrics need its maps)
+        record["run"]["metrics"] = {key: held[key] for key in metric_keys}
+        return record
 
     def save_outcome(self, spec: JobSpec, outcome: dict[str, Any]) -> dict[str, Any]:
         """Persist one finished job: overlays, scores, then its record (last, atomically)."""
@@ -188,11 +184,3 @@ def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
     return buffer.getvalue()
-
-
-def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The runs of a ``results.json`` (validated against the schema)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
-    return ResultsFile.model_validate_json(path.read_text()).model_dump(mode="json")["runs"]

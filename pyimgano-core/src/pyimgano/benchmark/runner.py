@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -13,6 +12,7 @@ from typing import Any
 from pyimgano.benchmark import tables
 from pyimgano.benchmark.config import BenchmarkConfig, ConfigError, JobSpec, expand_jobs
 from pyimgano.benchmark.executors import Executor, LocalExecutor
+from pyimgano.benchmark.job import metric_keys
 from pyimgano.benchmark.results import ResultStore, atomic_write
 
 
@@ -74,13 +74,13 @@ def run_benchmark(
     store = ResultStore(config.out)
     store.out.mkdir(parents=True, exist_ok=True)
     atomic_write(store.out / "config.json", config.model_dump_json(indent=2) + "\n")
-    executor = executor or LocalExecutor(workers=config.jobs)
+    executor = executor or LocalExecutor(workers=config.jobs, job_timeout=config.job_timeout)
     console = console or _console()
 
     done: dict[str, dict[str, Any]] = {}
     todo: list[JobSpec] = []
     for job in jobs:
-        record = None if config.force else store.finished(job)
+        record = None if config.force else store.finished(job, metric_keys(job))
         if record is not None:
             done[job.key] = record
         else:
@@ -91,7 +91,8 @@ def run_benchmark(
     seeds_note = f" ({len(config.seed_list)} seeds)" if several_seeds else ""
     console.print(
         f"[bold]pyimgano benchmark[/]: {len(jobs)} run(s){seeds_note} into {store.out}"
-        + (f"; {len(done)} already finished there (skipped; --force reruns them)" if done else "")
+        + (f"; {len(done)} already finished there (skipped; --force reruns them)" if done else ""),
+        soft_wrap=True,  # never break a path: the terminal wraps the line if it must
     )
 
     grid_keys = [job.key for job in jobs]  # a key is a hash of the spec: computed once, not per rewrite
@@ -163,8 +164,8 @@ def print_summary(outcome: BenchmarkOutcome, console: Any = None) -> None:
     console = console or _console()
     for renderable in tables.rich_tables(outcome.runs, width=console.width):
         console.print(renderable)
-    console.print(f"results: {outcome.files['results']}")
-    console.print(f"report:  [bold]{outcome.files['report'].resolve()}[/]")
+    console.print(f"results: {outcome.files['results']}", soft_wrap=True)
+    console.print(f"report:  [bold]{outcome.files['report'].resolve()}[/]", soft_wrap=True)
 
 
 def _console() -> Any:
@@ -183,9 +184,8 @@ def one_line(run: dict[str, Any], with_seed: bool = False) -> str:
     if run["status"] == "error":
         return f"[red]✗ {where}: {run['error']}[/]"
     m, t = run["metrics"], run["timing"]
-    parts = [f"img AUROC {tables.fmt(m['image_auroc'])}"]
-    if m["pixel_auroc"] is not None:
-        parts += [f"px AUROC {tables.fmt(m['pixel_auroc'])}", f"AUPRO {tables.fmt(m['aupro'])}"]
+    parts = [f"{c.title} {tables.fmt(m[c.key])}" for c in tables.metric_columns([run])
+             if c.headline and (c.level == "image" or m[c.key] is not None)]
     parts += [f"fit {tables.fmt_seconds(t['fit_s'])} s", f"{tables.fmt(t['images_per_s'], 1)} img/s"]
     return f"[green]✓[/] {where}: " + ", ".join(parts)
 
@@ -259,9 +259,3 @@ class _ProgressDisplay:
         self.console.print(line)
         for note in notes:
             self.console.print(f"  [dim]note: {note}[/]")
-
-
-def load_records(out: str | Path) -> list[dict[str, Any]]:
-    """Every job record stored in an output folder (for tools and tests)."""
-    folder = Path(out) / "jobs"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]

@@ -13,31 +13,37 @@ grid reads exactly as before.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyimgano.benchmark.job import METRICS
+from pyimgano.benchmark.metric_set import MetricColumn, describe_keys
 from pyimgano.benchmark.results import rows_to_csv
 
-METRIC_TITLES = {
-    "image_auroc": "img AUROC",
-    "image_ap": "img AP",
-    "image_f1_max": "img F1",
-    "pixel_auroc": "px AUROC",
-    "pixel_ap": "px AP",
-    "pixel_f1_max": "px F1",
-    "aupro": "AUPRO@0.3",
-}
 TIMING_TITLES = {"fit_s": "fit s", "predict_s": "predict s", "images_per_s": "img/s"}
-COMPARE_METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
-CSV_COLUMNS = [
-    "detector", "label", "dataset", "category", "status", *METRICS,
-    "fit_s", "predict_s", "images_per_s", "peak_rss_mb", "n_train", "n_test", "seed", "params", "error",
-]  # fmt: skip
+
+def metric_keys_of(runs: Iterable[dict[str, Any]]) -> list[str]:
+    """The metric keys of the runs, in first-seen order (every run of a grid has the same)."""
+    return list(dict.fromkeys(key for run in runs for key in run["metrics"]))
+
+
+def metric_columns(runs: Iterable[dict[str, Any]]) -> list[MetricColumn]:
+    """The metric columns of the runs: key, title, summary, level, headline (from the specs)."""
+    return describe_keys(metric_keys_of(runs))
+
+
+def headline_keys(runs: list[dict[str, Any]]) -> list[str]:
+    """The keys of the headline metrics (side-by-side tables, log lines)."""
+    return [c.key for c in metric_columns(runs) if c.headline]
+
+
+def metrics_legend(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(title, summary) of each metric column, for the legends of summary.md and report.html."""
+    return [(c.title, c.summary) for c in metric_columns(runs)]
 
 
 def _params_key(run: dict[str, Any]) -> str:
@@ -136,10 +142,10 @@ class Cell:
         return [r for r in self.runs if r["status"] == "ok"]
 
     def metric(self, name: str) -> float | None:
-        return _mean([r["metrics"][name] for r in self.ok])
+        return _mean([r["metrics"].get(name) for r in self.ok])
 
     def spread(self, name: str) -> float | None:
-        return _std([r["metrics"][name] for r in self.ok])
+        return _std([r["metrics"].get(name) for r in self.ok])
 
     def timing(self) -> dict[str, float | None]:
         return {t: _mean([r["timing"][t] for r in self.ok]) for t in TIMING_TITLES}
@@ -166,6 +172,7 @@ def mean_rows(runs: list[dict[str, Any]], labels: dict[tuple[str, str], str] | N
     """
     labels = labels if labels is not None else detector_labels(runs)
     several = len(seeds_of(runs)) > 1
+    keys = metric_keys_of(runs)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["dataset"], label_of(run, labels)), []).append(run)
@@ -183,10 +190,10 @@ def mean_rows(runs: list[dict[str, Any]], labels: dict[tuple[str, str], str] | N
                 "n_ok": len(ok),
                 "n_runs": len(members),
                 "n_seeds": len(per_seed),
-                "metrics": {m: group.metric(m) for m in METRICS},
+                "metrics": {m: group.metric(m) for m in keys},
                 "spread": {
-                    m: _std([_mean([r["metrics"][m] for r in rs]) for rs in per_seed.values()]) if several else None
-                    for m in METRICS
+                    m: _std([_mean([r["metrics"].get(m) for r in rs]) for rs in per_seed.values()]) if several else None
+                    for m in keys
                 },
                 "timing": group.timing(),
                 "peak_rss_mb": group.peak_rss_mb(),
@@ -248,13 +255,16 @@ def table_rows(
     labels = labels if labels is not None else detector_labels(runs)
     several = len(seeds_of(runs)) > 1
     seed_column = ["seeds"] if several else []
-    header = ["category", "detector", *seed_column, *METRIC_TITLES.values(), *TIMING_TITLES.values(), "peak MiB"]
+    columns = metric_columns(runs)
+    keys = [c.key for c in columns]
+    header = ["category", "detector", *seed_column, *(c.title for c in columns), *TIMING_TITLES.values(),
+              "peak MiB"]
     rows: list[tuple[str, list[str]]] = []
     for cell in sorted(cells(runs, labels), key=lambda c: c.category):
         ok = cell.ok
         seed_cells = [f"{len(ok)}/{len(cell.runs)}"] if several else []
         if ok:
-            metric_cells = [fmt_spread(cell.metric(m), cell.spread(m)) for m in METRICS]
+            metric_cells = [fmt_spread(cell.metric(m), cell.spread(m)) for m in keys]
             rows.append(("run", [cell.category, cell.label, *seed_cells, *metric_cells,
                                  *_timing_cells(cell.timing(), cell.peak_rss_mb())]))
         else:
@@ -264,7 +274,7 @@ def table_rows(
         name = f"mean ({mean['n_ok']}/{mean['n_runs']})" if mean["n_ok"] != mean["n_runs"] else "mean"
         seed_cells = [str(mean["n_seeds"])] if several else []
         rows.append(("mean", [name, mean["label"], *seed_cells,
-                              *[fmt_spread(mean["metrics"][m], mean["spread"][m]) for m in METRICS],
+                              *[fmt_spread(mean["metrics"][m], mean["spread"][m]) for m in keys],
                               *_timing_cells(mean["timing"], mean["peak_rss_mb"])]))
     return header, rows
 
@@ -301,7 +311,10 @@ def where(run: dict[str, Any], with_seed: bool = False) -> str:
 
 # -- renderers -----------------------------------------------------------------------------------
 def results_csv(runs: list[dict[str, Any]]) -> str:
+    """One row per run: names, status, every metric key, timings, memory, seed, params, error."""
     labels = detector_labels(runs)
+    columns = ["detector", "label", "dataset", "category", "status", *metric_keys_of(runs),
+               "fit_s", "predict_s", "images_per_s", "peak_rss_mb", "n_train", "n_test", "seed", "params", "error"]
     flat = []
     for run in runs:
         row = {k: run[k] for k in ("detector", "dataset", "category", "status", "peak_rss_mb", "n_train", "n_test")}
@@ -312,7 +325,7 @@ def results_csv(runs: list[dict[str, Any]]) -> str:
         row["params"] = json.dumps(run["params"], sort_keys=True)
         row["error"] = run["error"]
         flat.append(row)
-    return rows_to_csv(flat, CSV_COLUMNS)
+    return rows_to_csv(flat, columns)
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -326,8 +339,9 @@ def summary_markdown(runs: list[dict[str, Any]], title: str = "Benchmark results
     """``summary.md``: per data set, the per-category table with mean rows, comparisons, errors."""
     n_err = len(errors(runs))
     lines = [f"# {title}", "", f"{len(runs)} runs: {len(runs) - n_err} ok, {n_err} error."]
-    lines.append("Metrics: image and pixel AUROC / AP / F1-max, AUPRO up to FPR 0.3; "
-                 "`–`: not applicable (no maps or no masks). Times in seconds, peak resident memory in MiB.")
+    lines += ["", "Metrics (`–`: not applicable, e.g. pixel metrics without anomaly maps or masks):", ""]
+    lines += [f"- {title}: {summary}" if summary else f"- {title}" for title, summary in metrics_legend(runs)]
+    lines += ["", "Times in seconds, peak resident memory in MiB."]
     note = seeds_note(runs)
     if note:
         lines.append(f"Seeds: {note}.")
@@ -336,7 +350,7 @@ def summary_markdown(runs: list[dict[str, Any]], title: str = "Benchmark results
         header, rows = table_rows(ds_runs, labels)
         lines += ["", f"## {dataset}", ""]
         lines += _md_table(header, [[f"**{cells[0]}**", *cells[1:]] if kind == "mean" else cells for kind, cells in rows])
-        for metric in COMPARE_METRICS:
+        for metric in headline_keys(ds_runs):
             compared = comparison_rows(ds_runs, metric, labels)
             if compared:
                 lines += ["", f"### {side_by_side_title(metric, runs)}", ""]
@@ -353,20 +367,28 @@ def summary_markdown(runs: list[dict[str, Any]], title: str = "Benchmark results
 
 def side_by_side_title(metric: str, runs: list[dict[str, Any]]) -> str:
     n_seeds = len(seeds_of(runs))
-    return f"{METRIC_TITLES[metric]} side by side" + (f" (mean over {n_seeds} seeds)" if n_seeds > 1 else "")
+    (column,) = describe_keys([metric])
+    return f"{column.title} side by side" + (f" (mean over {n_seeds} seeds)" if n_seeds > 1 else "")
 
 
-WIDE_TABLE = 125  # columns a terminal needs for the metrics and the timings in one table
+# -- the terminal ---------------------------------------------------------------------------------
+# A table is printed only if it fits the console at its natural width; a narrower console
+# (80 columns, a CI log) gets the next layout, and at last one block of lines per row, so
+# no column is ever squeezed into word fragments.
+
+_STYLE = {"mean": "bold", "error": "red"}
 
 
-def _rich_table(title: str, header: list[str], rows: list[tuple[str, list[str]]], columns: list[int]) -> Any:
+def _rich_table(
+    title: str, header: list[str], rows: list[tuple[str, list[str]]], columns: list[int], n_names: int = 2
+) -> Any:
     from rich import box
     from rich.table import Table
 
     table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     for i in columns:
         name = header[i]
-        if i < 2:
+        if i < n_names:
             table.add_column(name, justify="left", min_width=len(name), overflow="fold")
         else:
             table.add_column(name.replace(" ", "\n", 1).replace("@", "\n@"), justify="right", no_wrap=True)
@@ -374,61 +396,115 @@ def _rich_table(title: str, header: list[str], rows: list[tuple[str, list[str]]]
     for kind, cells in rows:
         if kind == "mean" and previous != "mean":
             table.add_section()
-        table.add_row(*[cells[i] for i in columns], style={"mean": "bold", "error": "red"}.get(kind))
+        table.add_row(*[cells[i] for i in columns], style=_STYLE.get(kind))
         previous = kind
     return table
 
 
+def natural_width(renderable: Any) -> int:
+    """Columns a renderable takes when nothing limits it (a table: every cell on one line)."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(width=100_000, file=io.StringIO())
+    return Measurement.get(console, console.options, renderable).maximum
+
+
+def _fits(renderables: list[Any], width: int | None) -> bool:
+    return width is None or all(natural_width(r) <= width for r in renderables)
+
+
+def blocks(title: str, header: list[str], rows: list[tuple[str, list[str]]], width: int, n_names: int = 2) -> Any:
+    """A table as one block per row, for narrow consoles: the row's names on a line, then
+    its ``column value`` pairs, aligned and packed into as few lines as ``width`` allows."""
+    from rich.console import Group
+    from rich.text import Text
+
+    items = [[(header[i], cells[i]) for i in range(n_names, len(header)) if cells[i] not in ("", kind)]
+             for kind, cells in rows]  # an error row says so on its name line, not under a column
+    name_w = max((len(h) for row in items for h, _ in row), default=0)
+    value_w = max((len(v) for row in items for _, v in row), default=0)
+    item_w = name_w + 1 + value_w
+    per_line = max(1, (width - 2 + 3) // (item_w + 3))
+    out = [Text(title, style="bold italic")]
+    for (kind, cells), row in zip(rows, items):
+        names = [c for c in cells[:n_names] if c] + (["error"] if kind == "error" else [])
+        out.append(Text("  ".join(names), style="bold " + _STYLE.get(kind, "")))
+        pairs = [f"{h.ljust(name_w)} {v.rjust(value_w)}" for h, v in row]
+        for start in range(0, len(pairs), per_line):
+            out.append(Text("  " + "   ".join(pairs[start : start + per_line]), style=_STYLE.get(kind, "")))
+    out.append(Text(""))
+    return Group(*out)
+
+
 def rich_tables(runs: list[dict[str, Any]], width: int | None = None) -> list[Any]:
-    """Renderables for the terminal: per data set the result table (split in metrics and
-    timings when ``width`` is below :data:`WIDE_TABLE`), the side-by-side table, the errors."""
+    """Renderables for the terminal: per data set the result table, the side-by-side
+    comparison of the headline metrics, then the errors.
+
+    Each takes the first layout that fits ``width`` columns (None: no limit). Results: one
+    table; metrics and timings as two tables; one block per row. Side by side: one table;
+    one table per metric; one block per category.
+    """
     from rich.text import Text
 
     out: list[Any] = []
     n_seeds = len(seeds_of(runs))
+    n_names = 3 if n_seeds > 1 else 2  # category, detector (, seeds)
     for dataset, ds_runs in by_dataset(runs).items():
         header, rows = table_rows(ds_runs)
         title = f"pyimgano benchmark: {dataset}" + (f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else "")
-        n_names = header.index(METRIC_TITLES[METRICS[0]])
-        n_metrics = n_names + len(METRIC_TITLES)
-        # mean ± std cells are about 8 characters wider per metric
-        if width is None or width >= WIDE_TABLE + (8 * len(METRICS) if n_seeds > 1 else 0):
-            out.append(_rich_table(title, header, rows, list(range(len(header)))))
+        n_metrics = n_names + len(metric_keys_of(ds_runs))
+        whole = [_rich_table(title, header, rows, list(range(len(header))))]
+        split = [_rich_table(title, header, rows, list(range(n_metrics))),
+                 _rich_table(f"time and memory: {dataset}", header, rows,
+                             [*range(n_names), *range(n_metrics, len(header))])]
+        if _fits(whole, width):
+            out += whole
+        elif _fits(split, width):
+            out += split
         else:
-            out.append(_rich_table(title, header, rows, list(range(n_metrics))))
-            out.append(_rich_table(f"time and memory: {dataset}", header, rows,
-                                   [*range(n_names), *range(n_metrics, len(header))]))
-        side = _side_by_side(ds_runs, dataset)
-        if side is not None:
-            out.append(side)
+            out.append(blocks(title, header, rows, width))
+        out += _side_by_side(ds_runs, dataset, width)
     for run in errors(runs):
         out.append(Text(f"error: {where(run, n_seeds > 1)}: {run['error']}", style="red"))
     return out
 
 
-def _side_by_side(runs: list[dict[str, Any]], dataset: str) -> Any:
-    """One terminal table: per category, image AUROC, pixel AUROC and AUPRO of each detector."""
+def _side_by_side(runs: list[dict[str, Any]], dataset: str, width: int | None) -> list[Any]:
+    """Per category, the headline metrics (image AUROC, pixel AUROC, AUPRO...) of each
+    detector: one table, else one table per metric, else blocks; nothing with one detector."""
     from rich import box
     from rich.table import Table
 
-    compared = {metric: comparison_rows(runs, metric) for metric in COMPARE_METRICS}
-    if any(c is None for c in compared.values()):
-        return None
-    detectors = compared[COMPARE_METRICS[0]][0][1:]
+    labels = detector_labels(runs)
+    compared = {metric: comparison_rows(runs, metric, labels) for metric in headline_keys(runs)}
+    compared = {metric: c for metric, c in compared.items() if c is not None}
+    if not compared:
+        return []
+    titles = {c.key: c.title for c in describe_keys(list(compared))}
+    first = next(iter(compared.values()))
+    detectors = first[0][1:]
     n_seeds = len(seeds_of(runs))
-    title = f"side by side ({dataset}" + (f", mean over {n_seeds} seeds)" if n_seeds > 1 else ")")
-    table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold")
+    seeds = f", mean over {n_seeds} seeds" if n_seeds > 1 else ""
+    table = Table(title=f"side by side ({dataset}{seeds})", box=box.SIMPLE_HEAD, header_style="bold")
     table.add_column("category")
-    for metric in COMPARE_METRICS:
+    for metric in compared:
         for detector in detectors:
-            table.add_column(f"{METRIC_TITLES[metric]}\n{detector}", justify="right")
-    n_rows = len(compared[COMPARE_METRICS[0]][1])
-    for i in range(n_rows):
-        category = compared[COMPARE_METRICS[0]][1][i][0]
-        cells = [category]
-        for metric in COMPARE_METRICS:
+            table.add_column(f"{titles[metric]}\n{detector}", justify="right")
+    for i, row in enumerate(first[1]):
+        cells = [row[0]]
+        for metric in compared:
             cells += compared[metric][1][i][1:]
-        if category == "mean":
+        if row[0] == "mean":
             table.add_section()
-        table.add_row(*cells, style="bold" if category == "mean" else None)
-    return table
+        table.add_row(*cells, style="bold" if row[0] == "mean" else None)
+    if _fits([table], width):
+        return [table]
+    out = []
+    for metric, (header, rows) in compared.items():
+        kinds = [("mean" if r[0] == "mean" else "run", r) for r in rows]
+        one = _rich_table(f"{titles[metric]} side by side ({dataset}{seeds})", header, kinds,
+                          list(range(len(header))), n_names=1)
+        out.append(one if _fits([one], width) else
+                   blocks(f"{titles[metric]} side by side ({dataset}{seeds})", header, kinds, width, n_names=1))
+    return out

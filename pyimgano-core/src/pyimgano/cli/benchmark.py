@@ -16,6 +16,8 @@ examples:
       --category bottle --category grid --jobs 2 --out runs/mvtec
   pyimgano benchmark --detector example:mad --seeds 0 1 2 --out runs/seeds
       every (detector, category) three times; tables show mean ± std over the seeds
+  pyimgano benchmark --metric image_auroc --metric aupro --out runs/two-metrics
+      only these metrics (default: every registered metric, plugins' included)
   pyimgano benchmark --config bench.toml
 
 A rerun with the same --out skips runs that finished (--force redoes them); runs that
@@ -41,10 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="several seeds: every (detector, data set, category) runs once per seed and the "
                              "tables show the mean and spread (not with --seed)")
     parser.add_argument("--jobs", type=int, metavar="N", help="run N jobs in parallel processes (default 1)")
+    parser.add_argument("--job-timeout", type=float, metavar="SECONDS",
+                        help="stop a job that runs longer and record it as an error (default: no limit; 0: none)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the jobs one by one in this process, for debuggers and profilers (by default "
+                             "each runs in a worker process, so a crashing plugin fails only its own job)")
     parser.add_argument("--executor", default="local", metavar="NAME", help="where jobs run (default: local)")
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="with --executor ray: cluster to join ('auto', 'host:6379', 'ray://host:10001'); "
                              "default: a local Ray instance. Needs pyimgano-core[ray]")
+    parser.add_argument("--metric", action="append", dest="metrics", metavar="NAME",
+                        help="metric to compute (repeatable; default: every registered metric, see "
+                             "pyimgano list-plugins); pixel metrics need anomaly maps and masks")
     parser.add_argument("--overlays", type=int, metavar="N", help="heatmap overlays saved per category (default 4)")
     parser.add_argument("--out", metavar="DIR", help="output folder (results.json, summary.md, report.html...)")
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished in --out")
@@ -57,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace):
     """The effective configuration: the config file (or defaults), then the flags."""
+    from pydantic import ValidationError
+
     from pyimgano.benchmark.config import (
         DEFAULT_DATASET,
         DEFAULT_DETECTOR,
@@ -68,6 +80,7 @@ def build_config(args: argparse.Namespace):
         apply_assignments,
         grid_seeds,
         load_config_file,
+        validation_problems,
     )
 
     config = load_config_file(args.config) if args.config else BenchmarkConfig()
@@ -92,15 +105,15 @@ def build_config(args: argparse.Namespace):
         config.seed, config.seeds = args.seed, None
     if args.seeds is not None:
         config.seed, config.seeds = None, list(args.seeds)
-    for flag in ("image_size", "jobs", "out", "overlays", "flush_interval"):
+    for flag in ("image_size", "jobs", "job_timeout", "out", "overlays", "flush_interval", "metrics"):
         value = getattr(args, flag)
         if value is not None:
             setattr(config, flag, value)
     config.force = config.force or args.force
     try:
         config = BenchmarkConfig.model_validate(config.model_dump())
-    except ValueError as exc:
-        raise ConfigError(f"invalid benchmark settings: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(f"invalid benchmark settings: {validation_problems(exc)}") from None
     grid_seeds(config)  # a repeated seed is a usage error before anything starts
     return config
 
@@ -116,7 +129,13 @@ def run(args: argparse.Namespace) -> int:
     if args.executor == "ray":
         from pathlib import Path
 
+        from pyimgano.benchmark.config import ConfigError
+
+        if config.job_timeout or args.in_process:
+            raise ConfigError("--job-timeout and --in-process apply to the local executor, not to --executor ray")
         options = {"address": args.ray_address, "log_path": Path(config.out) / "ray_log.jsonl" if config.out else None}
+    elif args.executor == "local":
+        options = {"job_timeout": config.job_timeout, "isolate": not args.in_process}
     executor = create_executor(args.executor, workers=config.jobs, **options)
     command = "pyimgano " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     outcome = run_benchmark(config, executor=executor, command=command, show_progress=not args.no_progress)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-
-from pyimgano.errors import PluginError
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,22 +12,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyimgano.plugins import Registry
+    from pyimgano.plugins import get_registry
 
-    registry = Registry()
-    try:
-        registry.discover()
-        strict_error = None
-    except PluginError as exc:  # strict mode: still show what was found, then fail
-        strict_error = str(exc)
+    registry = get_registry(strict=False)  # strict mode: still show what was found, then fail
+    strict_error = registry.strict_error()
     records = [p.as_dict() for p in registry.plugins]
     if args.json:
         print(json.dumps({"plugins": records}, indent=2))
     else:
         _print_table(records)
     if strict_error:
-        import sys
-
         print(f"error: {strict_error}", file=sys.stderr)
         return 1
     return 0
@@ -44,7 +37,7 @@ def _print_table(records: list[dict]) -> None:
     styles = {"ok": "green", "error": "bold red", "blocked": "yellow"}
     for rec in records:
         parts = []
-        for kind in ("detectors", "datasets", "metrics", "postprocessors"):
+        for kind in ("detectors", "datasets", "metrics", "postprocessors", "commands"):
             if rec[kind]:
                 parts.append(f"{kind}: {', '.join(rec[kind])}")
         if rec["error"]:

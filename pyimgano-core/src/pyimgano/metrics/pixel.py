@@ -13,6 +13,7 @@ import numpy as np
 
 from pyimgano.metrics import _ranking
 from pyimgano.metrics._inputs import pixel_level, split_pixels, undefined
+from pyimgano.metrics.params import DEFAULT_FPR_LIMIT
 from pyimgano.metrics.pro import check_fpr_limit, pro_from_split
 
 
@@ -55,7 +56,7 @@ def pixel_f1_max(masks: Any, maps: Any, *, nan_on_undefined: bool = False) -> tu
 
 
 def pixel_metrics(
-    masks: Any, maps: Any, *, fpr_limit: float = 0.3, nan_on_undefined: bool = False
+    masks: Any, maps: Any, *, fpr_limit: float = DEFAULT_FPR_LIMIT, nan_on_undefined: bool = False
 ) -> dict[str, float]:
     """Every pixel metric from one sort: ``pixel_auroc``, ``pixel_ap``, ``pixel_f1_max``,
     ``pixel_f1_threshold`` and ``aupro`` (at ``fpr_limit``)."""

@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from pyimgano.errors import MetricError
 from pyimgano.metrics._inputs import pixel_level, split_pixels, undefined
+from pyimgano.metrics.params import DEFAULT_FPR_LIMIT
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -143,7 +144,7 @@ def check_fpr_limit(fpr_limit: float) -> float:
     return limit
 
 
-def aupro(masks: Any, maps: Any, fpr_limit: float = 0.3, *, nan_on_undefined: bool = False) -> float:
+def aupro(masks: Any, maps: Any, fpr_limit: float = DEFAULT_FPR_LIMIT, *, nan_on_undefined: bool = False) -> float:
     """Normalised area under the PRO curve up to ``fpr_limit`` (MVTec AD definition).
 
     ``masks``: N x H x W bool/0-1/0-255 ground truth (or a list of H x W arrays);

@@ -261,6 +261,7 @@ class MetricTarget:
     higher_is_better: bool = True
     params: dict[str, Any] = field(default_factory=dict)
     value_range: tuple[float, float] | None = (0.0, 1.0)
+    returns_threshold: bool = False
 
     def __str__(self) -> str:
         return self.label
@@ -271,18 +272,33 @@ class MetricTarget:
 
     def __call__(self, truth: Any, predictions: Any) -> float:
         value = self.func(truth, predictions, **self.params)
-        first = value[0] if isinstance(value, tuple) and value else value
-        if isinstance(first, bool) or not isinstance(first, numbers.Real):
-            raise CheckFailed("check_metric_returns_number", f"returned {type(value).__name__} {value!r:.80}; "
-                              "expected a float (or a tuple whose first item is the value)")
-        return float(first)
+        shown = f"{type(value).__name__} {value!r:.80}"
+        if self.returns_threshold:
+            if not (isinstance(value, tuple) and len(value) == 2 and all(_is_number(v) for v in value)):
+                raise CheckFailed("check_metric_returns_number", f"returned {shown}; it declares "
+                                  "returns_threshold=True, so a (value, threshold) pair of numbers was expected")
+            return float(value[0])
+        if not _is_number(value):
+            hint = (" (a metric that returns (value, threshold) declares returns_threshold=True in its MetricSpec)"
+                    if isinstance(value, tuple) else "")
+            raise CheckFailed("check_metric_returns_number", f"returned {shown}; expected a float{hint}")
+        return float(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+_FROM_SPEC: Any = object()
 
 
 def metric_target(
-    metric: Any, *, params: Mapping[str, Any] | None = None, value_range: tuple[float, float] | None = (0.0, 1.0),
-    level: str | None = None, higher_is_better: bool = True,
+    metric: Any, *, params: Mapping[str, Any] | None = None, value_range: Any = _FROM_SPEC,
+    level: str | None = None, higher_is_better: bool = True, returns_threshold: bool = False,
 ) -> MetricTarget:
-    """Describe a metric: a registered name, or a function with ``level`` ('image'/'pixel')."""
+    """Describe a metric: a registered name (level, direction, range and whether it returns
+    (value, threshold) come from its spec; ``value_range`` overrides the spec's), or a
+    function with ``level`` ('image'/'pixel')."""
     if isinstance(metric, MetricTarget):
         return metric
     if isinstance(metric, str):
@@ -290,11 +306,13 @@ def metric_target(
 
         spec, qualified = _resolve("metric", metric)
         return MetricTarget(qualified, lambda: get_registry().load_factory("metric", qualified), spec.level,
-                            spec.higher_is_better, _validated("metric", qualified, params), value_range)
+                            spec.higher_is_better, _validated("metric", qualified, params),
+                            spec.value_range if value_range is _FROM_SPEC else value_range, spec.returns_threshold)
     if level not in ("image", "pixel"):
         raise ValueError("a metric function needs level='image' or level='pixel'")
     return MetricTarget(getattr(metric, "__name__", repr(metric)), lambda: metric, level, higher_is_better,
-                        dict(params or {}), value_range)
+                        dict(params or {}), (0.0, 1.0) if value_range is _FROM_SPEC else value_range,
+                        returns_threshold)
 
 
 def _metric_inputs(level: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -315,7 +333,8 @@ _metric_check = _registrar(METRIC_CHECKS, metric_target)
 
 @_metric_check()
 def check_metric_returns_number(target: MetricTarget) -> None:
-    """The metric returns a finite real number (or a tuple led by one), the same on every call."""
+    """The metric returns a finite real number (or the (value, threshold) pair its spec
+    declares), the same on every call."""
     truth, perfect, _ = _metric_inputs(target.level)
     first, second = target(truth, perfect), target(truth, perfect)
     if not np.isfinite(first):
@@ -365,10 +384,11 @@ def check_metric_rejects_mismatched_inputs(target: MetricTarget) -> None:
 
 
 def check_metric(
-    metric: Any, *, params: Mapping[str, Any] | None = None, value_range: tuple[float, float] | None = (0.0, 1.0),
+    metric: Any, *, params: Mapping[str, Any] | None = None, value_range: Any = _FROM_SPEC,
     known_failures: Mapping[str, str] | None = None, checks: Iterable[str] | None = None, **kwargs: Any,
 ) -> list[CheckResult]:
-    """Run every metric check; ``value_range=None`` for a metric without a bounded range."""
+    """Run every metric check; ``value_range`` (default: the spec's, else [0, 1]; None: no
+    bounded range) overrides a registered metric's declared range."""
     target = metric_target(metric, params=params, value_range=value_range, **kwargs)
     return run_checks(METRIC_CHECKS, target, target.label, known_failures, selector(checks))
 

@@ -12,14 +12,18 @@ run depends on the detector's :class:`pyimgano.DetectorCapabilities`.
 
 from __future__ import annotations
 
+import enum
 import inspect
+import json
 import tempfile
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from pyimgano.contracts import validate_labels, validate_maps, validate_scores
 from pyimgano.errors import InvalidParams, NotFittedError, PyimganoError
@@ -258,6 +262,11 @@ def check_params_match_spec(target: DetectorTarget) -> None:
         problems = exc.errors() if hasattr(exc, "errors") else str(exc)
         raise CheckFailed("check_params_match_spec", f"get_params() {params} does not validate against "
                     f"{spec.params.__name__}: {problems}; the detector could not be reloaded") from exc
+    config = getattr(detector, "config", None)
+    if isinstance(config, BaseModel) and type(config) is not spec.params:
+        raise CheckFailed("check_params_match_spec", f"the detector validates its parameters into "
+                    f"{type(config).__name__}, its spec registers {spec.params.__name__}; declare "
+                    f"params_model = {spec.params.__name__} (one source of truth)")
 
 
 @_check()
@@ -448,6 +457,129 @@ def check_save_load_round_trip(target: DetectorTarget) -> None:
                             f"{getattr(loaded, 'threshold_', None)!r}")
     finally:
         detector.threshold_ = previous
+
+
+UNKNOWN_PARAM = "no_such_parameter_for_the_kit"
+
+
+def _params_model(target: DetectorTarget) -> type[BaseModel] | None:
+    """The params model: the spec's for a registered detector, else the class's ``params_model``."""
+    if target.registry_name is not None:
+        from pyimgano.plugins import get_registry
+
+        return get_registry().resolve("detector", target.registry_name)[0].params
+    model = getattr(target.make_fresh, "params_model", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _literal_choices(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return list(annotation)
+    return [c for arg in typing.get_args(annotation) for c in _literal_choices(arg)]
+
+
+def _candidates(annotation: Any, value: Any) -> tuple[int, list[Any]]:
+    """(preference, other values to try) for one field: flags first, then choices, then numbers."""
+    if isinstance(value, bool):
+        return 0, [not value]
+    choices = _literal_choices(annotation)
+    if choices:
+        return 1, [c for c in choices if c != value]
+    if isinstance(value, int):
+        return 2, [value + 1, value - 1, value * 2, value // 2]
+    if isinstance(value, float):
+        return 2, [value * 2, value / 2, value + 1.0, value - 1.0, 0.5]
+    return 3, []  # None, strings, lists: no generic other value
+
+
+def _other_value(model: type[BaseModel], params: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """A parameter and another value the model accepts for it, ``params`` otherwise unchanged.
+
+    Booleans come first, then choices (Literal, Enum), then numbers, each in declaration
+    order; parameters left at None, strings and lists are never picked.
+    """
+    current = model.model_validate(dict(params))
+    ranked = []
+    for order, (name, info) in enumerate(model.model_fields.items()):
+        value = getattr(current, name)
+        preference, candidates = _candidates(info.annotation, value)
+        if candidates:
+            ranked.append((preference, order, name, value, candidates))
+    for _, _, name, value, candidates in sorted(ranked, key=lambda item: item[:2]):
+        for candidate in candidates:
+            try:
+                changed = getattr(model.model_validate({**dict(params), name: candidate}), name)
+            except ValidationError:
+                continue
+            if changed != value:
+                return name, changed
+    return None
+
+
+def _changeable(target: DetectorTarget) -> str | None:
+    model = _params_model(target)
+    if model is None:
+        return "no params model (a factory without params_model)"
+    try:
+        found = _other_value(model, target.params)
+    except ValidationError as exc:
+        return f"the kit's parameters do not validate against {model.__name__}: {exc.errors()}"
+    return None if found is not None else f"no parameter of {model.__name__} can take another value generically"
+
+
+@_check(_changeable)
+def check_set_params_round_trip(target: DetectorTarget) -> None:
+    """``set_params`` returns self, ``get_params`` shows the new value, and save/load keeps it.
+
+    The parameter is picked from the params model (a flag, a choice, else a number); the
+    fitted detector gets its old value back afterwards.
+    """
+    name_ = "check_set_params_round_trip"
+    detector = target.fitted()
+    model = _params_model(target)
+    before = detector.get_params()
+    found = _other_value(model, before)
+    if found is None:
+        raise CheckFailed(name_, f"get_params() {before} leaves no parameter another valid value")
+    name, value = found
+    call = f"set_params({name}={value!r})"
+    try:
+        returned = detector.set_params(**{name: value})
+        if returned is not detector:
+            raise CheckFailed(name_, f"{call} returned {type(returned).__name__} {returned!r:.80}; expected self")
+        shown = detector.get_params().get(name, "(missing)")
+        if shown != value:
+            raise CheckFailed(name_, f"get_params() shows {name}={shown!r} after {call}; parameters must be "
+                              "read from one place (the validated config), not copied at construction")
+        try:
+            detector.set_params(**{UNKNOWN_PARAM: 1})
+        except ValueError as exc:
+            if UNKNOWN_PARAM not in str(exc):
+                raise CheckFailed(name_, f"set_params({UNKNOWN_PARAM}=1) raised without naming the "
+                                  f"parameter: {describe(exc)}") from None
+        else:
+            raise CheckFailed(name_, f"set_params({UNKNOWN_PARAM}=1) was accepted; expected InvalidParams")
+        if target.capabilities.save_load and hasattr(detector, "save"):
+            with tempfile.TemporaryDirectory(prefix="pyimgano-check-") as tmp:
+                directory = Path(tmp) / "model"
+                detector.save(directory)
+                from pyimgano.detector import MODEL_CONFIG_FILE
+
+                saved = json.loads((directory / MODEL_CONFIG_FILE).read_text()).get("params") or {}
+                stored = getattr(model.model_validate(saved), name)
+                if stored != value:
+                    raise CheckFailed(name_, f"save() after {call} wrote {name}={saved.get(name, '(missing)')!r}")
+                if target.registry_name is not None:
+                    loaded = _reload(target, detector, directory).get_params().get(name, "(missing)")
+                    if loaded != value:
+                        raise CheckFailed(name_, f"after {call}, save and load, the detector has {name}={loaded!r}")
+    finally:
+        try:
+            detector.set_params(**{name: before[name]})
+        except Exception:  # noqa: BLE001 - the failure above is the one to report
+            pass
 
 
 @_check()

@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from pyimgano import Detector
+from pyimgano.preprocess import resize_image, resize_map
+from pyimgano_example.plugin import MADParams
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+def _resized(img: np.ndarray, size: int) -> np.ndarray:
+    return resize_image(img, size).astype(np.float32) / 255.0
 
 
 class MeanAbsDiff(Detector):
-    def __init__(self, image_size: int = 64, sigma: float = 2.0) -> None:
-        super().__init__(image_size=image_size, sigma=sigma)
-        self.image_size = image_size
-        self.sigma = sigma
+    params_model = MADParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         self.mean_: np.ndarray | None = None
 
     def _fit(self, images: list[np.ndarray]) -> None:
-        self.mean_ = np.mean([_resize(img, self.image_size) for img in images], axis=0)
+        self.mean_ = np.mean([_resized(img, self.image_size) for img in images], axis=0)
 
     def _score(self, images: list[np.ndarray]):
         maps, scores = [], []
         for img in images:
-            diff = np.abs(_resize(img, self.image_size) - self.mean_).mean(axis=2)
+            diff = np.abs(_resized(img, self.image_size) - self.mean_).mean(axis=2)
             if self.sigma > 0:
                 diff = gaussian_filter(diff, self.sigma)
-            h, w = img.shape[:2]
-            full = np.asarray(Image.fromarray(diff.astype(np.float32)).resize((w, h), Image.BILINEAR))
-            maps.append(full.astype(np.float32))
+            maps.append(resize_map(diff, img.shape[:2]))
             scores.append(float(diff.max()))
         return np.asarray(scores), maps
 

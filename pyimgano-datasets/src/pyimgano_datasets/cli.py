@@ -1,5 +1,8 @@
 """``pyimgano datasets``: registered data sets, what a root holds, layout checks, downloads.
 
+The plugin registers this module as the ``datasets`` command (``pyimgano_register_commands``
+in :mod:`pyimgano_datasets.plugin`); it is imported only when the command runs.
+
     pyimgano datasets                               # registered data sets
     pyimgano datasets --root DIR [--dataset NAME]   # categories and counts (layout guessed)
     pyimgano datasets check NAME --root DIR         # every problem, in one run
@@ -91,8 +94,6 @@ def _list(args: argparse.Namespace) -> int:
     for row in rows:
         table.add_row(row["name"], row["plugin"], "required" if row["needs_root"] else "optional", row["summary"])
     Console(soft_wrap=False).print(table)
-    if not rows:
-        print("no data sets registered; install pyimgano-datasets", file=sys.stderr)
     return 0
 
 
