@@ -107,3 +107,16 @@ def test_time_limit_stops_training(tiny):
     det = pyimgano.create_detector("anomalib:stfpm", image_size=64, batch_size=2, max_epochs=10_000, time_limit_s=2)
     det.fit(tiny.train)
     assert det.fit_info_["fit_s"] < 60 and det.fit_info_["epochs"] < 10_000
+
+
+def test_set_params_after_fit_takes_effect_at_the_next_fit(tiny, tmp_path):
+    """A parameter that shapes the network (PaDiM's n_features) changed on a fitted detector:
+    get_params and save show it, the saved module is the one that was trained."""
+    det = pyimgano.create_detector("anomalib:padim", image_size=64, batch_size=4).fit(tiny.train)
+    scores = det.decision_function(tiny.test)
+    assert det.set_params(n_features=50) is det and det.get_params()["n_features"] == 50
+    det.save(tmp_path / "model")
+    loaded = pyimgano.load_detector(tmp_path / "model")
+    assert loaded.get_params()["n_features"] == 50 and loaded.n_features == 50
+    np.testing.assert_allclose(loaded.decision_function(tiny.test), scores, rtol=1e-5)
+    assert det.fit(tiny.train).module_.model.n_features == 50

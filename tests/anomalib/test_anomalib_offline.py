@@ -147,3 +147,12 @@ def test_missing_file_is_a_clear_error_within_seconds(tiny, name, params, match)
     with pytest.raises(MissingOfflineFile, match=match):
         det.fit(tiny.train)
     assert time.perf_counter() - start < 20
+
+
+def test_anomalib_files_is_a_pyimgano_command(capsys):
+    """The plugin registers ``pyimgano anomalib-files`` through pyimgano_register_commands."""
+    from pyimgano.cli import main
+
+    assert main(["anomalib-files", "csflow"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_b5_lukemelas-1a07897c.pth" in out and "weights=FILE" in out

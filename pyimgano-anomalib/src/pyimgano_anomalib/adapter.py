@@ -40,21 +40,29 @@ def anomalib_class(name: str) -> type:
 
 
 class AnomalibDetector(Detector):
-    """One anomalib model; subclasses name their catalog entry (``model_name``)."""
+    """One anomalib model; subclasses name their catalog entry (``model_name``), which gives
+    them their params model (validated into ``self.config`` by :class:`pyimgano.Detector`).
+
+    The anomalib module is built from the parameters ``fit`` saw (``fit_config_``): a
+    parameter changed afterwards (``set_params``) takes effect at the next ``fit``, and a
+    saved detector reloads the module it was trained as.
+    """
 
     model_name: ClassVar[str] = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if cls.__dict__.get("model_name"):
+            entry = ENTRIES[cls.model_name]
+            cls.params_model = entry.params
+            cls.component = f"anomalib:{entry.name}"
+            cls.plugin = "anomalib"
+            cls.supports_maps = entry.maps
+        super().__init_subclass__(**kwargs)
+
     def __init__(self, **params: Any) -> None:
-        entry = self.entry()
-        try:
-            self.config = entry.params.model_validate(params)
-        except Exception as exc:  # noqa: BLE001 - pydantic ValidationError
-            raise InvalidParams(f"invalid parameters for detector anomalib:{self.model_name}: {exc}") from None
-        super().__init__(**self.config.model_dump())
-        self.component = f"anomalib:{self.model_name}"
-        self.plugin = "anomalib"
-        self.supports_maps = entry.maps
+        super().__init__(**params)
         self.module_: Any = None
+        self.fit_config_: Any = None
         self.fit_info_: dict[str, Any] = {}
 
     @classmethod
@@ -137,7 +145,7 @@ class AnomalibDetector(Detector):
         import lightning
 
         training.quiet_lightning()
-        cfg = self.config
+        cfg = self.fit_config_ = self.config.model_copy()
         lightning.seed_everything(cfg.seed, workers=True, verbose=False)
         start = time.perf_counter()
         module = self._build("load")
@@ -166,7 +174,7 @@ class AnomalibDetector(Detector):
     def _score(self, images: list[np.ndarray]) -> tuple[np.ndarray, Any]:
         module = self.module_
         module.eval()
-        cfg = self.config
+        cfg = self.fit_config_
         transform = module.pre_processor.transform if module.pre_processor is not None else None
         scores: list[np.ndarray] = []
         maps: list[np.ndarray] = []
@@ -193,10 +201,14 @@ class AnomalibDetector(Detector):
 
     # -- persistence ------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:
-        return {"anomalib_state_in": np.array([STATE_FILE])}
+        return {"anomalib_state_in": np.array([STATE_FILE]),
+                "anomalib_fit_params": np.array([self.fit_config_.model_dump_json()])}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self._state_file = str(state["anomalib_state_in"][0]) if "anomalib_state_in" in state else STATE_FILE
+        fitted = state.get("anomalib_fit_params")
+        self.fit_config_ = self.config.model_copy() if fitted is None else self.params_model.model_validate_json(
+            str(fitted[0]))
 
     def _save_files(self, directory: Path) -> None:
         from safetensors.torch import save_file
@@ -210,7 +222,11 @@ class AnomalibDetector(Detector):
         path = directory / getattr(self, "_state_file", STATE_FILE)
         if not path.is_file():
             raise ModelLoadError(f"{directory}: {self.component} model weights {path.name} are missing")
-        module = self._build("random")
+        current, self.config = self.config, self.fit_config_  # the module as it was trained
+        try:
+            module = self._build("random")
+        finally:
+            self.config = current
         state = load_file(str(path))
         try:
             module.load_state_dict(state, strict=True)

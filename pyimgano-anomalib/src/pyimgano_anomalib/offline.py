@@ -116,7 +116,7 @@ def format_offline_files(model: str | None = None) -> str:
     """The guidance as text: one block per file (what ``pyimgano anomalib-files`` prints)."""
     lines = [
         "Files anomalib models would download (pyimgano never downloads them).",
-        "Backbone models default to the offline EfficientNet-Lite0; any other timm backbone takes",
+        "Backbone models default to the offline EfficientNet-Lite0 (SuperSimpleNet: see below); other timm backbones take",
         "weights=FILE (a state dict) or its file in the Hugging Face cache "
         f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}).",
         "",

@@ -2,15 +2,15 @@
 
 Each model of :mod:`pyimgano_anomalib.catalog` is registered as ``anomalib:<name>`` with
 its params model, its factory and its capabilities; the adapter is imported only when a
-detector is created.
+detector is created. The ``anomalib-files`` command prints the files models would download.
 """
 
 from __future__ import annotations
 
-from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
+from pyimgano import CommandSpec, DetectorCapabilities, DetectorSpec, hookimpl
 from pyimgano_anomalib.catalog import IMAGE_ONLY_MODELS, MAP_MODELS, MODEL_NAMES, MODELS, ModelEntry
 
-__all__ = ["IMAGE_ONLY_MODELS", "MAP_MODELS", "MODEL_NAMES", "pyimgano_register_detectors"]
+__all__ = ["IMAGE_ONLY_MODELS", "MAP_MODELS", "MODEL_NAMES", "pyimgano_register_commands", "pyimgano_register_detectors"]
 
 
 def _spec(entry: ModelEntry) -> DetectorSpec:
@@ -32,3 +32,14 @@ def _spec(entry: ModelEntry) -> DetectorSpec:
 @hookimpl
 def pyimgano_register_detectors() -> list[DetectorSpec]:
     return [_spec(entry) for entry in MODELS]
+
+
+@hookimpl
+def pyimgano_register_commands() -> list[CommandSpec]:
+    return [
+        CommandSpec(
+            name="anomalib-files",
+            summary="files anomalib models would download: where to fetch them, where to put them, which parameter",
+            factory="pyimgano_anomalib.cli",
+        )
+    ]
