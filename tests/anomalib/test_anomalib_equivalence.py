@@ -7,6 +7,7 @@ initialisation, batch order and the epoch boundary must all match the Engine's).
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -19,6 +20,7 @@ def load_benchmark():
     path = REPO_ROOT / "benchmarks" / "bench_anomalib_equivalence.py"
     spec = importlib.util.spec_from_file_location("bench_anomalib_equivalence", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through it
     spec.loader.exec_module(module)
     return module
 
