@@ -13,7 +13,7 @@ from pyimgano_anomalib.plugin import MAP_MODELS, MODEL_NAMES
 pytestmark = [pytest.mark.torch, pytest.mark.anomalib]
 
 # Seconds of fit at the smoke budget on a shared 2-core machine: > ~10 s is marked slow.
-SLOW = {"draem", "dsr", "efficient_ad", "csflow", "supersimplenet", "uflow", "uninet", "glass"}
+SLOW = {"draem", "dsr", "efficient_ad", "csflow", "supersimplenet", "uflow", "uninet", "glass", "cflow", "fre"}
 # Memory-bank models on the bundled ImageNet backbone: the white blobs must rank first.
 PRETRAINED_MEMORY_BANK = {"patchcore", "padim", "dfm", "dfkde"}
 
