@@ -47,9 +47,7 @@ from pyimgano.errors import ComponentNotFound, NameConflict, PluginError
 if TYPE_CHECKING:
     from pyimgano.plugins import Registry
 
-ENTRY_POINT_GROUP = "pyimgano"
 BUILTIN_PLUGIN = "core"
-STRICT_ENV = "PYIMGANO_STRICT_PLUGINS"
 DISABLE_ENV = "PYIMGANO_DISABLE_PLUGINS"
 NO_CACHE_ENV = "PYIMGANO_NO_PLUGIN_CACHE"
 CACHE_DIR_ENV = "PYIMGANO_CACHE_DIR"
@@ -224,7 +222,7 @@ def _saved_or_discovered() -> PluginListing:
     folder = cache_dir()
     path = None
     if folder is not None:
-        identity = json.dumps([environment["python"], environment["path"]]).encode("utf-8", "surrogateescape")
+        identity = json.dumps([environment["python"], environment["path"]]).encode()  # ASCII: json escapes
         path = os.path.join(folder, f"listing-{zlib.crc32(identity):08x}.json")
         saved = _read(path, environment)
         if saved is not None:

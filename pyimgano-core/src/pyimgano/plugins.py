@@ -37,21 +37,15 @@ from pydantic import BaseModel, ValidationError
 
 from pyimgano import hookspecs
 from pyimgano.errors import ComponentNotFound, InvalidParams, NameConflict, PluginError
-from pyimgano.listing import (
-    BUILTIN_PLUGIN,
-    DISABLE_ENV,
-    ENTRY_POINT_GROUP,
-    STRICT_ENV,
-    PluginListing,
-    forget_listing,
-    provider_label,
-)
+from pyimgano.listing import BUILTIN_PLUGIN, DISABLE_ENV, PluginListing, forget_listing, provider_label
 from pyimgano.listing import env_flag as _env_flag
 from pyimgano.listing import short_error as _short_error
 from pyimgano.specs import SPEC_TYPES, CommandSpec
 
+ENTRY_POINT_GROUP = "pyimgano"
 KINDS = ("detector", "dataset", "metric", "postprocessor")
 COMMAND = "command"  # the hook kind of CLI sub-commands, kept apart from the component KINDS
+STRICT_ENV = "PYIMGANO_STRICT_PLUGINS"
 
 Status = Literal["ok", "error", "blocked"]
 
