@@ -2,7 +2,9 @@
 
 Plugin authors import the hook marker as ``pyimgano.hookimpl`` and the spec classes
 (``DetectorSpec``, ``DatasetSpec``, ``MetricSpec``, ``PostprocessorSpec``, ``CommandSpec``)
-from here. Heavy parts (the detector base, the registry functions, contracts) load on first access.
+from here. Everything but the error types and the version loads on first access (pluggy
+with ``hookimpl``, pydantic with the specs), so ``import pyimgano`` costs next to nothing
+and ``pyimgano --help`` can answer from the cached plugin listing without them.
 """
 
 from __future__ import annotations
@@ -23,20 +25,18 @@ from pyimgano.errors import (
     PyimganoError,
     WeightsError,
 )
-from pyimgano.hookspecs import hookimpl
-from pyimgano.specs import (
-    CommandSpec,
-    DatasetSpec,
-    DetectorCapabilities,
-    DetectorSpec,
-    MetricSpec,
-    NoParams,
-    PostprocessorSpec,
-)
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "hookimpl": "pyimgano.hookspecs",
+    "CommandSpec": "pyimgano.specs",
+    "DatasetSpec": "pyimgano.specs",
+    "DetectorCapabilities": "pyimgano.specs",
+    "DetectorSpec": "pyimgano.specs",
+    "MetricSpec": "pyimgano.specs",
+    "NoParams": "pyimgano.specs",
+    "PostprocessorSpec": "pyimgano.specs",
     "Detector": "pyimgano.detector",
     "load_detector": "pyimgano.detector",
     "create_detector": "pyimgano.registry",
@@ -62,27 +62,19 @@ _LAZY = {
 }
 
 __all__ = [
-    "CommandSpec",
     "ComponentNotFound",
     "ContractViolation",
     "DatasetError",
-    "DatasetSpec",
-    "DetectorCapabilities",
-    "DetectorSpec",
     "ImageLoadError",
     "ImageTooLarge",
     "InvalidParams",
     "MetricError",
-    "MetricSpec",
     "ModelLoadError",
     "NameConflict",
-    "NoParams",
     "NotFittedError",
     "PluginError",
-    "PostprocessorSpec",
     "PyimganoError",
     "WeightsError",
-    "hookimpl",
     *_LAZY,
 ]
 

@@ -9,7 +9,9 @@ called with the arguments it declares, as pluggy calls hooks, so hookspecs can g
 
 Besides components, plugins register sub-commands of the ``pyimgano`` command line
 (:class:`pyimgano.CommandSpec`); the registry lists them and resolves a command name to
-the one plugin that provides it.
+the one plugin that provides it. What listing needs of the registry (rows, commands) is
+a :class:`pyimgano.listing.PluginListing`, which the command line may read from its cache
+instead of discovering (see :mod:`pyimgano.listing`).
 
 Environment:
 
@@ -35,14 +37,15 @@ from pydantic import BaseModel, ValidationError
 
 from pyimgano import hookspecs
 from pyimgano.errors import ComponentNotFound, InvalidParams, NameConflict, PluginError
+from pyimgano.listing import BUILTIN_PLUGIN, DISABLE_ENV, PluginListing, forget_listing, provider_label
+from pyimgano.listing import env_flag as _env_flag
+from pyimgano.listing import short_error as _short_error
 from pyimgano.specs import SPEC_TYPES, CommandSpec
 
 ENTRY_POINT_GROUP = "pyimgano"
-BUILTIN_PLUGIN = "core"
 KINDS = ("detector", "dataset", "metric", "postprocessor")
 COMMAND = "command"  # the hook kind of CLI sub-commands, kept apart from the component KINDS
 STRICT_ENV = "PYIMGANO_STRICT_PLUGINS"
-DISABLE_ENV = "PYIMGANO_DISABLE_PLUGINS"
 
 Status = Literal["ok", "error", "blocked"]
 
@@ -61,8 +64,7 @@ class PluginRecord:
     commands: list[CommandSpec] = field(default_factory=list)
 
     def provider(self) -> str:
-        dist = self.distribution or "no distribution"
-        return f"plugin {self.name!r} ({dist} {self.version or '?'})"
+        return provider_label(self.name, self.distribution, self.version)
 
     def names(self, kind: str) -> list[str]:
         return [spec.name for spec in self.components[kind]]
@@ -82,18 +84,9 @@ class PluginRecord:
         }
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _disabled_plugins() -> set[str]:
     raw = os.environ.get(DISABLE_ENV, "")
     return {part.strip() for part in raw.split(",") if part.strip()}
-
-
-def _short_error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) < 2000 else text[:2000] + "..."
 
 
 class Registry:
@@ -267,44 +260,13 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self.components(kind))
 
-    def commands(self) -> dict[str, list[tuple[CommandSpec, PluginRecord]]]:
-        """Every command of a working plugin, by name, in discovery order (core first).
-
-        A name with more than one provider is a conflict, reported by :meth:`resolve_command`.
-        """
-        out: dict[str, list[tuple[CommandSpec, PluginRecord]]] = {}
-        for record in self.plugins:
-            if record.status == "ok":
-                for spec in record.commands:
-                    out.setdefault(spec.name, []).append((spec, record))
-        return out
-
-    def resolve_command(self, name: str) -> tuple[CommandSpec, PluginRecord]:
-        """The one plugin command called ``name``; :class:`NameConflict` names every provider."""
-        providers = self.commands().get(name)
-        if not providers:
-            raise ComponentNotFound(f"no command named {name!r}; available: {', '.join(self.commands()) or 'none'}")
-        if len(providers) > 1:
-            names = " and ".join(record.provider() for _, record in providers)
-            raise NameConflict(
-                f"command {name!r} is registered by {len(providers)} plugins: {names}; uninstall one, or block "
-                f"one with {DISABLE_ENV}={providers[-1][1].name}"
-            )
-        return providers[0]
+    def listing(self) -> PluginListing:
+        """What ``list-plugins`` and ``--help`` show of this registry (commands resolve there)."""
+        return PluginListing.from_registry(self)
 
     def load_command(self, name: str) -> Any:
-        """Import the command's factory; it must have ``add_arguments`` and ``run``."""
-        spec, record = self.resolve_command(name)
-        try:
-            command = spec.load_factory()
-        except Exception as exc:
-            raise PluginError(
-                f"command {name!r} from {record.provider()} could not be loaded ({spec.factory}): {_short_error(exc)}"
-            ) from exc
-        missing = [f"{attr}()" for attr in ("add_arguments", "run") if not callable(getattr(command, attr, None))]
-        if missing:
-            raise PluginError(f"command {name!r} from {record.provider()}: {spec.factory} has no {' or '.join(missing)}")
-        return command
+        """Import a command's factory (:meth:`PluginListing.load_command`)."""
+        return self.listing().load_command(name)
 
     def resolve(self, kind: str, name: str) -> tuple[Any, PluginRecord]:
         """Find a component by qualified (``plugin:name``) or bare name."""
@@ -382,6 +344,11 @@ _registry: Registry | None = None
 _lock = threading.Lock()
 
 
+def loaded_registry() -> Registry | None:
+    """The process-wide registry if it has been loaded or set, else None (loads nothing)."""
+    return _registry
+
+
 def get_registry(*, strict: bool = True) -> Registry:
     """The process-wide registry, loaded on first use.
 
@@ -404,6 +371,7 @@ def reset_registry() -> None:
     global _registry
     with _lock:
         _registry = None
+    forget_listing()
 
 
 def list_plugins() -> list[PluginRecord]:

@@ -12,12 +12,13 @@ pyimgano, or a plugin's registration module, builds no validator it does not nee
 
 from __future__ import annotations
 
-import importlib
 import re
 import string
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pyimgano._lazy import import_object
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w\.]*:[A-Za-z_][\w\.]*$")
@@ -89,11 +90,7 @@ class _LazySpec(BaseModel):
 
     def load_factory(self) -> Any:
         """Import and return the object named by ``factory``."""
-        module_name, _, attr = self.factory.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in filter(None, attr.split(".")):
-            obj = getattr(obj, part)
-        return obj
+        return import_object(self.factory)
 
 
 class _Spec(_LazySpec):
