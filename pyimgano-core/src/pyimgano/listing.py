@@ -206,15 +206,21 @@ def _loaded_registry() -> Registry | None:
     return None if plugins is None else plugins.loaded_registry()
 
 
-def cache_dir() -> str | None:
-    """The folder of saved listings, or None when ``PYIMGANO_NO_PLUGIN_CACHE`` is set."""
-    if env_flag(NO_CACHE_ENV):
-        return None
+def cache_root() -> str:
+    """pyimgano's user cache folder: ``$PYIMGANO_CACHE_DIR``, else ``$XDG_CACHE_HOME/pyimgano``
+    or ``~/.cache/pyimgano`` (saved listings here, generated data sets in pyimgano-datasets)."""
     root = os.environ.get(CACHE_DIR_ENV)
     if not root:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(base, "pyimgano")
-    return os.path.join(os.path.expanduser(root), "plugins")
+    return os.path.expanduser(root)
+
+
+def cache_dir() -> str | None:
+    """The folder of saved listings, or None when ``PYIMGANO_NO_PLUGIN_CACHE`` is set."""
+    if env_flag(NO_CACHE_ENV):
+        return None
+    return os.path.join(cache_root(), "plugins")
 
 
 def _saved_or_discovered() -> PluginListing:
