@@ -1,5 +1,7 @@
 """pyimgano: visual anomaly detection for industrial inspection, a small core plus plugins.
 
+Users build an inspection pipeline with ``pyimgano.Pipeline`` (a detector, post-processing and
+calibrated image and pixel thresholds) and load a saved one with ``pyimgano.load``.
 Plugin authors import the hook marker as ``pyimgano.hookimpl`` and the spec classes
 (``DetectorSpec``, ``DatasetSpec``, ``MetricSpec``, ``PostprocessorSpec``, ``CommandSpec``)
 from here. Heavy parts (the detector base, the registry functions, contracts) load on first access.
@@ -19,6 +21,7 @@ from pyimgano.errors import (
     ModelLoadError,
     NameConflict,
     NotFittedError,
+    OutputExists,
     PluginError,
     PyimganoError,
     WeightsError,
@@ -37,6 +40,9 @@ from pyimgano.specs import (
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Pipeline": "pyimgano.pipeline",
+    "PipelineOutput": "pyimgano.pipeline",
+    "load": "pyimgano.pipeline",
     "Detector": "pyimgano.detector",
     "load_detector": "pyimgano.detector",
     "create_detector": "pyimgano.registry",
@@ -78,6 +84,7 @@ __all__ = [
     "NameConflict",
     "NoParams",
     "NotFittedError",
+    "OutputExists",
     "PluginError",
     "PostprocessorSpec",
     "PyimganoError",
