@@ -332,6 +332,24 @@ class Pipeline:
                 raise InvalidParams(f"{what} {strategy.spec()!r} needs the defect masks of the anomalous "
                                     "validation images (val_masks=)")
 
+    def check_fit(self, n_train: int | None, has_val_images: bool, val_labels: Any = None,
+                  val_masks: Any = None) -> None:
+        """What ``fit`` checks before reading any image: the validation split (``n_train``
+        training images, None if unknown yet) and what the threshold strategies need."""
+        if not has_val_images and (val_labels is not None or val_masks is not None):
+            raise InvalidParams("val_labels/val_masks describe val_images; give val_images too")
+        self.check_calibration_inputs(val_labels, val_masks)
+        if not has_val_images and self.val_fraction == 0 and self.needs_validation:
+            raise InvalidParams(
+                f"val_fraction 0 leaves an empty validation split, and image_threshold "
+                f"{self.image_threshold.spec()!r}"
+                + (f", pixel_threshold {self.pixel_threshold.spec()!r}" if self.pixel_threshold else "")
+                + " or the post-processing statistics need one; give val_images, a val_fraction above 0, "
+                "or fixed:V thresholds"
+            )
+        if n_train is not None and not has_val_images and self.val_fraction > 0:
+            split_validation(n_train, self.val_fraction, self.seed, self.traits.min_train_images, self.traits.name)
+
     def fit(
         self,
         train_images: Any,
@@ -348,22 +366,11 @@ class Pipeline:
         """
         from pyimgano.images import load_images
 
-        if val_images is None and (val_labels is not None or val_masks is not None):
-            raise InvalidParams("val_labels/val_masks describe val_images; give val_images too")
-        self.check_calibration_inputs(val_labels, val_masks)
+        sized = isinstance(train_images, (list, tuple))
+        self.check_fit(len(train_images) if sized else None, val_images is not None, val_labels, val_masks)
         self.val_indices_: list[int] | None = None  # which training images were held out, if any
         need = self.traits.min_train_images
         split = val_images is None and self.val_fraction > 0
-        if val_images is None and not split and self.needs_validation:
-            raise InvalidParams(
-                f"val_fraction 0 leaves an empty validation split, and image_threshold "
-                f"{self.image_threshold.spec()!r}"
-                + (f", pixel_threshold {self.pixel_threshold.spec()!r}" if self.pixel_threshold else "")
-                + " or the post-processing statistics need one; give val_images, a val_fraction above 0, "
-                "or fixed:V thresholds"
-            )
-        if split and isinstance(train_images, (list, tuple)):  # a bad split fails before any image is read
-            split_validation(len(train_images), self.val_fraction, self.seed, need, self.traits.name)
         train = load_images(train_images)
         if not train:
             raise InvalidParams(f"Pipeline.fit: no training images for {self.traits.name}")

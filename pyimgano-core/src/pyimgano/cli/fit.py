@@ -110,7 +110,8 @@ def image_threshold_spec(args: argparse.Namespace) -> str:
     given = [f for f, v in (("--image-threshold", args.image_threshold), ("--quantile", args.quantile),
                             ("--threshold", args.threshold)) if v is not None]
     if len(given) > 1:
-        raise InvalidParams(f"give one of {', '.join(given)}: they all set the image threshold")
+        raise InvalidParams(f"{' and '.join(given)} both set the image threshold; "
+                            "give one of --image-threshold, --quantile, --threshold")
     if args.quantile is not None:
         return f"quantile:{args.quantile!r}"
     if args.threshold is not None:
@@ -160,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = build_pipeline(args)
     files = collect_images(args.train, "training images")
     val_files = collect_images(args.val, "validation images") if args.val else None
+    pipe.check_fit(len(files), val_files is not None)
     console.print(f"fitting {pipe.traits.name} on {len(files)} image(s)"
                   + (f", calibrating on {len(val_files)}" if val_files else
                      f" ({pipe.val_fraction:g} held out to calibrate, seed {pipe.seed})" if pipe.val_fraction else ""))
