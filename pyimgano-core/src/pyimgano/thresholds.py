@@ -23,7 +23,7 @@ from pyimgano.errors import InvalidParams, MetricError
 DEFAULT_IMAGE_QUANTILE = 0.99
 # the pixel threshold's default: this quantile of the pixels of the normal validation maps
 # (chosen from the measurements in docs/pipeline.md, "Choosing the defaults")
-DEFAULT_PIXEL_QUANTILE = 0.999
+DEFAULT_PIXEL_QUANTILE = 0.9999
 SPEC_FORMS = "quantile:Q (0 < Q <= 1), fixed:V (a finite number) or f1"
 
 
