@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,9 @@ def render(series: list[Series], title: str) -> bytes:
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=11)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    with warnings.catch_warnings():  # a crowded picture falls back to a plain layout: fine
+        warnings.filterwarnings("ignore", message="constrained_layout not applied")
+        fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
 
 

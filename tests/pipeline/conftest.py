@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_path = Path(__file__).resolve().parents[1] / "benchmark" / "benchtest.py"
+if "benchtest" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location("benchtest", _path)
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules["benchtest"] = _module
+    _spec.loader.exec_module(_module)
+benchtest = sys.modules["benchtest"]
+
+
+@pytest.fixture(scope="session")
+def pipe_plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return benchtest.install_fake_plugin(tmp_path_factory.mktemp("pipeline-benchtest-site"))
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return benchtest.make_toy_root(tmp_path_factory.mktemp("pipeline-toy"), n_train=10)
+
+
+@pytest.fixture
+def plugin(pipe_plugin_site: Path):
+    with benchtest.plugin_on_path(pipe_plugin_site):
+        yield pipe_plugin_site
