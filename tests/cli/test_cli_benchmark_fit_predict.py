@@ -391,3 +391,30 @@ def test_an_interrupted_benchmark_keeps_finished_runs_and_a_rerun_goes_on(cli_pl
                     "--root", str(cli_toy_root), "--out", str(out), "--category", "alpha", pythonpath=[cli_plugin_site],
                     env={"COLUMNS": "80"})  # the line names a long path: it must not break at any width
     assert rerun.returncode == 0 and "1 already finished there (skipped" in rerun.stdout
+
+
+def test_predict_on_large_images_draws_bounded_heatmaps_and_full_size_masks(cli_plugin, tmp_path, monkeypatch):
+    import pyimgano.cli.predict as predict
+
+    rng = np.random.default_rng(0)
+    train = tmp_path / "train"
+    train.mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(90, 110, (1100, 1500, 3), dtype=np.uint8)).save(train / f"{i}.png")
+    big = rng.integers(90, 110, (1100, 1500, 3), dtype=np.uint8)
+    big[500:540, 700:760] = 250
+    Image.fromarray(big).save(tmp_path / "big.png")
+    model = tmp_path / "model"
+    assert main(["fit", "--detector", "benchtest:mean", "--train", str(train), "--out", str(model)]) == 0
+    monkeypatch.setattr(predict, "BATCH_PIXELS", 2_000_000)  # one 1.65 Mpixel image per batch
+    assert predict.batches([tmp_path / "big.png", *sorted(train.glob("*.png"))]) == [[0], [1], [2], [3], [4]]
+    pred = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), str(tmp_path / "big.png"), "--out", str(pred), "--json"]) == 0
+    (row,) = read_csv(pred / "predictions.csv")
+    with Image.open(pred / row["heatmap"]) as heatmap:
+        assert max(heatmap.size) == predict.HEATMAP_MAX_SIDE and heatmap.size == (1024, 751)
+    with Image.open(pred / row["mask"]) as mask:
+        assert mask.size == (1500, 1100)
+    (item,) = json.loads((pred / "predictions.json").read_text())["images"]
+    x, y, w, h = item["regions"][0]["bbox"]
+    assert x <= 700 and y <= 500 and x + w >= 760 and y + h >= 540  # the bright patch, in image pixels
