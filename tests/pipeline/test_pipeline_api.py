@@ -93,6 +93,11 @@ def test_a_plain_detector_folder_loads_as_a_pipeline_that_predicts_as_before(plu
     raw = detector.predict_anomaly_map(eval_files(toy))
     assert all(np.array_equal(k, m > 0.05) for k, m in zip(out.masks, raw))
 
+    config = json.loads((folder / "pyimgano-model.json").read_text())
+    (folder / "pyimgano-model.json").write_text(json.dumps({**config, "threshold": float("nan")}))
+    with pytest.raises(ModelLoadError, match="threshold nan is not a finite number"):
+        pyimgano.load(folder)
+
     unset = pyimgano.create_detector("benchtest:mean").fit(train_files(toy)).save(tmp_path / "no-threshold")
     out = pyimgano.load(unset).predict(eval_files(toy))
     assert out.labels is None and out.masks is None and len(out.maps) == 7

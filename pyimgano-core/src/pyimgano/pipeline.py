@@ -560,6 +560,8 @@ def load(directory: str | os.PathLike) -> Pipeline:
     path = directory / PIPELINE_FILE
     if not path.exists():  # a plain detector folder: predicts as it did before pipelines
         threshold = detector.threshold_
+        if threshold is not None and not math.isfinite(threshold):
+            raise ModelLoadError(f"{directory / 'pyimgano-model.json'}: threshold {threshold} is not a finite number")
         pipe = Pipeline(detector, postprocess=[], pixel_threshold=None, val_fraction=0.0)
         pipe.postprocessing = fit_postprocessing([], [])
         if threshold is not None:
