@@ -1,5 +1,7 @@
 """pyimgano: visual anomaly detection for industrial inspection, a small core plus plugins.
 
+Users build an inspection pipeline with ``pyimgano.Pipeline`` (a detector, post-processing and
+calibrated image and pixel thresholds) and load a saved one with ``pyimgano.load``.
 Plugin authors import the hook marker as ``pyimgano.hookimpl`` and the spec classes
 (``DetectorSpec``, ``DatasetSpec``, ``MetricSpec``, ``PostprocessorSpec``, ``CommandSpec``)
 from here. Everything but the error types and the version loads on first access (pluggy
@@ -21,6 +23,7 @@ from pyimgano.errors import (
     ModelLoadError,
     NameConflict,
     NotFittedError,
+    OutputExists,
     PluginError,
     PyimganoError,
     WeightsError,
@@ -37,6 +40,9 @@ _LAZY = {
     "MetricSpec": "pyimgano.specs",
     "NoParams": "pyimgano.specs",
     "PostprocessorSpec": "pyimgano.specs",
+    "Pipeline": "pyimgano.pipeline",
+    "PipelineOutput": "pyimgano.pipeline",
+    "load": "pyimgano.pipeline",
     "Detector": "pyimgano.detector",
     "load_detector": "pyimgano.detector",
     "create_detector": "pyimgano.registry",
@@ -72,6 +78,7 @@ __all__ = [
     "ModelLoadError",
     "NameConflict",
     "NotFittedError",
+    "OutputExists",
     "PluginError",
     "PyimganoError",
     "WeightsError",

@@ -85,3 +85,7 @@ class WeightsError(PyimganoError, ValueError):
 
 class ModelLoadError(PyimganoError, RuntimeError):
     """A saved model directory is missing, corrupt, or needs an absent/incompatible plugin."""
+
+
+class OutputExists(PyimganoError, FileExistsError):
+    """An output path names something that must not be replaced (a file, a folder of other files)."""

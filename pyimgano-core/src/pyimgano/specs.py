@@ -53,6 +53,19 @@ class DetectorCapabilities(BaseModel):
         default_factory=dict,
         description="conformance checks known to fail with check_params, {check name: reason}; reported, not hidden",
     )
+    default_postprocess: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="post-processing an inspection pipeline applies to this detector's maps unless told otherwise "
+        "(steps as in docs/postprocess.md, e.g. [{'name': 'standardize'}]); empty: the raw maps",
+    )
+
+    @field_validator("default_postprocess")
+    @classmethod
+    def _check_default_postprocess(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, step in enumerate(value):
+            if not isinstance(step.get("name"), str):
+                raise ValueError(f"step {i} must be a dict with a 'name' (a post-processor); got {step!r}")
+        return value
 
 
 class _LazySpec(BaseModel):
