@@ -6,12 +6,14 @@ caller provides, never on the test images of a benchmark.
 
 from __future__ import annotations
 
+import math
+import typing
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from pyimgano.errors import MetricError
+from pyimgano.errors import InvalidParams, MetricError
 
 
 class _Strategy(BaseModel):
@@ -25,7 +27,7 @@ class FixedThreshold(_Strategy):
     """A user-given value."""
 
     strategy: Literal["fixed"] = "fixed"
-    value: float
+    value: float = Field(allow_inf_nan=False)
 
     def compute(self, scores: np.ndarray, labels: np.ndarray | None = None) -> float:
         return float(self.value)
@@ -81,12 +83,58 @@ ThresholdStrategy = Annotated[
 _adapter: TypeAdapter[Any] = TypeAdapter(ThresholdStrategy)
 
 
+def strategy_names() -> list[str]:
+    """The ``strategy`` names :func:`make_strategy` accepts."""
+    members = typing.get_args(typing.get_args(ThresholdStrategy)[0])
+    return [member.model_fields["strategy"].default for member in members]
+
+
 def make_strategy(spec: Any) -> _Strategy:
-    """Build a strategy from a strategy object, a float (fixed), a name, or a dict."""
+    """Build a strategy from a strategy object, a float (fixed), a name, or a dict.
+
+    Anything else, an unknown name or a bad field is :class:`InvalidParams`, in one line.
+    """
     if isinstance(spec, _Strategy):
         return spec
+    given = spec
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return FixedThreshold(value=float(spec))
+        spec = {"strategy": "fixed", "value": float(spec)}
     if isinstance(spec, str):
         spec = {"strategy": spec}
-    return _adapter.validate_python(spec)
+    choices = ", ".join(strategy_names())
+    if not isinstance(spec, dict):
+        raise InvalidParams(f"threshold strategy {_shown(given)}: expected a name ({choices}), a number "
+                            "(a fixed threshold) or a dict with a 'strategy' key")
+    try:
+        return _adapter.validate_python(spec)
+    except ValidationError as exc:
+        raise InvalidParams(f"threshold strategy {_shown(given)}: {_strategy_problems(exc, choices)}") from None
+
+
+def _shown(spec: Any) -> str:
+    text = repr(spec)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _strategy_problems(exc: ValidationError, choices: str) -> str:
+    problems = []
+    for err in exc.errors():
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            problems.append(f"unknown strategy; choose one of {choices}")
+            continue
+        where = ".".join(str(p) for p in err["loc"][1:] or err["loc"])  # the first item is the strategy tag
+        problems.append(f"{where}: {err['msg']}" if where else err["msg"])
+    return "; ".join(problems)
+
+
+def finite_threshold(value: Any, source: str = "threshold") -> float:
+    """``value`` as a float; :class:`InvalidParams` naming ``source`` unless it is a finite number."""
+    try:
+        number = float(value) if not isinstance(value, (str, bytes)) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None:
+        raise InvalidParams(f"{source} must be a number, got {_shown(value)}")
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise InvalidParams(f"{source} must be a finite number, got {_shown(value)}")
+    return number
