@@ -19,6 +19,7 @@ from pyimgano.errors import (
     ModelLoadError,
     NameConflict,
     NotFittedError,
+    OutputError,
     PluginError,
     PyimganoError,
     WeightsError,
@@ -59,6 +60,9 @@ _LAZY = {
     "load_images": "pyimgano.images",
     "max_image_pixels": "pyimgano.limits",
     "set_max_image_pixels": "pyimgano.limits",
+    "max_state_bytes": "pyimgano.limits",
+    "set_max_state_bytes": "pyimgano.limits",
+    "StateArray": "pyimgano.modelfile",
 }
 
 __all__ = [
@@ -78,6 +82,7 @@ __all__ = [
     "NameConflict",
     "NoParams",
     "NotFittedError",
+    "OutputError",
     "PluginError",
     "PostprocessorSpec",
     "PyimganoError",

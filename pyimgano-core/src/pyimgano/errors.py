@@ -84,4 +84,10 @@ class WeightsError(PyimganoError, ValueError):
 
 
 class ModelLoadError(PyimganoError, RuntimeError):
-    """A saved model directory is missing, corrupt, or needs an absent/incompatible plugin."""
+    """A saved model directory is missing, corrupt, tampered with, over a limit, or needs an
+    absent/incompatible plugin; the message names the file."""
+
+
+class OutputError(PyimganoError, OSError):
+    """An output could not be written (a full disk, no permission, a folder that is not ours
+    to replace); what was there before is left as it was."""
