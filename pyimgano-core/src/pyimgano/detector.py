@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from pyimgano.contracts import validate_labels, validate_maps, validate_scores
-from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError, OutputError, PyimganoError
+from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError, OutputError, PyimganoError, os_reason
 from pyimgano.images import ImageInput, image_shapes, load_image, load_images
 from pyimgano.modelfile import (
     MODEL_CONFIG_FILE,
@@ -299,7 +299,7 @@ class Detector:
                 (tmp / MODEL_CONFIG_FILE).write_text(text, encoding="utf-8")
         except OSError as exc:
             kept = "the model saved there before is intact" if target.exists() else "nothing was left there"
-            raise OutputError(f"{directory}: the model could not be saved ({_os_reason(exc)}); {kept}") from None
+            raise OutputError(f"{directory}: the model could not be saved ({os_reason(exc, with_file=False)}); {kept}") from None
         return directory
 
     @classmethod
@@ -348,12 +348,12 @@ def _install_params(cls: type[Detector], model: type[BaseModel]) -> None:
 
 def _validated(model: type[BaseModel], params: dict[str, Any], who: str) -> BaseModel:
     """``params`` validated into ``model``; :class:`InvalidParams` naming each bad parameter."""
-    from pyimgano.plugins import _describe_param_error
+    from pyimgano.plugins import describe_param_errors
 
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        problems = "; ".join(_describe_param_error(err, model) for err in exc.errors())
+        problems = describe_param_errors(exc, model)
         raise InvalidParams(f"invalid parameters for {who}: {problems}") from None
 
 
@@ -401,11 +401,6 @@ def _check_replaceable(directory: Path) -> None:
             raise OutputError(f"{directory}: holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({shown}) "
                               f"and is not a saved pyimgano model (no {MODEL_CONFIG_FILE}); save replaces the whole "
                               "folder, so give a new or empty one")
-
-
-def _os_reason(exc: OSError) -> str:
-    reason = exc.strerror or str(exc)
-    return f"{reason}: {exc.filename}" if exc.filename and exc.strerror else reason
 
 
 def load_detector(directory: str | os.PathLike) -> Detector:

@@ -91,3 +91,10 @@ class ModelLoadError(PyimganoError, RuntimeError):
 class OutputError(PyimganoError, OSError):
     """An output could not be written (a full disk, no permission, a folder that is not ours
     to replace); what was there before is left as it was."""
+
+
+def os_reason(exc: OSError, with_file: bool = True) -> str:
+    """``/path: No space left on device`` from an :class:`OSError` (its own text when it has no strerror)."""
+    if not exc.strerror:
+        return str(exc)
+    return f"{exc.filename}: {exc.strerror}" if exc.filename and with_file else exc.strerror
