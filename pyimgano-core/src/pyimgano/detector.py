@@ -39,7 +39,15 @@ from pyimgano.modelfile import (
 )
 from pyimgano.thresholds import finite_threshold, make_strategy
 
-__all__ = ["MODEL_CONFIG_FILE", "MODEL_FORMAT", "MODEL_STATE_FILE", "Detector", "StateArray", "load_detector"]
+__all__ = [
+    "MODEL_CONFIG_FILE",
+    "MODEL_FORMAT",
+    "MODEL_STATE_FILE",
+    "Detector",
+    "StateArray",
+    "check_save_target",
+    "load_detector",
+]
 
 
 class Param:
@@ -274,7 +282,7 @@ class Detector:
         self._check_fitted()
         directory = Path(directory)
         target = directory.resolve() if directory.is_symlink() else directory  # a link keeps pointing at the model
-        _check_replaceable(target)
+        check_save_target(target)
         state = {k: np.asarray(v) for k, v in self._get_state().items()}
         check_saved_state(self, state)
         try:
@@ -390,8 +398,10 @@ def _compatible(saved: str | None, installed: str | None) -> bool:
     return not (s[0] == "0" and len(s) > 1 and len(i) > 1 and s[1] != i[1])
 
 
-def _check_replaceable(directory: Path) -> None:
-    """``save`` replaces the whole folder: refuse one that holds anything but a saved model."""
+def check_save_target(directory: str | os.PathLike) -> None:
+    """Raise :class:`OutputError` unless ``save(directory)`` may write there: ``save`` replaces
+    the whole folder, so it must be new, empty or a saved model (checkable before fitting)."""
+    directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise OutputError(f"{directory}: exists and is not a folder; give a folder for the model")
     if directory.is_dir() and not (directory / MODEL_CONFIG_FILE).is_file():
