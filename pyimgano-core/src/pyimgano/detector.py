@@ -199,13 +199,14 @@ class Detector:
         """
         if y is not None and np.asarray(y).any():
             raise ValueError(f"{self.component}: fit() trains on normal images only; y must be all 0 or None")
+        strategy = make_strategy(threshold) if calibration is not None else None  # a bad one fails before training
         arrays = load_images(images)
         if not arrays:
             raise ValueError(f"{self.component}: fit() needs at least one training image, got an empty set")
         self._fit(arrays)
         self.is_fitted_ = True
-        if calibration is not None:
-            self.calibrate(calibration, calibration_labels, strategy=threshold)
+        if strategy is not None:
+            self.calibrate(calibration, calibration_labels, strategy=strategy)
         return self
 
     def score(self, images: ImageInput | Sequence[ImageInput]) -> tuple[np.ndarray, Any]:
@@ -296,10 +297,11 @@ class Detector:
                 state_file=MODEL_STATE_FILE,
             )
             text = json.dumps(config.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
-        except (ValidationError, ValueError) as exc:
-            problem = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors()) if isinstance(
-                exc, ValidationError) else str(exc)
+        except ValidationError as exc:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'model file'}: {e['msg']}" for e in exc.errors())
             raise InvalidParams(f"{self._describe()} cannot be saved: {problem}") from None
+        except ValueError as exc:  # a threshold or parameter JSON cannot hold (NaN, infinity)
+            raise InvalidParams(f"{self._describe()} cannot be saved: {exc}") from None
         try:
             with replacing_dir(target) as tmp:
                 np.savez(tmp / MODEL_STATE_FILE, **state)
@@ -307,7 +309,8 @@ class Detector:
                 (tmp / MODEL_CONFIG_FILE).write_text(text, encoding="utf-8")
         except OSError as exc:
             kept = "the model saved there before is intact" if target.exists() else "nothing was left there"
-            raise OutputError(f"{directory}: the model could not be saved ({os_reason(exc, with_file=False)}); {kept}") from None
+            reason = os_reason(exc, with_file=False)
+            raise OutputError(f"{directory}: the model could not be saved ({reason}); {kept}") from None
         return directory
 
     @classmethod
@@ -449,14 +452,14 @@ def load_detector(directory: str | os.PathLike) -> Detector:
             f"(its detectors: {', '.join(record.names('detector')) or 'none'})"
         ) from None
     _check_saved_params(config_path, name, spec.params, model.params)
+    path = state_path(directory, model)
+    state = read_state(path)  # limits and format first: nothing heavy is imported for a bad file
     from pyimgano.registry import create_detector
 
     try:
         detector = create_detector(name, **model.params)
     except InvalidParams as exc:
         raise ModelLoadError(f"{config_path}: {exc}") from None
-    path = state_path(directory, model)
-    state = read_state(path)
     try:
         check_loaded_state(detector, state, path)
         detector._set_state(state)
