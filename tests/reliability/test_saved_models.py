@@ -257,6 +257,12 @@ def test_each_kind_of_edit_to_the_model_file_is_one_line(saved, change, problem)
     assert _load_error(saved) == f"{saved / CONFIG}: invalid model file: {problem}"
 
 
+def test_a_parameter_value_the_detector_refuses_is_one_line(saved):
+    _edit_config(saved, params={"image_size": "big", "sigma": 0.0})
+    assert _load_error(saved) == (f"{saved / CONFIG}: invalid parameters for detector example:mad: image_size: "
+                                  "Input should be a valid integer, unable to parse string as an integer")
+
+
 def test_non_finite_thresholds_are_refused_in_files(saved):
     text = (saved / CONFIG).read_text().replace('"threshold": 0.25', '"threshold": NaN')
     (saved / CONFIG).write_text(text)
