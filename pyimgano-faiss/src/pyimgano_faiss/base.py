@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pyimgano import Detector
+from pyimgano import Detector, StateArray
 from pyimgano.errors import NotFittedError
 from pyimgano.limits import ENV_MAX_IMAGE_PIXELS, max_image_pixels
 from pyimgano.preprocess import AUTO_MAX_SIDE, Box, Preprocess, auto_side, round_to_multiple, tile_boxes
@@ -39,6 +39,11 @@ MAX_INPUT_PIXELS = 4096 * 4096
 # a forward pass holds at most this many input pixels (8 images at 512 x 512): larger inputs
 # go in smaller batches, so memory stays bounded whatever image_size is
 BATCH_PIXELS = 8 * 512 * 512
+# the saved arrays of what fit chose (absent in models saved before they existed)
+GEOMETRY_STATE = {
+    "input_size": StateArray("str", (), required=False),
+    "precision": StateArray("str", (), required=False),
+}
 
 
 @lru_cache(maxsize=4)

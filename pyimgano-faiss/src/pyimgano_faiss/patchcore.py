@@ -19,8 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pyimgano import StateArray
 from pyimgano.preprocess import resize_matrix, stitch_tiles
-from pyimgano_faiss.base import BackboneDetector, Unit
+from pyimgano_faiss.backbones import feature_channels
+from pyimgano_faiss.base import GEOMETRY_STATE, BackboneDetector, Unit
 from pyimgano_faiss.coreset import (
     ChunkedCoreset,
     RandomProjection,
@@ -73,6 +75,13 @@ class PatchCore(BackboneDetector):
     """
 
     params_model = PatchCoreParams
+    state_arrays = {
+        "memory_bank": StateArray("float", ("bank_rows", "feature_dim")),
+        "grid": StateArray("int", (2,)),
+        "n_patches": StateArray("int", ()),
+        "faiss_index": StateArray("uint8", ("index_bytes",), required=False),  # IVF/HNSW, faiss's own format
+        **GEOMETRY_STATE,
+    }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -288,6 +297,13 @@ class PatchCore(BackboneDetector):
         return (rows_m @ torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)) @ cols_m.T).numpy()
 
     # -- persistence ------------------------------------------------------------------
+    def state_sizes(self) -> dict[str, int]:
+        """The memory bank's width: the chosen stages' channels, pooled to ``target_dim`` when smaller."""
+        width = sum(feature_channels(self.backbone, None if self.layers is None else tuple(self.layers)))
+        if self.target_dim and self.target_dim < width:
+            width = self.target_dim
+        return {**super().state_sizes(), "feature_dim": width}
+
     def _get_state(self) -> dict[str, np.ndarray]:
         state = {
             "memory_bank": self.memory_bank_,

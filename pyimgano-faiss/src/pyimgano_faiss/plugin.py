@@ -115,6 +115,10 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 cpus=2,
                 memory_mb=3000,
                 check_params={"backbone": "efficientnet_lite0", "image_size": 64, "coreset_ratio": 0.25, "progress": False},
+                # maps as z-scores of the normal validation pixels: the same ranking as the raw maps (its
+                # own Gaussian blur already smooths them; more smoothing, opening or small-region removal
+                # measured no better), thresholds and heatmaps on a scale comparable across categories
+                default_postprocess=[{"name": "standardize"}],
             ),
         ),
         DetectorSpec(
