@@ -185,3 +185,18 @@ def test_auto_side_never_upscales_and_caps_at_the_class_size():
     assert auto_side([(20, 20)], multiple=32) == 32
     with pytest.raises(ValueError, match="at least one"):
         auto_side([])
+
+
+def test_auto_side_of_mixed_sizes_is_the_median_pixel_count():
+    shapes = [(256, 256), (1000, 1500), (300, 300), (200, 200), (400, 400)]
+    assert auto_side(shapes) == 288  # median sqrt(h * w) = 300, rounded down to a multiple of 32
+    # an outlier does not move it
+    assert auto_side([(256, 256)] * 3 + [(8000, 8000)]) == 256
+
+
+def test_extreme_aspect_ratio_gets_at_least_one_stride_per_side():
+    policy = Preprocess(resize=256, aspect="keep", multiple=32)
+    height, width = policy.output_shape((10, 2000))
+    assert (height, width) == (32, 3616) and height % 32 == 0 and width % 32 == 0
+    # a side is never rounded down to nothing
+    assert Preprocess(resize=32, aspect="keep", multiple=32).output_shape((4, 4000)) == (32, 1024)

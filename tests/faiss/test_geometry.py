@@ -140,3 +140,28 @@ def test_knn_takes_tiles_and_mixed_sizes(small_category):
     scores = det.fit(train).decision_function(test + [_texture(1, 64, 128)])
     # a foreign image (another texture, another size) is by far the most anomalous
     assert np.isfinite(scores).all() and scores[-1] > 2 * scores[:-1].max()
+
+
+def test_tiny_images_are_scored_at_their_own_size():
+    train = [_texture(i, 40, 48) for i in range(3)]
+    det = pyimgano.create_detector("faiss:patchcore", **SMALL, coreset_ratio=0.5).fit(train)
+    assert det.input_size_ == 32  # auto: the smallest input (one stride), not a crash
+    scores, maps = det.score([_texture(7, 12, 20), _texture(8, 40, 48)])
+    assert np.isfinite(scores).all() and [m.shape for m in maps] == [(12, 20), (40, 48)]
+
+
+def test_a_huge_image_at_its_own_size_is_one_line_naming_the_way_out():
+    huge = np.zeros((4160, 4160, 3), dtype=np.uint8)  # 17.3 MP: over the per-input limit of 4096 x 4096
+    det = pyimgano.create_detector("faiss:patchcore", **SMALL, image_size="original")
+    with pytest.raises(InputGeometryError) as info:
+        det.fit([huge])
+    message = str(info.value)
+    assert "\n" not in message and "image 0 (4160x4160)" in message and "over the limit of 16,777,216" in message
+    assert "tile_size" in message
+    # the automatic size resizes it to the 512 class; tiles cut it into 512 px inputs
+    auto = pyimgano.create_detector("faiss:patchcore", **SMALL)
+    auto.input_size_ = 512
+    assert [u.frame for u in auto.plan([huge])] == [(512, 512)]
+    tiled = pyimgano.create_detector("faiss:patchcore", **SMALL, image_size="original", tile_size=512)
+    units = tiled.plan([huge])
+    assert len(units) == 100 and all(u.shape == (512, 512) for u in units)
