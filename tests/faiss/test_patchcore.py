@@ -12,6 +12,7 @@ import pyimgano
 from pyimgano import InvalidParams
 from pyimgano.metrics import image_auroc, pixel_auroc
 from pyimgano.testing import check_detector
+from pyimgano_faiss.search import auto_index_kind, is_exact
 
 SMALL = {"backbone": "efficientnet_lite0", "image_size": 64, "progress": False}
 
@@ -63,6 +64,16 @@ def test_save_load_gives_identical_scores_and_maps(fitted_patchcore, small_categ
     scores2, maps2 = loaded.score(test)
     np.testing.assert_array_equal(scores, scores2)
     np.testing.assert_array_equal(maps, maps2)
+    # the default index="auto" searches this small bank exactly; a flat index is not saved twice
+    assert fitted_patchcore.index == "auto" and is_exact(fitted_patchcore._index)
+    with np.load(tmp_path / "model" / "state.npz") as state:
+        assert "faiss_index" not in state.files
+
+
+def test_auto_index_weighs_bank_rows_by_the_patches_of_one_input():
+    assert auto_index_kind(3_276, 1_024) == "flat"  # synthetic set at 256 px: 32 x 32 patches
+    assert auto_index_kind(48_672, 52 * 78) == "ivf"  # VisA at 416 x 624: 52 x 78 patches
+    assert auto_index_kind(1_000) == "flat" and auto_index_kind(60_000) == "ivf"  # bank rows alone
 
 
 @pytest.mark.parametrize("index", ["ivf", "hnsw"])

@@ -311,7 +311,7 @@ class PatchCore(BackboneDetector):
             "n_patches": np.asarray(self.n_patches_, dtype=np.int64),
             **self._geometry_state(),
         }
-        if self.index != "flat":
+        if not is_exact(self._index):  # a flat index is rebuilt from the bank on load
             state["faiss_index"] = serialize_index(self._index)
         return state
 

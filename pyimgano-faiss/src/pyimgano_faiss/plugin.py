@@ -78,7 +78,9 @@ class PatchCoreParams(_BackboneParams):
     )
     projection_dim: int = Field(128, ge=8, le=4096, description="random projection size used for coreset selection")
     index: Literal["flat", "ivf", "hnsw", "auto"] = Field(
-        "flat", description="faiss index: flat (exact), ivf or hnsw (approximate), auto (flat below 50k bank rows, else ivf)"
+        "auto",
+        description="faiss index: flat (exact), ivf or hnsw (approximate; image scores stay exact), auto (flat while "
+        "one network input's patches x bank rows is at most 2**23 distances, else ivf; docs/patchcore.md)",
     )
     nprobe: int = Field(8, ge=1, description="IVF lists visited per query (index='ivf')")
     reweight: bool = Field(False, description="image score with the paper's neighbourhood reweighting (eq. 7)")
