@@ -14,8 +14,8 @@ Each (data set, category, policy, coreset) is one subprocess, so its peak RSS is
 the detector is fitted from image files (decoding included), then the test images are
 scored from their files (decoding, resizing, search and maps: what a user waits for) with
 the exact ``flat`` index; the fitted memory bank is then reused, only the search index is
-rebuilt as the approximate one (``--approx``; its build time is added to that row's fit
-time), and the test set is scored again. On square data sets ``keep512`` is the same
+rebuilt as each approximate one (``--approx``: ``ivf``, ``ivf:32`` for nprobe 32, ``hnsw``;
+its build time is added to that row's fit time), and the test set is scored again. On square data sets ``keep512`` is the same
 geometry as ``512`` and is not run twice. Timings are noisy on a shared machine: run this
 under ``flock /tmp/pyimgano-heavy.lock`` and compare within one run.
 
@@ -91,7 +91,7 @@ def _metrics(labels, scores, masks, maps) -> dict[str, float]:
 
 
 def worker(job: dict) -> dict:
-    """Fit once, score with the flat index and with the approximate one; one result per index."""
+    """Fit once, score with the flat index and with each approximate one; one result per index."""
     import pyimgano
 
     ds = _open(job["dataset"], job["root"], job["category"])
@@ -121,17 +121,19 @@ def worker(job: dict) -> dict:
         "peak_rss_mb": _peak_rss_mb(), **_metrics(labels, scores, masks, maps),
     })
     del maps
-    if job["approx"]:
+    for approx in job["approx"]:
+        kind, _, nprobe = approx.partition(":")
         _reset_peak()
         t0 = time.perf_counter()
-        detector.set_params(index=job["approx"])
+        detector.set_params(index=kind, **({"nprobe": int(nprobe)} if nprobe else {}))
         build_s = time.perf_counter() - t0
         scores, maps, predict_s = _score(detector, paths)
         results.append({
-            **common, "index": job["approx"], "fit_s": fit_s + build_s, "predict_s": predict_s,
+            **common, "index": approx, "fit_s": fit_s + build_s, "predict_s": predict_s,
             "images_per_s": len(paths) / predict_s, "peak_rss_mb": max(_peak_rss_mb(), results[0]["peak_rss_mb"]),
             **_metrics(labels, scores, masks, maps),
         })
+        del maps
     return {"results": results}
 
 
@@ -210,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-categories", nargs="+", default=list(SYNTHETIC_CATEGORIES))
     parser.add_argument("--policies", nargs="+", default=["256", "384", "512", "keep512"], choices=sorted(POLICIES))
     parser.add_argument("--coresets", nargs="+", type=float, default=[0.1, 0.01])
-    parser.add_argument("--approx", default="ivf", choices=["ivf", "hnsw", ""],
-                        help="the approximate index scored after flat ('' for none)")
+    parser.add_argument("--approx", nargs="*", default=["ivf"], metavar="KIND[:NPROBE]",
+                        help="approximate indexes scored after flat: ivf, ivf:NPROBE, hnsw (none: flat only)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more detector parameters")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write every row (and per-category rows) to this file")
