@@ -207,7 +207,7 @@ class PatchCore(BackboneDetector):
         An approximate index returns the distance to *some* bank patch, an upper bound on the
         nearest one. Patches are re-searched exactly in decreasing order of their bound; once
         the next bound is no larger than the largest exact distance found, no other patch
-        can exceed it: the image score is exactly the flat index's (usually after 16-32 patches).
+        can exceed it: the image score is exactly the flat index's (in steps of ``step`` patches).
         """
         if self._bank_norms is None:
             self._bank_norms = np.einsum("ij,ij->i", self.memory_bank_, self.memory_bank_)
