@@ -579,6 +579,7 @@ class Pipeline:
             self.pixel_threshold, self.pixel_threshold_ = F1Threshold(), float(calibration.pixel_threshold)
         self.calibration_ = {**self.calibration_, "n_anomalous": calibration.n_shots,
                              "heatmap_range": calibration.heatmap_range or self.calibration_.get("heatmap_range")}
+        self.tuning_trials_ = list(calibration.trials)  # every candidate tried (not saved)
         self.few_shot_ = {
             "k": calibration.n_shots,
             "shots": list(shots),
