@@ -298,7 +298,7 @@ def tune_few_shot(
               "image_f1": _image_f1(labels, scores, image_threshold)}
 
     def image_only(why: str) -> FewShotCalibration:
-        chain = fit_postprocessing(base_postprocess, list(val_maps or []))
+        chain = fit_postprocessing(base_postprocess if val_maps else [], list(val_maps or []))
         processed = chain(list(val_maps)) if val_maps else []
         notes.append(f"{why}: only the image threshold is tuned (post-processing and pixel threshold as zero-shot)")
         return FewShotCalibration(chain, image_threshold, None, None, True, **common,

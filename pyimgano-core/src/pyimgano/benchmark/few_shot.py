@@ -148,7 +148,11 @@ class FewShotJob:
         run["few_shot"] = {"k": self.k, "shots": record["shots"], "tuned": record["tuned"],
                            "objective": record["objective"], "image_only": record["image_only"],
                            "trained": record["trained"], "zero_shot": zero, "notes": list(self.notes)}
-        extra["few_shot"].update(evaluated={"zero_shot": evaluated, "few_shot": [str(s.image_path) for s in self.test]})
+        if len(fs_scored["scores"]) != len(outcome["scores"]):
+            raise RuntimeError(f"the few-shot pipeline scored {len(fs_scored['scores'])} images, the zero-shot one "
+                               f"{len(outcome['scores'])}")
+        extra["few_shot"]["evaluated"] = {"zero_shot": [row["image"] for row in outcome["scores"]],
+                                          "few_shot": evaluated}
         if self.calibration_only is not None:
             co_maps, _ = self._postprocess(self.calibration_only, raw_maps)
             co_metrics, _ = compute_metrics(labels, scored["scores"], masks, co_maps, metrics, [])
