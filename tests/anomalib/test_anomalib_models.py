@@ -120,3 +120,17 @@ def test_set_params_after_fit_takes_effect_at_the_next_fit(tiny, tmp_path):
     assert loaded.get_params()["n_features"] == 50 and loaded.n_features == 50
     np.testing.assert_allclose(loaded.decision_function(tiny.test), scores, rtol=1e-5)
     assert det.fit(tiny.train).module_.model.n_features == 50
+
+
+def test_a_saved_weights_file_name_stays_inside_the_model_folder(tiny, weight_files, tmp_path):
+    """The weights file is named in the saved state: a tampered name may not read outside the folder."""
+    det = pyimgano.create_detector("anomalib:padim", **smoke_params("padim", weight_files)).fit(tiny.train)
+    det.save(tmp_path / "model")
+    (tmp_path / "secret.safetensors").write_bytes(b"not for the model")
+    state_path = tmp_path / "model" / "state.npz"
+    with np.load(state_path) as data:
+        state = {k: data[k] for k in data.files}
+    for name in ("../secret.safetensors", "/etc/passwd"):
+        np.savez(state_path, **{**state, "anomalib_state_in": np.array([name])})
+        with pytest.raises(pyimgano.ModelLoadError, match="points outside"):
+            pyimgano.load_detector(tmp_path / "model")

@@ -24,7 +24,10 @@ import torch.nn.functional as F
 
 from pyimgano import Detector
 from pyimgano.errors import InvalidParams, ModelLoadError
+from pyimgano.limits import ENV_MAX_STATE_BYTES, max_state_bytes
+from pyimgano.modelfile import StateArray
 from pyimgano.torchkit import LITE0_TIMM_NAME, timm_name
+from pyimgano.userfiles import confine
 from pyimgano_anomalib import training
 from pyimgano_anomalib import weights as w
 from pyimgano_anomalib.catalog import ENTRIES, ModelEntry
@@ -207,6 +210,11 @@ class AnomalibDetector(Detector):
         return score_array, maps
 
     # -- persistence ------------------------------------------------------------------
+    state_arrays: ClassVar[dict[str, StateArray]] = {
+        "anomalib_state_in": StateArray("str", (1,), required=False),
+        "anomalib_fit_params": StateArray("str", (1,), required=False),
+    }
+
     def _get_state(self) -> dict[str, np.ndarray]:
         return {"anomalib_state_in": np.array([STATE_FILE]),
                 "anomalib_fit_params": np.array([self.fit_config_.model_dump_json()])}
@@ -226,9 +234,16 @@ class AnomalibDetector(Detector):
     def _load_files(self, directory: Path) -> None:
         from safetensors.torch import load_file
 
-        path = directory / getattr(self, "_state_file", STATE_FILE)
+        # the file name comes from the saved state: kept inside the model folder, and bounded
+        # like any model state before safetensors reads it
+        path = confine(directory, getattr(self, "_state_file", STATE_FILE), f"{directory}: {self.component}",
+                       ModelLoadError, "weights file")
         if not path.is_file():
             raise ModelLoadError(f"{directory}: {self.component} model weights {path.name} are missing")
+        size, limit = path.stat().st_size, max_state_bytes()
+        if size > limit:
+            raise ModelLoadError(f"{path}: {size:,} bytes of model weights, above the limit of {limit:,} bytes "
+                                 f"({ENV_MAX_STATE_BYTES}); refused")
         current, self.config = self.config, self.fit_config_  # the module as it was trained
         try:
             module = self._build("random")

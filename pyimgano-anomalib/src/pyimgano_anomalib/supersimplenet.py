@@ -13,11 +13,12 @@ anomalib's model cannot learn from a defect without one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from pyimgano.errors import InvalidParams
+from pyimgano.modelfile import StateArray
 from pyimgano_anomalib import weights as w
 from pyimgano_anomalib.adapter import AnomalibDetector
 
@@ -25,6 +26,10 @@ from pyimgano_anomalib.adapter import AnomalibDetector
 class SupersimplenetDetector(AnomalibDetector):
     model_name = "supersimplenet"
     learns_from_anomalies = True
+    state_arrays: ClassVar[dict[str, StateArray]] = {
+        **AnomalibDetector.state_arrays,
+        "supersimplenet_supervised": StateArray("bool", (1,), required=False),  # absent in older saves
+    }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -23,6 +23,7 @@ from pyimgano.errors import (
     ModelLoadError,
     NameConflict,
     NotFittedError,
+    OutputError,
     OutputExists,
     PluginError,
     PyimganoError,
@@ -65,6 +66,9 @@ _LAZY = {
     "load_images": "pyimgano.images",
     "max_image_pixels": "pyimgano.limits",
     "set_max_image_pixels": "pyimgano.limits",
+    "max_state_bytes": "pyimgano.limits",
+    "set_max_state_bytes": "pyimgano.limits",
+    "StateArray": "pyimgano.modelfile",
 }
 
 __all__ = [
@@ -79,6 +83,7 @@ __all__ = [
     "NameConflict",
     "NotFittedError",
     "OutputExists",
+    "OutputError",
     "PluginError",
     "PyimganoError",
     "WeightsError",

@@ -24,6 +24,7 @@ Environment:
 from __future__ import annotations
 
 import os
+import re
 import threading
 import traceback
 from collections.abc import Mapping
@@ -45,6 +46,11 @@ from pyimgano.specs import SPEC_TYPES, CommandSpec
 ENTRY_POINT_GROUP = "pyimgano"
 KINDS = ("detector", "dataset", "metric", "postprocessor")
 COMMAND = "command"  # the hook kind of CLI sub-commands, kept apart from the component KINDS
+# The project's own plugin names, each owned by its distribution: a plugin of any other
+# distribution registering under one of them is refused (an error record naming both),
+# whichever is found first, so it can never replace the project's plugin.
+OWN_PLUGINS = {"core": "pyimgano-core", "datasets": "pyimgano-datasets", "faiss": "pyimgano-faiss",
+               "anomalib": "pyimgano-anomalib"}
 STRICT_ENV = "PYIMGANO_STRICT_PLUGINS"
 
 Status = Literal["ok", "error", "blocked"]
@@ -87,6 +93,11 @@ class PluginRecord:
 def _disabled_plugins() -> set[str]:
     raw = os.environ.get(DISABLE_ENV, "")
     return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _dist_key(name: str) -> str:
+    """A distribution name as packaging compares them (case, '_' and '.' as '-')."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 class Registry:
@@ -140,6 +151,12 @@ class Registry:
         """Register one plugin object (a module of hook implementations) under a name."""
         if isinstance(record, str):
             record = PluginRecord(name=record, module=getattr(module, "__name__", repr(module)))
+        owner = OWN_PLUGINS.get(record.name)
+        if owner is not None and record.distribution is not None and _dist_key(record.distribution) != owner:
+            self._fail(record, f"plugin name {record.name!r} belongs to {owner}, the project's own plugin; "
+                               f"{record.distribution} {record.version or '?'} may not register under it "
+                               "(its components are not loaded: rename its entry point)")
+            return record
         existing = {p.name: p for p in self.plugins if p.status == "ok"}
         if record.name in existing:
             other = existing[record.name]
@@ -305,7 +322,7 @@ class Registry:
         try:
             return spec.params.model_validate(params)
         except ValidationError as exc:
-            problems = "; ".join(_describe_param_error(err, spec.params) for err in exc.errors())
+            problems = describe_param_errors(exc, spec.params)
             raise InvalidParams(f"invalid parameters for {kind} {record.name}:{spec.name}: {problems}") from None
 
     def create(self, kind: str, name: str, /, **params: Any) -> Any:
@@ -327,17 +344,30 @@ class Registry:
             ) from exc
 
 
-def _describe_param_error(err: Any, params_model: type[BaseModel]) -> str:
-    """One readable problem; an unknown parameter names the valid ones and the closest."""
+def describe_param_errors(exc: ValidationError, params_model: type[BaseModel]) -> str:
+    """The problems of a params validation in one line; unknown parameters are listed together,
+    with the closest valid name for each and the valid ones once."""
     import difflib
 
-    where = ".".join(str(p) for p in err["loc"]) or "(params)"
-    if err.get("type") != "extra_forbidden":
-        return f"{where}: {err['msg']}"
-    valid = sorted(params_model.model_fields)
-    close = difflib.get_close_matches(where, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"{where}: unknown parameter{hint}; valid parameters: {', '.join(valid) or 'none'}"
+    problems, unknown = [], []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(params)"
+        if err.get("type") == "extra_forbidden":
+            unknown.append(where)
+        else:
+            problems.append(f"{where}: {err['msg']}")
+    if unknown:
+        valid = sorted(params_model.model_fields)
+        close = {name: difflib.get_close_matches(name, valid, n=1) for name in unknown}
+        if len(unknown) == 1:
+            guess = close[unknown[0]]
+            text = f"{unknown[0]}: unknown parameter" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+        else:
+            guesses = [f"{match[0]!r} for {name}" for name, match in close.items() if match]
+            text = f"{', '.join(unknown)}: unknown parameters" + (
+                f" (did you mean {', '.join(guesses)}?)" if guesses else "")
+        problems.append(f"{text}; valid parameters: {', '.join(valid) or 'none'}")
+    return "; ".join(problems)
 
 
 _registry: Registry | None = None

@@ -13,6 +13,7 @@ or a spec string: ``quantile`` / ``quantile:Q``, ``fixed:V``, ``f1``.
 from __future__ import annotations
 
 import math
+import typing
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -48,7 +49,7 @@ class FixedThreshold(_Strategy):
     """A user-given value."""
 
     strategy: Literal["fixed"] = "fixed"
-    value: float
+    value: float = Field(allow_inf_nan=False)
 
     @field_validator("value")
     @classmethod
@@ -121,6 +122,12 @@ ThresholdStrategy = Annotated[
 _adapter: TypeAdapter[Any] = TypeAdapter(ThresholdStrategy)
 
 
+def strategy_names() -> list[str]:
+    """The ``strategy`` names :func:`make_strategy` accepts."""
+    members = typing.get_args(typing.get_args(ThresholdStrategy)[0])
+    return [member.model_fields["strategy"].default for member in members]
+
+
 def _from_string(text: str, what: str) -> dict[str, Any]:
     name, sep, arg = text.strip().partition(":")
     name, arg = name.strip().lower(), arg.strip()
@@ -158,18 +165,44 @@ def make_strategy(spec: Any, what: str = "threshold") -> _Strategy:
     elif isinstance(spec, dict):
         spec = {k: v for k, v in spec.items() if k != "value" or spec.get("strategy") == "fixed"}
     else:
-        raise InvalidParams(f"{what} {original!r}: expected {SPEC_FORMS}, a dict such as "
+        raise InvalidParams(f"{what} {_shown(original)}: expected {SPEC_FORMS}, a dict such as "
                             "{'strategy': 'quantile', 'q': 0.99}, or a number")
     try:
         return _adapter.validate_python(spec)
     except ValidationError as exc:
-        problems = "; ".join(
-            (".".join(str(p) for p in err["loc"][1:]) + ": " if len(err["loc"]) > 1 else "") + err["msg"].removeprefix("Value error, ")
-            for err in exc.errors()
-        )
-        raise InvalidParams(f"{what} {original!r}: {problems}; expected {SPEC_FORMS}") from None
+        raise InvalidParams(f"{what} {_shown(original)}: {_strategy_problems(exc)}; expected {SPEC_FORMS}") from None
 
 
 def spec_of(strategy: _Strategy | None) -> str | None:
     """The spec string of a strategy (``None`` stays ``None``)."""
     return None if strategy is None else strategy.spec()
+
+
+def _shown(spec: Any) -> str:
+    text = repr(spec)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _strategy_problems(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            problems.append(f"unknown strategy; choose one of {', '.join(strategy_names())}")
+            continue
+        where = ".".join(str(p) for p in err["loc"][1:] or err["loc"])  # the first item is the strategy tag
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+def finite_threshold(value: Any, source: str = "threshold") -> float:
+    """``value`` as a float; :class:`InvalidParams` naming ``source`` unless it is a finite number."""
+    try:
+        number = float(value) if not isinstance(value, (str, bytes)) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None:
+        raise InvalidParams(f"{source} must be a number, got {_shown(value)}")
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise InvalidParams(f"{source} must be a finite number, got {_shown(value)}")
+    return number
