@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+from PIL import Image
+
 from pyimgano.cli import main
 
 
@@ -37,6 +40,10 @@ def test_bad_defect_folders_are_one_line(plugin, kinds_root, tmp_path, capsys):
     base = kinds_root / "alpha"
     empty = tmp_path / "empty"
     empty.mkdir()
+    small = tmp_path / "small-masks"  # every defect has its mask, at the wrong size
+    small.mkdir()
+    for path in sorted((base / "test" / "spot").glob("*.png")):
+        Image.fromarray(np.full((5, 7), 255, np.uint8)).save(small / f"{path.stem}_mask.png")
     common = ["fit", "--detector", "benchtest:mean", "--train", str(base / "train" / "good"), "--out",
               str(tmp_path / "model")]
     cases = [
@@ -45,6 +52,9 @@ def test_bad_defect_folders_are_one_line(plugin, kinds_root, tmp_path, capsys):
          f"--defect-masks {empty}: 3 of 3 defect image(s) without exactly one mask: 000.png (no mask)"),
         (["--defect-masks", str(base / "ground_truth")], "--defect-masks and the --few-shot-* flags go with --defects"),
         (["--defects", str(base / "test" / "spot"), "--few-shot-search", "[1"], "--few-shot-search '[1': not JSON"),
+        (["--defects", str(tmp_path / "missing")], f"--defects {tmp_path / 'missing'}: no such file or folder"),
+        (["--defects", str(base / "test" / "spot"), "--defect-masks", str(small)],
+         f"--defect-masks {small}: {small / '000_mask.png'} is 7x5 pixels, its image {base / 'test' / 'spot' / '000.png'} 24x24"),
     ]
     for flags, message in cases:
         assert main(common + flags) == 2

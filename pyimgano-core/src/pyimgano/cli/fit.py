@@ -139,7 +139,23 @@ def find_masks(defects: list[Path], folder: str) -> list[Path]:
             f"--defect-masks {folder}: {len(missing)} of {len(defects)} defect image(s) without exactly one mask: "
             f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; a mask is named <stem> or <stem>_mask "
             f"({', '.join(IMAGE_EXTENSIONS)})")
+    for image, mask in zip(defects, found):  # sizes from the file headers: a mismatch fails before any fitting
+        image_size, mask_size = _file_size(image), _file_size(mask)
+        if None not in (image_size, mask_size) and image_size != mask_size:
+            raise ImageLoadError(f"--defect-masks {folder}: {mask} is {mask_size[0]}x{mask_size[1]} pixels, "
+                                 f"its image {image} {image_size[0]}x{image_size[1]}")
     return found
+
+
+def _file_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image file from its header; None where it cannot be read (reading it later says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None
 
 
 def few_shot_settings(args: argparse.Namespace) -> Any:
