@@ -250,20 +250,16 @@ def _objective(name: str, masks: list[np.ndarray], maps: list[np.ndarray]) -> fl
     return float(pixel_f1_max(masks, maps)[0])
 
 
-def _f1_counts(masks: list[np.ndarray], maps: list[np.ndarray], threshold: float) -> float:
-    tp = fp = fn = 0
-    for truth, amap in zip(masks, maps):
-        flagged = amap > threshold
-        tp += int(np.count_nonzero(flagged & truth))
-        fp += int(np.count_nonzero(flagged & ~truth))
-        fn += int(np.count_nonzero(~flagged & truth))
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+def _pixel_f1(masks: list[np.ndarray], maps: list[np.ndarray], threshold: float) -> float:
+    from pyimgano.benchmark.deployed import pixel_figures
+
+    return pixel_figures(masks, maps, threshold)["pixel_f1"] or 0.0
 
 
 def _image_f1(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
-    flagged = scores > threshold
-    tp = int(np.count_nonzero(flagged & labels))
-    return 2 * tp / (int(np.count_nonzero(flagged)) + int(np.count_nonzero(labels))) if tp else 0.0
+    from pyimgano.benchmark.deployed import image_figures
+
+    return image_figures(labels, scores, threshold)["image_f1"] or 0.0
 
 
 def tune_few_shot(
@@ -340,13 +336,13 @@ def tune_few_shot(
     normal_val = np.concatenate([m.ravel() for m in processed[len(shot_maps):]])
     fill = float(min(np.median(normal_val), threshold))  # removed regions read as a typical normal pixel
     thresholds = sorted({threshold, *(float(t) for t in np.quantile(defect_pixels, AREA_THRESHOLD_QUANTILES))})
-    best_area: tuple[float, int | None, float] = (_f1_counts(masks, processed, threshold), None, threshold)
+    best_area: tuple[float, int | None, float] = (_pixel_f1(masks, processed, threshold), None, threshold)
     trials.append({"min_area": None, "pixel_threshold": threshold, "pixel_f1": best_area[0]})
     for area in candidates["min_area"]:
         for t in thresholds:
             step = PostProcessing.from_config([{"name": "remove_small", "min_area": area, "threshold": t,
                                                 "fill": fill}])
-            f1 = _f1_counts(masks, step(processed), t)
+            f1 = _pixel_f1(masks, step(processed), t)
             trials.append({"min_area": area, "pixel_threshold": t, "pixel_f1": f1})
             if f1 > best_area[0]:
                 best_area = (f1, area, t)

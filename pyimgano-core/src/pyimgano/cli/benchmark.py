@@ -35,6 +35,8 @@ ended in an error are retried. Exit status: 0 all ok, 1 when some run failed, 2 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pyimgano.cli.fit import add_few_shot_tuning_arguments
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("--detector", action="append", default=[], metavar="NAME",
@@ -79,13 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="repeatable: K defective test images per run (drawn with its seed, removed from the "
                              "evaluation) tune the pipeline, reported beside the zero-shot pipeline on the same "
                              "images; 0: the zero-shot run on the whole test split (default). docs/few-shot.md")
-    parser.add_argument("--few-shot-objective", choices=["pixel_f1", "aupro"],
-                        help="what the few-shot post-processing search maximises (default pixel_f1)")
-    parser.add_argument("--few-shot-search", metavar="JSON",
-                        help='few-shot post-processing candidates, e.g. \'{"sigma": [2, 4], "open_size": [], '
-                             '"min_area": [64]}\' (default: docs/few-shot.md)')
-    parser.add_argument("--no-few-shot-training", action="store_true",
-                        help="calibration only: do not train detectors that learn from anomalies with the shots")
+    add_few_shot_tuning_arguments(
+        parser, "calibration only: do not train detectors that learn from anomalies with the shots")
     parser.add_argument("--out", metavar="DIR", help="output folder (results.json, summary.md, report.html...)")
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished in --out")
     parser.add_argument("--flush-interval", type=float, metavar="SECONDS",

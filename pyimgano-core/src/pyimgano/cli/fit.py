@@ -70,13 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--defect-masks", metavar="DIR",
                         help="their defect masks, matched by name (<stem>.png or <stem>_mask.png, searched "
                              "recursively); without them only the image threshold is tuned")
-    parser.add_argument("--few-shot-objective", choices=["pixel_f1", "aupro"],
-                        help="what the few-shot post-processing search maximises (default pixel_f1)")
-    parser.add_argument("--few-shot-search", metavar="JSON",
-                        help='few-shot post-processing candidates, e.g. \'{"sigma": [2, 4], "open_size": [], '
-                             '"min_area": [64]}\' (default: docs/few-shot.md)')
-    parser.add_argument("--no-few-shot-training", action="store_true",
-                        help="with --defects: calibrate only, even for a detector that learns from anomalies")
+    add_few_shot_tuning_arguments(parser, "with --defects: calibrate only, even for a detector that learns from "
+                                          "anomalies")
     parser.add_argument("--quantile", type=float, metavar="Q", help="shorthand for --image-threshold quantile:Q")
     parser.add_argument("--threshold", type=float, metavar="VALUE", help="shorthand for --image-threshold fixed:VALUE")
 
@@ -156,6 +151,16 @@ def _file_size(path: Path) -> tuple[int, int] | None:
             return image.size
     except (OSError, ValueError):
         return None
+
+
+def add_few_shot_tuning_arguments(parser: argparse.ArgumentParser, no_training_help: str) -> None:
+    """--few-shot-objective, --few-shot-search, --no-few-shot-training (fit and benchmark)."""
+    parser.add_argument("--few-shot-objective", choices=["pixel_f1", "aupro"],
+                        help="what the few-shot post-processing search maximises (default pixel_f1)")
+    parser.add_argument("--few-shot-search", metavar="JSON",
+                        help='few-shot post-processing candidates, e.g. \'{"sigma": [2, 4], "open_size": [], '
+                             '"min_area": [64]}\' (default: docs/few-shot.md)')
+    parser.add_argument("--no-few-shot-training", action="store_true", help=no_training_help)
 
 
 def few_shot_settings(args: argparse.Namespace) -> Any:
