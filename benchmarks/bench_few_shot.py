@@ -32,10 +32,10 @@ import numpy as np
 PATCHCORE = ["--detector", "faiss:patchcore", "--set", "faiss:patchcore.backbone=efficientnet_lite0"]
 
 
-def _supersimplenet(steps: int) -> list[str]:
+def _supersimplenet(steps: int, limit_s: float) -> list[str]:
     name = "anomalib:supersimplenet"
     return ["--detector", name, "--set", f"{name}.backbone=efficientnet_lite0", "--set", f"{name}.image_size=128",
-            "--set", f"{name}.max_steps={steps}", "--set", f"{name}.time_limit_s=120"]
+            "--set", f"{name}.max_steps={steps}", "--set", f"{name}.time_limit_s={limit_s:g}"]
 
 
 def _groups(args: argparse.Namespace) -> list[tuple[str, list[str], list[int]]]:
@@ -50,7 +50,7 @@ def _groups(args: argparse.Namespace) -> list[tuple[str, list[str], list[int]]]:
     if args.supersimplenet:
         data = (["--dataset", "mvtec", "--root", args.mvtec, "--category", "grid"] if args.mvtec
                 else ["--dataset", "synthetic", "--category", "brick"])
-        groups.append(("supersimplenet", _supersimplenet(args.ssn_steps) + data + ["--image-size", "128"]))
+        groups.append(("supersimplenet", _supersimplenet(args.ssn_steps, args.ssn_time_limit) + data + ["--image-size", "128"]))
     return [(name, extra, args.ssn_k if name == "supersimplenet" else args.k) for name, extra in groups]
 
 
@@ -134,7 +134,8 @@ def main() -> None:
     parser.add_argument("--visa", help="a VisA folder holding the capsules category")
     parser.add_argument("--supersimplenet", action="store_true",
                         help="also anomalib:supersimplenet, trained with the shots (on grid, else synthetic brick)")
-    parser.add_argument("--ssn-steps", type=int, default=150, help="SuperSimpleNet optimiser steps (default 150, at most 2 minutes a fit)")
+    parser.add_argument("--ssn-steps", type=int, default=100, help="SuperSimpleNet optimiser steps (default 100)")
+    parser.add_argument("--ssn-time-limit", type=float, default=60, help="and at most this many seconds a fit")
     parser.add_argument("--ssn-k", type=int, nargs="+", default=[5], help="SuperSimpleNet's shots (default 5)")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5], help="shots per run (default 1 5)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
