@@ -56,7 +56,7 @@ def _groups(args: argparse.Namespace) -> list[tuple[str, list[str], list[int]]]:
 
 def _run(out: str, extra: list[str], ks: list[int], args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "pyimgano", "benchmark", *extra, "--seeds", *map(str, args.seeds),
-               "--out", out, "--no-progress", "--overlays", "0"]
+               "--out", out, "--no-progress", "--overlays", "0", "--in-process"]
     for k in ks:
         command += ["--few-shot", str(k)]
     print("$", " ".join(command), flush=True)
