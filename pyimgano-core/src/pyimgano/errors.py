@@ -85,3 +85,7 @@ class WeightsError(PyimganoError, ValueError):
 
 class ModelLoadError(PyimganoError, RuntimeError):
     """A saved model directory is missing, corrupt, or needs an absent/incompatible plugin."""
+
+
+class ExportError(PyimganoError, RuntimeError):
+    """A detector cannot be exported, or exporting it failed; the message names the detector and format."""

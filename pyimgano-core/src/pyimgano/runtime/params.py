@@ -1,0 +1,24 @@
+"""Parameters of the runtime detector (light: pydantic only, read by the registration module)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Engine = Literal["auto", "onnxruntime", "openvino"]
+
+
+class ExportedParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    path: str | None = Field(
+        None, description="folder written by pyimgano export (not needed when the detector is loaded from that folder)"
+    )
+    engine: Engine = Field(
+        "auto",
+        description="inference engine: onnxruntime, openvino, or auto (the graph's own: OpenVINO for model.xml, "
+        "else onnxruntime, else OpenVINO when only it is installed)",
+    )
+    num_threads: int | None = Field(None, ge=1, description="engine threads; default: the CPUs this process may use")
+    batch_size: int = Field(16, ge=1, le=1024, description="images per graph run (the export may allow fewer)")
