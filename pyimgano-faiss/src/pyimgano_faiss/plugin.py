@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
 
+EXPORT_FORMATS = ("onnx", "openvino")  # one graph for both: network, embedding and search (pyimgano_faiss.export)
+
 
 class _BackboneParams(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
@@ -82,6 +84,8 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 cpus=2,
                 memory_mb=3000,
                 check_params={"backbone": "efficientnet_lite0", "image_size": 64, "coreset_ratio": 0.25, "progress": False},
+                exporter="pyimgano_faiss.export:export_patchcore",
+                export_formats=EXPORT_FORMATS,
             ),
         ),
         DetectorSpec(
@@ -95,6 +99,8 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 cpus=2,
                 memory_mb=1500,
                 check_params={"backbone": "efficientnet_lite0", "image_size": 64, "n_neighbors": 3, "progress": False},
+                exporter="pyimgano_faiss.export:export_knn",
+                export_formats=EXPORT_FORMATS,
             ),
         ),
     ]
