@@ -34,6 +34,8 @@ class ExportedDetector(Detector):
     :class:`pyimgano.runtime.params.ExportedParams`."""
 
     params_model = ExportedParams
+    component = "core:exported"
+    plugin = "core"
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
