@@ -70,6 +70,8 @@ MODELS: tuple[ModelEntry, ...] = (
 MODEL_NAMES = tuple(entry.name for entry in MODELS)
 IMAGE_ONLY_MODELS = ("dfkde", "ganomaly")  # anomalib returns no anomaly map
 MAP_MODELS = tuple(name for name in MODEL_NAMES if name not in IMAGE_ONLY_MODELS)
+EXPORTABLE_MODELS = ("patchcore", "padim", "fastflow", "stfpm")  # anomalib's to_onnx checked against the adapter
+_EXPORT = {"exporter": "pyimgano_anomalib.export:export_onnx", "export_formats": ("onnx", "openvino")}
 
 
 def _spec(entry: ModelEntry) -> DetectorSpec:
@@ -83,6 +85,7 @@ def _spec(entry: ModelEntry) -> DetectorSpec:
             needs_training_epochs=entry.trains,
             min_train_images=2,
             check_params=entry.check_params,
+            **(_EXPORT if entry.name in EXPORTABLE_MODELS else {}),
         ),
     )
 
