@@ -37,6 +37,45 @@ def test_every_hookspec_has_a_documented_runnable_example(hook):
     assert getattr(hookspecs, hook).__doc__, f"{hook} has no docstring"
 
 
-@pytest.mark.parametrize("page", ["architecture.md", "hooks.md", "contracts.md"])
-def test_core_docs_exist(page):
-    assert (DOCS / page).stat().st_size > 500
+DOC_PAGES = sorted([REPO_ROOT / "README.md", *DOCS.glob("*.md")])
+# where a path written in the docs lives in the repository
+_PACKAGE_ROOTS = {
+    "pyimgano/": "pyimgano-core/src/pyimgano/",
+    "pyimgano_datasets/": "pyimgano-datasets/src/pyimgano_datasets/",
+    "pyimgano_faiss/": "pyimgano-faiss/src/pyimgano_faiss/",
+    "pyimgano_anomalib/": "pyimgano-anomalib/src/pyimgano_anomalib/",
+}
+_REPO_PREFIXES = ("docs/", "benchmarks/", "tests/", "pyimgano-core/", "pyimgano-datasets/", "pyimgano-faiss/",
+                  "pyimgano-anomalib/", ".ci/")
+_CODE_PATH = re.compile(r"`([A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)+/?)`")
+_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def _repo_path(written: str):
+    for prefix, where in _PACKAGE_ROOTS.items():
+        if written.startswith(prefix):
+            return REPO_ROOT / (where + written[len(prefix):])
+    if written.startswith(_REPO_PREFIXES):
+        return REPO_ROOT / written
+    return None  # an output file, a user's folder: not a repository path
+
+
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: p.name)
+def test_every_repository_path_and_link_in_the_docs_exists(page):
+    """A doc that names a module, script, test or page that moved or never existed fails here."""
+    text = page.read_text()
+    missing = []
+    for written in _CODE_PATH.findall(text):
+        path = _repo_path(written.split("::")[0])
+        if path is not None and not path.exists():
+            missing.append(f"`{written}`")
+    for target in _LINK.findall(text):
+        if "://" not in target and not (page.parent / target).exists():
+            missing.append(f"link ({target})")
+    assert not missing, f"{page.relative_to(REPO_ROOT)} names what the repository does not have: {missing}"
+
+
+def test_the_path_check_catches_a_missing_module(tmp_path):
+    assert _repo_path("pyimgano/benchmark/job.py").is_file()
+    assert not _repo_path("pyimgano/benchmark/no_such_module.py").exists()
+    assert _repo_path("runs/demo/report.html") is None
