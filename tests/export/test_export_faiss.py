@@ -142,3 +142,20 @@ def test_the_runtime_imports_no_torch(patchcore_export, images_dir):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("[] ")
+
+
+def test_an_inspection_pipelines_file_travels_with_the_export(patchcore_export, tmp_path):
+    import shutil
+
+    from pyimgano.export import PIPELINE_FILE, export_model
+
+    source_dir, _ = patchcore_export
+    folder = tmp_path / "pipeline"
+    shutil.copytree(source_dir, folder)
+    pipeline = {"format": 1, "postprocess": [{"name": "minmax", "state": {"lo": 1.0, "hi": 9.0}}],
+                "image_threshold": {"strategy": "quantile", "q": 0.99, "value": 12.5},
+                "pixel_threshold": {"strategy": "quantile", "q": 0.999, "value": 0.7}}
+    (folder / PIPELINE_FILE).write_text(json.dumps(pipeline))
+    exported = export_model(folder, tmp_path / "exported", check=False)
+    assert json.loads((exported / PIPELINE_FILE).read_text()) == pipeline
+    assert load_detector(exported).component == "core:exported"

@@ -6,7 +6,9 @@ plugin function that writes the fitted detector as an ONNX graph and returns a
 formats (``onnx``; ``openvino``, the OpenVINO IR converted from that graph). This module
 runs the exporter, converts the graph when asked, writes the manifest (with every file's
 checksum, the source detector and its threshold) and the runtime detector's
-``pyimgano-model.json``, then scores two generated check images with the source and the
+``pyimgano-model.json`` (an inspection pipeline's ``pyimgano-pipeline.json``, when the model
+folder has one, is copied beside it: post-processing and thresholds apply to the runtime as
+they did to the source), then scores two generated check images with the source and the
 runtime and refuses an export whose outputs differ. The folder appears only when all of it
 succeeded (:func:`pyimgano.atomic.replacing_dir`).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,8 @@ SCORE_RTOL = 1e-4
 """Largest relative difference of an image score, runtime vs source, that an export passes."""
 MAP_ATOL = 1e-3
 """Largest absolute difference of a map value, per unit of the source map's largest magnitude (at least 1)."""
+PIPELINE_FILE = "pyimgano-pipeline.json"
+"""An inspection pipeline's own file beside the detector's (post-processing, thresholds); copied as it is."""
 
 
 def exportable_detectors() -> dict[str, tuple[str, ...]]:
@@ -49,11 +54,12 @@ def _describe_exportable() -> str:
 
 
 def check_images(size: tuple[int, int]) -> list[np.ndarray]:
-    """Two seeded RGB test images: smooth structure plus noise, one larger than ``size``, one not square."""
+    """Two seeded RGB test images, smooth structure plus noise, larger than ``size`` (one not square): maps
+    are only enlarged, where every detector's map resize agrees with :func:`pyimgano.preprocess.resize_map`."""
     rng = np.random.default_rng(0)
     height, width = size
     images = []
-    for h, w in ((height * 5 // 4, width * 5 // 4), (max(8, height * 9 // 10), width * 13 // 10)):
+    for h, w in ((height * 5 // 4, width * 5 // 4), (height * 11 // 10, width * 13 // 10)):
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         base = 127 + 60 * np.sin(xx / 7.0)[..., None] * np.cos(yy / 11.0)[..., None] * np.array([1.0, 0.7, 0.4])
         spot = 80 * np.exp(-(((yy - h * 0.3) ** 2) + (xx - w * 0.6) ** 2) / (2 * (0.05 * h) ** 2))[..., None]
@@ -138,6 +144,10 @@ def export_model(
         write_manifest(tmp, manifest)
         runtime = _runtime_for(tmp, format)
         runtime.save(tmp)
+        if (model_dir / PIPELINE_FILE).is_file():
+            # an inspection pipeline's post-processing and thresholds apply unchanged to the runtime
+            # detector, which stands in for the source in the same folder layout
+            shutil.copyfile(model_dir / PIPELINE_FILE, tmp / PIPELINE_FILE)
         if check:
             say("comparing the runtime with the source detector on two check images")
             manifest.check = _check(name, detector, runtime, graph)
