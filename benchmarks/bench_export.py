@@ -11,8 +11,8 @@ anomalib's own exporter.
 
 Speed: images/s of the torch path (the source detector) and of the runtime (onnxruntime;
 OpenVINO too when installed) at 256 px, batch 1 and batch 16, each in its own worker process
-(so that peak memory is that path's alone), in one run: read the ratios, not the absolute
-figures, on a shared machine. Install size: the files of every distribution the torch path
+(so that peak memory is that path's alone), the paths taking turns twice and the best of each
+kept, in one run: read the ratios, not the absolute figures, on a shared machine. Install size: the files of every distribution the torch path
 needs (pyimgano-faiss and its dependencies) against those of the runtime
 (pyimgano-core[onnx]), read from the installed distributions' records.
 
@@ -101,8 +101,6 @@ def parity(name: str, detector_name: str, params: dict[str, Any], train: list, t
 # -- speed and memory (worker processes) -------------------------------------------------
 def worker(args: argparse.Namespace) -> None:
     """Score ``--images`` images of 256 px ``--repeat`` times; print images/s and peak RSS."""
-    import resource
-
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(args.images)]
     from pyimgano import create_detector, load_detector
@@ -118,8 +116,19 @@ def worker(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         detector.score(images)
         best = max(best, len(images) / (time.perf_counter() - started))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     print(json.dumps({"images_per_s": best, "peak_rss_mb": peak_mb, "torch_imported": "torch" in sys.modules}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it starts afresh at exec,
+    so a worker does not report the peak of the process that started it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _run_worker(kind: str, model: Path, batch: int, images: int, repeat: int) -> dict[str, Any]:
@@ -136,13 +145,16 @@ def speed(source_dir: Path, onnx_dir: Path, openvino_dir: Path | None, images: i
     for batch in (1, 16):
         n = max(images, batch * 2)
         row: dict[str, Any] = {"batch": batch, "images": n}
-        for kind, model in (("torch", source_dir), ("onnxruntime", onnx_dir), ("openvino", openvino_dir)):
-            if model is None:
-                continue
-            measured = _run_worker(kind, model, batch, n, repeat)
-            row[kind] = {"images_per_s": round(measured["images_per_s"], 2),
-                         "peak_rss_mb": round(measured["peak_rss_mb"]),
-                         "torch_imported": measured["torch_imported"]}
+        paths = [(k, m) for k, m in (("torch", source_dir), ("onnxruntime", onnx_dir), ("openvino", openvino_dir))
+                 if m is not None]
+        for _ in range(2):  # the paths take turns twice: a burst of load elsewhere hits each of them alike
+            for kind, model in paths:
+                measured = _run_worker(kind, model, batch, n, repeat)
+                best = row.get(kind, {}).get("images_per_s", 0.0)
+                if measured["images_per_s"] > best:
+                    row[kind] = {"images_per_s": round(measured["images_per_s"], 2),
+                                 "peak_rss_mb": round(measured["peak_rss_mb"]),
+                                 "torch_imported": measured["torch_imported"]}
         row["speedup_onnxruntime"] = round(row["onnxruntime"]["images_per_s"] / row["torch"]["images_per_s"], 2)
         if "openvino" in row:
             row["speedup_openvino"] = round(row["openvino"]["images_per_s"] / row["torch"]["images_per_s"], 2)

