@@ -99,7 +99,7 @@ def export_model(
     from pyimgano.atomic import replacing_dir
     from pyimgano.detector import load_detector
     from pyimgano.plugins import get_registry
-    from pyimgano.runtime.manifest import ExportManifest, GraphSpec, SourceInfo, file_entry, write_manifest
+    from pyimgano.runtime.manifest import ExportManifest, SourceInfo, file_entry, write_manifest
 
     say = log or (lambda _message: None)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -120,7 +120,7 @@ def export_model(
         raise ExportError(f"detector {name}: exporter {caps.exporter} cannot be imported ({exc})") from None
     with replacing_dir(out_dir) as tmp:
         say(f"writing the graph of {name}")
-        graph = GraphSpec.model_validate(exporter(detector, tmp))
+        graph = _graph_spec(caps.exporter, exporter(detector, tmp))
         if format == "openvino":
             say("converting the graph to OpenVINO IR")
             graph = _to_openvino(tmp, graph)
@@ -153,6 +153,19 @@ def export_model(
             manifest.check = _check(name, detector, runtime, graph)
             write_manifest(tmp, manifest)
     return out_dir
+
+
+def _graph_spec(exporter: str, returned: Any) -> Any:
+    from pydantic import ValidationError
+
+    from pyimgano.runtime.manifest import GraphSpec
+
+    try:
+        return GraphSpec.model_validate(returned)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ExportError(f"exporter {exporter} returned an invalid graph description: {where}: {first['msg']}") from None
 
 
 def _jsonable(detector: Any) -> dict[str, Any]:
