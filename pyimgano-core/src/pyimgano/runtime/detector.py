@@ -2,7 +2,7 @@
 
 Each image goes through the manifest's geometry (:class:`pyimgano.preprocess.Preprocess`,
 the same resize the source detector used), images of one network size are stacked into
-batches of at most ``batch_size`` (and the export's ``max_batch``), the graph gives scores
+batches (``batch_size``, and at most the export's ``max_batch``), the graph gives scores
 and maps at the network size, and each map is taken back to its image's own size by the
 geometry (:meth:`~pyimgano.preprocess.Preprocess.map_to_original`).
 

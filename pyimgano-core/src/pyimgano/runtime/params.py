@@ -21,4 +21,8 @@ class ExportedParams(BaseModel):
         "else onnxruntime, else OpenVINO when only it is installed)",
     )
     num_threads: int | None = Field(None, ge=1, description="engine threads; default: the CPUs this process may use")
-    batch_size: int = Field(16, ge=1, le=1024, description="images per graph run (the export may allow fewer)")
+    batch_size: int = Field(
+        2, ge=1, le=1024,
+        description="images per graph run (the export may allow fewer): on a few CPU cores small runs are faster "
+        "per image than large ones (docs/deploy.md); raise it on many-core machines",
+    )
