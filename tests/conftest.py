@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from pyimgano_testutils import EXAMPLE_PLUGIN, install_with_pip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite (and every command it starts) caches listings and generated data in a
+    folder of its own, not in the user's ~/.cache/pyimgano."""
+    if "PYIMGANO_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["PYIMGANO_CACHE_DIR"] = tempfile.mkdtemp(prefix="pyimgano-test-cache-")
 
 
 @pytest.fixture(scope="session")

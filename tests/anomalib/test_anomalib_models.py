@@ -13,7 +13,7 @@ from pyimgano_anomalib.plugin import MAP_MODELS, MODEL_NAMES
 pytestmark = [pytest.mark.torch, pytest.mark.anomalib]
 
 # Seconds of fit at the smoke budget on a shared 2-core machine: > ~10 s is marked slow.
-SLOW = {"draem", "dsr", "efficient_ad", "csflow", "supersimplenet", "uflow"}
+SLOW = {"draem", "dsr", "efficient_ad", "csflow", "supersimplenet", "uflow", "uninet", "glass", "cflow", "fre"}
 # Memory-bank models on the bundled ImageNet backbone: the white blobs must rank first.
 PRETRAINED_MEMORY_BANK = {"patchcore", "padim", "dfm", "dfkde"}
 
@@ -21,10 +21,10 @@ PRETRAINED_MEMORY_BANK = {"patchcore", "padim", "dfm", "dfkde"}
 def smoke_params(name: str, weight_files: dict) -> dict:
     spec, _ = pyimgano.get_registry().resolve("detector", f"anomalib:{name}")
     params = dict(spec.capabilities.check_params)
-    if name == "efficient_ad":
-        params["teacher_weights"] = str(weight_files["teacher"])
+    if name == "efficient_ad":  # the file loading path, with a random stand-in of the right shape
+        params.update(teacher_weights=str(weight_files["teacher"]), pre_trained=True)
     if name == "dsr":
-        params["vq_weights"] = str(weight_files["vq"])
+        params.update(vq_weights=str(weight_files["vq"]), pre_trained=True)
     return params
 
 
@@ -94,7 +94,7 @@ def test_scores_are_raw_not_normalised(tiny, padim):
     scores = det.decision_function(tiny.test)
     assert det.module_.post_processor is None
     module = det.module_
-    from pyimgano_anomalib.detector import to_tensor
+    from pyimgano_anomalib.training import to_tensor
 
     batch = module.pre_processor.transform(torch.stack([to_tensor(img, 64) for img in tiny.test]))
     with torch.no_grad():
@@ -107,3 +107,30 @@ def test_time_limit_stops_training(tiny):
     det = pyimgano.create_detector("anomalib:stfpm", image_size=64, batch_size=2, max_epochs=10_000, time_limit_s=2)
     det.fit(tiny.train)
     assert det.fit_info_["fit_s"] < 60 and det.fit_info_["epochs"] < 10_000
+
+
+def test_set_params_after_fit_takes_effect_at_the_next_fit(tiny, tmp_path):
+    """A parameter that shapes the network (PaDiM's n_features) changed on a fitted detector:
+    get_params and save show it, the saved module is the one that was trained."""
+    det = pyimgano.create_detector("anomalib:padim", image_size=64, batch_size=4).fit(tiny.train)
+    scores = det.decision_function(tiny.test)
+    assert det.set_params(n_features=50) is det and det.get_params()["n_features"] == 50
+    det.save(tmp_path / "model")
+    loaded = pyimgano.load_detector(tmp_path / "model")
+    assert loaded.get_params()["n_features"] == 50 and loaded.n_features == 50
+    np.testing.assert_allclose(loaded.decision_function(tiny.test), scores, rtol=1e-5)
+    assert det.fit(tiny.train).module_.model.n_features == 50
+
+
+def test_a_saved_weights_file_name_stays_inside_the_model_folder(tiny, weight_files, tmp_path):
+    """The weights file is named in the saved state: a tampered name may not read outside the folder."""
+    det = pyimgano.create_detector("anomalib:padim", **smoke_params("padim", weight_files)).fit(tiny.train)
+    det.save(tmp_path / "model")
+    (tmp_path / "secret.safetensors").write_bytes(b"not for the model")
+    state_path = tmp_path / "model" / "state.npz"
+    with np.load(state_path) as data:
+        state = {k: data[k] for k in data.files}
+    for name in ("../secret.safetensors", "/etc/passwd"):
+        np.savez(state_path, **{**state, "anomalib_state_in": np.array([name])})
+        with pytest.raises(pyimgano.ModelLoadError, match="points outside"):
+            pyimgano.load_detector(tmp_path / "model")

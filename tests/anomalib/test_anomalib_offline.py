@@ -98,3 +98,61 @@ def test_draem_and_dsr_name_their_files(tiny, tmp_path):
         pyimgano.create_detector("anomalib:draem").fit(tiny.train)
     with pytest.raises(MissingOfflineFile, match="vq_model_pretrained_128_4096.pckl.*vq_weights=FILE"):
         pyimgano.create_detector("anomalib:dsr", vq_weights=str(tmp_path / "none.pckl")).fit(tiny.train)
+
+
+def test_offline_files_name_a_real_parameter_of_their_model():
+    from pyimgano_anomalib.catalog import ENTRIES
+    from pyimgano_anomalib.offline import FILES, offline_files
+
+    assert {f.model for f in FILES} >= {"efficient_ad", "dsr", "draem", "cfa", "csflow"}
+    for f in FILES:
+        param = f.parameter.split("=", 1)[0]
+        assert param in ENTRIES[f.model].params.model_fields, f"{f.model}: {f.parameter} is not a parameter"
+        assert f in ENTRIES[f.model].files
+        assert f.source.startswith("https://")
+    rows = offline_files("efficient_ad")
+    assert [r["key"] for r in rows] == ["teacher", "imagenette"]
+    assert rows[0]["place"].endswith("efficientad_pretrained_weights")
+
+
+def test_offline_files_command_prints_each_file(capsys):
+    import argparse
+    import json
+
+    from pyimgano_anomalib import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args(["dsr"])) == 0
+    text = capsys.readouterr().out
+    assert "vq_model_pretrained_128_4096.pckl" in text and "vq_weights=FILE" in text and "efficient_ad" not in text
+    assert cli.run(parser.parse_args(["--json"])) == 0
+    assert {r["model"] for r in json.loads(capsys.readouterr().out)} >= {"cfa", "csflow", "draem"}
+
+
+@pytest.mark.parametrize(
+    "name, params, match",
+    [
+        ("draem", {}, "dtd-r1.0.1.tar.gz.*dtd_dir=FOLDER.*textures=False"),
+        ("dsr", {"vq_weights": "/nonexistent/vq.pckl"}, "vq_model_pretrained_128_4096.pckl.*vq_weights=FILE"),
+        ("efficient_ad", {"teacher_weights": "/nonexistent/t.pth"}, "pretrained_teacher_small.pth.*teacher_weights=FILE"),
+        ("cfa", {"backbone": "resnet18"}, "resnet18-f37072fd.pth.*weights=FILE"),
+        ("csflow", {}, "efficientnet_b5_lukemelas-1a07897c.pth.*weights=FILE"),
+        ("glass", {"anomaly_source_path": "/nonexistent/dtd"}, "dtd-r1.0.1.tar.gz.*anomaly_source_path=FOLDER"),
+    ],
+)
+def test_missing_file_is_a_clear_error_within_seconds(tiny, name, params, match):
+    det = pyimgano.create_detector(f"anomalib:{name}", image_size=64, **params)
+    start = time.perf_counter()
+    with pytest.raises(MissingOfflineFile, match=match):
+        det.fit(tiny.train)
+    assert time.perf_counter() - start < 20
+
+
+def test_anomalib_files_is_a_pyimgano_command(capsys):
+    """The plugin registers ``pyimgano anomalib-files`` through pyimgano_register_commands."""
+    from pyimgano.cli import main
+
+    assert main(["anomalib-files", "csflow"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_b5_lukemelas-1a07897c.pth" in out and "weights=FILE" in out

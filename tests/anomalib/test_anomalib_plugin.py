@@ -69,7 +69,7 @@ def test_invalid_hyper_parameter(name, params, field):
 
 
 def test_direct_construction_validates_too():
-    from pyimgano_anomalib.detector import PadimDetector
+    from pyimgano_anomalib.passthrough import PadimDetector
 
     with pytest.raises(InvalidParams, match="image_size"):
         PadimDetector(image_size=8)

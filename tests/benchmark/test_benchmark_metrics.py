@@ -116,7 +116,7 @@ def test_a_config_chooses_the_metrics_and_their_order(with_example, toy_root, tm
     run_benchmark(cfg, console=quiet())
     assert all(list(r["metrics"]) == ["aupro", EXAMPLE_KEY, "image_auroc"] for r in _runs(tmp_path))
     header = next(line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| cat"))
-    assert "| AUPRO@0.3 | recall@FPR0 | img AUROC | fit s |" in header
+    assert "| AUPRO@0.3 | recall@FPR0 | img AUROC | img F1@thr | img FPR@thr | px F1@thr | fit s |" in header
     assert "px AUROC" not in (tmp_path / "report.html").read_text()
 
 
@@ -176,7 +176,7 @@ def test_pixel_plugin_metrics_need_maps_and_a_failing_metric_loses_nothing_else(
     assert "### px again side by side" in (tmp_path / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("width", [80, 200])
+@pytest.mark.parametrize("width", [80, 240])
 def test_the_terminal_summary_fits_the_console_and_keeps_every_value_whole(with_example, toy_root, tmp_path,
                                                                             width):
     from pyimgano.benchmark.runner import print_summary
@@ -201,7 +201,7 @@ def test_the_terminal_summary_fits_the_console_and_keeps_every_value_whole(with_
         assert cell in text, cell
     assert "error: benchtest:fragile on toy/beta (seed 0): fit: RuntimeError: boom: cannot handle height 32" in (
         " ".join(text.split()))
-    if width == 200:  # wide enough: the tables, one line per row
+    if width == 240:  # wide enough: the tables, one line per row
         assert any(line.split()[:3] == ["category", "detector", "seeds"] for line in lines), text
     else:  # one block per row
         assert not any(line.split()[:2] == ["category", "detector"] for line in lines), text

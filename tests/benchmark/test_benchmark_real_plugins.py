@@ -46,7 +46,7 @@ def test_patchcore_on_a_tiny_synthetic_category(tmp_path):
     outcome = run_benchmark(config, console=Console(file=io.StringIO(), width=200))
     (run,) = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
     assert run["status"] == "ok", run["error"]
-    assert (run["n_train"], run["n_test"]) == (4, 6)
+    assert (run["n_train"], run["n_val"], run["n_test"]) == (3, 1, 6)
     assert all(v is not None for v in run["metrics"].values())
     assert run["peak_rss_mb"] > 100  # torch and a backbone were loaded in this job
     assert len(outcome.records[0]["overlays"]) == 2
@@ -69,5 +69,5 @@ def test_mvtec_loader_on_the_real_grid_subset(fake_plugin, tmp_path):
     run_benchmark(config, console=Console(file=io.StringIO(), width=200))
     (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
     assert (run["dataset"], run["category"], run["status"]) == ("mvtec", "grid", "ok"), run["error"]
-    assert (run["n_train"], run["n_test"]) == (25, 14)
+    assert (run["n_train"], run["n_val"], run["n_test"]) == (22, 3, 14)  # a seeded tenth (3 of 25) calibrates
     assert all(v is not None for v in run["metrics"].values())  # real masks reach the pixel metrics

@@ -16,8 +16,10 @@ from pyimgano.benchmark.metric_set import resolve_metrics
 from pyimgano.benchmark.runner import run_benchmark
 
 # the results.json schema of docs/benchmark.md ("Output folder"), written out independently of the code
-RUN_KEYS = {"detector", "dataset", "category", "seed", "status", "error", "params", "metrics", "timing",
-            "peak_rss_mb", "n_train", "n_test"}
+RUN_KEYS = {"detector", "dataset", "category", "seed", "status", "error", "params", "pipeline", "metrics",
+            "deployed", "timing", "peak_rss_mb", "n_train", "n_val", "n_test"}
+DEPLOYED_KEYS = {"image_threshold", "image_precision", "image_recall", "image_f1", "image_fpr",
+                 "pixel_threshold", "pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou"}
 TIMING_KEYS = {"fit_s", "predict_s", "images_per_s"}
 
 
@@ -45,7 +47,9 @@ def test_results_json_has_exactly_the_documented_schema(fake_plugin, toy_root, t
         assert in_order(CORE_METRIC_KEYS, list(run["metrics"]))
         assert run["status"] == "ok" and run["error"] is None and run["seed"] == 0
         assert run["params"] == {"sigma": 1.0, "seed": 0}
-        assert (run["n_train"], run["n_test"]) == (6, 7)
+        # the detector fits on 5 of the 6 training images; one is held out to calibrate
+        assert (run["n_train"], run["n_val"], run["n_test"]) == (5, 1, 7)
+        assert set(run["deployed"]) == DEPLOYED_KEYS and run["pipeline"]["val_fraction"] == 0.1
         for name, value in run["metrics"].items():
             assert isinstance(value, float) and 0.0 <= value <= 1.0, name
         assert run["metrics"]["image_auroc"] > 0.9  # bright squares are easy
@@ -65,12 +69,13 @@ def test_outputs_csv_summary_overlays_report(fake_plugin, toy_root, tmp_path):
     assert "benchtest:mean (sigma=1.0)" in summary and "benchtest:mean (sigma=0.0)" in summary
     assert summary.count("| **mean** |") == 2
     assert "img AUROC side by side" in summary
-    overlays = sorted((tmp_path / "overlays").rglob("*.png"))
+    overlays = sorted((tmp_path / "overlays").rglob("*.jpg"))
     assert len(overlays) == 4 * 4  # 4 jobs x (3 defects + 1 good, capped at 4)
-    with Image.open(overlays[0]) as png:
-        assert png.width > 3 * png.height - 100  # three panels side by side, plus a caption strip
+    with Image.open(overlays[0]) as picture:
+        assert picture.format == "JPEG"
+        assert picture.width > 3 * picture.height - 100  # three panels side by side, plus a caption strip
     report = (tmp_path / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 16
+    assert report.count("data:image/jpeg;base64,") == 16
     assert "<table>" in report and "alpha" in report and "src=\"http" not in report
     scores = (tmp_path / "scores").glob("*.csv")
     assert len(list(scores)) == 4
@@ -129,10 +134,10 @@ def test_a_detector_failing_on_one_category_is_recorded_and_the_run_goes_on(fake
     assert retry.seen == ["benchtest:fragile on toy/beta"]
 
 
-@pytest.mark.parametrize("mode, expected", [
-    ("shape", "contract violation: benchtest:bad returned anomaly maps of shape (7, 12, 12); expected (7, 24, 24)"),
+@pytest.mark.parametrize("mode, expected", [  # found at calibration, when the held-out image is scored
+    ("shape", "contract violation: benchtest:bad returned anomaly maps of shape (1, 12, 12); expected (1, 24, 24)"),
     ("nan", "contract violation: benchtest:bad returned image scores with 1 non-finite value(s)"),
-    ("count", "contract violation: benchtest:bad returned image scores of length 6; expected 7 scores"),
+    ("count", "contract violation: benchtest:bad returned image scores of length 0; expected 1 scores"),
 ])
 def test_contract_violations_are_reported_by_name(fake_plugin, toy_root, tmp_path, mode, expected):
     cfg = config(tmp_path, toy_root, ("benchtest:bad", {"mode": mode}))
@@ -140,7 +145,7 @@ def test_contract_violations_are_reported_by_name(fake_plugin, toy_root, tmp_pat
     run_benchmark(cfg, console=quiet())
     (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
     assert run["status"] == "error"
-    assert run["error"].startswith("scoring: " + expected)
+    assert run["error"].startswith("fit: " + expected)
 
 
 def test_pixel_metrics_are_null_without_maps(fake_plugin, toy_root, tmp_path):
@@ -151,7 +156,11 @@ def test_pixel_metrics_are_null_without_maps(fake_plugin, toy_root, tmp_path):
     assert run["status"] == "ok"
     assert run["metrics"]["image_auroc"] is not None
     assert all(run["metrics"][k] is None for k in ("pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"))
-    assert not (tmp_path / "overlays").exists() or not list((tmp_path / "overlays").rglob("*.png"))
+    assert not (tmp_path / "overlays").exists() or not list((tmp_path / "overlays").rglob("*.jpg"))
+    assert run["pipeline"]["pixel_threshold"] is None and run["pipeline"]["postprocess"] == []
+    deployed = run["deployed"]
+    assert deployed["image_threshold"] is not None and deployed["image_fpr"] is not None
+    assert all(deployed[k] is None for k in DEPLOYED_KEYS if k.startswith("pixel_"))
 
 
 def test_image_size_resizes_images_and_masks(fake_plugin, toy_root, tmp_path):

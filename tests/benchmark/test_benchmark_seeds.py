@@ -125,12 +125,16 @@ def test_one_job_per_seed_each_the_same_as_its_one_seed_job(fake_plugin, toy_roo
     assert expand_jobs(grid(tmp_path, toy_root, *detectors)) == [j for j in jobs if j.seed == 0]
 
 
-def test_job_keys_of_one_seed_runs_are_unchanged():
-    # keys computed by the code before several seeds existed: old output folders still resume
+def test_job_keys_are_stable():
+    # keys are a digest of the spec: the same spec must give the same key in every version (a rerun
+    # skips what finished). The pipeline fields (post-processing, thresholds, validation share) joined
+    # the spec with the inspection pipeline, so runs measured before it are measured anew once.
     spec = dict(detector="benchtest:mean", dataset="benchtest:toy", dataset_label="toy", root="/data/toy",
                 category="alpha")
-    assert JobSpec(**spec, params={"sigma": 1.0, "seed": 0}, seed=0).key == "cdf7bbc797"
-    assert JobSpec(**spec, params={"sigma": 1.0, "seed": 2}, seed=2).job_id == "benchtest-mean__toy__alpha__e54c7c8a6c"
+    assert JobSpec(**spec, params={"sigma": 1.0, "seed": 0}, seed=0).key == "519efb9df5"
+    assert JobSpec(**spec, params={"sigma": 1.0, "seed": 2}, seed=2).job_id.startswith("benchtest-mean__toy__alpha__")
+    raw = JobSpec(**spec, params={"sigma": 1.0, "seed": 0}, seed=0, postprocess=[{"name": "standardize"}])
+    assert raw.key != JobSpec(**spec, params={"sigma": 1.0, "seed": 0}, seed=0).key
 
 
 def test_a_detector_seed_set_by_hand_conflicts_with_several_seeds(fake_plugin, toy_root, tmp_path):
@@ -176,7 +180,7 @@ def test_tables_aggregate_seeds_mean_and_spread():
     assert "### img AUROC side by side (mean over 3 seeds)" in summary
     assert "- `a` on toy/beta (seed 1): fit: boom" in summary
     csv_lines = tables.results_csv(runs).splitlines()
-    assert csv_lines[0].split(",")[-3:] == ["seed", "params", "error"] and len(csv_lines) == 1 + len(runs)
+    assert csv_lines[0].split(",")[-4:] == ["seed", "params", "pipeline", "error"] and len(csv_lines) == 1 + len(runs)
     assert [row["seed"] for row in csv.DictReader(csv_lines)][:3] == ["0", "1", "2"]
     rendered = Console(file=io.StringIO(), width=250, record=True)
     for renderable in tables.rich_tables(runs, width=250):

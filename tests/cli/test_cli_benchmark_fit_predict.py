@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,7 @@ categories = ["beta"]
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [(r["detector"], r["category"], r["params"]) for r in runs] == [
         ("benchtest:mean", "beta", {"sigma": 0.0, "seed": 3}), ("benchtest:nomaps", "beta", {})]
-    assert len(list((out / "overlays").rglob("*.png"))) == 1
+    assert len(list((out / "overlays").rglob("*.jpg"))) == 1
     assert json.loads((out / "config.json").read_text())["seed"] == 3
 
 
@@ -116,14 +117,19 @@ def test_fit_predict_round_trip_gives_the_benchmark_scores(cli_plugin, cli_toy_r
     assert main(["benchmark", "--detector", "benchtest:mean", "--dataset", "toy", "--root", str(cli_toy_root),
                  "--category", "alpha", "--out", str(tmp_path / "bench"), "--no-progress"]) == 0
     (scores_file,) = (tmp_path / "bench" / "scores").glob("*.csv")
-    bench = {Path(r["image"]).resolve(): float(r["score"]) for r in read_csv(scores_file)}
+    bench = {Path(r["image"]).resolve(): r for r in read_csv(scores_file)}
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "bench" / "jobs").glob("*.json")]
 
     model = tmp_path / "model"
     assert main(["fit", "--detector", "benchtest:mean", "--train", str(category / "train" / "good"),
-                 "--holdout", "0", "--out", str(model)]) == 0
+                 "--out", str(model)]) == 0
     saved = json.loads((model / "pyimgano-model.json").read_text())
     assert saved["detector"] == "benchtest:mean" and saved["plugin_version"] == "0.3.0"
-    assert saved["params"] == {"sigma": 1.0, "seed": 0} and saved["threshold"] is None
+    assert saved["params"] == {"sigma": 1.0, "seed": 0}
+    pipeline = json.loads((model / "pyimgano-pipeline.json").read_text())
+    assert saved["threshold"] == pipeline["image_threshold"]["value"]
+    # the same seeded split, the same detector: the benchmark's fitted pipeline, bit for bit
+    assert pipeline == record["extra"]["pipeline"]
     assert not list(model.glob("*.pkl"))
 
     pred = tmp_path / "pred"
@@ -131,47 +137,188 @@ def test_fit_predict_round_trip_gives_the_benchmark_scores(cli_plugin, cli_toy_r
     rows = read_csv(pred / "predictions.csv")
     assert {Path(r["image"]) for r in rows} == set(bench)
     for row in rows:
-        assert float(row["score"]) == pytest.approx(bench[Path(row["image"])], rel=1e-9, abs=1e-12)
-        assert row["label"] == ""  # no threshold in this model
-        assert (pred / row["heatmap"]).is_file()
-    assert "labels left empty" in capsys.readouterr().out
-    assert not (pred / ".maps-tmp").exists() and not (pred / "maps").exists()
+        assert float(row["score"]) == pytest.approx(float(bench[Path(row["image"])]["score"]), rel=1e-9, abs=1e-12)
+        assert row["label"] == bench[Path(row["image"])]["predicted"]
+        assert (pred / row["heatmap"]).is_file() and (pred / row["mask"]).is_file()
+    assert "7 image(s) scored" in capsys.readouterr().out
+    assert not (pred / "maps").exists()
 
 
-def test_fit_with_calibration_sets_a_threshold_and_predict_writes_labels_and_masks(cli_plugin, cli_toy_root,
-                                                                                   tmp_path):
+def test_fit_flags_choose_postprocessing_thresholds_and_validation(cli_plugin, cli_toy_root, tmp_path):
     category = cli_toy_root / "beta"
     model = tmp_path / "model"
+    steps = [{"name": "gaussian", "sigma": 1}, {"name": "minmax"}]
+    config = tmp_path / "post.json"
+    config.write_text(json.dumps(steps))
     assert main(["fit", "--detector", "benchtest:mean", "--set", "sigma=0",
-                 "--train", str(category / "train" / "good" / "*.png"),
-                 "--calibrate", str(category / "test" / "good"), "--quantile", "1.0", "--out", str(model)]) == 0
+                 "--train", str(category / "train" / "good" / "*.png"), "--val", str(category / "test" / "good"),
+                 "--postprocess", str(config), "--image-threshold", "quantile:1.0",
+                 "--pixel-threshold", "quantile:0.99", "--out", str(model)]) == 0
     training = json.loads((model / "training.json").read_text())
-    assert training["n_train"] == 6 and len(training["calibration"]) == 3
-    threshold = json.loads((model / "pyimgano-model.json").read_text())["threshold"]
-    assert threshold > 0
+    assert training["n_train"] == 6 and training["n_val"] == 3 and len(training["val"]) == 3
+    pipeline = json.loads((model / "pyimgano-pipeline.json").read_text())
+    assert [s["name"] for s in pipeline["postprocess"]] == ["gaussian", "minmax"]
+    assert set(pipeline["postprocess"][1]["state"]) == {"offset", "scale"}
+    assert pipeline["image_threshold"]["strategy"] == "quantile" and pipeline["image_threshold"]["q"] == 1.0
+    assert pipeline["pixel_threshold"]["q"] == 0.99 and pipeline["n_val"] == 3
 
+    held = tmp_path / "held"
+    assert main(["fit", "--detector", "benchtest:mean", "--train", str(category / "train"), "--val-fraction", "0.5",
+                 "--seed", "3", "--postprocess", "none", "--threshold", "0.5", "--out", str(held)]) == 0
+    training = json.loads((held / "training.json").read_text())
+    assert (training["n_train"], training["n_val"], training["seed"]) == (3, 3, 3)
+    assert not set(training["train"]) & set(training["val"])
+    pipeline = json.loads((held / "pyimgano-pipeline.json").read_text())
+    assert pipeline["postprocess"] == [] and pipeline["image_threshold"] == {"strategy": "fixed", "value": 0.5}
+
+
+def test_predict_writes_masks_regions_and_json(cli_plugin, cli_toy_root, tmp_path):
+    category = cli_toy_root / "beta"
+    model = tmp_path / "model"
+    assert main(["fit", "--detector", "benchtest:mean", "--set", "sigma=0", "--train", str(category / "train"),
+                 "--val", str(category / "test" / "good"), "--image-threshold", "quantile:1.0",
+                 "--pixel-threshold", "quantile:1.0", "--out", str(model)]) == 0
+    pipeline = json.loads((model / "pyimgano-pipeline.json").read_text())
+    image_threshold, pixel_threshold = pipeline["image_threshold"]["value"], pipeline["pixel_threshold"]["value"]
+    pred = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), str(category / "test"), "--out", str(pred), "--save-maps",
+                 "--json"]) == 0
+    rows = read_csv(pred / "predictions.csv")
+    document = json.loads((pred / "predictions.json").read_text())
+    assert document["pixel_threshold"] == pixel_threshold and len(document["images"]) == len(rows) == 7
+    by_image = {item["image"]: item for item in document["images"]}
+    for row in rows:
+        assert row["label"] == str(int(float(row["score"]) > image_threshold))
+        mask = np.asarray(Image.open(pred / row["mask"])) > 0
+        amap = np.load(pred / row["map"])
+        assert mask.shape == amap.shape == (32, 32)
+        np.testing.assert_array_equal(mask, amap > pixel_threshold)  # the post-processed map at the pixel threshold
+        regions = by_image[row["image"]]["regions"]
+        assert int(row["n_regions"]) == len(regions) and sum(r["area"] for r in regions) == mask.sum()
+        assert float(row["anomalous_fraction"]) == pytest.approx(mask.mean(), abs=1e-6)
+        if regions:
+            x, y, w, h = regions[0]["bbox"]
+            assert [row["largest_x"], row["largest_y"], row["largest_width"], row["largest_height"]] == [
+                str(x), str(y), str(w), str(h)]
+            assert int(row["largest_area"]) == regions[0]["area"] == max(r["area"] for r in regions)
+            assert mask[y : y + h, x : x + w].sum() >= regions[0]["area"]
+            assert regions[0]["peak"] == pytest.approx(float(amap[y : y + h, x : x + w].max()))
+        else:
+            assert row["largest_area"] == ""
+    assert all(r["label"] == "1" and int(r["n_regions"]) >= 1 for r in rows if "/spot/" in r["image"])
+
+
+def test_predict_output_names_are_unique_and_any_file_name_flows_through(cli_plugin, cli_toy_root, tmp_path):
+    import os
+    import shutil
+
+    model = tmp_path / "model"
+    assert main(["fit", "--detector", "benchtest:mean", "--train", str(cli_toy_root / "alpha" / "train"),
+                 "--out", str(model)]) == 0
+    images = tmp_path / "images"
+    images.mkdir()
+    source = next((cli_toy_root / "alpha" / "test" / "spot").glob("*.png"))
+    odd = [b"a b.png", b"a-b.png", b"A-B.png", b"caf\xe9.png", "日本.png".encode(), b"x.PNG"]
+    for name in odd:
+        shutil.copy(source, os.path.join(os.fsencode(images), name))
+    pred = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), str(images), "--out", str(pred), "--json"]) == 0
+    raw = (pred / "predictions.csv").read_bytes()
+    for name in odd:
+        assert name in raw  # the file name's own bytes, UTF-8 or not
+    rows = read_csv_bytes(pred / "predictions.csv")
+    heatmaps = [r["heatmap"] for r in rows]
+    masks = [r["mask"] for r in rows]
+    assert len(set(h.casefold() for h in heatmaps)) == len(rows) == len(odd)  # no two share an output
+    assert all(re.fullmatch(r"heatmaps/[A-Za-z0-9._-]+\.png", h) for h in heatmaps)
+    assert all((pred / h).is_file() for h in heatmaps) and all((pred / m).is_file() for m in masks)
+    document = json.loads((pred / "predictions.json").read_text())
+    assert {os.fsencode(item["image"]) for item in document["images"]} == {
+        os.path.join(os.fsencode(images), n) for n in odd}
+
+
+def read_csv_bytes(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--quantile", "2"], "image_threshold 'quantile:2.0': q: Input should be less than or equal to 1"),
+    (["--image-threshold", "median"], "image_threshold 'median' does not parse; expected quantile:Q"),
+    (["--pixel-threshold", "fixed:nan"], "pixel_threshold 'fixed:nan': value: must be a finite number"),
+    (["--threshold", "inf"], "must be a finite number"),
+    (["--quantile", "0.9", "--threshold", "1"], "give one of --image-threshold, --quantile, --threshold"),
+    (["--postprocess", '[{"name": "blur"}]'], "post-processing step 0 (blur): no postprocessor named 'blur'"),
+    (["--postprocess", '[{"name": "gaussian", "sigma": -1}]'], "sigma: Input should be greater than 0"),
+    (["--postprocess", "{oops"], "--postprocess '{oops': not a JSON list of steps"),
+    (["--val-fraction", "1.5"], "val_fraction 1.5: must be a number at least 0 and below 1"),
+    (["--val-fraction", "0"], "val_fraction 0 leaves an empty validation split"),
+    (["--val-fraction", "0.95"], "leaves 0 to fit benchtest:mean"),
+    (["--image-threshold", "f1"], "image_threshold 'f1' needs labelled validation images"),
+])
+def test_bad_fit_arguments_fail_before_any_image_is_read(cli_plugin, cli_toy_root, tmp_path, capsys, monkeypatch,
+                                                         args, message):
+    import pyimgano.images
+
+    def no_reading(*a, **k):
+        raise AssertionError("an image was read")
+
+    monkeypatch.setattr(pyimgano.images, "read_image", no_reading)
+    rc = main(["fit", "--detector", "benchtest:mean", "--train", str(cli_toy_root / "alpha" / "train"),
+               "--out", str(tmp_path / "model"), *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "model").exists()
+
+
+def test_fit_refuses_an_out_that_is_a_file_or_a_folder_of_other_files(cli_plugin, cli_toy_root, tmp_path, capsys):
+    train = str(cli_toy_root / "alpha" / "train")
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--out", str(afile)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err and afile.read_text() == "keep me"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"...")
+    assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--out", str(folder)]) == 2
+    assert "refusing to replace it" in capsys.readouterr().err and (folder / "holiday.jpg").exists()
+    model = tmp_path / "model"  # an earlier model folder is replaced whole
+    assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--out", str(model)]) == 0
+    (model / "stale.txt").write_text("from an older fit")
+    assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--out", str(model)]) == 0
+    assert not (model / "stale.txt").exists() and (model / "pyimgano-pipeline.json").exists()
+
+
+def test_predict_refuses_non_finite_thresholds_and_an_out_file(cli_plugin, cli_toy_root, tmp_path, capsys):
+    model = _fitted_model(cli_toy_root, tmp_path / "model")
+    images = str(cli_toy_root / "alpha" / "test")
+    assert main(["predict", "--model", str(model), images, "--out", str(tmp_path / "p"), "--threshold", "nan"]) == 2
+    assert "--threshold nan: must be a finite number" in capsys.readouterr().err
+    afile = tmp_path / "out.txt"
+    afile.write_text("x")
+    assert main(["predict", "--model", str(model), images, "--out", str(afile)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_a_model_folder_saved_before_pipelines_predicts_as_it_did(cli_plugin, cli_toy_root, tmp_path):
+    from pyimgano.registry import create_detector
+
+    category = cli_toy_root / "beta"
+    detector = create_detector("benchtest:mean", sigma=0.0)
+    detector.fit(sorted((category / "train" / "good").glob("*.png")))
+    detector.calibrate(sorted((category / "test" / "good").glob("*.png")), strategy={"strategy": "quantile", "q": 1.0})
+    model = detector.save(tmp_path / "legacy")
+    assert not (model / "pyimgano-pipeline.json").exists()
     pred = tmp_path / "pred"
     assert main(["predict", "--model", str(model), str(category / "test"), "--out", str(pred), "--save-maps"]) == 0
     rows = read_csv(pred / "predictions.csv")
     assert len(rows) == 7
     for row in rows:
-        assert row["label"] == str(int(float(row["score"]) > threshold))
-        mask = np.asarray(Image.open(pred / row["mask"]))
-        assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 255}
-        assert (mask.any()) == (row["label"] == "1")  # score = map maximum, pixel threshold = image threshold
-    assert all(r["label"] == "1" for r in rows if "/spot/" in r["image"])  # bright squares are found
-    saved = sorted((pred / "maps").glob("*.npy"))
-    assert len(saved) == 7 and np.load(saved[0]).shape == (32, 32)
-    assert not (pred / ".maps-tmp").exists()
-
-
-def test_fit_holds_out_training_images_for_the_threshold_by_default(cli_plugin, cli_toy_root, tmp_path):
-    model = tmp_path / "model"
-    assert main(["fit", "--detector", "benchtest:mean", "--train", str(cli_toy_root / "alpha" / "train"),
-                 "--out", str(model)]) == 0
-    training = json.loads((model / "training.json").read_text())
-    assert training["n_train"] == 5 and len(training["calibration"]) == 1
-    assert "holdout" in training["threshold_from"] and training["threshold"] is not None
+        assert row["label"] == str(int(float(row["score"]) > detector.threshold_))
+        mask = np.asarray(Image.open(pred / row["mask"])) > 0
+        np.testing.assert_array_equal(mask, np.load(pred / row["map"]) > detector.threshold_)  # raw maps
+        assert mask.any() == (row["label"] == "1")  # score = map maximum, pixel threshold = image threshold
+    assert all(r["label"] == "1" for r in rows if "/spot/" in r["image"])
 
 
 def _fitted_model(root: Path, out: Path) -> Path:
@@ -244,3 +391,30 @@ def test_an_interrupted_benchmark_keeps_finished_runs_and_a_rerun_goes_on(cli_pl
                     "--root", str(cli_toy_root), "--out", str(out), "--category", "alpha", pythonpath=[cli_plugin_site],
                     env={"COLUMNS": "80"})  # the line names a long path: it must not break at any width
     assert rerun.returncode == 0 and "1 already finished there (skipped" in rerun.stdout
+
+
+def test_predict_on_large_images_draws_bounded_heatmaps_and_full_size_masks(cli_plugin, tmp_path, monkeypatch):
+    import pyimgano.cli.predict as predict
+
+    rng = np.random.default_rng(0)
+    train = tmp_path / "train"
+    train.mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(90, 110, (1100, 1500, 3), dtype=np.uint8)).save(train / f"{i}.png")
+    big = rng.integers(90, 110, (1100, 1500, 3), dtype=np.uint8)
+    big[500:540, 700:760] = 250
+    Image.fromarray(big).save(tmp_path / "big.png")
+    model = tmp_path / "model"
+    assert main(["fit", "--detector", "benchtest:mean", "--train", str(train), "--out", str(model)]) == 0
+    monkeypatch.setattr(predict, "BATCH_PIXELS", 2_000_000)  # one 1.65 Mpixel image per batch
+    assert predict.batches([tmp_path / "big.png", *sorted(train.glob("*.png"))]) == [[0], [1], [2], [3], [4]]
+    pred = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), str(tmp_path / "big.png"), "--out", str(pred), "--json"]) == 0
+    (row,) = read_csv(pred / "predictions.csv")
+    with Image.open(pred / row["heatmap"]) as heatmap:
+        assert max(heatmap.size) == predict.HEATMAP_MAX_SIDE and heatmap.size == (1024, 751)
+    with Image.open(pred / row["mask"]) as mask:
+        assert mask.size == (1500, 1100)
+    (item,) = json.loads((pred / "predictions.json").read_text())["images"]
+    x, y, w, h = item["regions"][0]["bbox"]
+    assert x <= 700 and y <= 500 and x + w >= 760 and y + h >= 540  # the bright patch, in image pixels

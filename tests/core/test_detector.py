@@ -235,3 +235,34 @@ def test_load_errors(fitted, tmp_path):
     (model / "pyimgano-model.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="corrupt"):
         pyimgano.load_detector(model)
+
+
+def test_state_arrays_bind_named_sizes_across_arrays_and_to_parameters():
+    from pyimgano.modelfile import StateArray, state_problem
+
+    expected = {"bank": StateArray("float32", ("rows", "width")), "norms": StateArray("float", ("rows",)),
+                "grid": StateArray("int", (2,)), "index": StateArray("uint8", ("n",), required=False)}
+    good = {"bank": np.zeros((5, 8), np.float32), "norms": np.zeros(5), "grid": np.array([2, 3])}
+    assert state_problem(good, expected, {"width": 8}, "acme:x") is None
+    assert state_problem(good, expected, {"width": 9}, "acme:x") == \
+        "bank has shape (5, 8); acme:x expects (rows, width=9)"
+    assert state_problem({**good, "norms": np.zeros(4)}, expected, {}, "acme:x") == \
+        "norms has shape (4,); acme:x expects (rows=5,); rows as in bank"
+    assert state_problem({**good, "bank": np.zeros((5, 8))}, expected, {}, "acme:x") == \
+        "bank has dtype float64; acme:x expects float32"
+    assert state_problem({**good, "bank": np.zeros((0, 8), np.float32)}, expected, {}, "acme:x") == \
+        "bank has shape (0, 8); acme:x expects (rows, width)"
+    assert state_problem({**good, "index": np.zeros(3, np.uint8)}, expected, {}, "acme:x") is None
+    with pytest.raises(TypeError, match="sizes"):
+        StateArray("float", (1.5,))
+    with pytest.raises(TypeError):
+        StateArray("no-such-dtype")
+
+
+def test_a_fitted_state_unlike_the_declaration_is_not_saved(fitted, tmp_path):
+    det, _ = fitted
+    det.image_size = 16  # shapes the state: takes effect on the next fit
+    with pytest.raises(pyimgano.ContractViolation, match=r"mean has shape \(32, 32, 3\); example:mad expects "
+                                                         r"\(image_size=16, image_size=16, 3\); fit again after"):
+        det.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()

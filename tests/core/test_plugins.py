@@ -248,6 +248,23 @@ def test_listing_does_not_import_heavy_libraries_and_is_fast(argv):
     assert elapsed < 15, f"{argv[0]} took {elapsed:.1f}s"
 
 
+def test_import_pyimgano_loads_neither_pydantic_nor_pluggy():
+    """The plugin authors' names (hookimpl, the specs) load them on first use."""
+    code = (
+        "import sys\n"
+        "import pyimgano\n"
+        "print('AT IMPORT', sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'pluggy'}))\n"
+        "from pyimgano import DetectorSpec, hookimpl\n"
+        "print('ON USE', sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'pluggy'}), DetectorSpec.__name__)\n"
+    )
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["AT IMPORT []", "ON USE ['pluggy', 'pydantic'] DetectorSpec"]
+
+
 def test_listing_builds_no_params_validator():
     """Params models build their pydantic schema on first use, not when plugins are listed."""
     code = (

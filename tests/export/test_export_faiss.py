@@ -144,18 +144,26 @@ def test_the_runtime_imports_no_torch(patchcore_export, images_dir):
     assert result.stdout.startswith("[] ")
 
 
-def test_an_inspection_pipelines_file_travels_with_the_export(patchcore_export, tmp_path):
-    import shutil
+def test_a_pipeline_exports_as_the_same_pipeline_with_the_runtime(tmp_path, images_dir):
+    """Post-processing and both thresholds carry over: labels, maps and masks as the source's."""
+    import pyimgano
+    from pyimgano.export import export_model
 
-    from pyimgano.export import PIPELINE_FILE, export_model
-
-    source_dir, _ = patchcore_export
-    folder = tmp_path / "pipeline"
-    shutil.copytree(source_dir, folder)
-    pipeline = {"format": 1, "postprocess": [{"name": "minmax", "state": {"lo": 1.0, "hi": 9.0}}],
-                "image_threshold": {"strategy": "quantile", "q": 0.99, "value": 12.5},
-                "pixel_threshold": {"strategy": "quantile", "q": 0.999, "value": 0.7}}
-    (folder / PIPELINE_FILE).write_text(json.dumps(pipeline))
-    exported = export_model(folder, tmp_path / "exported", check=False)
-    assert json.loads((exported / PIPELINE_FILE).read_text()) == pipeline
-    assert load_detector(exported).component == "core:exported"
+    small = {"backbone": "efficientnet_lite0", "image_size": 64, "progress": False, "coreset_ratio": 0.5}
+    source = pyimgano.Pipeline("faiss:patchcore", params=small, pixel_threshold="quantile:0.99")
+    train = sorted((images_dir / "train").glob("*.png"))
+    source.fit(train[:6], val_images=train[6:])
+    source.save(tmp_path / "source")
+    exported = export_model(tmp_path / "source", tmp_path / "exported")
+    runtime = pyimgano.load(exported)
+    assert runtime.detector.component == "core:exported"
+    assert (runtime.image_threshold_, runtime.pixel_threshold_) == (source.image_threshold_, source.pixel_threshold_)
+    assert runtime.postprocessing.to_config(include_state=True) == source.postprocessing.to_config(include_state=True)
+    files = _test_images(images_dir)
+    a, b = source.predict(files), runtime.predict(files)
+    assert list(a.labels) == list(b.labels)
+    for x, y, mx, my in zip(a.maps, b.maps, a.masks, b.masks):
+        np.testing.assert_allclose(y, x, atol=MAP_ATOL)
+        assert int(np.sum(mx != my)) <= 2  # a pixel within float rounding of the threshold may flip
+    check = json.loads((exported / "pyimgano-export.json").read_text())["check"]["pipeline"]
+    assert check["label_mismatches"] == 0

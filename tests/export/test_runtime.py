@@ -46,21 +46,23 @@ def mean_graph(path: Path, size: int | None) -> None:
 
 def make_export(folder: Path, *, size: int | None = 32, resize: int = 32, threshold: float = 0.5,
                 max_batch: int | None = None) -> Path:
+    """An export folder as pyimgano export writes it: graph and manifest staged, then saved by the runtime."""
     from pyimgano.runtime.detector import ExportedDetector
 
-    folder.mkdir(parents=True)
-    mean_graph(folder / "model.onnx", size)
+    staging = folder.with_name(folder.name + "-staging")
+    staging.mkdir(parents=True)
+    mean_graph(staging / "model.onnx", size)
     manifest = ExportManifest(
         input={"name": "images", "size": None if size is None else (size, size), "min_size": 8},
         outputs={"score": "score", "map": "map"},
         geometry=Preprocess(resize=resize).model_dump(mode="json"),
         max_batch=max_batch,
-        files={"model.onnx": file_entry(folder / "model.onnx")},
+        files={"model.onnx": file_entry(staging / "model.onnx")},
         source=SourceInfo(detector="test:mean", threshold=threshold),
     )
-    write_manifest(folder, manifest)
+    write_manifest(staging, manifest)
     detector = ExportedDetector()
-    detector._load_files(folder)
+    detector._load_files(staging)
     detector.save(folder)
     return folder
 

@@ -153,6 +153,6 @@ def test_a_file_name_that_is_not_utf8_survives_the_benchmark_driver(hostile, tmp
     (record,) = benchtest.load_records(tmp_path / "out")
     scores = (tmp_path / "out" / record["scores_file"]).read_bytes()
     assert os.fsencode(spot) + b"/!d\xe9f \xff.png,1,spot," in scores  # the name's own bytes
-    assert any(name.endswith("_spot_-d-f-.png") for name in record["overlays"])  # its heatmap, captioned
+    assert any(name.endswith("_spot_-d-f-.jpg") for name in record["overlays"])  # its heatmap, captioned
     assert json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]["status"] == "ok"
     assert len(run_benchmark(config, console=console).skipped) == 1  # the record reads back: a rerun skips it

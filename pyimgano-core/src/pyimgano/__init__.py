@@ -1,8 +1,12 @@
 """pyimgano: visual anomaly detection for industrial inspection, a small core plus plugins.
 
+Users build an inspection pipeline with ``pyimgano.Pipeline`` (a detector, post-processing and
+calibrated image and pixel thresholds) and load a saved one with ``pyimgano.load``.
 Plugin authors import the hook marker as ``pyimgano.hookimpl`` and the spec classes
 (``DetectorSpec``, ``DatasetSpec``, ``MetricSpec``, ``PostprocessorSpec``, ``CommandSpec``)
-from here. Heavy parts (the detector base, the registry functions, contracts) load on first access.
+from here. Everything but the error types and the version loads on first access (pluggy
+with ``hookimpl``, pydantic with the specs), so ``import pyimgano`` costs next to nothing
+and ``pyimgano --help`` can answer from the cached plugin listing without them.
 """
 
 from __future__ import annotations
@@ -20,24 +24,27 @@ from pyimgano.errors import (
     ModelLoadError,
     NameConflict,
     NotFittedError,
+    OutputError,
+    OutputExists,
     PluginError,
     PyimganoError,
     WeightsError,
-)
-from pyimgano.hookspecs import hookimpl
-from pyimgano.specs import (
-    CommandSpec,
-    DatasetSpec,
-    DetectorCapabilities,
-    DetectorSpec,
-    MetricSpec,
-    NoParams,
-    PostprocessorSpec,
 )
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "hookimpl": "pyimgano.hookspecs",
+    "CommandSpec": "pyimgano.specs",
+    "DatasetSpec": "pyimgano.specs",
+    "DetectorCapabilities": "pyimgano.specs",
+    "DetectorSpec": "pyimgano.specs",
+    "MetricSpec": "pyimgano.specs",
+    "NoParams": "pyimgano.specs",
+    "PostprocessorSpec": "pyimgano.specs",
+    "Pipeline": "pyimgano.pipeline",
+    "PipelineOutput": "pyimgano.pipeline",
+    "load": "pyimgano.pipeline",
     "Detector": "pyimgano.detector",
     "load_detector": "pyimgano.detector",
     "create_detector": "pyimgano.registry",
@@ -60,31 +67,28 @@ _LAZY = {
     "load_images": "pyimgano.images",
     "max_image_pixels": "pyimgano.limits",
     "set_max_image_pixels": "pyimgano.limits",
+    "max_state_bytes": "pyimgano.limits",
+    "set_max_state_bytes": "pyimgano.limits",
+    "StateArray": "pyimgano.modelfile",
 }
 
 __all__ = [
-    "CommandSpec",
     "ComponentNotFound",
     "ContractViolation",
     "DatasetError",
-    "DatasetSpec",
-    "DetectorCapabilities",
-    "DetectorSpec",
     "ExportError",
     "ImageLoadError",
     "ImageTooLarge",
     "InvalidParams",
     "MetricError",
-    "MetricSpec",
     "ModelLoadError",
     "NameConflict",
-    "NoParams",
     "NotFittedError",
+    "OutputExists",
+    "OutputError",
     "PluginError",
-    "PostprocessorSpec",
     "PyimganoError",
     "WeightsError",
-    "hookimpl",
     *_LAZY,
 ]
 

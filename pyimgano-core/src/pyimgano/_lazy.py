@@ -1,4 +1,4 @@
-"""Lazy package exports: names resolved from their modules on first attribute access."""
+"""Lazy imports: package exports resolved on first attribute access, ``"module:attr"`` references."""
 
 from __future__ import annotations
 
@@ -28,3 +28,12 @@ def lazy_exports(
         return sorted(set(namespace) | set(exports))
 
     return __getattr__, __dir__
+
+
+def import_object(reference: str) -> Any:
+    """Import and return what ``"package.module"`` or ``"package.module:attr.sub"`` names."""
+    module_name, _, attr = reference.partition(":")
+    obj: Any = import_module(module_name)
+    for part in filter(None, attr.split(".")):
+        obj = getattr(obj, part)
+    return obj

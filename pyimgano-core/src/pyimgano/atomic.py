@@ -1,7 +1,8 @@
 """Outputs that replace older ones appear whole or not at all.
 
-:func:`atomic_write` writes a file beside its target and renames it into place;
-:func:`replacing_dir` does the same for a folder (a saved model, a pipeline, an export).
+:func:`atomic_write` writes a file beside its target and renames it into place,
+:func:`atomic_copy` copies one that way; :func:`replacing_dir` does the same for a folder
+(a saved model, a pipeline, an export).
 A failure half-way (a full disk, an exception, Ctrl-C) leaves the old file or folder as it
 was and removes the partial copy.
 """
@@ -41,6 +42,25 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy a file (with its times, as ``shutil.copy2``) so that ``target`` is whole or absent.
+
+    A copy interrupted half-way leaves no partial ``target`` that a rerun would take for done.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copy2(source, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,13 +23,31 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from pyimgano.contracts import validate_labels, validate_maps, validate_scores
-from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError
+from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError, OutputError, PyimganoError, os_reason
 from pyimgano.images import ImageInput, image_shapes, load_image, load_images
-from pyimgano.thresholds import make_strategy
+from pyimgano.modelfile import (
+    MODEL_CONFIG_FILE,
+    MODEL_FORMAT,
+    MODEL_STATE_FILE,
+    ModelFile,
+    StateArray,
+    check_loaded_state,
+    check_saved_state,
+    read_model_file,
+    read_state,
+    state_path,
+)
+from pyimgano.thresholds import finite_threshold, make_strategy
 
-MODEL_CONFIG_FILE = "pyimgano-model.json"
-MODEL_STATE_FILE = "state.npz"
-MODEL_FORMAT = 1
+__all__ = [
+    "MODEL_CONFIG_FILE",
+    "MODEL_FORMAT",
+    "MODEL_STATE_FILE",
+    "Detector",
+    "StateArray",
+    "check_save_target",
+    "load_detector",
+]
 
 
 class Param:
@@ -66,14 +83,18 @@ class Detector:
             detector's spec names). ``None``: parameters are kept as given, unvalidated.
         config: the validated parameters, an instance of ``params_model``.
         threshold_: score above which ``predict`` says 1 (anomalous); set by
-            ``calibrate``, ``set_threshold`` or ``fit(..., calibration=...)``.
+            ``calibrate``, ``set_threshold`` or ``fit(..., calibration=...)``; always finite.
         component: the detector's qualified name (``plugin:name``), set by the registry.
+        state_arrays: what ``_get_state`` returns and ``_set_state`` accepts, by array name
+            (class attribute, :class:`StateArray`): a saved state is checked against it before
+            ``_set_state`` sees it, and a fitted one before it is saved. ``None``: unchecked.
     """
 
     component: str = "detector"
     plugin: str | None = None
     supports_maps: ClassVar[bool] = True
     params_model: ClassVar[type[BaseModel] | None] = None
+    state_arrays: ClassVar[Mapping[str, StateArray] | None] = None
     config: BaseModel | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -105,6 +126,14 @@ class Detector:
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not support load()")
+
+    def state_sizes(self) -> dict[str, int]:
+        """Sizes the named dimensions of ``state_arrays`` must have, known from the parameters.
+
+        By default the integer parameters (a dimension named ``image_size`` must equal the
+        ``image_size`` parameter); a detector adds what it derives, such as a feature width.
+        """
+        return {k: v for k, v in self.get_params().items() if isinstance(v, int) and not isinstance(v, bool)}
 
     def _save_files(self, directory: Path) -> None:
         """Optional: write extra files (an index, safetensors) beside the state."""
@@ -170,13 +199,14 @@ class Detector:
         """
         if y is not None and np.asarray(y).any():
             raise ValueError(f"{self.component}: fit() trains on normal images only; y must be all 0 or None")
+        strategy = make_strategy(threshold) if calibration is not None else None  # a bad one fails before training
         arrays = load_images(images)
         if not arrays:
             raise ValueError(f"{self.component}: fit() needs at least one training image, got an empty set")
         self._fit(arrays)
         self.is_fitted_ = True
-        if calibration is not None:
-            self.calibrate(calibration, calibration_labels, strategy=threshold)
+        if strategy is not None:
+            self.calibrate(calibration, calibration_labels, strategy=strategy)
         return self
 
     def score(self, images: ImageInput | Sequence[ImageInput]) -> tuple[np.ndarray, Any]:
@@ -227,40 +257,73 @@ class Detector:
         strategy: Any = "quantile",
     ) -> float:
         """Set ``threshold_`` from held-out images with a strategy (see :mod:`pyimgano.thresholds`)."""
+        chosen = make_strategy(strategy)
         scores = self.decision_function(images)
         lab = None if labels is None else validate_labels(labels, len(scores), component="calibration labels")
-        self.threshold_ = make_strategy(strategy).compute(scores, lab)
+        value = chosen.compute(scores, lab)
+        self.threshold_ = finite_threshold(value, f"{self.component}: the {chosen.strategy} threshold")
         return self.threshold_
 
     def set_threshold(self, value: float) -> Detector:
-        self.threshold_ = float(value)
+        """Set ``threshold_``; a value that is not a finite number is :class:`InvalidParams`."""
+        self.threshold_ = finite_threshold(value, f"{self.component}: threshold")
         return self
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
-        """Save to a directory: JSON config + arrays in npz. Never pickle."""
+        """Save to a folder: ``pyimgano-model.json`` + the state arrays in npz; never pickle.
+
+        The folder is written beside its target and swapped in only when complete
+        (:func:`pyimgano.atomic.replacing_dir`): a failure (a full disk) leaves an older
+        model there as it was. The whole folder is replaced, so it must be new, empty, or a
+        saved model. Raises :class:`OutputError` when it cannot be written.
+        """
+        from pyimgano.atomic import replacing_dir
+
         self._check_fitted()
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = self._get_state()
-        np.savez(directory / MODEL_STATE_FILE, **{k: np.asarray(v) for k, v in state.items()})
-        self._save_files(directory)
-        config = {
-            "format": MODEL_FORMAT,
-            "detector": self.component,
-            "plugin": self.plugin,
-            "plugin_version": _plugin_version(self.plugin),
-            "params": _jsonable_params(self),
-            "threshold": self.threshold_,
-            "state_file": MODEL_STATE_FILE,
-        }
-        (directory / MODEL_CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        target = directory.resolve() if directory.is_symlink() else directory  # a link keeps pointing at the model
+        check_save_target(target)
+        state = {k: np.asarray(v) for k, v in self._get_state().items()}
+        check_saved_state(self, state)
+        try:
+            config = ModelFile(
+                format=MODEL_FORMAT,
+                detector=self.component,
+                plugin=self.plugin,
+                plugin_version=_plugin_version(self.plugin),
+                params=_jsonable_params(self),
+                threshold=None if self.threshold_ is None else finite_threshold(self.threshold_, "threshold_"),
+                state_file=MODEL_STATE_FILE,
+            )
+            text = json.dumps(config.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
+        except ValidationError as exc:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'model file'}: {e['msg']}" for e in exc.errors())
+            raise InvalidParams(f"{self._describe()} cannot be saved: {problem}") from None
+        except ValueError as exc:  # a threshold or parameter JSON cannot hold (NaN, infinity)
+            raise InvalidParams(f"{self._describe()} cannot be saved: {exc}") from None
+        try:
+            with replacing_dir(target) as tmp:
+                np.savez(tmp / MODEL_STATE_FILE, **state)
+                self._save_files(tmp)
+                (tmp / MODEL_CONFIG_FILE).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            kept = "the model saved there before is intact" if target.exists() else "nothing was left there"
+            reason = os_reason(exc, with_file=False)
+            raise OutputError(f"{directory}: the model could not be saved ({reason}); {kept}") from None
         return directory
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Detector:
-        """Load a saved detector through the registry (see :func:`load_detector`)."""
-        return load_detector(directory)
+        """Load a saved detector through the registry (see :func:`load_detector`).
+
+        Called on a subclass, the model must have been saved by that kind of detector.
+        """
+        detector = load_detector(directory)
+        if not isinstance(detector, cls):
+            raise ModelLoadError(f"{directory}: saved by detector {detector.component} "
+                                 f"({type(detector).__name__}), not a {cls.__name__}")
+        return detector
 
     def _check_fitted(self) -> None:
         if not self.is_fitted_:
@@ -296,12 +359,12 @@ def _install_params(cls: type[Detector], model: type[BaseModel]) -> None:
 
 def _validated(model: type[BaseModel], params: dict[str, Any], who: str) -> BaseModel:
     """``params`` validated into ``model``; :class:`InvalidParams` naming each bad parameter."""
-    from pyimgano.plugins import _describe_param_error
+    from pyimgano.plugins import describe_param_errors
 
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        problems = "; ".join(_describe_param_error(err, model) for err in exc.errors())
+        problems = describe_param_errors(exc, model)
         raise InvalidParams(f"invalid parameters for {who}: {problems}") from None
 
 
@@ -338,55 +401,87 @@ def _compatible(saved: str | None, installed: str | None) -> bool:
     return not (s[0] == "0" and len(s) > 1 and len(i) > 1 and s[1] != i[1])
 
 
+def check_save_target(directory: str | os.PathLike) -> None:
+    """Raise :class:`OutputError` unless ``save(directory)`` may write there: ``save`` replaces
+    the whole folder, so it must be new, empty or a saved model (checkable before fitting)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{directory}: exists and is not a folder; give a folder for the model")
+    if directory.is_dir() and not (directory / MODEL_CONFIG_FILE).is_file():
+        entries = sorted(p.name for p in directory.iterdir())
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise OutputError(f"{directory}: holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({shown}) "
+                              f"and is not a saved pyimgano model (no {MODEL_CONFIG_FILE}); save replaces the whole "
+                              "folder, so give a new or empty one")
+
+
 def load_detector(directory: str | os.PathLike) -> Detector:
-    """Load a detector saved with ``save``; the directory names the detector and plugin."""
+    """Load a detector saved with ``save``; the folder names the detector and plugin.
+
+    Everything is checked before the detector is built or sees its state: the model file
+    against :class:`pyimgano.modelfile.ModelFile`, the plugin and its version, the
+    parameters, the state file's place (inside the folder) and size
+    (:mod:`pyimgano.limits`), and the state against the detector's ``state_arrays``. Any
+    problem is one :class:`ModelLoadError` naming the file.
+    """
     from pyimgano.plugins import get_registry
 
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ModelLoadError(f"{directory}: is a file; a saved model is a folder (with {MODEL_CONFIG_FILE})")
+    model = read_model_file(directory)
     config_path = directory / MODEL_CONFIG_FILE
-    if not config_path.is_file():
-        raise ModelLoadError(f"{directory}: not a saved pyimgano model (no {MODEL_CONFIG_FILE})")
-    try:
-        config = json.loads(config_path.read_text())
-        name = config["detector"]
-        params = config.get("params") or {}
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{config_path}: corrupt model config ({exc})") from None
-    if config.get("format") != MODEL_FORMAT:
-        raise ModelLoadError(f"{config_path}: model format {config.get('format')!r} is not supported")
+    name, plugin, version = model.detector, model.plugin_name, model.plugin_version
     registry = get_registry()
-    plugin = config.get("plugin") or name.split(":", 1)[0]
     try:
         record = registry.plugin(plugin)
     except Exception:  # noqa: BLE001
         raise ModelLoadError(
-            f"{directory}: saved by detector {name!r} of plugin {plugin!r} "
-            f"(version {config.get('plugin_version')}), which is not installed"
+            f"{directory}: saved by detector {name!r} of plugin {plugin!r} (version {version}), which is not installed"
         ) from None
     if record.status != "ok":
         raise ModelLoadError(f"{directory}: needs plugin {plugin!r}, which is {record.status}: {record.error}")
-    if not _compatible(config.get("plugin_version"), record.version):
+    if not _compatible(version, record.version):
+        raise ModelLoadError(f"{directory}: saved with {plugin} {version}, incompatible with the installed {record.version}")
+    try:
+        spec, _ = registry.resolve("detector", name)
+    except PyimganoError:
         raise ModelLoadError(
-            f"{directory}: saved with {plugin} {config.get('plugin_version')}, "
-            f"incompatible with the installed {record.version}"
-        )
+            f"{directory}: saved by detector {name!r}, which {record.provider()} does not have "
+            f"(its detectors: {', '.join(record.names('detector')) or 'none'})"
+        ) from None
+    _check_saved_params(config_path, name, spec.params, model.params)
+    path = state_path(directory, model)
+    state = read_state(path)  # limits and format first: nothing heavy is imported for a bad file
     from pyimgano.registry import create_detector
 
-    detector = create_detector(name, **params)
-    state_path = directory / config.get("state_file", MODEL_STATE_FILE)
     try:
-        with np.load(state_path, allow_pickle=False) as data:
-            state = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ModelLoadError(f"{state_path}: unreadable model state ({exc})") from None
+        detector = create_detector(name, **model.params)
+    except InvalidParams as exc:
+        raise ModelLoadError(f"{config_path}: {exc}") from None
     try:
+        check_loaded_state(detector, state, path)
         detector._set_state(state)
         detector._load_files(directory)
     except ModelLoadError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a plugin's own checks raise anything
         raise ModelLoadError(f"{directory}: state does not fit {name}: {type(exc).__name__}: {exc}") from None
     detector.is_fitted_ = True
-    threshold = config.get("threshold")
-    detector.threshold_ = None if threshold is None else float(threshold)
+    detector.threshold_ = model.threshold
     return detector
+
+
+def _check_saved_params(config_path: Path, name: str, params_model: type[BaseModel], params: dict[str, Any]) -> None:
+    """Parameters the detector does not have mean the file belongs to another detector: say so once."""
+    if params_model.model_config.get("extra") != "forbid":
+        return
+    unknown = [key for key in params if key not in params_model.model_fields]
+    if unknown:
+        valid = ", ".join(params_model.model_fields) or "none"
+        raise ModelLoadError(
+            f"{config_path}: parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"{'are' if len(unknown) > 1 else 'is'} not of detector {name} (its parameters: {valid}): "
+            "was this model saved by another detector?"
+        )

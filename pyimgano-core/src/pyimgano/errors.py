@@ -84,7 +84,24 @@ class WeightsError(PyimganoError, ValueError):
 
 
 class ModelLoadError(PyimganoError, RuntimeError):
-    """A saved model directory is missing, corrupt, or needs an absent/incompatible plugin."""
+    """A saved model directory is missing, corrupt, tampered with, over a limit, or needs an
+    absent/incompatible plugin; the message names the file."""
+
+
+class OutputError(PyimganoError, OSError):
+    """An output could not be written (a full disk, no permission, a folder that is not ours
+    to replace); what was there before is left as it was."""
+
+
+def os_reason(exc: OSError, with_file: bool = True) -> str:
+    """``/path: No space left on device`` from an :class:`OSError` (its own text when it has no strerror)."""
+    if not exc.strerror:
+        return str(exc)
+    return f"{exc.filename}: {exc.strerror}" if exc.filename and with_file else exc.strerror
+
+
+class OutputExists(PyimganoError, FileExistsError):
+    """An output path names something that must not be replaced (a file, a folder of other files)."""
 
 
 class ExportError(PyimganoError, RuntimeError):

@@ -5,12 +5,13 @@ plugin function that writes the fitted detector as an ONNX graph and returns a
 :class:`~pyimgano.runtime.manifest.GraphSpec`; ``capabilities.export_formats`` lists the
 formats (``onnx``; ``openvino``, the OpenVINO IR converted from that graph). This module
 runs the exporter, converts the graph when asked, writes the manifest (with every file's
-checksum, the source detector and its threshold) and the runtime detector's
-``pyimgano-model.json`` (an inspection pipeline's ``pyimgano-pipeline.json``, when the model
-folder has one, is copied beside it: post-processing and thresholds apply to the runtime as
-they did to the source), then scores two generated check images with the source and the
-runtime and refuses an export whose outputs differ. The folder appears only when all of it
-succeeded (:func:`pyimgano.atomic.replacing_dir`).
+checksum, the source detector and its threshold), then scores two generated check images with
+the source and the runtime and refuses an export whose outputs differ. The folder is written
+as the source was: an inspection pipeline (:mod:`pyimgano.pipeline`) becomes the same pipeline
+with the runtime detector in place of the source's (its fitted post-processing and both
+thresholds unchanged), a plain detector folder the runtime detector alone, so
+:func:`pyimgano.load` and ``pyimgano predict`` open it like the source. It appears only when
+all of it succeeded.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ SCORE_RTOL = 1e-4
 """Largest relative difference of an image score, runtime vs source, that an export passes."""
 MAP_ATOL = 1e-3
 """Largest absolute difference of a map value, per unit of the source map's largest magnitude (at least 1)."""
-PIPELINE_FILE = "pyimgano-pipeline.json"
-"""An inspection pipeline's own file beside the detector's (post-processing, thresholds); copied as it is."""
 
 
 def exportable_detectors() -> dict[str, tuple[str, ...]]:
@@ -94,10 +93,14 @@ def export_model(
     check: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Export the detector saved in ``model_dir`` to ``out_dir`` (replaced when complete)."""
+    """Export the model saved in ``model_dir`` (a pipeline or a plain detector folder) to
+    ``out_dir``, which is replaced only when the export is complete and checked."""
+    import tempfile
+
     from pyimgano import __version__
-    from pyimgano.atomic import replacing_dir
     from pyimgano.detector import load_detector
+    from pyimgano.pipeline import PIPELINE_FILE
+    from pyimgano.pipeline import load as load_pipeline
     from pyimgano.plugins import get_registry
     from pyimgano.runtime.manifest import ExportManifest, SourceInfo, file_entry, write_manifest
 
@@ -105,7 +108,8 @@ def export_model(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.resolve() == model_dir.resolve():
         raise ExportError(f"{out_dir}: the export would replace the model it exports; choose another --out")
-    detector = load_detector(model_dir)
+    pipeline = load_pipeline(model_dir) if (model_dir / PIPELINE_FILE).is_file() else None
+    detector = pipeline.detector if pipeline is not None else load_detector(model_dir)
     name = detector.component
     spec, record = get_registry().resolve("detector", name)
     caps = spec.capabilities
@@ -118,16 +122,18 @@ def export_model(
         exporter = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ExportError(f"detector {name}: exporter {caps.exporter} cannot be imported ({exc})") from None
-    with replacing_dir(out_dir) as tmp:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.graph-", dir=out_dir.parent))
+    try:
         say(f"writing the graph of {name}")
-        graph = _graph_spec(caps.exporter, exporter(detector, tmp))
+        graph = _graph_spec(caps.exporter, exporter(detector, staging))
         if format == "openvino":
             say("converting the graph to OpenVINO IR")
-            graph = _to_openvino(tmp, graph)
-        files = {graph.graph: file_entry(tmp / graph.graph)}
+            graph = _to_openvino(staging, graph)
+        files = {graph.graph: file_entry(staging / graph.graph)}
         if format == "openvino":
             weights = Path(graph.graph).with_suffix(".bin").name
-            files[weights] = file_entry(tmp / weights)
+            files[weights] = file_entry(staging / weights)
         manifest = ExportManifest(
             **graph.model_dump(),
             export_format=format,
@@ -141,18 +147,31 @@ def export_model(
             ),
         )
         manifest.exported_with.setdefault("pyimgano", __version__)
-        write_manifest(tmp, manifest)
-        runtime = _runtime_for(tmp, format)
-        runtime.save(tmp)
-        if (model_dir / PIPELINE_FILE).is_file():
-            # an inspection pipeline's post-processing and thresholds apply unchanged to the runtime
-            # detector, which stands in for the source in the same folder layout
-            shutil.copyfile(model_dir / PIPELINE_FILE, tmp / PIPELINE_FILE)
+        write_manifest(staging, manifest)
+        runtime = _runtime_for(staging, format)
+        exported = None if pipeline is None else _runtime_pipeline(pipeline, runtime)
         if check:
-            say("comparing the runtime with the source detector on two check images")
-            manifest.check = _check(name, detector, runtime, graph)
-            write_manifest(tmp, manifest)
+            say("comparing the runtime with the source on two check images")
+            manifest.check = _check(name, detector, runtime, graph, pipeline, exported)
+            write_manifest(staging, manifest)
+        # the folder is written whole, as the source was: the runtime detector (its files
+        # copied from the staging folder) and, for a pipeline, its post-processing and thresholds
+        (exported or runtime).save(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _runtime_pipeline(pipeline: Any, runtime: Any) -> Any:
+    """The source pipeline with the runtime in place of its detector: the same fitted
+    post-processing and thresholds."""
+    import copy
+    import dataclasses
+
+    exported = copy.copy(pipeline)
+    exported.detector = runtime
+    exported.traits = dataclasses.replace(pipeline.traits, name=runtime.component)
+    return exported
 
 
 def _graph_spec(exporter: str, returned: Any) -> Any:
@@ -182,12 +201,14 @@ def _runtime_for(directory: Path, format: str) -> Any:
     return runtime
 
 
-def _check(name: str, detector: Any, runtime: Any, graph: Any) -> dict[str, Any]:
+def _check(name: str, detector: Any, runtime: Any, graph: Any, pipeline: Any = None,
+           exported: Any = None) -> dict[str, Any]:
     from pyimgano.preprocess import Preprocess
 
     geometry = Preprocess.model_validate(graph.geometry)
     size = geometry.output_shape((256, 256)) if geometry.resize is not None else (256, 256)
-    result = compare(detector, runtime, check_images(size))
+    images = check_images(size)
+    result = compare(detector, runtime, images)
     problems = []
     if result["max_score_rel_diff"] > SCORE_RTOL:
         problems.append(f"scores differ by {result['max_score_rel_diff']:.2e} relative (tolerance {SCORE_RTOL:g})")
@@ -197,7 +218,23 @@ def _check(name: str, detector: Any, runtime: Any, graph: Any) -> dict[str, Any]
     if problems:
         raise ExportError(f"the export of {name} does not reproduce the source detector: {'; '.join(problems)}; "
                           "nothing written (--no-check writes it anyway)")
+    if pipeline is not None:
+        result["pipeline"] = compare_pipelines(pipeline, exported, images)
     return result
+
+
+def compare_pipelines(source: Any, exported: Any, images: list[np.ndarray]) -> dict[str, Any]:
+    """Post-processed maps, labels and mask pixels of two pipelines on the same images."""
+    a, b = source.predict(images), exported.predict(images)
+    out: dict[str, Any] = {"label_mismatches": None, "max_postprocessed_map_abs_diff": None,
+                           "mask_pixel_mismatches": None}
+    if a.labels is not None and b.labels is not None:
+        out["label_mismatches"] = int(np.sum(np.asarray(a.labels) != np.asarray(b.labels)))
+    if a.maps is not None and b.maps is not None:
+        out["max_postprocessed_map_abs_diff"] = max(float(np.max(np.abs(x - y))) for x, y in zip(a.maps, b.maps))
+    if a.masks is not None and b.masks is not None:
+        out["mask_pixel_mismatches"] = int(sum(np.sum(x != y) for x, y in zip(a.masks, b.masks)))
+    return out
 
 
 def _to_openvino(directory: Path, graph: Any) -> Any:

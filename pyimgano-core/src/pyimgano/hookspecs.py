@@ -13,9 +13,12 @@ first use. See ``docs/hooks.md`` for a runnable example of each hook.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
-from pyimgano.specs import CommandSpec, DatasetSpec, DetectorSpec, MetricSpec, PostprocessorSpec
+if TYPE_CHECKING:  # annotations only: importing the hook marker does not import pydantic
+    from pyimgano.specs import CommandSpec, DatasetSpec, DetectorSpec, MetricSpec, PostprocessorSpec
 
 PROJECT_NAME = "pyimgano"
 

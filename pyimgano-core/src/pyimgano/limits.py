@@ -10,6 +10,14 @@ inherit it) to change it. The benchmark's ``image_size`` is bounded by the same 
 
 PIL has its own decompression-bomb guard with a smaller default; :func:`sync_pil` makes it
 follow this limit, so that images pyimgano accepts are not refused by PIL.
+
+``max_state_bytes``: the largest model state (the arrays of a saved model's ``state.npz``,
+all together, as they are in memory). The default, 4 GiB, takes a WideResNet-50 PatchCore
+memory bank of 700,000 patches. Set ``PYIMGANO_MAX_STATE_BYTES`` (or call
+:func:`set_max_state_bytes`) to change it. Besides, no array in a state file may inflate to
+more than ``MAX_STATE_INFLATION`` times its compressed size: pyimgano writes states
+uncompressed, so only a hand-made or hostile file is compressed that far. Both are checked
+from the zip directory and the array headers, before anything is decompressed.
 """
 
 from __future__ import annotations
@@ -21,30 +29,53 @@ from pyimgano.errors import ImageTooLarge, InvalidParams
 
 ENV_MAX_IMAGE_PIXELS = "PYIMGANO_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_IMAGE_PIXELS = 16384 * 16384
+ENV_MAX_STATE_BYTES = "PYIMGANO_MAX_STATE_BYTES"
+DEFAULT_MAX_STATE_BYTES = 4 * 1024**3
+MAX_STATE_INFLATION = 100
+# arrays up to this size are never refused for their compression ratio (tiny arrays compress far)
+STATE_INFLATION_FLOOR = 1024**2
 
 
-def max_image_pixels() -> int:
-    """The largest accepted image, in pixels (``PYIMGANO_MAX_IMAGE_PIXELS`` or the default)."""
-    raw = os.environ.get(ENV_MAX_IMAGE_PIXELS, "").strip()
+def _env_limit(name: str, default: int, unit: str, example: int) -> int:
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_MAX_IMAGE_PIXELS
+        return default
     try:
         value = int(raw.replace("_", ""))
     except ValueError:
         value = 0
     if value < 1:
-        raise InvalidParams(f"{ENV_MAX_IMAGE_PIXELS}={raw!r}: expected a positive number of pixels, e.g. 268435456")
+        raise InvalidParams(f"{name}={raw!r}: expected a positive number of {unit}, e.g. {example}")
     return value
+
+
+def _set_env_limit(name: str, value: int | None, what: str) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidParams(f"{what} must be a positive integer, got {value!r}")
+    os.environ[name] = str(value)
+
+
+def max_image_pixels() -> int:
+    """The largest accepted image, in pixels (``PYIMGANO_MAX_IMAGE_PIXELS`` or the default)."""
+    return _env_limit(ENV_MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGE_PIXELS, "pixels", DEFAULT_MAX_IMAGE_PIXELS)
 
 
 def set_max_image_pixels(pixels: int | None) -> None:
     """Set the image limit for this process and the processes it starts (None: the default)."""
-    if pixels is None:
-        os.environ.pop(ENV_MAX_IMAGE_PIXELS, None)
-        return
-    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
-        raise InvalidParams(f"max image pixels must be a positive integer, got {pixels!r}")
-    os.environ[ENV_MAX_IMAGE_PIXELS] = str(pixels)
+    _set_env_limit(ENV_MAX_IMAGE_PIXELS, pixels, "max image pixels")
+
+
+def max_state_bytes() -> int:
+    """The largest model state accepted, in bytes (``PYIMGANO_MAX_STATE_BYTES`` or the default)."""
+    return _env_limit(ENV_MAX_STATE_BYTES, DEFAULT_MAX_STATE_BYTES, "bytes", DEFAULT_MAX_STATE_BYTES)
+
+
+def set_max_state_bytes(size: int | None) -> None:
+    """Set the model state limit for this process and the processes it starts (None: the default)."""
+    _set_env_limit(ENV_MAX_STATE_BYTES, size, "max state bytes")
 
 
 def max_image_side() -> int:

@@ -9,7 +9,9 @@ called with the arguments it declares, as pluggy calls hooks, so hookspecs can g
 
 Besides components, plugins register sub-commands of the ``pyimgano`` command line
 (:class:`pyimgano.CommandSpec`); the registry lists them and resolves a command name to
-the one plugin that provides it.
+the one plugin that provides it. What listing needs of the registry (rows, commands) is
+a :class:`pyimgano.listing.PluginListing`, which the command line may read from its cache
+instead of discovering (see :mod:`pyimgano.listing`).
 
 Environment:
 
@@ -22,6 +24,7 @@ Environment:
 from __future__ import annotations
 
 import os
+import re
 import threading
 import traceback
 from collections.abc import Mapping
@@ -35,14 +38,20 @@ from pydantic import BaseModel, ValidationError
 
 from pyimgano import hookspecs
 from pyimgano.errors import ComponentNotFound, InvalidParams, NameConflict, PluginError
+from pyimgano.listing import BUILTIN_PLUGIN, DISABLE_ENV, PluginListing, forget_listing, provider_label
+from pyimgano.listing import env_flag as _env_flag
+from pyimgano.listing import short_error as _short_error
 from pyimgano.specs import SPEC_TYPES, CommandSpec
 
 ENTRY_POINT_GROUP = "pyimgano"
-BUILTIN_PLUGIN = "core"
 KINDS = ("detector", "dataset", "metric", "postprocessor")
 COMMAND = "command"  # the hook kind of CLI sub-commands, kept apart from the component KINDS
+# The project's own plugin names, each owned by its distribution: a plugin of any other
+# distribution registering under one of them is refused (an error record naming both),
+# whichever is found first, so it can never replace the project's plugin.
+OWN_PLUGINS = {"core": "pyimgano-core", "datasets": "pyimgano-datasets", "faiss": "pyimgano-faiss",
+               "anomalib": "pyimgano-anomalib"}
 STRICT_ENV = "PYIMGANO_STRICT_PLUGINS"
-DISABLE_ENV = "PYIMGANO_DISABLE_PLUGINS"
 
 Status = Literal["ok", "error", "blocked"]
 
@@ -61,8 +70,7 @@ class PluginRecord:
     commands: list[CommandSpec] = field(default_factory=list)
 
     def provider(self) -> str:
-        dist = self.distribution or "no distribution"
-        return f"plugin {self.name!r} ({dist} {self.version or '?'})"
+        return provider_label(self.name, self.distribution, self.version)
 
     def names(self, kind: str) -> list[str]:
         return [spec.name for spec in self.components[kind]]
@@ -82,18 +90,14 @@ class PluginRecord:
         }
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _disabled_plugins() -> set[str]:
     raw = os.environ.get(DISABLE_ENV, "")
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
-def _short_error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) < 2000 else text[:2000] + "..."
+def _dist_key(name: str) -> str:
+    """A distribution name as packaging compares them (case, '_' and '.' as '-')."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 class Registry:
@@ -147,6 +151,12 @@ class Registry:
         """Register one plugin object (a module of hook implementations) under a name."""
         if isinstance(record, str):
             record = PluginRecord(name=record, module=getattr(module, "__name__", repr(module)))
+        owner = OWN_PLUGINS.get(record.name)
+        if owner is not None and record.distribution is not None and _dist_key(record.distribution) != owner:
+            self._fail(record, f"plugin name {record.name!r} belongs to {owner}, the project's own plugin; "
+                               f"{record.distribution} {record.version or '?'} may not register under it "
+                               "(its components are not loaded: rename its entry point)")
+            return record
         existing = {p.name: p for p in self.plugins if p.status == "ok"}
         if record.name in existing:
             other = existing[record.name]
@@ -267,44 +277,13 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self.components(kind))
 
-    def commands(self) -> dict[str, list[tuple[CommandSpec, PluginRecord]]]:
-        """Every command of a working plugin, by name, in discovery order (core first).
-
-        A name with more than one provider is a conflict, reported by :meth:`resolve_command`.
-        """
-        out: dict[str, list[tuple[CommandSpec, PluginRecord]]] = {}
-        for record in self.plugins:
-            if record.status == "ok":
-                for spec in record.commands:
-                    out.setdefault(spec.name, []).append((spec, record))
-        return out
-
-    def resolve_command(self, name: str) -> tuple[CommandSpec, PluginRecord]:
-        """The one plugin command called ``name``; :class:`NameConflict` names every provider."""
-        providers = self.commands().get(name)
-        if not providers:
-            raise ComponentNotFound(f"no command named {name!r}; available: {', '.join(self.commands()) or 'none'}")
-        if len(providers) > 1:
-            names = " and ".join(record.provider() for _, record in providers)
-            raise NameConflict(
-                f"command {name!r} is registered by {len(providers)} plugins: {names}; uninstall one, or block "
-                f"one with {DISABLE_ENV}={providers[-1][1].name}"
-            )
-        return providers[0]
+    def listing(self) -> PluginListing:
+        """What ``list-plugins`` and ``--help`` show of this registry (commands resolve there)."""
+        return PluginListing.from_registry(self)
 
     def load_command(self, name: str) -> Any:
-        """Import the command's factory; it must have ``add_arguments`` and ``run``."""
-        spec, record = self.resolve_command(name)
-        try:
-            command = spec.load_factory()
-        except Exception as exc:
-            raise PluginError(
-                f"command {name!r} from {record.provider()} could not be loaded ({spec.factory}): {_short_error(exc)}"
-            ) from exc
-        missing = [f"{attr}()" for attr in ("add_arguments", "run") if not callable(getattr(command, attr, None))]
-        if missing:
-            raise PluginError(f"command {name!r} from {record.provider()}: {spec.factory} has no {' or '.join(missing)}")
-        return command
+        """Import a command's factory (:meth:`PluginListing.load_command`)."""
+        return self.listing().load_command(name)
 
     def resolve(self, kind: str, name: str) -> tuple[Any, PluginRecord]:
         """Find a component by qualified (``plugin:name``) or bare name."""
@@ -343,7 +322,7 @@ class Registry:
         try:
             return spec.params.model_validate(params)
         except ValidationError as exc:
-            problems = "; ".join(_describe_param_error(err, spec.params) for err in exc.errors())
+            problems = describe_param_errors(exc, spec.params)
             raise InvalidParams(f"invalid parameters for {kind} {record.name}:{spec.name}: {problems}") from None
 
     def create(self, kind: str, name: str, /, **params: Any) -> Any:
@@ -365,21 +344,39 @@ class Registry:
             ) from exc
 
 
-def _describe_param_error(err: Any, params_model: type[BaseModel]) -> str:
-    """One readable problem; an unknown parameter names the valid ones and the closest."""
+def describe_param_errors(exc: ValidationError, params_model: type[BaseModel]) -> str:
+    """The problems of a params validation in one line; unknown parameters are listed together,
+    with the closest valid name for each and the valid ones once."""
     import difflib
 
-    where = ".".join(str(p) for p in err["loc"]) or "(params)"
-    if err.get("type") != "extra_forbidden":
-        return f"{where}: {err['msg']}"
-    valid = sorted(params_model.model_fields)
-    close = difflib.get_close_matches(where, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"{where}: unknown parameter{hint}; valid parameters: {', '.join(valid) or 'none'}"
+    problems, unknown = [], []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(params)"
+        if err.get("type") == "extra_forbidden":
+            unknown.append(where)
+        else:
+            problems.append(f"{where}: {err['msg']}")
+    if unknown:
+        valid = sorted(params_model.model_fields)
+        close = {name: difflib.get_close_matches(name, valid, n=1) for name in unknown}
+        if len(unknown) == 1:
+            guess = close[unknown[0]]
+            text = f"{unknown[0]}: unknown parameter" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+        else:
+            guesses = [f"{match[0]!r} for {name}" for name, match in close.items() if match]
+            text = f"{', '.join(unknown)}: unknown parameters" + (
+                f" (did you mean {', '.join(guesses)}?)" if guesses else "")
+        problems.append(f"{text}; valid parameters: {', '.join(valid) or 'none'}")
+    return "; ".join(problems)
 
 
 _registry: Registry | None = None
 _lock = threading.Lock()
+
+
+def loaded_registry() -> Registry | None:
+    """The process-wide registry if it has been loaded or set, else None (loads nothing)."""
+    return _registry
 
 
 def get_registry(*, strict: bool = True) -> Registry:
@@ -404,6 +401,7 @@ def reset_registry() -> None:
     global _registry
     with _lock:
         _registry = None
+    forget_listing()
 
 
 def list_plugins() -> list[PluginRecord]:

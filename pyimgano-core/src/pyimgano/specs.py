@@ -12,12 +12,13 @@ pyimgano, or a plugin's registration module, builds no validator it does not nee
 
 from __future__ import annotations
 
-import importlib
 import re
 import string
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pyimgano._lazy import import_object
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w\.]*:[A-Za-z_][\w\.]*$")
@@ -72,6 +73,19 @@ class DetectorCapabilities(BaseModel):
         if unknown:
             raise ValueError(f"export_formats {unknown} are not among {list(EXPORT_FORMATS)}")
         return self
+    default_postprocess: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="post-processing an inspection pipeline applies to this detector's maps unless told otherwise "
+        "(steps as in docs/postprocess.md, e.g. [{'name': 'standardize'}]); empty: the raw maps",
+    )
+
+    @field_validator("default_postprocess")
+    @classmethod
+    def _check_default_postprocess(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, step in enumerate(value):
+            if not isinstance(step.get("name"), str):
+                raise ValueError(f"step {i} must be a dict with a 'name' (a post-processor); got {step!r}")
+        return value
 
 
 class _LazySpec(BaseModel):
@@ -109,11 +123,7 @@ class _LazySpec(BaseModel):
 
     def load_factory(self) -> Any:
         """Import and return the object named by ``factory``."""
-        module_name, _, attr = self.factory.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in filter(None, attr.split(".")):
-            obj = getattr(obj, part)
-        return obj
+        return import_object(self.factory)
 
 
 class _Spec(_LazySpec):

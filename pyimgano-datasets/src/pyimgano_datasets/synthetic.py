@@ -283,11 +283,10 @@ def iter_category(config: SyntheticConfig, category: str):
 
 # -- on disk ----------------------------------------------------------------------------
 def default_cache_dir() -> Path:
-    """``$PYIMGANO_CACHE_DIR`` or ``$XDG_CACHE_HOME/pyimgano`` or ``~/.cache/pyimgano``."""
-    if os.environ.get("PYIMGANO_CACHE_DIR"):
-        return Path(os.environ["PYIMGANO_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "pyimgano"
+    """pyimgano's user cache folder (``pyimgano.listing.cache_root``)."""
+    from pyimgano.listing import cache_root
+
+    return Path(cache_root())
 
 
 def write_category(config: SyntheticConfig, category: str, root: Path) -> Path:

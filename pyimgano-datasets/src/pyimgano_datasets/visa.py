@@ -11,11 +11,12 @@ finer defect type in the split file: their ``defect_type`` is ``anomaly``.
 from __future__ import annotations
 
 import csv
+import io
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from pyimgano.atomic import atomic_copy, atomic_write
 from pyimgano.contracts import DatasetSample
 from pyimgano.errors import DatasetError
 from pyimgano.userfiles import confine, plain_name, read_text
@@ -187,19 +188,21 @@ def prepare_visa(
         folder = out / sample.category / split / sample.defect_type
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / sample.image_path.name
-        if not target.exists():
+        if not target.exists():  # a link appears at once, a copy only when whole: an existing file is done
             if link:
                 try:
                     os.link(sample.image_path, target)
                 except OSError:
-                    shutil.copy2(sample.image_path, target)
+                    atomic_copy(sample.image_path, target)
             else:
-                shutil.copy2(sample.image_path, target)
+                atomic_copy(sample.image_path, target)
         if sample.mask_path is not None:
             mask_dir = out / sample.category / "ground_truth" / sample.defect_type
             mask_dir.mkdir(parents=True, exist_ok=True)
             mask = read_mask(sample.mask_path)
-            Image.fromarray(mask.astype(np.uint8) * 255).save(mask_dir / f"{sample.image_path.stem}_mask.png")
+            png = io.BytesIO()
+            Image.fromarray(mask.astype(np.uint8) * 255).save(png, format="PNG")
+            atomic_write(mask_dir / f"{sample.image_path.stem}_mask.png", png.getvalue())
         if progress is not None:
             progress(done, len(samples))
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -351,3 +352,21 @@ def iter_batches(
     finally:
         if bar is not None:
             bar.close()
+
+
+@lru_cache(maxsize=16)
+def feature_channels(backbone: str, layers: tuple[str, ...] | None = None) -> tuple[int, ...]:
+    """Channels of the stages :func:`build_backbone` would return, without weights or memory.
+
+    The network is built on torch's ``meta`` device (shapes only: milliseconds even for a
+    WideResNet-50), so a saved state can be checked against it before anything is loaded.
+    """
+    import timm
+
+    model_name = timm_name(backbone)
+    if not timm.is_model(model_name):
+        raise BackboneError(f"backbone {backbone!r} is not a timm model; the offline one is {OFFLINE_BACKBONE!r}")
+    with torch.device("meta"):
+        model = _create_features(model_name)
+    channels = model.feature_info.channels()
+    return tuple(channels[i] for i in _resolve_layers(backbone, model, layers))

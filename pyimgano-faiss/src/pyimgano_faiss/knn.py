@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyimgano import StateArray
+from pyimgano_faiss.backbones import feature_channels
 from pyimgano_faiss.base import BackboneDetector
 from pyimgano_faiss.plugin import KNNParams
 from pyimgano_faiss.search import build_index, search
@@ -22,6 +24,7 @@ class GlobalKNN(BackboneDetector):
 
     supports_maps = False
     params_model = KNNParams
+    state_arrays = {"embeddings": StateArray("float", ("n_train", "feature_dim"))}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -47,6 +50,11 @@ class GlobalKNN(BackboneDetector):
         k = min(self.n_neighbors, len(self.embeddings_))
         dist, _ = search(self._index, queries, k)
         return dist.mean(1).astype(np.float64), None
+
+    def state_sizes(self) -> dict[str, int]:
+        """The embeddings' width: the chosen stages' channels, concatenated."""
+        width = sum(feature_channels(self.backbone, None if self.layers is None else tuple(self.layers)))
+        return {**super().state_sizes(), "feature_dim": width}
 
     def _get_state(self) -> dict[str, np.ndarray]:
         return {"embeddings": self.embeddings_}

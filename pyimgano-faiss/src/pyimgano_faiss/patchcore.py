@@ -19,7 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pyimgano import StateArray
 from pyimgano.preprocess import resize_matrix
+from pyimgano_faiss.backbones import feature_channels
 from pyimgano_faiss.base import BackboneDetector
 from pyimgano_faiss.coreset import (
     ChunkedCoreset,
@@ -73,6 +75,12 @@ class PatchCore(BackboneDetector):
     """
 
     params_model = PatchCoreParams
+    state_arrays = {
+        "memory_bank": StateArray("float", ("bank_rows", "feature_dim")),
+        "grid": StateArray("int", (2,)),
+        "n_patches": StateArray("int", ()),
+        "faiss_index": StateArray("uint8", ("index_bytes",), required=False),  # IVF/HNSW, faiss's own format
+    }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -214,6 +222,13 @@ class PatchCore(BackboneDetector):
         return scores, maps
 
     # -- persistence ------------------------------------------------------------------
+    def state_sizes(self) -> dict[str, int]:
+        """The memory bank's width: the chosen stages' channels, pooled to ``target_dim`` when smaller."""
+        width = sum(feature_channels(self.backbone, None if self.layers is None else tuple(self.layers)))
+        if self.target_dim and self.target_dim < width:
+            width = self.target_dim
+        return {**super().state_sizes(), "feature_dim": width}
+
     def _get_state(self) -> dict[str, np.ndarray]:
         state = {
             "memory_bank": self.memory_bank_,

@@ -86,6 +86,10 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 check_params={"backbone": "efficientnet_lite0", "image_size": 64, "coreset_ratio": 0.25, "progress": False},
                 exporter="pyimgano_faiss.export:export_patchcore",
                 export_formats=EXPORT_FORMATS,
+                # maps as z-scores of the normal validation pixels: the same ranking as the raw maps (its
+                # own Gaussian blur already smooths them; more smoothing, opening or small-region removal
+                # measured no better), thresholds and heatmaps on a scale comparable across categories
+                default_postprocess=[{"name": "standardize"}],
             ),
         ),
         DetectorSpec(

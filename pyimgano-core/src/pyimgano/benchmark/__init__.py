@@ -5,11 +5,14 @@ The pieces, one module each:
 - :mod:`~pyimgano.benchmark.config`: what to run (:class:`BenchmarkConfig`, ``--set`` parsing,
   ``bench.toml``) and its expansion into :class:`JobSpec` objects;
 - :mod:`~pyimgano.benchmark.job`: :func:`run_job`, one (detector, data set, category) from
-  build to metrics, a plain function of a serialisable spec (the executor seam);
+  build to metrics, a plain function of a serialisable spec (the executor seam); each job
+  fits an inspection pipeline (:class:`pyimgano.Pipeline`) on the train split;
+- :mod:`~pyimgano.benchmark.deployed`: figures at the calibrated thresholds, and the curves;
 - :mod:`~pyimgano.benchmark.executors`: where jobs run (in this process or a process pool);
 - :mod:`~pyimgano.benchmark.results`: the ``results.json`` schema and the output folder;
 - :mod:`~pyimgano.benchmark.tables`, :mod:`~pyimgano.benchmark.overlays`,
-  :mod:`~pyimgano.benchmark.report`: CSV, Markdown, terminal table, PNG overlays, HTML;
+  :mod:`~pyimgano.benchmark.figures`, :mod:`~pyimgano.benchmark.report`: CSV, Markdown,
+  terminal table, JPEG overlays, matplotlib pictures, HTML;
 - :mod:`~pyimgano.benchmark.runner`: :func:`run_benchmark`, which ties them together.
 """
 

@@ -68,6 +68,13 @@ class DetectorEntry(BaseModel):
 
     name: str = Field(description="qualified (plugin:name) or bare detector name")
     params: dict[str, Any] = Field(default_factory=dict, description="detector parameters")
+    postprocess: list[dict[str, Any]] | str | None = Field(
+        None, description="post-processing of this detector's maps: a list of steps, 'default' (the detector's "
+                          "declared default), 'none' (raw maps); absent: the benchmark's setting")
+    image_threshold: str | float | dict[str, Any] | None = Field(
+        None, description="image threshold spec (quantile:Q, fixed:V, f1); absent: the benchmark's setting")
+    pixel_threshold: str | float | dict[str, Any] | None = Field(
+        None, description="pixel threshold spec, or 'none' (no masks); absent: the benchmark's setting")
 
 
 class DatasetEntry(BaseModel):
@@ -101,6 +108,17 @@ class BenchmarkConfig(BaseModel):
     out: str | None = None
     force: bool = False
     overlays: int = Field(4, ge=0, description="heatmap overlays saved per category")
+    postprocess: list[dict[str, Any]] | str | None = Field(
+        None, description="post-processing of every detector with maps (an entry's own setting wins); "
+                          "absent or 'default': each detector's declared default; 'none': raw maps")
+    image_threshold: str | float | dict[str, Any] | None = Field(
+        None, description="image threshold spec of every detector (default quantile:0.99)")
+    pixel_threshold: str | float | dict[str, Any] | None = Field(
+        None, description="pixel threshold spec of every detector with maps (default: docs/pipeline.md); 'none': "
+                          "no masks")
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="share of each category's training images held out (seeded by the job's "
+                                     "seed) to fit post-processing statistics and thresholds")
     metrics: list[str] | None = Field(
         None, description="metrics to compute (names as list-plugins shows them); absent: every registered metric"
     )
@@ -160,6 +178,11 @@ class JobSpec(BaseModel):
     metrics: list[str] | None = Field(
         None, description="qualified names of the metrics to compute; None: every registered metric"
     )
+    postprocess: list[dict[str, Any]] = Field(default_factory=list, description="post-processing steps (resolved)")
+    image_threshold: dict[str, Any] = Field(
+        default_factory=lambda: {"strategy": "quantile", "q": 0.99}, description="image threshold strategy")
+    pixel_threshold: dict[str, Any] | None = Field(None, description="pixel threshold strategy; None: no masks")
+    val_fraction: float = Field(0.1, description="share of the training images held out for calibration")
 
     @property
     def key(self) -> str:
@@ -368,7 +391,7 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
                 params["progress"] = False  # the benchmark draws its own progress bars
             validated = registry.validate_params("detector", entry.name, params)
             per_seed.append((seed, validated.model_dump(mode="json")))
-        detectors.append((f"{record.name}:{spec.name}", per_seed))
+        detectors.append((f"{record.name}:{spec.name}", per_seed, entry_pipeline(config, entry, spec, record)))
     jobs = []
     for ds_entry in config.datasets:
         ds_spec, ds_record = _resolve(registry, "dataset", ds_entry.name)
@@ -381,7 +404,7 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
         root = str(Path(ds_entry.root).expanduser().resolve()) if ds_entry.root else None
         resolved = ds_entry.model_copy(update={"root": root, "options": options})
         for category in dataset_categories(resolved):
-            for name, per_seed in detectors:
+            for name, per_seed, pipeline in detectors:
                 for seed, params in per_seed:
                     jobs.append(
                         JobSpec(
@@ -396,9 +419,58 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
                             seed=seed,
                             overlays=config.overlays,
                             metrics=metrics,
+                            val_fraction=config.val_fraction,
+                            **pipeline,
                         )
                     )
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
         raise ConfigError("the grid holds the same (detector, params, data set, category, seed) twice")
     return jobs
+
+
+def entry_pipeline(config: BenchmarkConfig, entry: DetectorEntry, spec: Any, record: Any) -> dict[str, Any]:
+    """The resolved post-processing and threshold strategies of one detector entry (JobSpec
+    fields), checked before anything runs. An entry's own setting wins over the benchmark's;
+    the benchmark's post-processing and pixel threshold apply to detectors with maps only."""
+    from pyimgano.pipeline import (
+        DEFAULT,
+        DEFAULT_IMAGE_THRESHOLD,
+        DetectorTraits,
+        parse_postprocess,
+        pixel_strategy,
+        postprocess_config,
+    )
+    from pyimgano.thresholds import make_strategy
+
+    caps = spec.capabilities
+    traits = DetectorTraits(f"{record.name}:{spec.name}", bool(caps.pixel_maps), caps.min_train_images,
+                            tuple(caps.default_postprocess))
+
+    def pick(field: str, maps_only: bool) -> Any:
+        own = getattr(entry, field)
+        if own is not None:
+            return own
+        shared = getattr(config, field)
+        return None if (maps_only and not traits.pixel_maps) else shared
+
+    try:
+        postprocess = pick("postprocess", True)
+        if isinstance(postprocess, str):
+            postprocess = parse_postprocess(postprocess, "postprocess")
+        steps = postprocess_config(DEFAULT if postprocess is None else postprocess, traits)
+        image = make_strategy(pick("image_threshold", False) or DEFAULT_IMAGE_THRESHOLD, "image_threshold")
+        pixel = pick("pixel_threshold", True)
+        if isinstance(pixel, str) and pixel.strip().lower() == "none":
+            pixel_spec = None
+        else:
+            pixel_spec = pixel_strategy(DEFAULT if pixel is None else pixel, traits)
+        for what, strategy in (("image_threshold", image), ("pixel_threshold", pixel_spec)):
+            if strategy is not None and strategy.needs_labels:
+                raise InvalidParams(f"{what} {strategy.spec()!r} needs labelled anomalous validation images, "
+                                    "which a benchmark does not have (it never calibrates on test images); "
+                                    "use quantile:Q or fixed:V")
+    except PyimganoError as exc:
+        raise ConfigError(f"detector {entry.name!r}: {exc}") from None
+    return {"postprocess": steps, "image_threshold": image.to_dict(),
+            "pixel_threshold": None if pixel_spec is None else pixel_spec.to_dict()}

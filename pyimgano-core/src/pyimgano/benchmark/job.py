@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pyimgano.benchmark.config import JobSpec
+from pyimgano.benchmark.deployed import curves, deployed_metrics
 from pyimgano.benchmark.metric_set import compute_metrics, metric_key, resolve_metrics
 from pyimgano.errors import ContractViolation, DatasetError
 from pyimgano.limits import sync_pil
@@ -114,22 +115,39 @@ def empty_run(spec: JobSpec) -> dict[str, Any]:
         "status": "ok",
         "error": None,
         "params": dict(spec.params),
+        "pipeline": run_pipeline(spec),
         "metrics": dict.fromkeys(metric_keys(spec)),
+        "deployed": None,
         "timing": {"fit_s": None, "predict_s": None, "images_per_s": None},
         "peak_rss_mb": None,
         "n_train": 0,
+        "n_val": None,
         "n_test": 0,
     }
+
+
+def run_pipeline(spec: JobSpec) -> dict[str, Any]:
+    """results.json's ``pipeline`` entry of a job: its post-processing and threshold specs."""
+    from pyimgano.thresholds import make_strategy, spec_of
+
+    pixel = None if spec.pixel_threshold is None else make_strategy(spec.pixel_threshold)
+    return {"postprocess": list(spec.postprocess), "image_threshold": make_strategy(spec.image_threshold).spec(),
+            "pixel_threshold": spec_of(pixel), "val_fraction": spec.val_fraction}
 
 
 def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Run one job; returns ``{"run", "scores", "overlays", "extra"}`` and never raises.
 
     - ``run``: the results.json entry (the schema in docs/benchmark.md);
-    - ``scores``: one row per test image (image, label, defect_type, score);
-    - ``overlays``: ``[(file name, PNG bytes), ...]``;
+    - ``scores``: one row per test image (image, label, defect_type, score, predicted label);
+    - ``overlays``: ``[(file name, JPEG bytes), ...]``;
     - ``extra``: what the schema has no room for (thresholds of the metrics that return
-      one, load time, metric notes, traceback, host, pid).
+      one, the fitted pipeline, the raw maps' metrics, the report's curves, load and
+      post-processing times, metric notes, traceback, host, pid).
+
+    The detector fits on the training images less a seeded ``val_fraction`` (the job's
+    seed); post-processing statistics and both thresholds are fitted on those held-out
+    images, never on test images. Metrics are computed on the post-processed maps.
     """
     spec = spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
     progress = progress or _no_progress
@@ -169,19 +187,20 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         det_spec, _ = get_registry().resolve("detector", spec.detector)
         detector = create_detector(spec.detector, **spec.params)
         seed_everything(spec.seed)  # the detector's import may have brought torch in
+        pipe = build_pipeline(spec, detector)
 
         stage = "fit"
         progress(spec.job_id, "fit", 0, 1)
         t0 = time.perf_counter()
-        detector.fit(train_images)
+        pipe.fit(train_images)
         run["timing"]["fit_s"] = time.perf_counter() - t0
+        run["n_train"], run["n_val"] = pipe.n_train_, pipe.n_val_
+        extra["pipeline"] = pipe.to_dict()
         progress(spec.job_id, "fit", 1, 1)
         del train_images
 
         stage = "scoring"
         scored = _score_test_set(spec, dataset, test, detector, det_spec, progress)
-        run["timing"]["predict_s"] = scored["predict_s"]
-        run["timing"]["images_per_s"] = len(test) / scored["predict_s"] if scored["predict_s"] > 0 else None
         extra["load_test_s"] = scored["load_s"]
 
         stage = "computing metrics"
@@ -190,6 +209,9 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         has_masks = _has_masks(dataset, test, scored["masks"])
         maps = scored["maps"] if (scored["maps"] is not None and det_spec.capabilities.pixel_maps) else None
         masks = _full_masks(scored["masks"], scored["shapes"]) if has_masks else None
+        maps = _postprocess_test_maps(pipe, maps, masks, labels, scored, metrics, extra)
+        run["timing"]["predict_s"] = scored["predict_s"]
+        run["timing"]["images_per_s"] = len(test) / scored["predict_s"] if scored["predict_s"] > 0 else None
         run["metrics"], extra["thresholds"] = compute_metrics(
             labels, scored["scores"], masks, maps, metrics, extra["notes"]
         )
@@ -197,19 +219,25 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
             extra["notes"].append("pixel metrics: the detector gives no anomaly maps")
         elif masks is None:
             extra["notes"].append("pixel metrics: the data set has no masks")
+        run["deployed"] = deployed_metrics(labels, scored["scores"], pipe.image_threshold_, masks, maps,
+                                           pipe.pixel_threshold_)
+        extra["curves"] = curves(labels, scored["scores"], masks, maps, _fpr_limit(metrics))
         outcome["scores"] = [
             {
                 "image": str(s.image_path),
                 "label": int(s.label),
                 "defect_type": getattr(s, "defect_type", ""),
                 "score": float(v),
+                "predicted": int(v > pipe.image_threshold_),
             }
             for s, v in zip(test, scored["scores"])
         ]
 
         stage = "drawing overlays"
         if spec.overlays and maps is not None:
-            outcome["overlays"] = _overlays(spec, dataset, test, scored["scores"], maps, masks)
+            colours = (pipe.calibration_ or {}).get("heatmap_range")
+            outcome["overlays"] = _overlays(spec, dataset, test, scored["scores"], maps, masks,
+                                            pipe.pixel_threshold_, colours)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - failure isolation: record, never raise
         run["status"] = "error"
         kind = "contract violation" if isinstance(exc, ContractViolation) else type(exc).__name__
@@ -218,6 +246,47 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
     run["peak_rss_mb"] = round(peak_rss_mb(), 1)
     extra["wall_s"] = time.perf_counter() - started
     return outcome
+
+
+# -- the inspection pipeline of a job ---------------------------------------------------------------
+def build_pipeline(spec: JobSpec, detector: Any) -> Any:
+    """The job's :class:`~pyimgano.Pipeline` around an unfitted detector."""
+    from pyimgano.pipeline import Pipeline
+
+    return Pipeline(detector, postprocess=spec.postprocess, image_threshold=spec.image_threshold,
+                    pixel_threshold=spec.pixel_threshold, val_fraction=spec.val_fraction, seed=spec.seed)
+
+
+def _postprocess_test_maps(
+    pipe: Any, maps: list | None, masks: list | None, labels: np.ndarray, scored: dict[str, Any],
+    metrics: list, extra: dict[str, Any],
+) -> list | None:
+    """Post-process the test maps one by one (peak memory: one extra map), after the raw
+    maps' pixel metrics went to ``extra["raw_metrics"]``; the time joins ``predict_s``."""
+    if maps is None:
+        return None
+    if pipe.postprocess:
+        if masks is not None:
+            pixel = [m for m in metrics if m.level == "pixel"]
+            extra["raw_metrics"] = compute_metrics(labels, scored["scores"], masks, maps, pixel, [])[0]
+        t0 = time.perf_counter()
+        for i, amap in enumerate(maps):
+            maps[i] = pipe.postprocess_maps([amap])[0]
+        extra["postprocess_s"] = time.perf_counter() - t0
+        scored["predict_s"] += extra["postprocess_s"]
+    else:
+        extra["postprocess_s"] = 0.0
+    return maps
+
+
+def _fpr_limit(metrics: list) -> float:
+    """The AUPRO FPR limit of the job's metrics (its spec's default when AUPRO is not among them)."""
+    from pyimgano.metrics.params import DEFAULT_FPR_LIMIT
+
+    for metric in metrics:
+        if "fpr_limit" in metric.params:
+            return float(metric.params["fpr_limit"])
+    return DEFAULT_FPR_LIMIT
 
 
 def _open_dataset(spec: JobSpec) -> Any:
@@ -332,18 +401,23 @@ def pick_overlay_samples(test: list, scores: np.ndarray, count: int) -> list[int
 
 
 def _overlays(
-    spec: JobSpec, dataset: Any, test: list, scores: np.ndarray, maps: list, masks: list | None
+    spec: JobSpec, dataset: Any, test: list, scores: np.ndarray, maps: list, masks: list | None,
+    pixel_threshold: float | None = None, colours: list[float] | None = None,
 ) -> list[tuple[str, bytes]]:
-    from pyimgano.benchmark.overlays import map_range, render_overlay
+    """Overlays of a few test images (:func:`pick_overlay_samples`), the predicted mask
+    (``map > pixel_threshold``) outlined; colours: the pipeline's heatmap range, else the maps'."""
+    from pyimgano.benchmark.overlays import OVERLAY_SUFFIX, map_range, render_overlay
 
-    lo, hi = map_range(maps)
+    lo, hi = colours if colours else map_range(maps)
     out = []
     for i in pick_overlay_samples(test, scores, spec.overlays):
         sample = test[i]
         image, _ = load_pair(dataset, sample, spec.image_size)
         mask = masks[i] if masks is not None else None
+        predicted = None if pixel_threshold is None else maps[i] > pixel_threshold
         kind = getattr(sample, "defect_type", "") or ("good" if int(sample.label) == 0 else "defect")
         caption = f"{spec.category} / {kind} / {Path(sample.image_path).name} / score {scores[i]:.4g}"
-        name = f"{i:03d}_{kind}_{Path(sample.image_path).stem}.png"
-        out.append((re.sub(r"[^A-Za-z0-9._-]+", "-", name), render_overlay(image, mask, maps[i], lo, hi, caption)))
+        name = f"{i:03d}_{kind}_{Path(sample.image_path).stem}{OVERLAY_SUFFIX}"
+        out.append((re.sub(r"[^A-Za-z0-9._-]+", "-", name),
+                    render_overlay(image, mask, maps[i], lo, hi, caption, predicted=predicted)))
     return out

@@ -1,7 +1,9 @@
-"""Heatmap overlays: image | image with ground-truth contour | heatmap over the image.
+"""Heatmap overlays: image | heatmap over the image | ground truth and predicted mask outlined.
 
-Pure NumPy + Pillow (no matplotlib). Heatmaps of one category share one colour range,
-so a good image looks cool and a defect hot, and images compare at a glance.
+Pure NumPy + Pillow (no matplotlib). Heatmaps of one detector and category share one colour
+range (the pipeline's: the pixel threshold halfway), so a good image looks cool and a defect
+hot, and images compare at a glance. Overlays are JPEG: photographs compress some ten times
+better than as PNG, which keeps report.html small.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ PANEL_MIN = 192
 PANEL_MAX = 320
 GT_COLOUR = (0, 255, 0)
 GT_ON_HEATMAP = (255, 255, 255)
+PREDICTED_COLOUR = (255, 0, 255)
+OVERLAY_SUFFIX = ".jpg"
+JPEG_QUALITY = 82
 
 
 def colourise(amap: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -91,28 +96,34 @@ def render_overlay(
     hi: float,
     caption: str = "",
     alpha: float = 0.5,
+    predicted: np.ndarray | None = None,
 ) -> bytes:
-    """PNG bytes: three panels side by side, with a caption strip above them."""
+    """JPEG bytes: three panels side by side under a caption strip: the image; the heatmap
+    over it with the ground truth outlined in white; the image with the ground truth outlined
+    in green and the predicted mask (``predicted``) in magenta."""
     from PIL import Image, ImageDraw
 
     scale = _panel_scale(*image.shape[:2])
     img = _resize(np.asarray(image, dtype=np.uint8), scale, nearest=scale > 1)
     heat = colourise(_resize(np.asarray(amap, dtype=np.float32), scale, nearest=False), lo, hi)
     blended = (alpha * heat + (1 - alpha) * img).round().astype(np.uint8)
-    with_gt = img.copy()
+    outlined = img.copy()
+    thickness = max(1, img.shape[0] // 128)
     if mask is not None and np.asarray(mask).any():
-        edge = contour(_resize(np.asarray(mask, dtype=bool), scale, nearest=True), max(1, img.shape[0] // 128))
-        with_gt[edge] = GT_COLOUR
+        edge = contour(_resize(np.asarray(mask, dtype=bool), scale, nearest=True), thickness)
+        outlined[edge] = GT_COLOUR
         blended[edge] = GT_ON_HEATMAP
+    if predicted is not None and np.asarray(predicted).any():
+        outlined[contour(_resize(np.asarray(predicted, dtype=bool), scale, nearest=True), thickness)] = PREDICTED_COLOUR
     gap = 4
     h, w = img.shape[:2]
     strip = 18 if caption else 0
     canvas = np.full((h + strip, 3 * w + 2 * gap, 3), 255, dtype=np.uint8)
-    for k, panel in enumerate((img, with_gt, blended)):
+    for k, panel in enumerate((img, blended, outlined)):
         canvas[strip:, k * (w + gap) : k * (w + gap) + w] = panel
     picture = Image.fromarray(canvas)
     if caption:
         ImageDraw.Draw(picture).text((4, 3), caption, fill=(0, 0, 0))
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    picture.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
     return buffer.getvalue()

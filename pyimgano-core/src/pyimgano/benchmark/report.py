@@ -1,4 +1,10 @@
-"""``report.html``: one self-contained page (inline CSS, images as base64), readable offline."""
+"""``report.html``: one self-contained page (inline CSS, images as base64), readable offline.
+
+Per data set: the result table (threshold-free metrics on the post-processed maps, and the
+figures at the calibrated thresholds) and the side-by-side comparisons; then per (data set,
+category) the picture of :mod:`~pyimgano.benchmark.figures` (score histograms with the image
+threshold, ROC and PRO curves) and the heatmap overlays of each detector.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ th { background: #f0f2f5; } td.name, th.name { text-align: left; }
 tr.mean td { font-weight: bold; background: #f7f7fb; } tr.error td { color: #b00020; background: #fff3f3; }
 td.best { background: #e3f6e5; font-weight: bold; }
 .errors li { color: #b00020; margin-bottom: 6px; font-family: monospace; font-size: 12px; white-space: pre-wrap; }
+figure.plot { width: min(100%, 700px); }
 figure { display: inline-block; margin: 6px 10px 12px 0; vertical-align: top; width: min(100%, 560px); }
 figure img { display: block; border: 1px solid #ccc; width: 100%; }
 .side { display: flex; flex-wrap: wrap; gap: 0 28px; }
@@ -66,9 +73,12 @@ def _best_index(cells: list[str], best_cols: set[int] | None) -> set[int]:
     return {i for i, v in values.items() if v == top}
 
 
+MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
 def _image_tag(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+    return f'<img src="data:{MIME.get(path.suffix.lower(), "image/png")};base64,{data}" alt="{_e(alt)}">'
 
 
 def render_report(
@@ -95,7 +105,10 @@ def render_report(
         + "; ".join(f"<b>{_e(title)}</b>" + (f": {_e(summary)}" if summary else "")
                     for title, summary in tables.metrics_legend(runs))
         + ". <code>–</code> means not applicable (e.g. pixel metrics without anomaly maps or masks). "
-        "Times in seconds; peak resident memory of the process that ran the job in MiB.</p>",
+        "Threshold-free metrics are computed on the post-processed maps; <i>@thr</i> columns are what the "
+        "pipeline does at the thresholds it calibrated on held-out training images (never on test images). "
+        "Times in seconds (predict includes post-processing); peak resident memory of the process that ran "
+        "the job in MiB.</p>",
     ]
     note = tables.seeds_note(runs)
     if note:
@@ -126,23 +139,32 @@ def render_report(
         parts.append("<h2>Errors</h2><ul class='errors'>")
         parts += [f"<li>{_e(tables.where(r, several))}: {_e(r['error'])}</li>" for r in failed]
         parts.append("</ul>")
-    parts.append(_overlay_section(records, out, labels))
+    parts.append(_category_section(records, out, labels))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _overlay_section(records: list[dict[str, Any]], out: Path, labels: dict) -> str:
-    drawn = [r for r in records if r.get("overlays")]
-    shown = _one_seed_each(drawn, labels)
+def _category_section(records: list[dict[str, Any]], out: Path, labels: dict) -> str:
+    """Per (data set, category): the picture of the detectors' scores and curves, then the
+    overlays of each detector."""
+    from pyimgano.benchmark import figures
+
+    ok = [r for r in records if r["run"]["status"] == "ok"]
+    shown = _one_seed_each(ok, labels)
     if not shown:
         return ""
-    thinned = len(shown) < len(drawn)  # several seeds: one seed's heatmaps per detector and category
+    thinned = len(shown) < len(ok)  # several seeds: one seed's pictures per detector and category
+    plots = figures.matplotlib_available()
     parts = [
-        "<h2>Heatmaps</h2>",
-        '<p class="legend">Each image: the test image &middot; the same with the ground-truth defect outline '
-        "(green) &middot; the anomaly heatmap over it (blue = normal, red = anomalous; one colour scale per "
-        "detector and category) with the outline in white."
-        + (" With several seeds, the heatmaps of one seed (the first that drew them)." if thinned else "")
+        "<h2>Per category</h2>",
+        '<p class="legend">'
+        + ("Pictures: per detector, a histogram of the good and defective test images' scores with the "
+           "calibrated image threshold (dashed); the image ROC curves and the PRO curves of the detectors. "
+           if plots else f"<b>{_e(figures.MISSING)}</b> ")
+        + "Heatmaps: the test image &middot; the post-processed anomaly map over it (blue = normal, red = "
+        "anomalous; the pixel threshold halfway) with the ground-truth outline in white &middot; the image with "
+        "the ground truth outlined in green and the predicted mask (map above the pixel threshold) in magenta."
+        + (" With several seeds, the pictures of one seed (the first in the grid)." if thinned else "")
         + "</p>",
     ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -150,7 +172,15 @@ def _overlay_section(records: list[dict[str, Any]], out: Path, labels: dict) -> 
         groups.setdefault((record["run"]["dataset"], record["run"]["category"]), []).append(record)
     for (dataset, category), members in groups.items():
         parts.append(f"<h3>{_e(dataset)} / {_e(category)}</h3>")
+        if plots:
+            series = [figures.series_of(r, out, tables.label_of(r["run"], labels)) for r in members]
+            path = figures.category_figure(out, dataset, category, series)
+            if path is not None:
+                parts.append(f'<figure class="plot">{_image_tag(path, f"{dataset} {category} scores and curves")}'
+                             "</figure>")
         for record in members:
+            if not record.get("overlays"):
+                continue
             label = tables.label_of(record["run"], labels)
             seed = f" (seed {_e(record['run'].get('seed'))})" if thinned else ""
             parts.append(f"<div><b>{_e(label)}</b>{seed}<br>")

@@ -4,19 +4,24 @@
 ("Output folder") and checked by :class:`RunResult` before anything is written::
 
     {"runs": [{"detector", "dataset", "category", "seed", "status": "ok"|"error", "error",
-               "params", "metrics": {key: value or null, one per metric of the run},
-               "timing": {fit_s, predict_s, images_per_s}, "peak_rss_mb", "n_train", "n_test"}]}
+               "params", "pipeline": {postprocess, image_threshold, pixel_threshold, val_fraction},
+               "metrics": {key: value or null, one per metric of the run},
+               "deployed": {image_threshold, image_precision, ..., pixel_iou},
+               "timing": {fit_s, predict_s, images_per_s}, "peak_rss_mb", "n_train", "n_val", "n_test"}]}
 
 (``metrics``: the core's metrics under their bare names, image_auroc ... aupro, a plugin's
-under ``plugin:name``; ``seed``: the job's seed, ``null`` in files written before it was
-recorded.)
+under ``plugin:name``, computed on the post-processed maps; ``deployed``: figures at the
+calibrated thresholds; ``seed``: the job's seed. Files written before seeds, or before the
+inspection pipeline, lack ``seed`` / ``pipeline``, ``deployed``, ``n_val``: they read as
+``null``.)
 
 Output folder::
 
     DIR/results.json  results.csv  summary.md  report.html
     DIR/jobs/<job id>.json         one record per finished job: spec, run entry, extras
     DIR/scores/<job id>.csv        per-image scores of the test split
-    DIR/overlays/<job id>/*.png    heatmap overlays
+    DIR/overlays/<job id>/*.jpg    heatmap overlays (image | heatmap | ground truth and predicted mask)
+    DIR/figures/*.png              score histograms, ROC and PRO curves per category (matplotlib)
 
 Every file is written atomically (temporary file + rename), and a job's record is written
 the moment it finishes, so an interrupted benchmark loses nothing it had finished. The
@@ -39,6 +44,8 @@ from pyimgano.atomic import atomic_write
 from pyimgano.benchmark.config import JobSpec
 
 RECORD_FORMAT = 1
+OVERLAY_SUFFIXES = (".png", ".jpg", ".webp")
+SCORE_COLUMNS = ["image", "label", "defect_type", "score", "predicted"]
 
 
 class Timing(BaseModel):
@@ -47,6 +54,42 @@ class Timing(BaseModel):
     fit_s: float | None
     predict_s: float | None
     images_per_s: float | None
+
+
+DEPLOYED_KEYS = ("image_threshold", "image_precision", "image_recall", "image_f1", "image_fpr",
+                 "pixel_threshold", "pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou")
+
+
+class Deployed(BaseModel):
+    """What the calibrated pipeline does on the test split (docs/benchmark.md): image figures
+    over the test images at the image threshold (``image_fpr``: the share of good images
+    flagged), pixel figures over all test pixels at the pixel threshold; null where not
+    applicable (no maps, no masks, a class missing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_threshold: float | None = None
+    image_precision: float | None = None
+    image_recall: float | None = None
+    image_f1: float | None = None
+    image_fpr: float | None = None
+    pixel_threshold: float | None = None
+    pixel_precision: float | None = None
+    pixel_recall: float | None = None
+    pixel_f1: float | None = None
+    pixel_iou: float | None = None
+
+
+class RunPipeline(BaseModel):
+    """How a run's maps were post-processed and its thresholds chosen (the strategies, not
+    the fitted values: those are in ``deployed`` and the job record)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    postprocess: list[dict[str, Any]]
+    image_threshold: str
+    pixel_threshold: str | None
+    val_fraction: float
 
 
 class RunResult(BaseModel):
@@ -61,10 +104,14 @@ class RunResult(BaseModel):
     status: Literal["ok", "error"]
     error: str | None
     params: dict[str, Any]
+    pipeline: RunPipeline | None = Field(None, description="post-processing and threshold strategies (null in "
+                                                           "files from before the inspection pipeline)")
     metrics: dict[str, float | None] = Field(description="metric key -> value; null where it does not apply")
+    deployed: Deployed | None = Field(None, description="figures at the calibrated thresholds")
     timing: Timing
     peak_rss_mb: float | None = Field(description="peak RSS of the process that ran the job, MiB")
-    n_train: int
+    n_train: int = Field(description="training images the detector was fitted on")
+    n_val: int | None = Field(None, description="training images held out to calibrate (null: older files)")
     n_test: int
 
 
@@ -121,15 +168,16 @@ class ResultStore:
         overlay_dir = self.overlays_dir / spec.job_id
         overlay_files = []
         if outcome.get("overlays"):
-            for old in overlay_dir.glob("*.png"):
-                old.unlink()
-            for name, png in outcome["overlays"]:
-                atomic_write(overlay_dir / name, png)
+            for old in overlay_dir.glob("*"):
+                if old.suffix in OVERLAY_SUFFIXES:
+                    old.unlink()
+            for name, data in outcome["overlays"]:
+                atomic_write(overlay_dir / name, data)
                 overlay_files.append(str((overlay_dir / name).relative_to(self.out)))
         scores_file = None
         if outcome.get("scores"):
             scores_file = self.scores_dir / f"{spec.job_id}.csv"
-            atomic_write(scores_file, rows_to_csv(outcome["scores"], ["image", "label", "defect_type", "score"]))
+            atomic_write(scores_file, rows_to_csv(outcome["scores"], SCORE_COLUMNS))
         record = {
             "format": RECORD_FORMAT,
             "key": spec.key,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from pyimgano.benchmark.config import BenchmarkConfig, ConfigError, JobSpec, exp
 from pyimgano.benchmark.executors import Executor, LocalExecutor
 from pyimgano.benchmark.job import metric_keys
 from pyimgano.benchmark.results import ResultStore
+from pyimgano.errors import OutputError, os_reason
 
 
 @dataclass
@@ -73,8 +76,9 @@ def run_benchmark(
     jobs = expand_jobs(config)
     several_seeds = len(config.seed_list) > 1
     store = ResultStore(config.out)
-    store.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(store.out / "config.json", config.model_dump_json(indent=2) + "\n")
+    with _writing(store.out, "nothing was run"):
+        store.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(store.out / "config.json", config.model_dump_json(indent=2) + "\n")
     executor = executor or LocalExecutor(workers=config.jobs, job_timeout=config.job_timeout)
     console = console or _console()
 
@@ -101,23 +105,39 @@ def run_benchmark(
     def ordered() -> list[dict[str, Any]]:
         return [done[key] for key in grid_keys if key in done]
 
-    flusher = _Flusher(lambda: write_outputs(store, ordered(), command), config.flush_interval)
+    flusher = _Flusher(lambda: write_outputs(store, ordered(), command), config.flush_interval, console)
     seed_of = {job.job_id: job.seed for job in todo} if several_seeds else {}
+    kept = "the runs recorded before it are on disk; free space and rerun the same command (they are skipped)"
     try:
         with _ProgressDisplay(console, len(todo), enabled=show_progress and bool(todo), seeds=seed_of) as display:
             for spec, result in executor.map_unordered(todo, display.update):
-                record = store.save_outcome(spec, result)
+                with _writing(store.out, kept, f"the outcome of {spec.describe(several_seeds)} could not be saved"):
+                    record = store.save_outcome(spec, result)
                 done[spec.key] = record
                 display.finished(spec, record, several_seeds)
                 flusher.result_arrived()
     except BaseException:
         flusher.close(quiet=True)
         raise
-    outcome.files = flusher.close()
-    outcome.records = ordered()
-    if not outcome.files:  # nothing ran (everything was done): the files still follow this grid
-        outcome.files = write_outputs(store, outcome.records, command)
+    summary_kept = (f"every run is recorded in {store.out / 'jobs'} and the files written before are intact; "
+                    "free space and rerun the same command to write them (finished runs are skipped)")
+    with _writing(store.out, summary_kept, "the benchmark finished, but its results and report could not be written"):
+        outcome.files = flusher.close()
+        outcome.records = ordered()
+        if not outcome.files:  # nothing ran (everything was done): the files still follow this grid
+            outcome.files = write_outputs(store, outcome.records, command)
     return outcome
+
+
+@contextlib.contextmanager
+def _writing(out: Path, kept: str, what: str = "could not write the benchmark's files") -> Iterator[None]:
+    """An :class:`OSError` inside (a full disk) becomes one :class:`OutputError` line: what, why, what is kept."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{out}: {what} ({os_reason(exc)}); {kept}") from None
 
 
 class _Flusher:
@@ -128,9 +148,10 @@ class _Flusher:
     an exception (Ctrl-C included) ends the run: the job records hold every result anyway.
     """
 
-    def __init__(self, write: Any, interval: float, clock: Any = time.monotonic) -> None:
+    def __init__(self, write: Any, interval: float, console: Any = None, clock: Any = time.monotonic) -> None:
         self.write = write
         self.interval = interval
+        self.console = console
         self.clock = clock
         self.next_at = float("-inf")
         self.pending = False
@@ -138,9 +159,18 @@ class _Flusher:
         self.flushes = 0
 
     def result_arrived(self) -> None:
+        """A result is recorded: rewrite the files if it is time. A failure to rewrite them
+        (a full disk) is a warning: the records hold the results, the files are retried."""
         self.pending = True
         if self.clock() >= self.next_at:
-            self.flush()
+            try:
+                self.flush()
+            except OSError as exc:
+                self.next_at = self.clock() + self.interval
+                if self.console is not None:
+                    self.console.print(f"[yellow]warning: results and report not updated ({os_reason(exc)}); "
+                                       "the run records are saved, the files are written again later[/]",
+                                       soft_wrap=True)
 
     def flush(self) -> None:
         started = self.clock()
@@ -187,6 +217,11 @@ def one_line(run: dict[str, Any], with_seed: bool = False) -> str:
     m, t = run["metrics"], run["timing"]
     parts = [f"{c.title} {tables.fmt(m[c.key])}" for c in tables.metric_columns([run])
              if c.headline and (c.level == "image" or m[c.key] is not None)]
+    deployed = run.get("deployed") or {}
+    if deployed.get("image_f1") is not None or deployed.get("image_fpr") is not None:
+        parts.append(f"img F1@thr {tables.fmt(deployed.get('image_f1'))} (FPR {tables.fmt(deployed.get('image_fpr'))})")
+    if deployed.get("pixel_f1") is not None:
+        parts.append(f"px F1@thr {tables.fmt(deployed['pixel_f1'])}")
     parts += [f"fit {tables.fmt_seconds(t['fit_s'])} s", f"{tables.fmt(t['images_per_s'], 1)} img/s"]
     return f"[green]✓[/] {where}: " + ", ".join(parts)
 

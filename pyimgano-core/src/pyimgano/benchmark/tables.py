@@ -9,10 +9,15 @@ With several seeds, a (category, detector) row aggregates its seeds: the mean of
 metric, ``± the sample standard deviation`` over the seeds that finished, and a ``seeds``
 column (seeds ok / seeds run). The CSV keeps one row per run, with its seed. A one-seed
 grid reads exactly as before.
+
+Beside the threshold-free metrics, the tables show what the calibrated pipeline does
+(results.json's ``deployed``): image F1 and FPR at the image threshold, pixel F1 at the
+pixel threshold (:data:`DEPLOYED_COLUMNS`; absent for folders written before them).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -24,6 +29,22 @@ from pyimgano.benchmark.metric_set import MetricColumn, describe_keys
 from pyimgano.benchmark.results import rows_to_csv
 
 TIMING_TITLES = {"fit_s": "fit s", "predict_s": "predict s", "images_per_s": "img/s"}
+DEPLOYED = "deployed."  # column keys of the deployed block: deployed.<results.json key>
+DEPLOYED_COLUMNS = (
+    MetricColumn(f"{DEPLOYED}image_f1", "img F1@thr", "F1 of the image labels at the calibrated image threshold",
+                 "image"),
+    MetricColumn(f"{DEPLOYED}image_fpr", "img FPR@thr",
+                 "share of good test images flagged at the calibrated image threshold (false rejects)", "image"),
+    MetricColumn(f"{DEPLOYED}pixel_f1", "px F1@thr",
+                 "F1 of the defect masks over all test pixels at the calibrated pixel threshold", "pixel"),
+)
+
+
+def value_of(run: dict[str, Any], key: str) -> float | None:
+    """A run's value for a column key: a metric key, or ``deployed.<key>``."""
+    if key.startswith(DEPLOYED):
+        return (run.get("deployed") or {}).get(key[len(DEPLOYED):])
+    return run["metrics"].get(key)
 
 
 def metric_keys_of(runs: Iterable[dict[str, Any]]) -> list[str]:
@@ -36,18 +57,47 @@ def metric_columns(runs: Iterable[dict[str, Any]]) -> list[MetricColumn]:
     return describe_keys(metric_keys_of(runs))
 
 
+def table_columns(runs: list[dict[str, Any]]) -> list[MetricColumn]:
+    """The value columns of the tables: the metrics, then the deployed figures (when any run has them)."""
+    deployed = list(DEPLOYED_COLUMNS) if any(r.get("deployed") for r in runs) else []
+    return metric_columns(runs) + deployed
+
+
 def headline_keys(runs: list[dict[str, Any]]) -> list[str]:
     """The keys of the headline metrics (side-by-side tables, log lines)."""
     return [c.key for c in metric_columns(runs) if c.headline]
 
 
 def metrics_legend(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(title, summary) of each metric column, for the legends of summary.md and report.html."""
-    return [(c.title, c.summary) for c in metric_columns(runs)]
+    """(title, summary) of each value column, for the legends of summary.md and report.html."""
+    return [(c.title, c.summary) for c in table_columns(runs)]
 
 
 def _params_key(run: dict[str, Any]) -> str:
+    pipeline = run.get("pipeline")
+    if pipeline:
+        return json.dumps({"params": run.get("params") or {}, "pipeline": pipeline}, sort_keys=True)
     return json.dumps(run.get("params") or {}, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _step_defaults(name: str) -> dict[str, Any]:
+    from pyimgano.postprocess.chain import PostProcessing
+
+    try:
+        return PostProcessing.from_config([{"name": name}]).to_config()[0]
+    except Exception:  # noqa: BLE001 - a step no longer registered: every parameter is shown
+        return {}
+
+
+def describe_steps(steps: list[dict[str, Any]]) -> str:
+    """A post-processing config in a few words: ``gaussian(sigma=2.0)+standardize``."""
+    parts = []
+    for step in steps:
+        defaults = _step_defaults(step["name"])
+        changed = [f"{k}={v}" for k, v in step.items() if k not in ("name", "state") and defaults.get(k) != v]
+        parts.append(step["name"] + (f"({', '.join(changed)})" if changed else ""))
+    return "+".join(parts) or "none"
 
 
 def seeds_of(runs: Iterable[dict[str, Any]]) -> list[Any]:
@@ -56,11 +106,16 @@ def seeds_of(runs: Iterable[dict[str, Any]]) -> list[Any]:
 
 
 def _grid_params(run: dict[str, Any], several_seeds: bool) -> dict[str, Any]:
-    """The parameters that name a detector variant: with several seeds, the ``seed``
-    parameter the grid passed on is the run's seed, not a variant."""
+    """The parameters that name a detector variant: its parameters and its pipeline
+    settings; with several seeds, the ``seed`` parameter the grid passed on is the run's
+    seed, not a variant."""
     params = run.get("params") or {}
     if several_seeds and "seed" in params and params["seed"] == run.get("seed"):
         params = {k: v for k, v in params.items() if k != "seed"}
+    pipeline = run.get("pipeline")
+    if pipeline:
+        params = {**params, **{k: v for k, v in pipeline.items() if k != "postprocess"},
+                  "postprocess": describe_steps(pipeline["postprocess"])}
     return params
 
 
@@ -82,7 +137,7 @@ def detector_labels(runs: Iterable[dict[str, Any]]) -> Labels:
     for run in runs:
         full = _params_key(run)
         params = _grid_params(run, several)
-        key = full if params is run.get("params") else json.dumps(params, sort_keys=True)
+        key = json.dumps(params, sort_keys=True)
         variants.setdefault(run["detector"], {})[key] = params
         keys_of_runs.append((full, key))
     by_variant = {}
@@ -142,10 +197,10 @@ class Cell:
         return [r for r in self.runs if r["status"] == "ok"]
 
     def metric(self, name: str) -> float | None:
-        return _mean([r["metrics"].get(name) for r in self.ok])
+        return _mean([value_of(r, name) for r in self.ok])
 
     def spread(self, name: str) -> float | None:
-        return _std([r["metrics"].get(name) for r in self.ok])
+        return _std([value_of(r, name) for r in self.ok])
 
     def timing(self) -> dict[str, float | None]:
         return {t: _mean([r["timing"][t] for r in self.ok]) for t in TIMING_TITLES}
@@ -172,7 +227,7 @@ def mean_rows(runs: list[dict[str, Any]], labels: dict[tuple[str, str], str] | N
     """
     labels = labels if labels is not None else detector_labels(runs)
     several = len(seeds_of(runs)) > 1
-    keys = metric_keys_of(runs)
+    keys = [c.key for c in table_columns(runs)]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["dataset"], label_of(run, labels)), []).append(run)
@@ -192,7 +247,7 @@ def mean_rows(runs: list[dict[str, Any]], labels: dict[tuple[str, str], str] | N
                 "n_seeds": len(per_seed),
                 "metrics": {m: group.metric(m) for m in keys},
                 "spread": {
-                    m: _std([_mean([r["metrics"].get(m) for r in rs]) for rs in per_seed.values()]) if several else None
+                    m: _std([_mean([value_of(r, m) for r in rs]) for rs in per_seed.values()]) if several else None
                     for m in keys
                 },
                 "timing": group.timing(),
@@ -255,7 +310,7 @@ def table_rows(
     labels = labels if labels is not None else detector_labels(runs)
     several = len(seeds_of(runs)) > 1
     seed_column = ["seeds"] if several else []
-    columns = metric_columns(runs)
+    columns = table_columns(runs)
     keys = [c.key for c in columns]
     header = ["category", "detector", *seed_column, *(c.title for c in columns), *TIMING_TITLES.values(),
               "peak MiB"]
@@ -313,13 +368,19 @@ def where(run: dict[str, Any], with_seed: bool = False) -> str:
 def results_csv(runs: list[dict[str, Any]]) -> str:
     """One row per run: names, status, every metric key, timings, memory, seed, params, error."""
     labels = detector_labels(runs)
-    columns = ["detector", "label", "dataset", "category", "status", *metric_keys_of(runs),
-               "fit_s", "predict_s", "images_per_s", "peak_rss_mb", "n_train", "n_test", "seed", "params", "error"]
+    from pyimgano.benchmark.results import DEPLOYED_KEYS
+
+    deployed = [f"{DEPLOYED}{k}" for k in DEPLOYED_KEYS]
+    columns = ["detector", "label", "dataset", "category", "status", *metric_keys_of(runs), *deployed,
+               "fit_s", "predict_s", "images_per_s", "peak_rss_mb", "n_train", "n_val", "n_test", "seed", "params",
+               "pipeline", "error"]
     flat = []
     for run in runs:
         row = {k: run[k] for k in ("detector", "dataset", "category", "status", "peak_rss_mb", "n_train", "n_test")}
-        row["seed"] = run.get("seed")
+        row["seed"], row["n_val"] = run.get("seed"), run.get("n_val")
         row.update(run["metrics"])
+        row.update({key: value_of(run, key) for key in deployed})
+        row["pipeline"] = json.dumps(run["pipeline"], sort_keys=True) if run.get("pipeline") else None
         row.update(run["timing"])
         row["label"] = label_of(run, labels)
         row["params"] = json.dumps(run["params"], sort_keys=True)
@@ -453,7 +514,7 @@ def rich_tables(runs: list[dict[str, Any]], width: int | None = None) -> list[An
     for dataset, ds_runs in by_dataset(runs).items():
         header, rows = table_rows(ds_runs)
         title = f"pyimgano benchmark: {dataset}" + (f" (mean ± std over {n_seeds} seeds)" if n_seeds > 1 else "")
-        n_metrics = n_names + len(metric_keys_of(ds_runs))
+        n_metrics = n_names + len(table_columns(ds_runs))
         whole = [_rich_table(title, header, rows, list(range(len(header))))]
         split = [_rich_table(title, header, rows, list(range(n_metrics))),
                  _rich_table(f"time and memory: {dataset}", header, rows,

@@ -3,58 +3,80 @@
 Every sub-command is registered by a plugin through ``pyimgano_register_commands`` (the
 core's own ones by the built-in plugin, ``pyimgano._builtin``) as a
 :class:`pyimgano.CommandSpec` whose factory has ``add_arguments(parser)`` and
-``run(args) -> int``. Only the chosen command's factory is imported, so ``--help`` and
-``list-plugins`` stay fast however many plugins are installed.
+``run(args) -> int``. The parser is built from the plugin listing (:mod:`pyimgano.listing`),
+read from its cache when nothing changed, and only the chosen command's factory is
+imported, so ``--help`` and ``list-plugins`` import no plugin however many are installed.
+
+Every failure is one line on stderr and an exit status (``docs/reliability.md``): 0 done,
+1 done but some work failed (a benchmark run, a check), 2 bad usage or input, 3 a file
+could not be written or read (a full disk, no permission), 4 an unexpected error (a bug in
+pyimgano or a plugin), 130 Ctrl-C, 143 SIGTERM. ``--debug`` or ``PYIMGANO_DEBUG=1`` adds
+the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
 from pyimgano import __version__
-from pyimgano.errors import PyimganoError
-
-if TYPE_CHECKING:
-    from pyimgano.plugins import Registry
+from pyimgano.errors import PyimganoError, os_reason
+from pyimgano.listing import BUILTIN_PLUGIN, PluginListing, get_listing
 
 # Commands of the project's other distributions: when one is missing, say what to install.
 COMMAND_DISTRIBUTIONS = {"datasets": "pyimgano-datasets"}
+DEBUG_ENV = "PYIMGANO_DEBUG"
+EXIT_FAILED, EXIT_USAGE, EXIT_IO, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 
 
-def build_parser(registry: Registry, command: str | None = None) -> argparse.ArgumentParser:
+class UsageError(PyimganoError, ValueError):
+    """The command line is wrong (an unknown option, a bad value): exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are raised, so that ``main`` prints them in one line like any error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def build_parser(listing: PluginListing, command: str | None = None) -> argparse.ArgumentParser:
     """The parser with every registered command; only ``command``'s options are added."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyimgano",
         description="Visual anomaly detection for industrial inspection: benchmark, fit and predict.",
     )
     parser.add_argument("--version", action="version", version=f"pyimgano {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"on an error, show its traceback (also {DEBUG_ENV}=1); before or after the command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, providers in registry.commands().items():
+    for name, providers in listing.commands().items():
         spec = providers[0][0]
         help_text = spec.summary
         if len(providers) > 1:
             help_text = f"(conflict: registered by plugins {', '.join(repr(rec.name) for _, rec in providers)})"
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
-            implementation = registry.load_command(name)
+            implementation = listing.load_command(name)
             implementation.add_arguments(sub_parser)
             sub_parser.set_defaults(_run=implementation.run)
+            if "--debug" not in sub_parser._option_string_actions:
+                sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                        help=f"on an error, show its traceback (also {DEBUG_ENV}=1)")
     return parser
 
 
-def missing_command(name: str, registry: Registry) -> str | None:
+def missing_command(name: str, listing: PluginListing) -> str | None:
     """One line on why a command is missing, when that is known (None: a plain unknown name)."""
-    from pyimgano.plugins import BUILTIN_PLUGIN
-
     dist = COMMAND_DISTRIBUTIONS.get(name)
     if dist is None:
-        core = next((r for r in registry.plugins if r.name == BUILTIN_PLUGIN), None)
+        core = next((r for r in listing.plugins if r.name == BUILTIN_PLUGIN), None)
         if core is not None and core.status != "ok":
             return f"no command {name!r}: {core.provider()} is {core.status}: {_first_line(core.error)}"
         return None
-    for record in registry.plugins:
+    for record in listing.plugins:
         if record.distribution == dist:
             if record.status != "ok":
                 return (f"'pyimgano {name}' comes from {dist}, whose plugin {record.name!r} is {record.status}: "
@@ -69,27 +91,53 @@ def _first_line(text: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pyimgano.plugins import get_registry
-
+    """Run the command line; returns the exit status. No failure escapes as a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
-    registry = get_registry(strict=False)  # strict mode fails the commands that use plugins
-    known = registry.commands()
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
     try:
-        if command is not None and command not in known:
-            message = missing_command(command, registry)
-            if message:
-                print(f"error: {message}", file=sys.stderr)
-                return 2
-        parser = build_parser(registry, command if command in known else None)
-        args = parser.parse_args(argv)
-        if not getattr(args, "command", None):
-            parser.print_help()
-            return 0
-        return int(args._run(args) or 0)
+        return _run(argv)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
-    except PyimganoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit status
+        return report_error(exc, debug)
+
+
+def _run(argv: list[str]) -> int:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    listing = get_listing()  # strict mode fails the commands that use plugins, not the parser
+    known = listing.commands()
+    if command is not None and command not in known:
+        message = missing_command(command, listing)
+        if message:
+            raise UsageError(message)
+    parser = build_parser(listing, command if command in known else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    return int(args._run(args) or 0)
+
+
+def report_error(exc: BaseException, debug: bool = False) -> int:
+    """Print ``exc`` as one ``error:`` line on stderr (the traceback first when ``debug``); its exit status.
+
+    A pyimgano error (bad usage or input) is 2; a file system error (:class:`OSError`,
+    :class:`pyimgano.OutputError` included) 3; anything else, which pyimgano did not
+    anticipate, 4, with its type and a hint on how to see the traceback.
+    """
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, OSError):
+        status, text = EXIT_IO, str(exc) if isinstance(exc, PyimganoError) else os_reason(exc)
+    elif isinstance(exc, PyimganoError):
+        status, text = EXIT_USAGE, str(exc)
+    else:
+        status = EXIT_INTERNAL
+        text = f"{type(exc).__name__}: {exc}"
+        if not debug:
+            text += f" (unexpected: run with --debug or {DEBUG_ENV}=1 for the traceback)"
+    print("error: " + " ".join(text.split()), file=sys.stderr)
+    return status

@@ -18,7 +18,14 @@ examples:
       every (detector, category) three times; tables show mean ± std over the seeds
   pyimgano benchmark --metric image_auroc --metric aupro --out runs/two-metrics
       only these metrics (default: every registered metric, plugins' included)
+  pyimgano benchmark --postprocess none --pixel-threshold quantile:0.9999 --out runs/raw
+      raw maps (no post-processing) and another pixel-threshold quantile for every detector
   pyimgano benchmark --config bench.toml
+
+Every run fits the detector on the training images less a seeded --val-fraction (default
+0.1), on which the post-processing statistics and both thresholds are fitted; metrics are
+computed on the post-processed maps, and the tables add image F1 / FPR and pixel F1 at
+the calibrated thresholds (docs/pipeline.md).
 
 A rerun with the same --out skips runs that finished (--force redoes them); runs that
 ended in an error are retried. Exit status: 0 all ok, 1 when some run failed, 2 bad usage.
@@ -56,6 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="metric to compute (repeatable; default: every registered metric, see "
                              "pyimgano list-plugins); pixel metrics need anomaly maps and masks")
     parser.add_argument("--overlays", type=int, metavar="N", help="heatmap overlays saved per category (default 4)")
+    parser.add_argument("--postprocess", metavar="CONFIG",
+                        help="post-processing of every detector with maps: 'default' (each detector's), 'none' "
+                             "(raw maps), a JSON list of steps or a JSON file; replaces the config file's settings")
+    parser.add_argument("--image-threshold", metavar="SPEC",
+                        help="image threshold of every detector: quantile:Q (default quantile:0.99) or fixed:V")
+    parser.add_argument("--pixel-threshold", metavar="SPEC",
+                        help="pixel threshold of every detector with maps: quantile:Q (default in docs/pipeline.md), "
+                             "fixed:V or none")
+    parser.add_argument("--val-fraction", type=float, metavar="F",
+                        help="share of each category's training images held out to calibrate (default 0.1)")
     parser.add_argument("--out", metavar="DIR", help="output folder (results.json, summary.md, report.html...)")
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished in --out")
     parser.add_argument("--flush-interval", type=float, metavar="SECONDS",
@@ -105,10 +122,16 @@ def build_config(args: argparse.Namespace):
         config.seed, config.seeds = args.seed, None
     if args.seeds is not None:
         config.seed, config.seeds = None, list(args.seeds)
-    for flag in ("image_size", "jobs", "job_timeout", "out", "overlays", "flush_interval", "metrics"):
+    for flag in ("image_size", "jobs", "job_timeout", "out", "overlays", "flush_interval", "metrics", "val_fraction"):
         value = getattr(args, flag)
         if value is not None:
             setattr(config, flag, value)
+    for flag in ("postprocess", "image_threshold", "pixel_threshold"):  # the flag decides for every detector
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(config, flag, value)
+            for entry in config.detectors:
+                setattr(entry, flag, None)
     config.force = config.force or args.force
     try:
         config = BenchmarkConfig.model_validate(config.model_dump())

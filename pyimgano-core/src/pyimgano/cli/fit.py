@@ -1,4 +1,9 @@
-"""``pyimgano fit``: train a detector on good images and save it (JSON + arrays, no pickle)."""
+"""``pyimgano fit``: fit an inspection pipeline on good images and save it (JSON + arrays, no pickle).
+
+Everything the command line gives is checked before any image is read: the output path,
+the detector and its parameters, the post-processing config, both threshold specs and the
+validation fraction.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +22,16 @@ EPILOG = """\
 examples:
   pyimgano fit --train data/good/ --out model/
   pyimgano fit --detector faiss:patchcore --set backbone=efficientnet_lite0 \\
-      --train 'data/train/*.png' --calibrate data/heldout_good/ --out model/
+      --train 'data/train/*.png' --val data/heldout_good/ --out model/
+  pyimgano fit --train data/good/ --postprocess '[{"name": "gaussian", "sigma": 2}, {"name": "standardize"}]' \\
+      --image-threshold quantile:0.995 --pixel-threshold quantile:0.9995 --out model/
 
-Threshold (score above it = anomalous), first that applies: --threshold VALUE; the
---quantile of the scores of --calibrate images (held-out good images); else --holdout
-(default 0.1) of the training images is set aside for that and the rest trains.
-The model directory records the detector, its plugin's version and the parameters;
-`pyimgano predict --model DIR` loads it back.
+The detector fits on the training images; the post-processing statistics, the image
+threshold (on validation scores) and the pixel threshold (on validation maps) fit on
+validation images: --val (held-out good images), else a seeded --val-fraction (default
+0.1) of the training images, kept out of the detector's fit. Threshold specs:
+quantile:Q (of validation scores or pixels), fixed:V, f1 (labelled images only).
+`pyimgano predict --model DIR` applies the saved pipeline. docs/pipeline.md has the details.
 """
 
 
@@ -36,15 +44,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="detector parameter (repeatable); values are JSON where they parse")
     parser.add_argument("--train", action="append", required=True, metavar="DIR_OR_GLOB",
                         help="good training images: a folder (searched recursively), a glob or a file; repeatable")
-    parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to save the model")
-    parser.add_argument("--calibrate", action="append", default=[], metavar="DIR_OR_GLOB",
-                        help="held-out good images that set the threshold (repeatable)")
-    parser.add_argument("--quantile", type=float, default=0.99,
-                        help="threshold = this quantile of the calibration scores (default 0.99)")
-    parser.add_argument("--threshold", type=float, metavar="VALUE", help="a fixed threshold instead")
-    parser.add_argument("--holdout", type=float, default=0.1, metavar="FRACTION",
-                        help="without --calibrate: fraction of training images set aside to calibrate (default 0.1; "
-                             "0 trains on all and saves no threshold)")
+    parser.add_argument("--out", required=True, metavar="MODEL_DIR",
+                        help="where to save the pipeline (a new or empty folder, or an earlier model folder)")
+    parser.add_argument("--val", "--calibrate", action="append", default=[], metavar="DIR_OR_GLOB", dest="val",
+                        help="held-out good images to calibrate on (repeatable); default: --val-fraction of --train")
+    parser.add_argument("--val-fraction", "--holdout", type=float, default=None, metavar="F", dest="val_fraction",
+                        help="without --val: share of the training images held out to calibrate (default 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the validation split (default 0)")
+    parser.add_argument("--postprocess", metavar="CONFIG",
+                        help="post-processing: 'default' (the detector's), 'none' (raw maps), a JSON list of "
+                             "steps or a JSON file (docs/postprocess.md)")
+    parser.add_argument("--image-threshold", metavar="SPEC",
+                        help="image threshold: quantile:Q of validation scores (default quantile:0.99), fixed:V or f1")
+    parser.add_argument("--pixel-threshold", metavar="SPEC",
+                        help="pixel threshold: quantile:Q of validation map pixels (default: the documented "
+                             "quantile), fixed:V, or none (no masks)")
+    parser.add_argument("--quantile", type=float, metavar="Q", help="shorthand for --image-threshold quantile:Q")
+    parser.add_argument("--threshold", type=float, metavar="VALUE", help="shorthand for --image-threshold fixed:VALUE")
 
 
 def collect_images(items: list[str], what: str = "images") -> list[Path]:
@@ -87,61 +103,87 @@ def parse_params(assignments: list[str]) -> dict[str, Any]:
     return params
 
 
-def split_holdout(files: list[Path], fraction: float) -> tuple[list[Path], list[Path]]:
-    """Every k-th file (deterministic, spread over the list) for calibration, the rest to train."""
-    if fraction <= 0 or len(files) < 2:
-        return files, []
-    if fraction >= 1:
-        raise InvalidParams(f"--holdout must be below 1, got {fraction}")
-    n_hold = max(1, round(len(files) * fraction))
-    step = len(files) / n_hold
-    held = {int(i * step + step / 2) for i in range(n_hold)}
-    return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
+def image_threshold_spec(args: argparse.Namespace) -> str:
+    """--image-threshold, or its shorthands --quantile / --threshold (one of them at most)."""
+    from pyimgano.pipeline import DEFAULT_IMAGE_THRESHOLD
+
+    given = [f for f, v in (("--image-threshold", args.image_threshold), ("--quantile", args.quantile),
+                            ("--threshold", args.threshold)) if v is not None]
+    if len(given) > 1:
+        raise InvalidParams(f"{' and '.join(given)} both set the image threshold; "
+                            "give one of --image-threshold, --quantile, --threshold")
+    if args.quantile is not None:
+        return f"quantile:{args.quantile!r}"
+    if args.threshold is not None:
+        return f"fixed:{args.threshold!r}"
+    return args.image_threshold or DEFAULT_IMAGE_THRESHOLD
+
+
+def build_pipeline(args: argparse.Namespace) -> Any:
+    """The unfitted pipeline the flags describe; every flag checked, no image read."""
+    from pyimgano.benchmark.config import DEFAULT_DETECTOR, DEFAULT_DETECTOR_PARAMS
+    from pyimgano.pipeline import DEFAULT, DEFAULT_VAL_FRACTION, Pipeline, parse_postprocess
+    from pyimgano.registry import create_detector
+
+    name = args.detector or DEFAULT_DETECTOR
+    params = (dict(DEFAULT_DETECTOR_PARAMS) if args.detector is None else {}) | parse_params(args.assignments)
+    image_threshold = image_threshold_spec(args)
+    postprocess = DEFAULT if args.postprocess is None else parse_postprocess(args.postprocess)
+    pixel: Any = DEFAULT if args.pixel_threshold is None else args.pixel_threshold
+    if isinstance(pixel, str) and pixel.strip().lower() == "none":
+        pixel = None
+    if args.val and args.val_fraction is not None:
+        raise InvalidParams("give --val (held-out images) or --val-fraction (a share of --train), not both")
+    val_fraction = DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction
+    detector = create_detector(name, **params)
+    return Pipeline(detector, postprocess=postprocess, image_threshold=image_threshold, pixel_threshold=pixel,
+                    val_fraction=0.0 if args.val else val_fraction, seed=args.seed)
+
+
+def describe_fit(pipe: Any) -> str:
+    """One line on what was fitted, for the terminal."""
+    steps = ", ".join(s["name"] for s in pipe.postprocess) or "none (raw maps)"
+    parts = [f"image threshold {pipe.image_threshold_:.6g} ({pipe.image_threshold.spec()})"]
+    if pipe.pixel_threshold_ is not None:
+        parts.append(f"pixel threshold {pipe.pixel_threshold_:.6g} ({pipe.pixel_threshold.spec()})")
+    return f"{pipe.n_train_} train, {pipe.n_val_} validation image(s); post-processing: {steps}; " + "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from pyimgano.benchmark.config import DEFAULT_DETECTOR, DEFAULT_DETECTOR_PARAMS
-    from pyimgano.registry import create_detector
+    from pyimgano.detector import MODEL_CONFIG_FILE
+    from pyimgano.pipeline import check_output_dir
 
     console = Console(stderr=True)
-    name = args.detector or DEFAULT_DETECTOR
-    params = (dict(DEFAULT_DETECTOR_PARAMS) if args.detector is None else {}) | parse_params(args.assignments)
+    out = Path(args.out).expanduser()
+    check_output_dir(out, MODEL_CONFIG_FILE)  # before anything is read or fitted
+    pipe = build_pipeline(args)
     files = collect_images(args.train, "training images")
-    calibration = collect_images(args.calibrate, "calibration images") if args.calibrate else []
-    source = "calibrate"
-    if args.threshold is None and not calibration:
-        files, calibration = split_holdout(files, args.holdout)
-        source = "holdout"
-    detector = create_detector(name, **params)
-    console.print(f"fitting {detector.component} on {len(files)} image(s)"
-                  + (f", calibrating on {len(calibration)}" if calibration and args.threshold is None else ""))
+    val_files = collect_images(args.val, "validation images") if args.val else None
+    pipe.check_fit(len(files), val_files is not None)
+    console.print(f"fitting {pipe.traits.name} on {len(files)} image(s)"
+                  + (f", calibrating on {len(val_files)}" if val_files else
+                     f" ({pipe.val_fraction:g} held out to calibrate, seed {pipe.seed})" if pipe.val_fraction else ""))
     started = time.perf_counter()
     with console.status("fitting..."):
-        detector.fit(files)
+        pipe.fit(files, val_images=val_files)
     fit_s = time.perf_counter() - started
-    if args.threshold is not None:
-        detector.set_threshold(args.threshold)
-        how = f"fixed at {args.threshold}"
-    elif calibration:
-        with console.status("calibrating..."):
-            detector.calibrate(calibration, strategy={"strategy": "quantile", "q": args.quantile})
-        how = f"{args.quantile} quantile of {len(calibration)} {source} image scores"
-    else:
-        how = "predict gives scores; pass --threshold there for labels"
-        console.print("[yellow]warning: no threshold: give --calibrate DIR or keep a --holdout above 0[/]")
-    out = detector.save(args.out)
+    held = set(pipe.val_indices_ or [])
+    if val_files is None:
+        val_files = [f for i, f in enumerate(files) if i in held]
+        files = [f for i, f in enumerate(files) if i not in held]
     training = {
-        "detector": detector.component,
-        "n_train": len(files),
+        "detector": pipe.traits.name,
+        "n_train": pipe.n_train_,
+        "n_val": pipe.n_val_,
         "train": [str(p) for p in files],
-        "calibration": [str(p) for p in calibration] if args.threshold is None else [],
-        "threshold": detector.threshold_,
-        "threshold_from": how,
+        "val": [str(p) for p in val_files],
+        "val_fraction": None if not held else pipe.val_fraction,
+        "seed": pipe.seed,
         "fit_s": round(fit_s, 3),
     }
-    (Path(out) / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n")
-    thr = "no threshold" if detector.threshold_ is None else f"threshold {detector.threshold_:.6g}"
-    print(f"saved {detector.component} to {out} (fit {fit_s:.1f} s, {thr}: {how})")
+    text = json.dumps(training, indent=2, ensure_ascii=True) + "\n"
+    pipe.save(out, extra_files={TRAINING_FILE: text})
+    print(f"saved the {pipe.traits.name} pipeline to {out} (fit {fit_s:.1f} s): {describe_fit(pipe)}")
     return 0

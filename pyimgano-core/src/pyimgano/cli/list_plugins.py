@@ -1,4 +1,8 @@
-"""``pyimgano list-plugins``: every plugin, its status and what it registers."""
+"""``pyimgano list-plugins``: every plugin, its status and what it registers.
+
+It reads the plugin listing (:mod:`pyimgano.listing`): from its cache when nothing
+discovery depends on changed, so a warm listing imports no plugin and no pydantic.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyimgano.plugins import get_registry
+    from pyimgano.listing import get_listing
 
-    registry = get_registry(strict=False)  # strict mode: still show what was found, then fail
-    strict_error = registry.strict_error()
-    records = [p.as_dict() for p in registry.plugins]
+    listing = get_listing()  # strict mode: still show what was found, then fail
+    strict_error = listing.strict_error
+    records = listing.rows()
     if args.json:
         print(json.dumps({"plugins": records}, indent=2))
     else:

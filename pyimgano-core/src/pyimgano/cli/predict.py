@@ -1,149 +1,285 @@
-"""``pyimgano predict``: score images with a saved model; CSV, heatmaps and binary masks."""
+"""``pyimgano predict``: apply a saved pipeline to images; CSV, JSON regions, heatmaps and masks.
+
+One pass over the images, in batches bounded by pixel count: memory stays bounded by the
+largest batch, whatever the number of images, and heatmaps are drawn at a bounded size.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-BATCH = 16
+from pyimgano.errors import InvalidParams, OutputExists
+
+BATCH = 16  # images per batch at most
+BATCH_PIXELS = 16 * 1024 * 1024  # ... and at most this many pixels (one image may exceed it alone)
+HEATMAP_MAX_SIDE = 1024  # heatmaps are drawn at most this large (masks keep the image's size)
+NAME_MAX = 100
 
 EPILOG = """\
 examples:
   pyimgano predict --model model/ data/new/ --out predictions/
-  pyimgano predict --model model/ 'line3/*.png' part7.png --out predictions/ --save-maps
+  pyimgano predict --model model/ 'line3/*.png' part7.png --out predictions/ --json --save-maps
 
-Writes OUT/predictions.csv (image, score, label, anomalous pixel fraction, files),
-OUT/heatmaps/*.png (heatmap over the image; colours: blue normal, red anomalous, the
-threshold halfway) and OUT/masks/*.png (255 where the map is above the pixel threshold).
-Images are scored in batches and maps wait on disk, so memory does not grow with the
-number of images.
+Writes OUT/predictions.csv (per image: score, label, anomalous pixel fraction, number of
+defect regions, the largest region's area and bounding box, the files written),
+OUT/masks/*.png (255 where the post-processed map is above the pixel threshold) and
+OUT/heatmaps/*.png (the post-processed map over the image, at most 1024 px a side; blue
+normal, red anomalous, the pixel threshold halfway). --json adds OUT/predictions.json with
+every region's bounding box [x, y, width, height], area and peak map value.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
-    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a directory saved by pyimgano fit")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a folder saved by pyimgano fit")
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders (recursive) or globs")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--threshold", type=float, metavar="VALUE", help="image threshold instead of the model's")
     parser.add_argument("--pixel-threshold", type=float, metavar="VALUE",
-                        help="map value above which a pixel is in the mask (default: the image threshold)")
+                        help="pixel threshold (on post-processed maps) instead of the model's")
+    parser.add_argument("--json", action="store_true",
+                        help="also write OUT/predictions.json with every defect region of every image")
     parser.add_argument("--save-maps", action="store_true",
-                        help="also keep the raw float32 maps as OUT/maps/<name>.npy")
+                        help="also keep the post-processed float32 maps as OUT/maps/<name>.npy")
 
 
-def _unique_names(paths: list[Path]) -> list[str]:
-    """Output file stems: the image's stem, with its parent folder(s) prepended while ambiguous."""
-    names = [p.stem for p in paths]
-    depth = 1
-    while len(set(names)) < len(names) and depth < 6:
-        names = ["_".join([*p.parent.parts[-depth:], p.stem]) for p in paths]
-        depth += 1
-    if len(set(names)) < len(names):
-        names = [f"{i:05d}_{n}" for i, n in enumerate(names)]
-    return [re.sub(r"[^A-Za-z0-9._-]+", "-", n) for n in names]
+# -- output names -------------------------------------------------------------------------------
+def _clean(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:NAME_MAX] or "image"
 
 
-def heatmap_png(image: np.ndarray, amap: np.ndarray, lo: float, hi: float, path: Path) -> None:
+def output_names(paths: list[Path]) -> list[str]:
+    """A distinct, file-name-safe stem per image (ASCII letters, digits, ``._-``).
+
+    The image's stem; where two clash after cleaning (``a b.png``, ``a-b.png``, or the same
+    stem in two folders; compared case-insensitively), their parent folders are prepended,
+    then a counter, so no two images ever share an output file.
+    """
+    names = [_clean(p.stem) for p in paths]
+    for depth in range(1, 4):
+        keys = [n.casefold() for n in names]
+        clashing = {k for k in keys if keys.count(k) > 1}
+        if not clashing:
+            return names
+        names = [_clean("_".join([*p.parent.parts[-depth:], p.stem])) if k in clashing else n
+                 for p, n, k in zip(paths, names, keys)]
+    taken: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate.casefold() in taken:
+            k += 1
+            candidate = f"{name}-{k}"
+        taken.add(candidate.casefold())
+        unique.append(candidate)
+    return unique
+
+
+# -- pictures ----------------------------------------------------------------------------------
+def _bounded(array: np.ndarray, max_side: int, nearest: bool = False) -> np.ndarray:
+    from PIL import Image
+
+    h, w = array.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return array
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if array.dtype == np.uint8:
+        return np.asarray(Image.fromarray(array).resize(size, Image.NEAREST if nearest else Image.BILINEAR))
+    return np.asarray(Image.fromarray(np.asarray(array, np.float32)).resize(size, Image.BILINEAR))
+
+
+def heatmap_png(image: np.ndarray, amap: np.ndarray, lo: float, hi: float, path: Path,
+                max_side: int = HEATMAP_MAX_SIDE) -> None:
+    """The map over the image, at most ``max_side`` pixels a side, as PNG."""
     from PIL import Image
 
     from pyimgano.benchmark.overlays import colourise
 
+    image, amap = _bounded(image, max_side), _bounded(amap, max_side)
     heat = colourise(amap, lo, hi)
-    Image.fromarray((0.5 * heat + 0.5 * image).round().astype(np.uint8)).save(path)
+    blended = (heat.astype(np.uint16) + image.astype(np.uint16) + 1) // 2  # half and half, in integers
+    with open(path, "wb") as handle:
+        Image.fromarray(blended.astype(np.uint8)).save(handle, format="PNG")
 
 
-class _ColourScale:
-    """The heatmaps' shared colour range, gathered map by map (memory stays bounded):
-    from the lowest value to the 99.9th percentile of a sample, or, with a threshold,
-    symmetric around it so that warm colours mean above it."""
+def colour_range(pipe: Any, first_maps: list[np.ndarray]) -> tuple[float, float]:
+    """The heatmaps' colour range: the pipeline's (from its validation maps), else from the
+    first batch (a model folder saved before pipelines), the pixel threshold halfway."""
+    known = (pipe.calibration_ or {}).get("heatmap_range")
+    if known:
+        return float(known[0]), float(known[1])
+    values = np.concatenate([m.ravel()[:: max(1, m.size // 4096)] for m in first_maps])
+    lo, hi = float(values.min()), float(np.percentile(values, 99.9))
+    threshold = pipe.pixel_threshold_
+    if threshold is not None and threshold > lo:
+        hi = 2 * threshold - lo
+    return lo, (hi if hi > lo else lo + 1.0)
 
-    SAMPLE = 4096
 
-    def __init__(self) -> None:
-        self.lo = np.inf
-        self.samples: list[np.ndarray] = []
+# -- batches -----------------------------------------------------------------------------------
+def batches(files: list[Path]) -> list[list[int]]:
+    """Indices of ``files`` in batches of at most :data:`BATCH` images and :data:`BATCH_PIXELS`
+    pixels (read from the headers)."""
+    from pyimgano.images import read_image_size
 
-    def add(self, amap: np.ndarray) -> None:
-        flat = amap.ravel()
-        self.lo = min(self.lo, float(flat.min()))
-        self.samples.append(flat[:: max(1, flat.size // self.SAMPLE)])
+    out: list[list[int]] = []
+    current: list[int] = []
+    pixels = 0
+    for i, path in enumerate(files):
+        h, w = read_image_size(path)
+        if current and (len(current) >= BATCH or pixels + h * w > BATCH_PIXELS):
+            out.append(current)
+            current, pixels = [], 0
+        current.append(i)
+        pixels += h * w
+    if current:
+        out.append(current)
+    return out
 
-    def range(self, threshold: float | None) -> tuple[float, float]:
-        hi = float(np.percentile(np.concatenate(self.samples), 99.9))
-        if threshold is not None and threshold > self.lo:
-            hi = threshold + (threshold - self.lo)
-        return self.lo, (hi if hi > self.lo else self.lo + 1.0)
+
+class _JsonWriter:
+    """predictions.json written image by image to a temporary file, renamed when complete."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        import tempfile
+
+        self.path = path
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        self.handle = os.fdopen(fd, "w", encoding="ascii")
+        head = json.dumps(header, indent=2)[:-2]  # reopen the object to append "images"
+        self.handle.write(head + ',\n  "images": [')
+        self.count = 0
+
+    def add(self, item: dict[str, Any]) -> None:
+        self.handle.write(("," if self.count else "") + "\n    " + json.dumps(item))
+        self.count += 1
+
+    def close(self) -> None:
+        self.handle.write("\n  ]\n}\n")
+        self.handle.close()
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.handle.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+def _finite_override(value: float | None, flag: str) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise InvalidParams(f"{flag} {value}: must be a finite number")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    import shutil
-
-    from PIL import Image
     from rich.progress import Progress
 
     from pyimgano.atomic import atomic_write
     from pyimgano.benchmark.results import rows_to_csv
     from pyimgano.cli.fit import collect_images
-    from pyimgano.detector import load_detector
     from pyimgano.images import load_image
+    from pyimgano.pipeline import load
 
-    detector = load_detector(args.model)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputExists(f"{out}: exists and is not a folder; choose another --out")
+    image_override = _finite_override(args.threshold, "--threshold")
+    pixel_override = _finite_override(args.pixel_threshold, "--pixel-threshold")
+    pipe = load(args.model)
+    if image_override is not None:
+        pipe.image_threshold_ = image_override
+        if pipe.calibration_.get("legacy") and pixel_override is None and pipe.traits.pixel_maps:
+            pixel_override = image_override  # as before pipelines: masks at the image threshold
+    if pixel_override is not None:
+        if not pipe.traits.pixel_maps:
+            raise InvalidParams(f"--pixel-threshold: {pipe.traits.name} gives no anomaly maps")
+        pipe.pixel_threshold_ = pixel_override
     files = collect_images(args.images, "images to score")
-    names = _unique_names(files)
-    threshold = args.threshold if args.threshold is not None else detector.threshold_
-    pixel_threshold = args.pixel_threshold if args.pixel_threshold is not None else threshold
-    out = Path(args.out)
-    heat_dir, mask_dir = out / "heatmaps", out / "masks"
-    # maps wait on disk for the second pass (the colour range needs all of them)
-    maps_dir = out / "maps" if args.save_maps else out / ".maps-tmp"
+    names = output_names(files)
+    groups = batches(files)
+    out.mkdir(parents=True, exist_ok=True)
+    dirs = {"heatmaps": out / "heatmaps", "masks": out / "masks", "maps": out / "maps"}
+    writer = None
+    if args.json:
+        writer = _JsonWriter(out / "predictions.json", {
+            "model": str(Path(args.model)), "detector": pipe.traits.name,
+            "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
+            "bbox": "[x, y, width, height] in pixels of the image, origin top left",
+        })
     rows: list[dict[str, Any]] = []
-    scale = _ColourScale()
-    has_maps = True
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"scoring with {detector.component}", total=len(files))
-        for start in range(0, len(files), BATCH):
-            batch = files[start : start + BATCH]
-            batch_scores, batch_maps = detector.score(batch)
-            has_maps = has_maps and batch_maps is not None
-            for k, (path, score) in enumerate(zip(batch, batch_scores)):
-                name = names[start + k]
-                row: dict[str, Any] = {"image": str(path), "score": float(score),
-                                       "label": None if threshold is None else int(score > threshold)}
-                if has_maps:
-                    amap = np.asarray(batch_maps[k], dtype=np.float32)
-                    scale.add(amap)
-                    maps_dir.mkdir(parents=True, exist_ok=True)
-                    np.save(maps_dir / f"{name}.npy", amap)
-                    if pixel_threshold is not None:
-                        mask = amap > pixel_threshold
-                        mask_dir.mkdir(parents=True, exist_ok=True)
-                        Image.fromarray(mask.astype(np.uint8) * 255).save(mask_dir / f"{name}.png")
-                        row["mask"] = str(Path("masks") / f"{name}.png")
-                        row["anomalous_fraction"] = round(float(mask.mean()), 6)
-                rows.append(row)
-            progress.advance(task, len(batch))
-        if has_maps and rows:
-            lo, hi = scale.range(threshold)
-            heat_dir.mkdir(parents=True, exist_ok=True)
-            task = progress.add_task("drawing heatmaps", total=len(rows))
-            for row, name in zip(rows, names):
-                amap = np.load(maps_dir / f"{name}.npy", allow_pickle=False)
-                heatmap_png(load_image(row["image"]), amap, lo, hi, heat_dir / f"{name}.png")
-                row["heatmap"] = str(Path("heatmaps") / f"{name}.png")
-                progress.advance(task)
-    if not args.save_maps:
-        shutil.rmtree(maps_dir, ignore_errors=True)
-    columns = ["image", "score", "label", "anomalous_fraction", "heatmap", "mask"]
+    scale: tuple[float, float] | None = None
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"predicting with {pipe.traits.name}", total=len(files))
+            for group in groups:
+                images = [load_image(files[i]) for i in group]
+                result = pipe.predict(images)
+                if result.maps is not None and scale is None:
+                    scale = colour_range(pipe, result.maps)
+                for k, i in enumerate(group):
+                    row, regions = _outputs(result, k, images[k], files[i], names[i], dirs, scale, args.save_maps)
+                    rows.append(row)
+                    if writer is not None:
+                        writer.add({key: row[key] for key in ("image", "score", "label", "anomalous_fraction",
+                                                              "heatmap", "mask") if key in row} | {"regions": regions})
+                progress.advance(task, len(group))
+                del images, result
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close()
+    columns = ["image", "score", "label", "anomalous_fraction", "n_regions", "largest_area", "largest_x",
+               "largest_y", "largest_width", "largest_height", "heatmap", "mask"] + (["map"] if args.save_maps else [])
     atomic_write(out / "predictions.csv", rows_to_csv(rows, columns))
     n_anomalous = sum(1 for r in rows if r["label"] == 1)
     summary = f"{len(rows)} image(s) scored"
-    summary += (f", {n_anomalous} anomalous (threshold {threshold:.6g})" if threshold is not None
-                else "; no threshold in the model: labels left empty (pass --threshold)")
-    print(f"{summary}; wrote {out / 'predictions.csv'}")
+    if pipe.image_threshold_ is None:
+        summary += "; no threshold in the model: labels left empty (pass --threshold)"
+    else:
+        summary += f", {n_anomalous} anomalous (image threshold {pipe.image_threshold_:.6g}"
+        summary += f", pixel threshold {pipe.pixel_threshold_:.6g})" if pipe.pixel_threshold_ is not None else ")"
+    print(f"{summary}; wrote {out / 'predictions.csv'}" + (f" and {out / 'predictions.json'}" if args.json else ""))
     return 0
+
+
+def _outputs(result: Any, k: int, image: np.ndarray, path: Path, name: str, dirs: dict[str, Path],
+             scale: tuple[float, float] | None, save_maps: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Write one image's mask, heatmap (and map); its CSV row and its regions."""
+    from PIL import Image
+
+    from pyimgano.pipeline import find_regions
+
+    row: dict[str, Any] = {"image": str(path), "score": float(result.scores[k]),
+                           "label": None if result.labels is None else int(result.labels[k])}
+    regions: list[dict[str, Any]] = []
+    amap = None if result.maps is None else result.maps[k]
+    if amap is not None and scale is not None:
+        dirs["heatmaps"].mkdir(exist_ok=True)
+        heatmap_png(image, amap, *scale, dirs["heatmaps"] / f"{name}.png")
+        row["heatmap"] = f"heatmaps/{name}.png"
+        if save_maps:
+            dirs["maps"].mkdir(exist_ok=True)
+            np.save(dirs["maps"] / f"{name}.npy", np.asarray(amap, dtype=np.float32))
+            row["map"] = f"maps/{name}.npy"
+    if result.masks is not None:
+        mask = result.masks[k]
+        dirs["masks"].mkdir(exist_ok=True)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(dirs["masks"] / f"{name}.png")
+        regions = find_regions(mask, amap)
+        row.update(mask=f"masks/{name}.png", anomalous_fraction=round(float(mask.mean()), 6), n_regions=len(regions))
+        if regions:
+            x, y, w, h = regions[0]["bbox"]
+            row.update(largest_area=regions[0]["area"], largest_x=x, largest_y=y, largest_width=w, largest_height=h)
+    return row, regions

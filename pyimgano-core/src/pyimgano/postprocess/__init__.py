@@ -1,5 +1,5 @@
-"""Anomaly-map post-processing: registered steps, a ``Pipeline`` built from plain config,
-and ``tune_pipeline``, the opt-in few-shot search over step parameters.
+"""Anomaly-map post-processing: registered steps, a ``PostProcessing`` chain built from plain
+config, and ``tune_postprocessing``, the opt-in few-shot search over step parameters.
 
 Normalisation statistics come only from maps passed to ``fit`` (training or calibration
 images), never from the maps being transformed, unless a step is told ``per_image=True``.
@@ -11,9 +11,9 @@ from __future__ import annotations
 from pyimgano._lazy import lazy_exports
 
 _LAZY = {
-    "Pipeline": "pyimgano.postprocess.pipeline",
-    "TuneResult": "pyimgano.postprocess.pipeline",
-    "tune_pipeline": "pyimgano.postprocess.pipeline",
+    "PostProcessing": "pyimgano.postprocess.chain",
+    "TuneResult": "pyimgano.postprocess.chain",
+    "tune_postprocessing": "pyimgano.postprocess.chain",
     "Step": "pyimgano.postprocess.steps",
 }
 

@@ -75,7 +75,7 @@ class Step:
         if self.needs_fit and not self.state:
             raise NotFittedError(
                 f"post-processor {self.name} needs statistics of training/calibration maps: call "
-                f"fit(maps) first (or Pipeline.fit), or set per_image=True where the step has it"
+                f"fit(maps) first (or PostProcessing.fit), or set per_image=True where the step has it"
             )
         return map_images(maps, lambda m: self._apply(np.asarray(m, dtype=np.float32)).astype(np.float32))
 

@@ -406,16 +406,27 @@ def check_deterministic_with_seed(target: DetectorTarget) -> None:
 
 
 def _reload(target: DetectorTarget, detector: Any, directory: Path) -> Any:
+    """``load`` of a model the kit saved in a temporary folder (named ``<saved model>`` in errors)."""
+    from pyimgano.errors import ModelLoadError
+
+    try:
+        return _load_saved(target, detector, directory)
+    except ModelLoadError as exc:
+        raise ModelLoadError(str(exc).replace(str(directory), "<saved model>")) from None
+
+
+def _load_saved(target: DetectorTarget, detector: Any, directory: Path) -> Any:
     if target.registry_name is not None:
         from pyimgano.detector import load_detector
 
         return load_detector(directory)
-    # a factory outside the registry: rebuild it from the saved state the same way
-    from pyimgano.detector import MODEL_STATE_FILE
+    # a factory outside the registry: rebuild it from the saved state with load's checks
+    from pyimgano.modelfile import check_loaded_state, read_state
 
     fresh = target.make(SEED)
-    with np.load(directory / MODEL_STATE_FILE, allow_pickle=False) as data:
-        state = {k: data[k] for k in data.files}
+    path = directory / "state.npz"
+    state = read_state(path)
+    check_loaded_state(fresh, state, path)
     fresh._set_state(state)
     fresh._load_files(directory)
     fresh.is_fitted_ = True
@@ -494,15 +505,27 @@ def _candidates(annotation: Any, value: Any) -> tuple[int, list[Any]]:
     return 3, []  # None, strings, lists: no generic other value
 
 
-def _other_value(model: type[BaseModel], params: Mapping[str, Any]) -> tuple[str, Any] | None:
+def _state_shape_names(detector: Any) -> frozenset[str]:
+    """Names in the detector's ``state_arrays`` shapes: parameters the fitted state depends on."""
+    declared = getattr(detector, "state_arrays", None) or {}
+    return frozenset(dim for spec in declared.values() for dim in spec.shape if isinstance(dim, str))
+
+
+def _other_value(
+    model: type[BaseModel], params: Mapping[str, Any], avoid: frozenset[str] = frozenset()
+) -> tuple[str, Any] | None:
     """A parameter and another value the model accepts for it, ``params`` otherwise unchanged.
 
     Booleans come first, then choices (Literal, Enum), then numbers, each in declaration
-    order; parameters left at None, strings and lists are never picked.
+    order; parameters left at None, strings and lists are never picked, nor those in
+    ``avoid`` (parameters that fix the shape of the fitted state: they take effect on the
+    next fit, and a fitted detector refuses to save a state that no longer fits them).
     """
     current = model.model_validate(dict(params))
     ranked = []
     for order, (name, info) in enumerate(model.model_fields.items()):
+        if name in avoid:
+            continue
         value = getattr(current, name)
         preference, candidates = _candidates(info.annotation, value)
         if candidates:
@@ -523,7 +546,7 @@ def _changeable(target: DetectorTarget) -> str | None:
     if model is None:
         return "no params model (a factory without params_model)"
     try:
-        found = _other_value(model, target.params)
+        found = _other_value(model, target.params, _state_shape_names(target.make(SEED)))
     except ValidationError as exc:
         return f"the kit's parameters do not validate against {model.__name__}: {exc.errors()}"
     return None if found is not None else f"no parameter of {model.__name__} can take another value generically"
@@ -540,7 +563,7 @@ def check_set_params_round_trip(target: DetectorTarget) -> None:
     detector = target.fitted()
     model = _params_model(target)
     before = detector.get_params()
-    found = _other_value(model, before)
+    found = _other_value(model, before, _state_shape_names(detector))
     if found is None:
         raise CheckFailed(name_, f"get_params() {before} leaves no parameter another valid value")
     name, value = found

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from pyimgano import __version__
+from pyimgano.atomic import atomic_write
 
 PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -65,6 +66,5 @@ def new_plugin(name: str, out: str | os.PathLike = ".", *, force: bool = False) 
         parts = [values["package"] if (i == 1 and parts[0] == "src" and part == "package") else part
                  for i, part in enumerate(parts)]
         target = project.joinpath(*parts).with_suffix("")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render(source.read_text(encoding="utf-8"), values), encoding="utf-8")
+        atomic_write(target, render(source.read_text(encoding="utf-8"), values))  # --force replaces files whole
     return project

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from pyimgano import Detector
+from pyimgano import Detector, StateArray
 from pyimgano.preprocess import resize_image, resize_map
 from pyimgano_example.plugin import MADParams
 
@@ -18,6 +18,8 @@ def _resized(img: np.ndarray, size: int) -> np.ndarray:
 
 class MeanAbsDiff(Detector):
     params_model = MADParams
+    # checked before a saved state reaches _set_state: one mean image at the image_size parameter
+    state_arrays = {"mean": StateArray("float", ("image_size", "image_size", 3))}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -1,4 +1,4 @@
-"""Pipelines from plain config, fitting on training maps only, and the few-shot tuner."""
+"""Post-processing chains from plain config, fitting on training maps only, and the few-shot tuner."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from pyimgano import InvalidParams, NotFittedError
 from pyimgano.metrics import aupro, pixel_f1_max
-from pyimgano.postprocess import Pipeline, tune_pipeline
+from pyimgano.postprocess import PostProcessing, tune_postprocessing
 
 
 def _labelled(seed=0, n=4, size=32):
@@ -25,10 +25,10 @@ def _labelled(seed=0, n=4, size=32):
 def test_from_config_accepts_lists_dicts_and_json():
     steps = [{"name": "gaussian", "sigma": 2}, {"name": "percentile", "params": {"low": 2, "per_image": True}}]
     for config in (steps, {"steps": steps}, json.dumps(steps)):
-        pipe = Pipeline.from_config(config)
+        pipe = PostProcessing.from_config(config)
         assert [name for name, _ in pipe.steps] == ["gaussian", "percentile"]
         assert pipe.to_config()[1] == {"name": "percentile", "low": 2.0, "high": 99.0, "per_image": True, "clip": True}
-    rebuilt = Pipeline.from_config(json.loads(json.dumps(pipe.to_config())))
+    rebuilt = PostProcessing.from_config(json.loads(json.dumps(pipe.to_config())))
     maps, _ = _labelled()
     np.testing.assert_array_equal(rebuilt(maps), pipe(maps))
 
@@ -37,21 +37,21 @@ def test_from_config_accepts_lists_dicts_and_json():
     "config, message",
     [("[not json", "not valid JSON"), ({"step": []}, "exactly one key 'steps'"), (42, "must be a list"),
      ([{"sigma": 2}], "step 0 must be a dict with a 'name'"),
-     ([{"name": "gaussian"}, {"name": "gaussian", "sigma": -1}], r"pipeline step 1 \(gaussian\).*sigma")],
+     ([{"name": "gaussian"}, {"name": "gaussian", "sigma": -1}], r"post-processing step 1 \(gaussian\).*sigma")],
 )
 def test_bad_configs_name_the_step(config, message):
     with pytest.raises(InvalidParams, match=message):
-        Pipeline.from_config(config)
+        PostProcessing.from_config(config)
 
 
 def test_unknown_step_names_are_reported():
-    with pytest.raises(LookupError, match="pipeline step 0 \\(blur\\)"):
-        Pipeline.from_config([{"name": "blur"}])
+    with pytest.raises(LookupError, match="post-processing step 0 \\(blur\\)"):
+        PostProcessing.from_config([{"name": "blur"}])
 
 
 def test_fit_uses_the_given_maps_in_order_and_state_round_trips():
     train = np.random.default_rng(3).random((3, 16, 16)) * 10
-    pipe = Pipeline.from_config([{"name": "gaussian", "sigma": 1}, {"name": "minmax"}])
+    pipe = PostProcessing.from_config([{"name": "gaussian", "sigma": 1}, {"name": "minmax"}])
     assert pipe.needs_fit
     with pytest.raises(NotFittedError):
         pipe(train)
@@ -59,47 +59,47 @@ def test_fit_uses_the_given_maps_in_order_and_state_round_trips():
     assert out.min() == pytest.approx(0.0, abs=1e-6) and out.max() == pytest.approx(1.0, abs=1e-6)
     config = pipe.to_config(include_state=True)
     assert set(config[1]["state"]) == {"offset", "scale"}
-    restored = Pipeline.from_config(json.loads(json.dumps(config)))
+    restored = PostProcessing.from_config(json.loads(json.dumps(config)))
     np.testing.assert_array_equal(restored(train), out)
 
 
-def test_tune_pipeline_picks_the_best_grid_point_and_reports_it():
+def test_tune_postprocessing_picks_the_best_grid_point_and_reports_it():
     maps, masks = _labelled()
     space = [{"name": "gaussian", "sigma": [0.5, 2.0, 4.0]}, {"name": "minmax", "per_image": True}]
-    result = tune_pipeline(maps, masks, space, objective="aupro")
+    result = tune_postprocessing(maps, masks, space, objective="aupro")
     scores = [t["score"] for t in result.trials]
     assert len(scores) == 3 and result.score == max(scores)
     assert result.config == result.trials[int(np.argmax(scores))]["config"]
-    processed = result.pipeline(maps)
+    processed = result.postprocessing(maps)
     assert aupro(masks, processed) == result.score
     assert result.threshold == pixel_f1_max(masks, processed)[1]
     assert result.score > aupro(masks, maps)  # smoothing helps on noisy blob maps
     json.dumps(result.to_dict())
 
 
-def test_tune_pipeline_pixel_f1_objective():
+def test_tune_postprocessing_pixel_f1_objective():
     maps, masks = _labelled(seed=1)
-    result = tune_pipeline(maps, masks, [{"name": "gaussian", "sigma": [1.0, 3.0]}], objective="pixel_f1")
-    assert result.score == pixel_f1_max(masks, result.pipeline(maps))[0]
+    result = tune_postprocessing(maps, masks, [{"name": "gaussian", "sigma": [1.0, 3.0]}], objective="pixel_f1")
+    assert result.score == pixel_f1_max(masks, result.postprocessing(maps))[0]
     assert result.objective == "pixel_f1"
 
 
-def test_tune_pipeline_never_fits_normalisation_on_the_labelled_maps():
+def test_tune_postprocessing_never_fits_normalisation_on_the_labelled_maps():
     maps, masks = _labelled()
     space = [{"name": "minmax"}]
     with pytest.raises(InvalidParams, match="fit_maps"):
-        tune_pipeline(maps, masks, space)
+        tune_postprocessing(maps, masks, space)
     train = np.full((2, 32, 32), 5.0, np.float32)
     train[0, 0, 0] = 7.0
-    result = tune_pipeline(maps, masks, space, fit_maps=train)
-    assert result.pipeline.steps[0][1].state == {"offset": 5.0, "scale": 2.0}
+    result = tune_postprocessing(maps, masks, space, fit_maps=train)
+    assert result.postprocessing.steps[0][1].state == {"offset": 5.0, "scale": 2.0}
 
 
-def test_tune_pipeline_rejects_bad_objectives_and_huge_grids():
+def test_tune_postprocessing_rejects_bad_objectives_and_huge_grids():
     maps, masks = _labelled()
     with pytest.raises(InvalidParams, match="objective"):
-        tune_pipeline(maps, masks, [{"name": "gaussian"}], objective="auroc")
+        tune_postprocessing(maps, masks, [{"name": "gaussian"}], objective="auroc")
     with pytest.raises(InvalidParams, match="combinations"):
-        tune_pipeline(maps, masks, [{"name": "gaussian", "sigma": list(range(1, 40)), "truncate": list(range(1, 40))}])
+        tune_postprocessing(maps, masks, [{"name": "gaussian", "sigma": list(range(1, 40)), "truncate": list(range(1, 40))}])
     with pytest.raises(InvalidParams, match="no candidates"):
-        tune_pipeline(maps, masks, [{"name": "gaussian", "sigma": []}])
+        tune_postprocessing(maps, masks, [{"name": "gaussian", "sigma": []}])

@@ -1,4 +1,4 @@
-"""``Pipeline``: an ordered list of post-processing steps from plain config; ``tune_pipeline``.
+"""``PostProcessing``: an ordered chain of post-processing steps from plain config; ``tune_postprocessing``.
 
 Config is JSON-friendly: a list (or ``{"steps": [...]}``, or a JSON string of either) of
 ``{"name": "gaussian", "sigma": 4}`` or ``{"name": "gaussian", "params": {"sigma": 4}}``.
@@ -24,31 +24,31 @@ def _step_list(config: Any) -> list[dict[str, Any]]:
         try:
             config = json.loads(config)
         except json.JSONDecodeError as exc:
-            raise InvalidParams(f"pipeline config is not valid JSON: {exc}") from None
+            raise InvalidParams(f"post-processing config is not valid JSON: {exc}") from None
     if isinstance(config, dict):
         if set(config) != {"steps"}:
-            raise InvalidParams(f"a pipeline config dict must have exactly one key 'steps'; got {sorted(config)}")
+            raise InvalidParams(f"a post-processing config dict must have exactly one key 'steps'; got {sorted(config)}")
         config = config["steps"]
     if not isinstance(config, (list, tuple)):
-        raise InvalidParams(f"a pipeline config must be a list of steps; got {type(config).__name__}")
+        raise InvalidParams(f"a post-processing config must be a list of steps; got {type(config).__name__}")
     steps = []
     for i, item in enumerate(config):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise InvalidParams(f"pipeline step {i} must be a dict with a 'name'; got {item!r}")
+            raise InvalidParams(f"post-processing step {i} must be a dict with a 'name'; got {item!r}")
         params = dict(item.get("params", {}))
         params.update({k: v for k, v in item.items() if k not in ("name", "params", "state")})
         steps.append({"name": item["name"], "params": params, "state": item.get("state")})
     return steps
 
 
-class Pipeline:
-    """Steps applied in order to N x H x W maps (or lists of H x W maps)."""
+class PostProcessing:
+    """Post-processing steps applied in order to N x H x W maps (or lists of H x W maps)."""
 
     def __init__(self, steps: list[tuple[str, Any]]) -> None:
         self.steps = list(steps)
 
     @classmethod
-    def from_config(cls, config: Any) -> Pipeline:
+    def from_config(cls, config: Any) -> PostProcessing:
         """Build from a list of step dicts, ``{"steps": [...]}`` or a JSON string of either."""
         from pyimgano.plugins import get_registry
 
@@ -58,14 +58,14 @@ class Pipeline:
             try:
                 step = registry.create("postprocessor", item["name"], **item["params"])
             except (InvalidParams, ComponentNotFound, NameConflict, PluginError) as exc:
-                raise type(exc)(f"pipeline step {i} ({item['name']}): {exc}") from None
+                raise type(exc)(f"post-processing step {i} ({item['name']}): {exc}") from None
             if item["state"]:
                 step.state = {k: float(v) for k, v in item["state"].items()}
             steps.append((item["name"], step))
         return cls(steps)
 
     def to_config(self, *, include_state: bool = False) -> list[dict[str, Any]]:
-        """The plain config that rebuilds this pipeline (with fitted statistics if asked)."""
+        """The plain config that rebuilds this chain (with fitted statistics if asked)."""
         out = []
         for name, step in self.steps:
             params = step.params.model_dump() if isinstance(getattr(step, "params", None), BaseModel) else {}
@@ -79,7 +79,7 @@ class Pipeline:
     def needs_fit(self) -> bool:
         return any(getattr(step, "needs_fit", False) for _, step in self.steps)
 
-    def fit(self, maps: Any) -> Pipeline:
+    def fit(self, maps: Any) -> PostProcessing:
         """Fit the statistics of each step on training/calibration maps (never test maps)."""
         last = max((i for i, (_, s) in enumerate(self.steps) if getattr(s, "needs_fit", False)), default=-1)
         for _, step in self.steps[: last + 1]:
@@ -96,16 +96,16 @@ class Pipeline:
     transform = __call__
 
     def __repr__(self) -> str:
-        return f"Pipeline({self.to_config()!r})"
+        return f"PostProcessing({self.to_config()!r})"
 
 
 @dataclass
 class TuneResult:
-    """What ``tune_pipeline`` chose: the config, the fitted pipeline, its score and the
+    """What ``tune_postprocessing`` chose: the config, the fitted chain, its score and the
     pixel F1-optimal threshold on the processed maps (anomalous where score >= threshold)."""
 
     config: list[dict[str, Any]]
-    pipeline: Pipeline
+    postprocessing: PostProcessing
     score: float
     objective: str
     threshold: float
@@ -113,7 +113,7 @@ class TuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "config": self.pipeline.to_config(include_state=True),
+            "config": self.postprocessing.to_config(include_state=True),
             "score": self.score,
             "objective": self.objective,
             "threshold": self.threshold,
@@ -122,7 +122,7 @@ class TuneResult:
 
 
 def expand_search_space(search_space: Any) -> list[list[dict[str, Any]]]:
-    """Every pipeline config in the grid: a list-valued parameter is a set of candidates."""
+    """Every post-processing config in the grid: a list-valued parameter is a set of candidates."""
     steps = _step_list(search_space)
     axes: list[tuple[int, str, list[Any]]] = []
     for i, step in enumerate(steps):
@@ -145,7 +145,7 @@ def expand_search_space(search_space: Any) -> list[list[dict[str, Any]]]:
     return configs
 
 
-def tune_pipeline(
+def tune_postprocessing(
     maps: Any,
     masks: Any,
     search_space: Any,
@@ -154,9 +154,9 @@ def tune_pipeline(
     fit_maps: Any = None,
     fpr_limit: float = 0.3,
 ) -> TuneResult:
-    """Grid-search a pipeline's parameters on a few labelled maps.
+    """Grid-search post-processing parameters on a few labelled maps.
 
-    ``maps``/``masks``: the labelled images used to choose; ``search_space``: a pipeline
+    ``maps``/``masks``: the labelled images used to choose; ``search_space``: a post-processing
     config whose list-valued parameters are candidates, e.g.
     ``[{"name": "gaussian", "sigma": [2, 4, 8]}, {"name": "minmax"}]``; ``objective``:
     ``"aupro"`` (at ``fpr_limit``) or ``"pixel_f1"`` (pixel F1-max). Steps that need
@@ -170,25 +170,25 @@ def tune_pipeline(
     if objective not in ("aupro", "pixel_f1"):
         raise InvalidParams(f"objective must be 'aupro' or 'pixel_f1'; got {objective!r}")
     trials: list[dict[str, Any]] = []
-    best: tuple[float, list[dict[str, Any]], Pipeline, Any] | None = None
+    best: tuple[float, list[dict[str, Any]], PostProcessing, Any] | None = None
     for config in expand_search_space(search_space):
-        pipeline = Pipeline.from_config(config)
-        if pipeline.needs_fit:
+        chain = PostProcessing.from_config(config)
+        if chain.needs_fit:
             if fit_maps is None:
                 raise InvalidParams(
-                    f"pipeline {config} needs normalisation statistics: pass fit_maps= (maps of "
+                    f"post-processing {config} needs normalisation statistics: pass fit_maps= (maps of "
                     "normal training or calibration images); the labelled maps are not used for that"
                 )
-            pipeline.fit(fit_maps)
-        processed = pipeline(maps)
+            chain.fit(fit_maps)
+        processed = chain(maps)
         if objective == "aupro":
             score = aupro(masks, processed, fpr_limit=fpr_limit)
         else:
             score = pixel_f1_max(masks, processed)[0]
         trials.append({"config": config, "score": score})
         if best is None or score > best[0]:
-            best = (score, config, pipeline, processed)
+            best = (score, config, chain, processed)
     assert best is not None
-    score, config, pipeline, processed = best
+    score, config, chain, processed = best
     threshold = pixel_f1_max(masks, processed)[1]
-    return TuneResult(config, pipeline, score, objective, threshold, trials)
+    return TuneResult(config, chain, score, objective, threshold, trials)

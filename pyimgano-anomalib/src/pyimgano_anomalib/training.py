@@ -1,0 +1,139 @@
+"""Training machinery shared by every adapter: images as an anomalib data module, the
+lightning ``Trainer`` arguments, and the callbacks that keep runs seeded and quiet.
+
+The data module serves in-memory normal images as anomalib ``ImageItem`` objects, shuffled
+from the global torch generator as anomalib's own data modules are, so that a run seeded
+like an ``Engine`` run draws the same batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+IGNORED_TRAINER_ARGUMENTS = frozenset({"devices", "max_epochs", "val_check_interval", "check_val_every_n_epoch"})
+"""Keys of anomalib's ``trainer_arguments`` the plugin sets itself (budget, device, no validation)."""
+
+
+def quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "anomalib"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"lightning\..*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
+def to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
+    """HxWx3 uint8 -> 3 x size x size float in [0, 1], converted as anomalib's ``read_image``
+    (bit for bit) and resized as its pre-processor does."""
+    uint8 = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+    tensor = TF.to_dtype(uint8, torch.float32, scale=True)
+    if tensor.shape[-2:] != (size, size):
+        tensor = TF.resize(tensor, [size, size], antialias=True)
+    return tensor
+
+
+class _Images(torch.utils.data.Dataset):
+    """In-memory normal images as anomalib ``ImageItem`` objects (label 0)."""
+
+    def __init__(self, images: list[np.ndarray], size: int) -> None:
+        self.tensors = [to_tensor(img, size) for img in images]
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __getitem__(self, index: int) -> Any:
+        from anomalib.data.dataclasses.torch import ImageItem
+
+        return ImageItem(image=self.tensors[index], gt_label=torch.tensor(0), image_path=f"image-{index}")
+
+
+def make_datamodule(images: list[np.ndarray], size: int, batch_size: int, eval_batch_size: int) -> Any:
+    """A lightning data module over in-memory images; ``val_dataloader`` serves the same
+    normal images (models such as EfficientAD and CFA read ``trainer.datamodule``)."""
+    import lightning
+    from anomalib.data.dataclasses.torch import ImageBatch
+
+    dataset = _Images(images, size)
+
+    class InMemoryDataModule(lightning.LightningDataModule):
+        name = "pyimgano"
+        category = ""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.train_batch_size = min(batch_size, len(dataset))
+            self.eval_batch_size = eval_batch_size
+            self.train_data = dataset
+
+        def train_dataloader(self) -> torch.utils.data.DataLoader:
+            return torch.utils.data.DataLoader(
+                dataset, batch_size=self.train_batch_size, shuffle=True, drop_last=False,
+                collate_fn=ImageBatch.collate, num_workers=0,
+            )
+
+        def val_dataloader(self) -> torch.utils.data.DataLoader:
+            return torch.utils.data.DataLoader(
+                dataset, batch_size=self.eval_batch_size, shuffle=False, collate_fn=ImageBatch.collate, num_workers=0
+            )
+
+    return InMemoryDataModule()
+
+
+def reseed_before_memory_bank(seed: int) -> Any:
+    """A lightning callback that re-seeds just before a memory-bank model's ``fit`` (PatchCore's
+    coreset draw), whichever hook triggers it first: the draw then depends on the seed
+    alone, not on how many random numbers model building and data loading used before."""
+    import lightning
+
+    class ReseedBeforeMemoryBank(lightning.Callback):
+        def __init__(self) -> None:
+            self.done = False
+
+        def _reseed(self, pl_module: Any) -> None:
+            if not self.done and not bool(getattr(pl_module, "_is_fitted", True)):
+                lightning.seed_everything(seed, verbose=False)
+                self.done = True
+
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            self._reseed(pl_module)
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            self._reseed(pl_module)
+
+    return ReseedBeforeMemoryBank()
+
+
+@contextlib.contextmanager
+def lightning_dir(work_dir: str | None) -> Iterator[Path]:
+    """``work_dir``, or a temporary folder removed afterwards: lightning writes nowhere else."""
+    if work_dir is not None:
+        path = Path(work_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="pyimgano-anomalib-") as tmp:
+        yield Path(tmp)
+
+
+def trainer_arguments(module: Any, config: Any, root: Path) -> dict[str, Any]:
+    """lightning ``Trainer`` arguments: the model's own (``trainer_arguments``: gradient
+    clipping...), the budget from ``config``, the CPU, no logger, checkpoint or validation."""
+    args = {k: v for k, v in module.trainer_arguments.items() if k not in IGNORED_TRAINER_ARGUMENTS}
+    args.update(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(root), max_epochs=config.max_epochs,
+        max_steps=config.max_steps if config.max_steps is not None else -1, num_sanity_val_steps=0,
+        limit_val_batches=0, deterministic=False, callbacks=[reseed_before_memory_bank(config.seed)],
+    )
+    if config.time_limit_s is not None:
+        args["max_time"] = {"seconds": float(config.time_limit_s)}
+    return args

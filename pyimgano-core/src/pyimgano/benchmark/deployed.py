@@ -1,0 +1,119 @@
+"""What a calibrated pipeline does on the test split: figures at its thresholds, and curves.
+
+:func:`deployed_metrics` is results.json's ``deployed`` block: precision, recall, F1 and FPR
+of the image labels at the image threshold, and precision, recall, F1 and IoU of the defect
+masks at the pixel threshold, counted over all test pixels. A ratio whose denominator is
+zero (no good image, no defect, nothing flagged) is ``None``.
+
+:func:`curves` gives the points of the report's pictures: the image ROC curve and the PRO
+curve up to the AUPRO FPR limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+MAX_CURVE_POINTS = 200
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def image_figures(labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> dict[str, float | None]:
+    """Precision, recall, F1 and FPR of ``score > threshold`` against the labels."""
+    keys = ("image_precision", "image_recall", "image_f1", "image_fpr")
+    if threshold is None:
+        return dict.fromkeys(keys)
+    truth = np.asarray(labels).astype(bool)
+    flagged = np.asarray(scores, dtype=np.float64) > threshold
+    tp = int(np.count_nonzero(flagged & truth))
+    fp = int(np.count_nonzero(flagged & ~truth))
+    fn = int(np.count_nonzero(~flagged & truth))
+    n_good = int(np.count_nonzero(~truth))
+    return dict(zip(keys, (_ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn),
+                           _ratio(fp, n_good))))
+
+
+def pixel_figures(masks: list[np.ndarray] | None, maps: list[np.ndarray] | None,
+                  threshold: float | None) -> dict[str, float | None]:
+    """Precision, recall, F1 and IoU of ``map > threshold`` against the masks, over all pixels."""
+    keys = ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou")
+    if threshold is None or masks is None or maps is None:
+        return dict.fromkeys(keys)
+    tp = fp = fn = 0
+    for mask, amap in zip(masks, maps):
+        truth = np.asarray(mask, dtype=bool)
+        flagged = np.asarray(amap) > threshold
+        tp += int(np.count_nonzero(flagged & truth))
+        fp += int(np.count_nonzero(flagged & ~truth))
+        fn += int(np.count_nonzero(~flagged & truth))
+    return dict(zip(keys, (_ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn),
+                           _ratio(tp, tp + fp + fn))))
+
+
+def deployed_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    image_threshold: float | None,
+    masks: list[np.ndarray] | None,
+    maps: list[np.ndarray] | None,
+    pixel_threshold: float | None,
+) -> dict[str, float | None]:
+    """results.json's ``deployed`` block (keys: :data:`pyimgano.benchmark.results.DEPLOYED_KEYS`)."""
+    pixel = pixel_threshold if (masks is not None and maps is not None) else None
+    return {"image_threshold": image_threshold, **image_figures(labels, scores, image_threshold),
+            "pixel_threshold": pixel, **pixel_figures(masks, maps, pixel)}
+
+
+def _thin(x: np.ndarray, y: np.ndarray, n: int = MAX_CURVE_POINTS) -> list[list[float]]:
+    if x.size > n:
+        keep = np.unique(np.r_[np.linspace(0, x.size - 1, n).round().astype(np.int64), x.size - 1])
+        x, y = x[keep], y[keep]
+    return [[round(float(a), 6) for a in x], [round(float(b), 6) for b in y]]
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> list[list[float]] | None:
+    """[fpr, tpr] of the image scores (every distinct score a threshold); None with one class."""
+    truth = np.asarray(labels).astype(bool)
+    if truth.all() or not truth.any():
+        return None
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+    s, y = np.asarray(scores, dtype=np.float64)[order], truth[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    tpr = np.r_[0.0, np.cumsum(y)[last] / y.sum()]
+    fpr = np.r_[0.0, np.cumsum(~y)[last] / (~y).sum()]
+    return _thin(fpr, tpr)
+
+
+def pro_curve(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float) -> list[list[float]] | None:
+    """[fpr, pro] up to ``fpr_limit`` (the AUPRO definition, sampled at up to 200 thresholds);
+    None without a defect region or a defect-free pixel."""
+    from pyimgano.metrics._inputs import split_pixels
+    from pyimgano.metrics.pro import region_weights
+
+    bool_masks = [np.asarray(m, dtype=bool) for m in masks]
+    defects, normals = split_pixels(bool_masks, [np.asarray(m) for m in maps], np.dtype(np.float64))
+    weights, n_regions = region_weights(bool_masks)
+    if n_regions == 0 or normals.size == 0:
+        return None
+    normals.sort()
+    order = np.argsort(-defects, kind="mergesort")
+    defects, cum = defects[order], np.cumsum(weights[order] / n_regions)
+    n0 = normals.size
+    counts = np.unique(np.linspace(1, max(1, int(fpr_limit * n0)), MAX_CURVE_POINTS).round().astype(np.int64))
+    thresholds = normals[n0 - counts]  # the count-th largest normal value
+    fp = n0 - np.searchsorted(normals, thresholds, side="left")
+    n_hit = np.searchsorted(-defects, -thresholds, side="right")  # defects >= threshold
+    pro = np.where(n_hit > 0, cum[np.maximum(n_hit - 1, 0)], 0.0)
+    return _thin(np.r_[0.0, fp / n0], np.r_[0.0, np.minimum(pro, 1.0)])
+
+
+def curves(labels: np.ndarray, scores: np.ndarray, masks: list[np.ndarray] | None,
+           maps: list[np.ndarray] | None, fpr_limit: float) -> dict[str, Any]:
+    """The points of the report's curves: ``{"roc": [fpr, tpr] | None, "pro": [fpr, pro] | None,
+    "fpr_limit": ...}``."""
+    pro = pro_curve(masks, maps, fpr_limit) if masks is not None and maps is not None else None
+    return {"roc": roc_curve(labels, scores), "pro": pro, "fpr_limit": fpr_limit}

@@ -1,0 +1,607 @@
+"""The inspection pipeline: a detector, post-processing and two thresholds, fitted, saved,
+predicted with and benchmarked as one unit.
+
+``Pipeline.fit(train, val_images=None)`` fits the detector on the training images, then
+fits everything else on *validation* images (given, or a seeded ``val_fraction`` of the
+training images held out from the detector): the statistics of the post-processing steps
+(on the maps of normal validation images), the image threshold (on their scores) and the
+pixel threshold (on their post-processed maps). Test images are never seen. ``predict``
+gives scores, 0/1 labels, post-processed maps at each image's own size, boolean defect
+masks and the masks' connected regions.
+
+A saved pipeline is one folder: the detector exactly as :meth:`Detector.save` writes it
+(``pyimgano-model.json``, ``state.npz``, its own files; its threshold is the image
+threshold) plus ``pyimgano-pipeline.json`` (see :data:`PIPELINE_FILE` and docs/pipeline.md).
+A folder saved by a plain detector loads as a pipeline without post-processing whose
+pixel threshold is the image threshold, so it predicts as it always did.
+
+The calibration steps are module functions (:func:`split_validation`,
+:func:`fit_postprocessing`, :func:`pixel_threshold_value`), reusable on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyimgano.errors import InvalidParams, MetricError, ModelLoadError, NotFittedError, OutputExists
+from pyimgano.thresholds import DEFAULT_IMAGE_QUANTILE, DEFAULT_PIXEL_QUANTILE, make_strategy
+
+PIPELINE_FILE = "pyimgano-pipeline.json"
+PIPELINE_FORMAT = 1
+DEFAULT = "default"
+DEFAULT_IMAGE_THRESHOLD = f"quantile:{DEFAULT_IMAGE_QUANTILE}"
+DEFAULT_PIXEL_THRESHOLD = f"quantile:{DEFAULT_PIXEL_QUANTILE}"
+DEFAULT_VAL_FRACTION = 0.1
+
+
+# -- what a detector declares ------------------------------------------------------------------
+@dataclass(frozen=True)
+class DetectorTraits:
+    """What the pipeline needs to know about a detector before fitting it."""
+
+    name: str
+    pixel_maps: bool
+    min_train_images: int = 1
+    default_postprocess: tuple[dict[str, Any], ...] = ()
+
+
+def detector_traits(detector: Any) -> DetectorTraits:
+    """The traits of a detector object: from its registered spec, else from its class."""
+    name = getattr(detector, "component", None) or type(detector).__name__
+    if name and name != "detector":
+        from pyimgano.errors import PyimganoError
+        from pyimgano.plugins import get_registry
+
+        try:
+            spec, _ = get_registry().resolve("detector", name)
+        except PyimganoError:
+            spec = None
+        if spec is not None:
+            caps = spec.capabilities
+            return DetectorTraits(name, bool(caps.pixel_maps) and getattr(detector, "supports_maps", True),
+                                  caps.min_train_images, tuple(caps.default_postprocess))
+    return DetectorTraits(str(name), bool(getattr(detector, "supports_maps", True)))
+
+
+# -- configuration ------------------------------------------------------------------------------
+def postprocess_config(postprocess: Any, traits: DetectorTraits) -> list[dict[str, Any]]:
+    """The concrete, validated step list: ``"default"`` is the detector's declared default,
+    ``None``/``[]`` the raw maps; steps are checked against the registry (unknown names
+    and bad parameters are one-line errors). Steps for a detector without maps are an error."""
+    from pyimgano.postprocess.chain import PostProcessing
+
+    explicit = not (isinstance(postprocess, str) and postprocess == DEFAULT)
+    if not explicit:
+        config: Any = [dict(step) for step in traits.default_postprocess] if traits.pixel_maps else []
+    else:
+        config = [] if postprocess is None else postprocess
+    chain = PostProcessing.from_config(config)
+    if chain.steps and not traits.pixel_maps:
+        raise InvalidParams(
+            f"postprocess {config!r}: detector {traits.name} gives no anomaly maps to post-process; "
+            "leave postprocess unset"
+        )
+    return chain.to_config()
+
+
+def pixel_strategy(pixel_threshold: Any, traits: DetectorTraits) -> Any:
+    """The pixel threshold strategy: ``"default"`` is :data:`DEFAULT_PIXEL_THRESHOLD` for a
+    detector with maps and none without; a strategy for a detector without maps is an error."""
+    if isinstance(pixel_threshold, str) and pixel_threshold == DEFAULT:
+        return make_strategy(DEFAULT_PIXEL_THRESHOLD, "pixel_threshold") if traits.pixel_maps else None
+    if pixel_threshold is None:
+        return None
+    strategy = make_strategy(pixel_threshold, "pixel_threshold")
+    if not traits.pixel_maps:
+        raise InvalidParams(
+            f"pixel_threshold {pixel_threshold!r}: detector {traits.name} gives no anomaly maps, so there "
+            "are no pixels to threshold; leave pixel_threshold unset"
+        )
+    return strategy
+
+
+def parse_postprocess(text: str, what: str = "--postprocess") -> Any:
+    """A post-processing config from the command line or a config file: ``default``, ``none``
+    (raw maps), a JSON list of steps, or the path of a JSON file holding one."""
+    from pyimgano.userfiles import read_text
+
+    value = text.strip()
+    if value.lower() == DEFAULT:
+        return DEFAULT
+    if value.lower() in ("none", "raw"):
+        return []
+    path = Path(value).expanduser()
+    if value[:1] not in "[{" and path.is_file():
+        value = read_text(path, InvalidParams)
+        what = f"{what} {path}"
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise InvalidParams(
+            f"{what} {text!r}: not a JSON list of steps nor a file holding one ({exc}); e.g. "
+            '\'[{"name": "gaussian", "sigma": 2}, {"name": "standardize"}]\', default or none'
+        ) from None
+
+
+def check_val_fraction(value: Any) -> float:
+    try:
+        fraction = float(value)
+    except (TypeError, ValueError):
+        fraction = math.nan
+    if isinstance(value, bool) or not (math.isfinite(fraction) and 0.0 <= fraction < 1.0):
+        raise InvalidParams(f"val_fraction {value!r}: must be a number at least 0 and below 1 (e.g. 0.1)")
+    return fraction
+
+
+# -- calibration, step by step --------------------------------------------------------------------
+def split_validation(
+    n: int, val_fraction: float, seed: int, min_train_images: int = 1, detector: str = "the detector"
+) -> tuple[list[int], list[int]]:
+    """Indices (fit, validation) of ``n`` training images: a seeded random ``val_fraction``
+    of them (at least one) is held out, and at least ``min_train_images`` stay for fitting."""
+    if n <= 0:
+        raise InvalidParams("no training images")
+    n_val = max(1, int(math.floor(n * val_fraction + 0.5)))
+    if n - n_val < min_train_images:
+        raise InvalidParams(
+            f"val_fraction {val_fraction} of {n} training image(s) holds out {n_val} for validation and leaves "
+            f"{n - n_val} to fit {detector}, which needs at least {min_train_images} (min_train_images); "
+            "give more training images, a smaller val_fraction, or val_images"
+        )
+    held = set(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
+    return [i for i in range(n) if i not in held], sorted(held)
+
+
+def fit_postprocessing(config: list[dict[str, Any]], normal_maps: list[np.ndarray]) -> Any:
+    """A fresh :class:`~pyimgano.postprocess.PostProcessing` of ``config``, its statistics
+    fitted on the maps of normal validation (or training) images."""
+    from pyimgano.postprocess.chain import PostProcessing
+
+    chain = PostProcessing.from_config(config)
+    if chain.needs_fit:
+        if not normal_maps:
+            raise InvalidParams(f"post-processing {config} needs statistics of normal validation maps; got none")
+        chain.fit(list(normal_maps))
+    return chain
+
+
+def pixel_threshold_value(
+    strategy: Any, maps: list[np.ndarray], labels: np.ndarray | None = None, masks: list | None = None
+) -> float:
+    """The pixel threshold of ``strategy`` on post-processed validation maps: a quantile of
+    the pixels of the normal images, F1-optimal on labelled masks, or the fixed value."""
+    from pyimgano.thresholds import FixedThreshold, QuantileThreshold
+
+    if isinstance(strategy, FixedThreshold):
+        return float(strategy.value)
+    if isinstance(strategy, QuantileThreshold):
+        normal = [m for i, m in enumerate(maps) if labels is None or not labels[i]]
+        pixels = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in normal]) if normal else []
+        return _finite(strategy.compute(pixels), "pixel threshold")
+    if masks is None:
+        raise InvalidParams(f"pixel_threshold {strategy.spec()!r} needs defect masks of the validation images")
+    truth = np.concatenate([np.zeros(np.shape(m), bool).ravel() if k is None else (np.asarray(k) > 0).ravel()
+                            for m, k in zip(maps, masks)])
+    pixels = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
+    return _finite(strategy.compute(pixels, truth), "pixel threshold")
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise MetricError(f"the {what} came out as {value}; the validation maps or scores are not finite")
+    return float(value)
+
+
+# -- regions --------------------------------------------------------------------------------------
+def find_regions(mask: np.ndarray, amap: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """The 8-connected regions of a defect mask, largest first: ``{"bbox": [x, y, width,
+    height], "area": pixels, "peak": the map's highest value inside (None without a map)}``."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return []
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    peaks = ndimage.maximum(amap, labels, index=np.arange(1, n + 1)) if amap is not None else [None] * n
+    regions = []
+    for k, box in enumerate(ndimage.find_objects(labels)):
+        ys, xs = box
+        regions.append({
+            "bbox": [int(xs.start), int(ys.start), int(xs.stop - xs.start), int(ys.stop - ys.start)],
+            "area": int(areas[k]),
+            "peak": None if peaks[k] is None else float(peaks[k]),
+        })
+    regions.sort(key=lambda r: (-r["area"], r["bbox"][1], r["bbox"][0]))
+    return regions
+
+
+@dataclass
+class PipelineOutput:
+    """What :meth:`Pipeline.predict` returns for N images.
+
+    ``labels`` and ``masks`` are ``None`` only for a plain detector folder saved without a
+    threshold; ``maps`` and ``masks`` are ``None`` for a detector without maps.
+    """
+
+    scores: np.ndarray
+    labels: np.ndarray | None
+    maps: list[np.ndarray] | None
+    masks: list[np.ndarray] | None
+    image_threshold: float | None = None
+    pixel_threshold: float | None = None
+    postprocess_s: float = field(default=0.0, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @cached_property
+    def regions(self) -> list[list[dict[str, Any]]]:
+        """Per image, the mask's regions (:func:`find_regions`); empty lists without masks."""
+        if self.masks is None:
+            return [[] for _ in range(len(self.scores))]
+        maps = self.maps if self.maps is not None else [None] * len(self.masks)
+        return [find_regions(mask, amap) for mask, amap in zip(self.masks, maps)]
+
+
+# -- the pipeline ---------------------------------------------------------------------------------
+class Pipeline:
+    """A detector + post-processing + an image threshold + a pixel threshold.
+
+    Args:
+        detector: a :class:`~pyimgano.Detector`, or a registered name (``"faiss:patchcore"``)
+            built with ``params``.
+        postprocess: ``"default"`` (the detector spec's ``default_postprocess``), ``None`` or
+            ``[]`` (raw maps), or a step config (docs/postprocess.md).
+        image_threshold: a strategy, dict or spec (``quantile:Q``, ``fixed:V``, ``f1``) for scores.
+        pixel_threshold: the same for post-processed map pixels; ``"default"`` is
+            :data:`DEFAULT_PIXEL_THRESHOLD` for detectors with maps, none otherwise.
+        val_fraction: share of the training images held out for calibration when ``fit``
+            gets no ``val_images`` (seeded by ``seed``).
+
+    Every argument is checked here, so a bad one fails before anything is fitted.
+    """
+
+    def __init__(
+        self,
+        detector: Any,
+        *,
+        params: dict[str, Any] | None = None,
+        postprocess: Any = DEFAULT,
+        image_threshold: Any = DEFAULT_IMAGE_THRESHOLD,
+        pixel_threshold: Any = DEFAULT,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(detector, str):
+            from pyimgano.registry import create_detector
+
+            detector = create_detector(detector, **(params or {}))
+        elif params:
+            raise InvalidParams("params= goes with a detector name; set a detector object's parameters on it")
+        self.detector = detector
+        self.traits = detector_traits(detector)
+        self.postprocess = postprocess_config(postprocess, self.traits)
+        if image_threshold is None:
+            raise InvalidParams(f"image_threshold None: give a strategy, e.g. {DEFAULT_IMAGE_THRESHOLD!r}")
+        self.image_threshold = make_strategy(image_threshold, "image_threshold")
+        self.pixel_threshold = pixel_strategy(pixel_threshold, self.traits)
+        self.val_fraction = check_val_fraction(val_fraction)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InvalidParams(f"seed {seed!r}: must be a whole number >= 0")
+        self.seed = int(seed)
+        self.postprocessing: Any = None
+        self.image_threshold_: float | None = None
+        self.pixel_threshold_: float | None = None
+        self.n_train_: int | None = None
+        self.n_val_: int | None = None
+        self.calibration_: dict[str, Any] = {}
+        self.is_fitted_ = False
+
+    # -- fitting ------------------------------------------------------------------------------
+    @property
+    def needs_validation(self) -> bool:
+        """Whether calibration needs validation images (a fitted statistic or threshold)."""
+        from pyimgano.postprocess.chain import PostProcessing
+        from pyimgano.thresholds import FixedThreshold
+
+        fitted = [s for s in (self.image_threshold, self.pixel_threshold) if s is not None]
+        return PostProcessing.from_config(self.postprocess).needs_fit or any(
+            not isinstance(s, FixedThreshold) for s in fitted)
+
+    def check_calibration_inputs(self, labels: Any = None, masks: Any = None) -> None:
+        """Strategies that need labelled anomalies (``f1``) get them: else one clear line."""
+        for what, strategy in (("image_threshold", self.image_threshold), ("pixel_threshold", self.pixel_threshold)):
+            if strategy is None or not strategy.needs_labels:
+                continue
+            y = None if labels is None else np.asarray(labels).astype(bool)
+            if y is None or y.all() or not y.any():
+                raise InvalidParams(
+                    f"{what} {strategy.spec()!r} needs labelled validation images of both kinds (normal and "
+                    "anomalous: val_labels=); with normal validation images only use quantile:Q or fixed:V"
+                )
+            if what == "pixel_threshold" and masks is None:
+                raise InvalidParams(f"{what} {strategy.spec()!r} needs the defect masks of the anomalous "
+                                    "validation images (val_masks=)")
+
+    def check_fit(self, n_train: int | None, has_val_images: bool, val_labels: Any = None,
+                  val_masks: Any = None) -> None:
+        """What ``fit`` checks before reading any image: the validation split (``n_train``
+        training images, None if unknown yet) and what the threshold strategies need."""
+        if not has_val_images and (val_labels is not None or val_masks is not None):
+            raise InvalidParams("val_labels/val_masks describe val_images; give val_images too")
+        self.check_calibration_inputs(val_labels, val_masks)
+        if not has_val_images and self.val_fraction == 0 and self.needs_validation:
+            raise InvalidParams(
+                f"val_fraction 0 leaves an empty validation split, and image_threshold "
+                f"{self.image_threshold.spec()!r}"
+                + (f", pixel_threshold {self.pixel_threshold.spec()!r}" if self.pixel_threshold else "")
+                + " or the post-processing statistics need one; give val_images, a val_fraction above 0, "
+                "or fixed:V thresholds"
+            )
+        if n_train is not None and not has_val_images and self.val_fraction > 0:
+            split_validation(n_train, self.val_fraction, self.seed, self.traits.min_train_images, self.traits.name)
+
+    def fit(
+        self,
+        train_images: Any,
+        val_images: Any = None,
+        *,
+        val_labels: Any = None,
+        val_masks: Any = None,
+    ) -> Pipeline:
+        """Fit the detector on ``train_images``, then calibrate on ``val_images`` (default:
+        a seeded ``val_fraction`` of the training images, held out from the detector).
+
+        ``val_labels`` / ``val_masks`` label some validation images as anomalous (needed by
+        the ``f1`` strategies); statistics and quantiles use the normal ones only.
+        """
+        from pyimgano.images import load_images
+
+        sized = isinstance(train_images, (list, tuple))
+        self.check_fit(len(train_images) if sized else None, val_images is not None, val_labels, val_masks)
+        self.val_indices_: list[int] | None = None  # which training images were held out, if any
+        need = self.traits.min_train_images
+        split = val_images is None and self.val_fraction > 0
+        train = load_images(train_images)
+        if not train:
+            raise InvalidParams(f"Pipeline.fit: no training images for {self.traits.name}")
+        val: list[np.ndarray] = []
+        if val_images is not None:
+            val = load_images(val_images)
+            if not val:
+                raise InvalidParams("val_images is empty: an empty validation split; give at least one image")
+            if len(train) < need:
+                raise InvalidParams(f"{len(train)} training image(s): {self.traits.name} needs at least {need} "
+                                    "(min_train_images)")
+        elif split:
+            fit_idx, val_idx = split_validation(len(train), self.val_fraction, self.seed, need, self.traits.name)
+            train, val = [train[i] for i in fit_idx], [train[i] for i in val_idx]
+            self.val_indices_ = val_idx
+        self.detector.fit(train)
+        self.n_train_ = len(train)
+        del train
+        self.calibrate(val, val_labels, val_masks)
+        return self
+
+    def calibrate(self, images: Any, labels: Any = None, masks: Any = None) -> Pipeline:
+        """Fit the post-processing statistics and both thresholds on validation images (the
+        detector stays as it is). ``labels`` (0/1) and ``masks`` describe anomalous ones."""
+        from pyimgano.contracts import validate_labels
+        from pyimgano.images import load_images
+
+        if not getattr(self.detector, "is_fitted_", True):
+            raise NotFittedError(f"{self.traits.name} is not fitted; call fit(train_images) first")
+        self.check_calibration_inputs(labels, masks)
+        arrays = load_images(images)
+        y = None
+        if labels is not None:
+            y = validate_labels(labels, len(arrays), component="validation labels").astype(bool)
+        mask_list = None if masks is None else list(masks)
+        if mask_list is not None and len(mask_list) != len(arrays):
+            raise InvalidParams(f"val_masks: {len(mask_list)} masks for {len(arrays)} validation images")
+        scores, maps = (self.detector.score(arrays) if arrays else (np.zeros(0), None))
+        if arrays and maps is None and (self.postprocess or self.pixel_threshold is not None):
+            raise InvalidParams(f"{self.traits.name} returned no anomaly maps; post-processing and a pixel "
+                                "threshold need them")
+        raw = None if maps is None else [np.asarray(m, dtype=np.float32) for m in maps]
+        normal_maps = None if raw is None else [m for i, m in enumerate(raw) if y is None or not y[i]]
+        self.postprocessing = fit_postprocessing(self.postprocess, normal_maps or [])
+        processed = None if raw is None else self.postprocessing(raw)
+        if not len(scores) and _needs_data(self.image_threshold):
+            raise InvalidParams(f"image_threshold {self.image_threshold.spec()!r} needs validation images; got none")
+        self.image_threshold_ = _finite(self.image_threshold.compute(scores, y), "image threshold")
+        self.detector.threshold_ = self.image_threshold_  # the detector's own predict() agrees
+        self.pixel_threshold_ = None
+        if self.pixel_threshold is not None:
+            if processed is None and _needs_data(self.pixel_threshold):
+                raise InvalidParams(f"pixel_threshold {self.pixel_threshold.spec()!r} needs validation images")
+            self.pixel_threshold_ = pixel_threshold_value(self.pixel_threshold, processed or [], y, mask_list)
+        self.n_val_ = len(arrays)
+        self.calibration_ = {
+            "n_normal": int(len(arrays) - (int(y.sum()) if y is not None else 0)),
+            "n_anomalous": int(y.sum()) if y is not None else 0,
+            "heatmap_range": _heatmap_range(
+                [m for i, m in enumerate(processed) if y is None or not y[i]] if processed else [],
+                self.pixel_threshold_),
+        }
+        self.is_fitted_ = True
+        return self
+
+    # -- prediction ----------------------------------------------------------------------------
+    def postprocess_maps(self, maps: Any) -> list[np.ndarray]:
+        """Post-process raw detector maps (a list of H x W arrays, each its own size)."""
+        self._check_fitted()
+        return [np.asarray(m, dtype=np.float32) for m in self.postprocessing([np.asarray(m) for m in maps])]
+
+    def predict(self, images: Any) -> PipelineOutput:
+        """Scores, labels, post-processed maps, masks (and ``.regions``) of the images."""
+        import time
+
+        self._check_fitted()
+        scores, maps = self.detector.score(images)
+        started = time.perf_counter()
+        processed = None if maps is None else self.postprocess_maps(list(maps))
+        postprocess_s = time.perf_counter() - started
+        labels = None if self.image_threshold_ is None else (scores > self.image_threshold_).astype(np.int64)
+        masks = None
+        if processed is not None and self.pixel_threshold_ is not None:
+            masks = [m > self.pixel_threshold_ for m in processed]
+        return PipelineOutput(scores, labels, processed, masks, self.image_threshold_, self.pixel_threshold_,
+                              postprocess_s)
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted_:
+            raise NotFittedError(f"the pipeline of {self.traits.name} is not fitted; call fit(train_images) first")
+
+    # -- persistence --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The content of ``pyimgano-pipeline.json``: every fitted statistic and threshold."""
+        from pyimgano import __version__
+        from pyimgano.detector import _plugin_version
+
+        self._check_fitted()
+        plugin = getattr(self.detector, "plugin", None)
+        versions = {"pyimgano": __version__}
+        if plugin:
+            versions[plugin] = _plugin_version(plugin)
+        return {
+            "format": PIPELINE_FORMAT,
+            "detector": self.traits.name,
+            "postprocess": self.postprocessing.to_config(include_state=True),
+            "image_threshold": {**self.image_threshold.to_dict(), "value": self.image_threshold_},
+            "pixel_threshold": None if self.pixel_threshold is None
+            else {**self.pixel_threshold.to_dict(), "value": self.pixel_threshold_},
+            "n_train": self.n_train_,
+            "n_val": self.n_val_,
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+            "calibration": self.calibration_,
+            "versions": versions,
+        }
+
+    def save(self, directory: str | os.PathLike, *, extra_files: dict[str, str] | None = None) -> Path:
+        """Write the pipeline folder atomically (the old folder stays until the new one is whole).
+
+        ``extra_files``: more text files for the folder (``{"training.json": ...}``).
+        A path that is a file, or a folder of other files, is refused (:class:`OutputExists`).
+        """
+        from pyimgano.atomic import replacing_dir
+        from pyimgano.detector import MODEL_CONFIG_FILE
+
+        self._check_fitted()
+        directory = Path(directory)
+        check_output_dir(directory, MODEL_CONFIG_FILE)
+        content = json.dumps(self.to_dict(), indent=2) + "\n"
+        self.detector.threshold_ = self.image_threshold_  # pyimgano-model.json's threshold: the image threshold
+        with replacing_dir(directory) as tmp:
+            self.detector.save(tmp)
+            (tmp / PIPELINE_FILE).write_text(content)
+            for name, text in (extra_files or {}).items():
+                (tmp / name).write_text(text)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Pipeline:
+        """Load a pipeline folder, or a plain detector folder (see the module docstring)."""
+        return load(directory)
+
+    def __repr__(self) -> str:
+        pixel = None if self.pixel_threshold is None else self.pixel_threshold.spec()
+        return (f"Pipeline({self.detector!r}, postprocess={self.postprocess!r}, "
+                f"image_threshold={self.image_threshold.spec()!r}, pixel_threshold={pixel!r}, "
+                f"val_fraction={self.val_fraction}, seed={self.seed})")
+
+
+def _needs_data(strategy: Any) -> bool:
+    from pyimgano.thresholds import FixedThreshold
+
+    return not isinstance(strategy, FixedThreshold)
+
+
+def _heatmap_range(normal_maps: list[np.ndarray], pixel_threshold: float | None) -> list[float] | None:
+    """A colour range for heatmaps: from the lowest normal validation value, with the pixel
+    threshold halfway (so warm colours mean above it); None without maps."""
+    if not normal_maps:
+        return None
+    lo = float(min(np.min(m) for m in normal_maps))
+    if pixel_threshold is not None and pixel_threshold > lo:
+        return [lo, float(2 * pixel_threshold - lo)]
+    hi = float(max(np.max(m) for m in normal_maps))
+    return [lo, hi if hi > lo else lo + 1.0]
+
+
+def check_output_dir(directory: Path, marker: str) -> None:
+    """``directory`` may be written over: absent, empty, or a folder holding ``marker`` (an
+    earlier output of the same kind). A file, or a folder of other files, is refused."""
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        raise OutputExists(f"{directory}: exists and is not a folder; choose another output path")
+    if directory.is_dir() and not (directory / marker).exists() and any(directory.iterdir()):
+        raise OutputExists(f"{directory}: a folder of other files (no {marker}); refusing to replace it, "
+                           "choose a new or empty folder")
+
+
+def load(directory: str | os.PathLike) -> Pipeline:
+    """Load a saved pipeline (``pyimgano.load``); a plain detector folder loads as a pipeline
+    with no post-processing and its threshold as both image and pixel threshold."""
+    from pyimgano.detector import load_detector
+    from pyimgano.thresholds import FixedThreshold
+
+    directory = Path(directory)
+    detector = load_detector(directory)
+    path = directory / PIPELINE_FILE
+    if not path.exists():  # a plain detector folder: predicts as it did before pipelines
+        threshold = detector.threshold_
+        if threshold is not None and not math.isfinite(threshold):
+            raise ModelLoadError(f"{directory / 'pyimgano-model.json'}: threshold {threshold} is not a finite number")
+        pipe = Pipeline(detector, postprocess=[], pixel_threshold=None, val_fraction=0.0)
+        pipe.postprocessing = fit_postprocessing([], [])
+        if threshold is not None:
+            pipe.image_threshold = FixedThreshold(value=threshold)
+            if pipe.traits.pixel_maps:
+                pipe.pixel_threshold, pipe.pixel_threshold_ = FixedThreshold(value=threshold), threshold
+        pipe.image_threshold_ = threshold
+        pipe.calibration_ = {"legacy": True, "heatmap_range": None}
+        pipe.is_fitted_ = True
+        return pipe
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != PIPELINE_FORMAT:
+            raise ModelLoadError(f"{path}: pipeline format {data.get('format')!r} is not supported "
+                                 f"(this pyimgano reads format {PIPELINE_FORMAT})")
+        image, pixel = dict(data["image_threshold"]), data["pixel_threshold"]
+        image_value = _finite(float(image.pop("value")), "image threshold")
+        pixel_value = None
+        if pixel is not None:
+            pixel = dict(pixel)
+            pixel_value = _finite(float(pixel.pop("value")), "pixel threshold")
+        steps = data["postprocess"]
+        pipe = Pipeline(detector, postprocess=[{k: v for k, v in s.items() if k != "state"} for s in steps],
+                        image_threshold=image, pixel_threshold=pixel, val_fraction=data.get("val_fraction", 0.0),
+                        seed=data.get("seed", 0))
+        from pyimgano.postprocess.chain import PostProcessing
+
+        pipe.postprocessing = PostProcessing.from_config(steps)
+        if pipe.postprocessing.needs_fit and not all(
+                s.get("state") for s, (_, step) in zip(steps, pipe.postprocessing.steps)
+                if getattr(step, "needs_fit", False)):
+            raise ModelLoadError(f"{path}: a post-processing step that needs statistics has none saved")
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(f"{path}: corrupt pipeline file ({type(exc).__name__}: {exc})") from None
+    pipe.image_threshold_ = image_value
+    pipe.pixel_threshold_ = pixel_value
+    pipe.n_train_ = data.get("n_train")
+    pipe.n_val_ = data.get("n_val")
+    pipe.calibration_ = dict(data.get("calibration") or {})
+    pipe.is_fitted_ = True
+    return pipe
