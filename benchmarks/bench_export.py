@@ -1,21 +1,23 @@
 """Exported models against their source detectors: parity, speed, memory, install size, bad input.
 
-Parity: ``faiss:patchcore`` (offline EfficientNet-Lite0 backbone, 256 px) is fitted on the
-synthetic set (pyimgano-datasets, category brick) and on the MVTec AD grid subset when it is
-present (``--mvtec ROOT``), saved, exported with ``pyimgano export``, and both score the test
-images. Reported: the largest relative image-score difference (goal 1e-4), the largest
-absolute map difference after the same fitted post-processing (Gaussian, then min-max fitted
-on held-out good images; goal 1e-3), and how many 0/1 labels and mask pixels differ at the
-saved threshold (goal 0). ``--anomalib`` adds anomalib's PaDiM and PatchCore through
-anomalib's own exporter.
+Parity: an inspection pipeline of ``faiss:patchcore`` and of ``faiss:knn`` (offline
+EfficientNet-Lite0 backbone, 256 px; as ``pyimgano fit`` makes it: the detector's default
+post-processing and both thresholds calibrated on a held-out tenth of the training images) is
+fitted on the synthetic set (pyimgano-datasets, category brick) and on the MVTec AD grid subset
+when it is present (``--mvtec ROOT``), saved, exported with ``pyimgano export`` (ONNX; OpenVINO
+too for patchcore when installed), loaded with ``pyimgano.load``, and both score the test images.
+Reported: the largest relative image-score difference (goal 1e-4), the largest absolute map
+difference after the same fitted post-processing (goal 1e-3), and how many 0/1 labels (at the
+saved image threshold) and mask pixels (at the saved pixel threshold) differ (goal 0).
+``--anomalib`` adds anomalib's PaDiM and PatchCore through anomalib's own exporter.
 
 Speed: images/s of the torch path (the source detector) and of the runtime (onnxruntime;
 OpenVINO too when installed) at 256 px, batch 1 and batch 16 (images per ``score`` call, as
 ``pyimgano predict`` makes them; each path runs them with its own defaults: the source's
 ``batch_size`` 8 per backbone pass, the runtime's 2 per graph run), each in its own worker process
 (so that peak memory is that path's alone), the paths taking turns twice and the best of each
-kept, in one run: read the ratios, not the absolute figures, on a shared machine. Install size: the files of every distribution the torch path
-needs (pyimgano-faiss and its dependencies) against those of the runtime
+kept, in one run: read the ratios, not the absolute figures, on a shared machine. Install size:
+the files of every distribution the torch path needs (pyimgano-faiss and its dependencies) against those of the runtime
 (pyimgano-core[onnx]), read from the installed distributions' records.
 
 Bad input: a tampered and a truncated ``model.onnx``, a manifest of a newer format and a
@@ -41,62 +43,51 @@ import numpy as np
 
 SIZE = 256
 BACKBONE = {"backbone": "efficientnet_lite0", "image_size": SIZE, "progress": False}
-POSTPROCESS = [{"name": "gaussian", "sigma": 2.0}, {"name": "minmax"}]
 GOALS = {"score_rel": 1e-4, "map_abs": 1e-3, "speedup_b16": 1.5}
 
 
 # -- parity ----------------------------------------------------------------------------
-def _load_set(name: str, root: str | None, category: str) -> tuple[list, list, list, list]:
+def _load_set(name: str, root: str | None, category: str) -> tuple[list, list]:
     from pyimgano import load_dataset
 
     data = load_dataset(name, root=root, category=category)
-    train = [data.load(s)[0] for s in data.train]
-    test = [data.load(s) for s in data.test]
-    labels = [int(s.label) for s in data.test]
-    return train, [img for img, _ in test], [m for _, m in test], labels
-
-
-def _postprocess(held_out_maps: list[np.ndarray]) -> Any:
-    import pyimgano.postprocess as pp
-
-    chain_class = getattr(pp, "PostProcessing", None) or pp.Pipeline
-    return chain_class.from_config(POSTPROCESS).fit(held_out_maps)
+    return [data.load(s)[0] for s in data.train], [data.load(s)[0] for s in data.test]
 
 
 def parity(name: str, detector_name: str, params: dict[str, Any], train: list, test: list, work: Path,
            fmt: str = "onnx") -> dict[str, Any]:
-    from pyimgano import create_detector, load_detector
+    """Fit an inspection pipeline as ``pyimgano fit`` does (the detector's default post-processing,
+    thresholds calibrated on a held-out tenth), save and export it, then compare the two pipelines."""
+    import pyimgano
     from pyimgano.export import export_model
 
-    n_hold = max(1, len(train) // 10)
-    detector = create_detector(detector_name, **params)
+    source = pyimgano.Pipeline(detector_name, params=params)
     started = time.perf_counter()
-    detector.fit(train[:-n_hold], calibration=train[-n_hold:])
+    source.fit(train)
     fit_s = time.perf_counter() - started
-    source_dir = detector.save(work / f"{name}-source")
+    source_dir = source.save(work / f"{name}-source")
     started = time.perf_counter()
-    exported = export_model(source_dir, work / f"{name}-{fmt}", format=fmt)
+    exported_dir = export_model(source_dir, work / f"{name}-{fmt}", format=fmt)
     export_s = time.perf_counter() - started
-    runtime = load_detector(exported)
-    s_scores, s_maps = detector.score(test)
-    r_scores, r_maps = runtime.score(test)
-    threshold = detector.threshold_
+    exported = pyimgano.load(exported_dir)
+    s_scores, s_raw = source.detector.score(test)
+    r_scores, r_raw = exported.detector.score(test)
+    threshold = source.image_threshold_
     out: dict[str, Any] = {
         "set": name, "detector": detector_name, "format": fmt, "n_test": len(test), "fit_s": round(fit_s, 1),
-        "export_s": round(export_s, 1),
+        "export_s": round(export_s, 1), "postprocess": source.postprocess,
+        "image_threshold": threshold, "pixel_threshold": source.pixel_threshold_,
         "max_score_rel_diff": float(np.max(np.abs(r_scores - s_scores) / np.abs(s_scores))),
         "label_mismatches": int(np.sum((r_scores > threshold) != (s_scores > threshold))),
         "closest_score_to_threshold_rel": float(np.min(np.abs(s_scores - threshold) / abs(threshold))),
     }
-    if s_maps is not None:
-        chain = _postprocess(list(detector.score(train[-n_hold:])[1]))
-        s_post, r_post = chain(list(s_maps)), chain(list(r_maps))
-        out["max_map_abs_diff_raw"] = max(float(np.max(np.abs(a - b))) for a, b in zip(r_maps, s_maps))
+    if s_raw is not None:
+        s_post, r_post = source.postprocess_maps(list(s_raw)), exported.postprocess_maps(list(r_raw))
+        out["max_map_abs_diff_raw"] = max(float(np.max(np.abs(a - b))) for a, b in zip(r_raw, s_raw))
         out["max_map_abs_diff_postprocessed"] = max(float(np.max(np.abs(a - b))) for a, b in zip(r_post, s_post))
-        # masks at the saved threshold (the pixel threshold of pyimgano predict: the image threshold)
-        out["mask_pixel_mismatches"] = int(sum(np.sum((a > threshold) != (b > threshold))
-                                               for a, b in zip(r_maps, s_maps)))
-        out["mask_pixels"] = int(sum(m.size for m in s_maps))
+        pixel = source.pixel_threshold_  # masks as pyimgano predict writes them: post-processed map > pixel threshold
+        out["mask_pixel_mismatches"] = int(sum(np.sum((a > pixel) != (b > pixel)) for a, b in zip(r_post, s_post)))
+        out["mask_pixels"] = int(sum(m.size for m in s_post))
     return out
 
 
@@ -307,7 +298,7 @@ def main() -> None:
         elif args.mvtec:
             print(f"(no MVTec grid category under {args.mvtec}: skipped)")
         for label, dataset, root, category in sets:
-            train, test, _masks, _labels = _load_set(dataset, root, category)
+            train, test = _load_set(dataset, root, category)
             cases = [("faiss:patchcore", BACKBONE, "onnx"), ("faiss:knn", BACKBONE, "onnx")]
             if has_openvino:
                 cases.append(("faiss:patchcore", BACKBONE, "openvino"))

@@ -101,13 +101,32 @@ def test_benchmark_runs_the_exported_detector(patchcore_export, tmp_path):
     assert 0.0 <= run["metrics"]["image_auroc"] <= 1.0 and run["metrics"]["pixel_auroc"] is not None
 
 
-def test_a_detector_that_cannot_export_names_those_that_can(patchcore_export, tmp_path, capsys):
-    _, exported = patchcore_export  # the runtime detector itself has no exporter
-    rc = main(["export", "--model", str(exported), "--out", str(tmp_path / "out")])
+def test_a_detector_that_cannot_export_names_those_that_can(knn_export, tmp_path, capsys, monkeypatch):
+    from pyimgano.plugins import Registry
+
+    source, _ = knn_export
+    resolve = Registry.resolve
+
+    def without_exporter(self, kind, name):  # faiss:knn as a plugin that declares no exporter would register it
+        spec, record = resolve(self, kind, name)
+        if name == "faiss:knn":
+            spec = spec.model_copy(update={"capabilities": spec.capabilities.model_copy(update={"exporter": None})})
+        return spec, record
+
+    monkeypatch.setattr(Registry, "resolve", without_exporter)
+    rc = main(["export", "--model", str(source), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
-    assert "detector core:exported cannot be exported; detectors that can: " in err
-    assert "faiss:patchcore (onnx, openvino)" in err and "faiss:knn (onnx, openvino)" in err
+    assert "detector faiss:knn cannot be exported; detectors that can: " in err
+    assert "faiss:patchcore (onnx, openvino)" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_export_is_not_exported_again(patchcore_export, tmp_path, capsys):
+    _, exported = patchcore_export
+    rc = main(["export", "--model", str(exported), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == f"error: {exported}: already an export (written by pyimgano export); export the model it came from"
     assert not (tmp_path / "out").exists()
 
 

@@ -97,6 +97,14 @@ def test_no_path_is_a_clear_error():
         create_detector("exported").fit([np.zeros((32, 32, 3), np.uint8)])
 
 
+def test_a_path_that_is_not_an_export_is_refused_when_the_detector_is_made(tmp_path):
+    from pyimgano import InvalidParams, create_detector
+
+    with pytest.raises(InvalidParams, match=f"path: {tmp_path}: not a folder written by pyimgano export "
+                                            r"\(no pyimgano-export.json\)$"):
+        create_detector("exported", path=str(tmp_path))
+
+
 def _cli_error(capsys, folder: Path, tmp_path: Path, image: Path) -> str:
     rc = main(["predict", "--model", str(folder), str(image), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()

@@ -113,6 +113,8 @@ def export_model(
     name = detector.component
     spec, record = get_registry().resolve("detector", name)
     caps = spec.capabilities
+    if name == "core:exported":
+        raise ExportError(f"{model_dir}: already an export (written by pyimgano export); export the model it came from")
     if not caps.exporter or not caps.export_formats:
         raise ExportError(f"detector {name} cannot be exported; {_describe_exportable()}")
     if format not in caps.export_formats:

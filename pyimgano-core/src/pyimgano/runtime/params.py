@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Engine = Literal["auto", "onnxruntime", "openvino"]
 
@@ -26,3 +27,13 @@ class ExportedParams(BaseModel):
         description="images per graph run (the export may allow fewer): on a few CPU cores small runs are faster "
         "per image than large ones (docs/deploy.md); raise it on many-core machines",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _an_export_folder(cls, value: str | None) -> str | None:
+        """A wrong folder is refused when the detector is made (before a benchmark starts), not at fit."""
+        from pyimgano.runtime.manifest import EXPORT_FILE
+
+        if value is not None and not (Path(value).expanduser() / EXPORT_FILE).is_file():
+            raise ValueError(f"{value}: not a folder written by pyimgano export (no {EXPORT_FILE})")
+        return value
