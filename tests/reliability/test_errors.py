@@ -8,7 +8,7 @@ import pytest
 
 import pyimgano
 from pyimgano import InvalidParams, PyimganoError
-from pyimgano.thresholds import QuantileThreshold, make_strategy
+from pyimgano.thresholds import SPEC_FORMS, QuantileThreshold, make_strategy
 from pyimgano_testutils import make_fake_distribution, run_cli
 
 COMMANDS = """
@@ -97,14 +97,15 @@ def mad(example_plugin):
 
 
 @pytest.mark.parametrize(("strategy", "message"), [
-    ("bogus", "threshold strategy 'bogus': unknown strategy; choose one of fixed, quantile, f1"),
-    ({"strategy": "quantile", "q": 2}, "threshold strategy {'strategy': 'quantile', 'q': 2}: q: Input should be "
-                                       "less than or equal to 1"),
-    ({"strategy": "quantile", "qq": 0.5}, "threshold strategy {'strategy': 'quantile', 'qq': 0.5}: qq: Extra inputs "
-                                          "are not permitted"),
-    (float("nan"), "threshold strategy nan: value: Input should be a finite number"),
-    ([0.5], "threshold strategy [0.5]: expected a name (fixed, quantile, f1), a number (a fixed threshold) or a "
-            "dict with a 'strategy' key"),
+    ("bogus", "threshold 'bogus' does not parse; expected " + SPEC_FORMS),
+    ({"strategy": "quantile", "q": 2}, "threshold {'strategy': 'quantile', 'q': 2}: q: Input should be "
+                                       "less than or equal to 1; expected " + SPEC_FORMS),
+    ({"strategy": "quantile", "qq": 0.5}, "threshold {'strategy': 'quantile', 'qq': 0.5}: qq: Extra inputs "
+                                          "are not permitted; expected " + SPEC_FORMS),
+    ({"strategy": "nope"}, "threshold {'strategy': 'nope'}: unknown strategy; choose one of fixed, quantile, f1"),
+    (float("nan"), "threshold nan: value: must be a finite number, got nan; expected " + SPEC_FORMS),
+    ([0.5], "threshold [0.5]: expected " + SPEC_FORMS + ", a dict such as {'strategy': 'quantile', 'q': 0.99}, "
+            "or a number"),
 ])
 def test_calibrate_with_a_bad_strategy_raises_a_pyimgano_error_before_scoring(mad, strategy, message):
     detector, images = mad

@@ -110,7 +110,7 @@ def test_save_replaces_a_saved_model_whole_and_refuses_other_folders(mad, saved,
     with pytest.raises(OutputError) as err:
         mad.save(project)
     assert str(err.value) == (f"{project}: holds 1 entry (notes.txt) and is not a saved pyimgano model (no "
-                              f"{CONFIG}); save replaces the whole folder, so give a new or empty one")
+                              f"{CONFIG}); refusing to replace it, choose a new or empty folder")
     assert (project / "notes.txt").read_text() == "mine" and len(list(project.iterdir())) == 1
     (tmp_path / "empty").mkdir()
     assert mad.save(tmp_path / "empty") == tmp_path / "empty" and (tmp_path / "empty" / CONFIG).is_file()

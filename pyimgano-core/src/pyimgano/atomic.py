@@ -4,7 +4,8 @@
 :func:`atomic_copy` copies one that way; :func:`replacing_dir` does the same for a folder
 (a saved model, a pipeline, an export).
 A failure half-way (a full disk, an exception, Ctrl-C) leaves the old file or folder as it
-was and removes the partial copy.
+was and removes the partial copy. :func:`check_output_dir` says beforehand whether a
+folder may be replaced at all.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from pyimgano.errors import OutputExists
 
 
 def _current_umask() -> int:
@@ -101,3 +104,23 @@ def replacing_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_output_dir(directory: str | os.PathLike, marker: str, kind: str = "saved pyimgano model") -> None:
+    """Raise :class:`~pyimgano.errors.OutputExists` unless ``directory`` may be replaced whole:
+    absent, empty, or a folder holding ``marker`` (an earlier output of the same ``kind``).
+
+    A link is judged by the folder it points to. Call it before long work, so that a wrong
+    output path is refused before anything is computed.
+    """
+    directory = Path(directory)
+    target = directory.resolve() if directory.is_symlink() else directory
+    if target.exists() and not target.is_dir():
+        raise OutputExists(f"{directory}: exists and is not a folder; choose another output path")
+    if target.is_dir() and not (target / marker).exists():
+        entries = sorted(p.name for p in target.iterdir())
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            count = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+            raise OutputExists(f"{directory}: holds {count} ({shown}) and is not a {kind} (no {marker}); "
+                               "refusing to replace it, choose a new or empty folder")

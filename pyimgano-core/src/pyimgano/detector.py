@@ -45,7 +45,6 @@ __all__ = [
     "MODEL_STATE_FILE",
     "Detector",
     "StateArray",
-    "check_save_target",
     "load_detector",
 ]
 
@@ -276,14 +275,15 @@ class Detector:
         The folder is written beside its target and swapped in only when complete
         (:func:`pyimgano.atomic.replacing_dir`): a failure (a full disk) leaves an older
         model there as it was. The whole folder is replaced, so it must be new, empty, or a
-        saved model. Raises :class:`OutputError` when it cannot be written.
+        saved model (else :class:`~pyimgano.errors.OutputExists`). Raises :class:`OutputError` when it
+        cannot be written.
         """
-        from pyimgano.atomic import replacing_dir
+        from pyimgano.atomic import check_output_dir, replacing_dir
 
         self._check_fitted()
         directory = Path(directory)
         target = directory.resolve() if directory.is_symlink() else directory  # a link keeps pointing at the model
-        check_save_target(target)
+        check_output_dir(target, MODEL_CONFIG_FILE)
         state = {k: np.asarray(v) for k, v in self._get_state().items()}
         check_saved_state(self, state)
         try:
@@ -399,21 +399,6 @@ def _compatible(saved: str | None, installed: str | None) -> bool:
     if s[0] != i[0]:
         return False
     return not (s[0] == "0" and len(s) > 1 and len(i) > 1 and s[1] != i[1])
-
-
-def check_save_target(directory: str | os.PathLike) -> None:
-    """Raise :class:`OutputError` unless ``save(directory)`` may write there: ``save`` replaces
-    the whole folder, so it must be new, empty or a saved model (checkable before fitting)."""
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise OutputError(f"{directory}: exists and is not a folder; give a folder for the model")
-    if directory.is_dir() and not (directory / MODEL_CONFIG_FILE).is_file():
-        entries = sorted(p.name for p in directory.iterdir())
-        if entries:
-            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-            raise OutputError(f"{directory}: holds {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({shown}) "
-                              f"and is not a saved pyimgano model (no {MODEL_CONFIG_FILE}); save replaces the whole "
-                              "folder, so give a new or empty one")
 
 
 def load_detector(directory: str | os.PathLike) -> Detector:

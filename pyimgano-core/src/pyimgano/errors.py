@@ -100,7 +100,7 @@ def os_reason(exc: OSError, with_file: bool = True) -> str:
     return f"{exc.filename}: {exc.strerror}" if exc.filename and with_file else exc.strerror
 
 
-class OutputExists(PyimganoError, FileExistsError):
+class OutputExists(OutputError, FileExistsError):
     """An output path names something that must not be replaced (a file, a folder of other files)."""
 
 

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from pyimgano.errors import InvalidParams, MetricError, ModelLoadError, NotFittedError, OutputExists
+from pyimgano.atomic import check_output_dir
+from pyimgano.errors import InvalidParams, MetricError, ModelLoadError, NotFittedError
 from pyimgano.thresholds import DEFAULT_IMAGE_QUANTILE, DEFAULT_PIXEL_QUANTILE, make_strategy
 
 PIPELINE_FILE = "pyimgano-pipeline.json"
@@ -537,16 +538,6 @@ def _heatmap_range(normal_maps: list[np.ndarray], pixel_threshold: float | None)
         return [lo, float(2 * pixel_threshold - lo)]
     hi = float(max(np.max(m) for m in normal_maps))
     return [lo, hi if hi > lo else lo + 1.0]
-
-
-def check_output_dir(directory: Path, marker: str) -> None:
-    """``directory`` may be written over: absent, empty, or a folder holding ``marker`` (an
-    earlier output of the same kind). A file, or a folder of other files, is refused."""
-    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
-        raise OutputExists(f"{directory}: exists and is not a folder; choose another output path")
-    if directory.is_dir() and not (directory / marker).exists() and any(directory.iterdir()):
-        raise OutputExists(f"{directory}: a folder of other files (no {marker}); refusing to replace it, "
-                           "choose a new or empty folder")
 
 
 def load(directory: str | os.PathLike) -> Pipeline:

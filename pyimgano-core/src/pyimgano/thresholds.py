@@ -49,7 +49,7 @@ class FixedThreshold(_Strategy):
     """A user-given value."""
 
     strategy: Literal["fixed"] = "fixed"
-    value: float = Field(allow_inf_nan=False)
+    value: float
 
     @field_validator("value")
     @classmethod
@@ -170,7 +170,9 @@ def make_strategy(spec: Any, what: str = "threshold") -> _Strategy:
     try:
         return _adapter.validate_python(spec)
     except ValidationError as exc:
-        raise InvalidParams(f"{what} {_shown(original)}: {_strategy_problems(exc)}; expected {SPEC_FORMS}") from None
+        problems = _strategy_problems(exc)
+        hint = "" if "unknown strategy" in problems else f"; expected {SPEC_FORMS}"
+        raise InvalidParams(f"{what} {_shown(original)}: {problems}{hint}") from None
 
 
 def spec_of(strategy: _Strategy | None) -> str | None:

@@ -22,7 +22,7 @@ import sys
 from typing import NoReturn
 
 from pyimgano import __version__
-from pyimgano.errors import PyimganoError, os_reason
+from pyimgano.errors import OutputExists, PyimganoError, os_reason
 from pyimgano.listing import BUILTIN_PLUGIN, PluginListing, get_listing
 
 # Commands of the project's other distributions: when one is missing, say what to install.
@@ -122,15 +122,17 @@ def _run(argv: list[str]) -> int:
 def report_error(exc: BaseException, debug: bool = False) -> int:
     """Print ``exc`` as one ``error:`` line on stderr (the traceback first when ``debug``); its exit status.
 
-    A pyimgano error (bad usage or input) is 2; a file system error (:class:`OSError`,
-    :class:`pyimgano.OutputError` included) 3; anything else, which pyimgano did not
+    A pyimgano error (bad usage or input, an output path that must not be replaced) is 2; a
+    file system error (:class:`OSError`, :class:`pyimgano.OutputError` included) 3; anything else, which pyimgano did not
     anticipate, 4, with its type and a hint on how to see the traceback.
     """
     if debug:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, OSError):
+    if isinstance(exc, OutputExists):  # an output path to choose again: usage, not the file system
+        status, text = EXIT_USAGE, str(exc)
+    elif isinstance(exc, OSError):
         status, text = EXIT_IO, str(exc) if isinstance(exc, PyimganoError) else os_reason(exc)
     elif isinstance(exc, PyimganoError):
         status, text = EXIT_USAGE, str(exc)

@@ -152,8 +152,8 @@ def describe_fit(pipe: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from pyimgano.atomic import check_output_dir
     from pyimgano.detector import MODEL_CONFIG_FILE
-    from pyimgano.pipeline import check_output_dir
 
     console = Console(stderr=True)
     out = Path(args.out).expanduser()
