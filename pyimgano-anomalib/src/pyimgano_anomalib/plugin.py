@@ -28,6 +28,8 @@ def _spec(entry: ModelEntry) -> DetectorSpec:
             min_train_images=2,
             check_params=entry.check_params,
             known_failures=entry.known_failures,
+            learns_from_anomalies=entry.learns_from_anomalies,
+            needs_anomaly_masks=entry.learns_from_anomalies,
             **(_EXPORT if entry.name in EXPORTABLE_MODELS else {}),
         ),
     )

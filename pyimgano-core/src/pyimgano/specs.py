@@ -79,6 +79,15 @@ class DetectorCapabilities(BaseModel):
         "(steps as in docs/postprocess.md, e.g. [{'name': 'standardize'}]); empty: the raw maps",
     )
 
+    learns_from_anomalies: bool = Field(
+        False,
+        description="fit(images, anomalies=..., anomaly_masks=...) learns from a few labelled defective images "
+        "(few-shot training, docs/few-shot.md); the benchmark passes its few-shot images to such a detector",
+    )
+    needs_anomaly_masks: bool = Field(
+        False, description="learning from anomalies needs their defect masks (without them fit uses normal images only)"
+    )
+
     @field_validator("default_postprocess")
     @classmethod
     def _check_default_postprocess(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
