@@ -25,7 +25,7 @@ NOT_EXPOSED: dict[tuple[str, str], str] = {
     ("patchcore", "precision"): "scores are computed in float32",
     ("cflow", "decoder"): "anomalib has one decoder, freia-cflow",
     ("csflow", "num_channels"): "images reach the model as RGB (fixed 3)",
-    ("supersimplenet", "supervised"): "pyimgano trains on normal images only (fixed False)",
+    ("supersimplenet", "supervised"): "set by fit: True when it is given labelled anomalies (docs/few-shot.md)",
     ("fre", "input_dim"): "computed from the backbone layer, the image size and the pooling",
     ("draem", "beta"): "split into beta_min / beta_max",
     ("glass", "input_shape"): "set from image_size",

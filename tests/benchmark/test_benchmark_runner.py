@@ -17,7 +17,7 @@ from pyimgano.benchmark.runner import run_benchmark
 
 # the results.json schema of docs/benchmark.md ("Output folder"), written out independently of the code
 RUN_KEYS = {"detector", "dataset", "category", "seed", "status", "error", "params", "pipeline", "metrics",
-            "deployed", "timing", "peak_rss_mb", "n_train", "n_val", "n_test"}
+            "deployed", "timing", "peak_rss_mb", "n_train", "n_val", "n_test", "few_shot"}
 DEPLOYED_KEYS = {"image_threshold", "image_precision", "image_recall", "image_f1", "image_fpr",
                  "pixel_threshold", "pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou"}
 TIMING_KEYS = {"fit_s", "predict_s", "images_per_s"}

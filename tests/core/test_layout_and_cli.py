@@ -35,7 +35,8 @@ def test_core_dependencies_are_light():
 
 # distribution name -> the module it provides, for the core's dependencies
 IMPORT_NAMES = {"numpy": "numpy", "pydantic": "pydantic", "pluggy": "pluggy", "pillow": "PIL", "scipy": "scipy",
-                "rich": "rich", "tomli": "tomli", "ray": "ray", "matplotlib": "matplotlib"}
+                "rich": "rich", "tomli": "tomli", "ray": "ray", "onnxruntime": "onnxruntime", "openvino": "openvino",
+                "matplotlib": "matplotlib"}
 
 
 def test_core_declares_only_what_it_imports():

@@ -88,8 +88,14 @@ def test_reachability_probe_gives_up_within_its_timeout():
 def test_offline_mode_with_empty_cache_is_a_quick_clear_error(tmp_path):
     code = textwrap.dedent(
         """
-        import time, numpy as np, pyimgano
+        import socket, time, numpy as np, pyimgano
         from pyimgano_faiss.errors import BackboneError
+
+        def no_network(*args, **kwargs):  # any attempt to reach the hub is recorded and fails
+            print("CONNECT", args[:2])
+            raise OSError("network disabled by the test")
+
+        socket.socket.connect = socket.socket.connect_ex = socket.getaddrinfo = no_network
         det = pyimgano.create_detector("faiss:patchcore", progress=False)  # default: wide_resnet50_2
         start = time.perf_counter()
         try:
@@ -103,8 +109,8 @@ def test_offline_mode_with_empty_cache_is_a_quick_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("ERROR")), None)
     assert line is not None, proc.stdout + proc.stderr
-    elapsed = float(line.split()[1])
-    assert elapsed < 10.0
+    assert "CONNECT" not in proc.stdout  # offline means no connection attempt (and no retries to wait for)
+    assert float(line.split()[1]) < 120.0  # generous: a busy machine builds the model slowly
     assert "wide_resnet50_2" in line and "efficientnet_lite0" in line and "weights=" in line and "offline" in line
 
 

@@ -143,6 +143,12 @@ class AnomalibDetector(Detector):
         """Raise :class:`MissingOfflineFile` at once when a file the model needs is absent."""
 
     def _fit(self, images: list[np.ndarray]) -> None:
+        self._train(images)
+
+    def _train(self, images: list[np.ndarray], anomalies: list[np.ndarray] | None = None,
+               masks: list[np.ndarray] | None = None) -> None:
+        """Build the module and train it on the normal ``images`` (and, for a model that learns
+        from them, labelled ``anomalies`` with their ``masks``)."""
         self._check_training_set(images)
         self._check_files()
         import lightning
@@ -152,7 +158,8 @@ class AnomalibDetector(Detector):
         lightning.seed_everything(cfg.seed, workers=True, verbose=False)
         start = time.perf_counter()
         module = self._build("load")
-        datamodule = training.make_datamodule(images, cfg.image_size, cfg.batch_size, cfg.eval_batch_size)
+        datamodule = training.make_datamodule(images, cfg.image_size, cfg.batch_size, cfg.eval_batch_size,
+                                              anomalies, masks)
         with training.lightning_dir(cfg.work_dir) as root:
             trainer = lightning.Trainer(**training.trainer_arguments(module, cfg, root))
             trainer.fit(module, datamodule=datamodule)

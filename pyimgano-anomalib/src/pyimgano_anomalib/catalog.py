@@ -63,6 +63,7 @@ class ModelEntry:
     check_params: dict[str, Any] = field(default_factory=dict)
     known_failures: dict[str, str] = field(default_factory=dict)
     files: tuple[OfflineFile, ...] = ()
+    learns_from_anomalies: bool = False  # fit(..., anomalies=, anomaly_masks=): supervised (masks required)
 
 
 _LITE = {"image_size": 64, "max_steps": 2, "batch_size": 4}
@@ -191,8 +192,8 @@ MODELS: tuple[ModelEntry, ...] = (
     ),
     ModelEntry(
         "supersimplenet", "anomalib SuperSimpleNet: feature adaptor and discriminator on synthetic anomalies",
-        "Supersimplenet", p.SupersimplenetParams, f"{_PASS}:SupersimplenetDetector",
-        Budget(300, "anomalib's models/image/supersimplenet/README.md"), trains=True,
+        "Supersimplenet", p.SupersimplenetParams, "pyimgano_anomalib.supersimplenet:SupersimplenetDetector",
+        Budget(300, "anomalib's models/image/supersimplenet/README.md"), trains=True, learns_from_anomalies=True,
         passes=("perlin_threshold", "adapt_cls_features"), fixed={"supervised": False},
         backbone=Backbone(lite0_layers=("blocks.2", "blocks.4"), pre_trained_arg=False),
         check_params={**_LITE, "image_size": 128, "backbone": "efficientnet_lite0"},

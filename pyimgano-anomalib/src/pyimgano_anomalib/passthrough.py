@@ -50,10 +50,6 @@ class CfaDetector(AnomalibDetector):
     model_name = "cfa"
 
 
-class SupersimplenetDetector(AnomalibDetector):
-    model_name = "supersimplenet"
-
-
 class PatchflowDetector(AnomalibDetector):
     model_name = "patchflow"
 

@@ -12,6 +12,9 @@ from pyimgano_anomalib.catalog import IMAGE_ONLY_MODELS, MAP_MODELS, MODEL_NAMES
 
 __all__ = ["IMAGE_ONLY_MODELS", "MAP_MODELS", "MODEL_NAMES", "pyimgano_register_commands", "pyimgano_register_detectors"]
 
+EXPORTABLE_MODELS = ("patchcore", "padim", "fastflow", "stfpm")  # anomalib's to_onnx, checked against the adapter
+_EXPORT = {"exporter": "pyimgano_anomalib.export:export_onnx", "export_formats": ("onnx", "openvino")}
+
 
 def _spec(entry: ModelEntry) -> DetectorSpec:
     return DetectorSpec(
@@ -25,6 +28,9 @@ def _spec(entry: ModelEntry) -> DetectorSpec:
             min_train_images=2,
             check_params=entry.check_params,
             known_failures=entry.known_failures,
+            learns_from_anomalies=entry.learns_from_anomalies,
+            needs_anomaly_masks=entry.learns_from_anomalies,
+            **(_EXPORT if entry.name in EXPORTABLE_MODELS else {}),
         ),
     )
 

@@ -56,13 +56,63 @@ class _Images(torch.utils.data.Dataset):
         return ImageItem(image=self.tensors[index], gt_label=torch.tensor(0), image_path=f"image-{index}")
 
 
-def make_datamodule(images: list[np.ndarray], size: int, batch_size: int, eval_batch_size: int) -> Any:
+class _LabelledImages(torch.utils.data.Dataset):
+    """Normal images and a few labelled defective ones, every item with its label and mask.
+
+    Each defective image is served in four orientations (as it is, flipped vertically,
+    flipped horizontally, turned 180 degrees), repeated so that defective items are about as
+    many as the normal ones: each epoch then sees every normal image once and the defects as
+    often, as the balanced batches of SuperSimpleNet's supervised training do (there, normal
+    images are sub-sampled to the number of defective ones instead).
+    """
+
+    ORIENTATIONS = 4
+
+    def __init__(self, images: list[np.ndarray], anomalies: list[np.ndarray], masks: list[np.ndarray], size: int
+                 ) -> None:
+        zeros = torch.zeros((size, size), dtype=torch.bool)
+        self.items = [(to_tensor(img, size), zeros, 0) for img in images]
+        defects = [(to_tensor(img, size), mask_tensor(mask, size)) for img, mask in zip(anomalies, masks)]
+        oriented = [(_orient(t, k), _orient(m, k)) for t, m in defects for k in range(self.ORIENTATIONS)]
+        repeats = max(1, round(len(images) / len(oriented)))
+        self.items += [(t, m, 1) for _ in range(repeats) for t, m in oriented]
+        self.n_defective = repeats * len(oriented)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        from anomalib.data.dataclasses.torch import ImageItem
+
+        image, mask, label = self.items[index]
+        return ImageItem(image=image, gt_label=torch.tensor(label), gt_mask=mask, image_path=f"image-{index}")
+
+
+def _orient(tensor: torch.Tensor, k: int) -> torch.Tensor:
+    """0: as it is; 1: flipped vertically; 2: horizontally; 3: turned 180 degrees."""
+    dims = {0: (), 1: (-2,), 2: (-1,), 3: (-2, -1)}[k]
+    return torch.flip(tensor, dims) if dims else tensor
+
+
+def mask_tensor(mask: np.ndarray, size: int) -> torch.Tensor:
+    """An HxW bool mask at ``size`` x ``size`` (area-weighted, then cut at half a pixel)."""
+    tensor = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None]
+    if tensor.shape[-2:] != (size, size):
+        tensor = TF.resize(tensor, [size, size], antialias=True)
+    return tensor[0] >= 0.5
+
+
+def make_datamodule(images: list[np.ndarray], size: int, batch_size: int, eval_batch_size: int,
+                    anomalies: list[np.ndarray] | None = None, masks: list[np.ndarray] | None = None) -> Any:
     """A lightning data module over in-memory images; ``val_dataloader`` serves the same
-    normal images (models such as EfficientAD and CFA read ``trainer.datamodule``)."""
+    normal images (models such as EfficientAD and CFA read ``trainer.datamodule``).
+    ``anomalies`` with their ``masks``: labelled defective images join the training set
+    (:class:`_LabelledImages`)."""
     import lightning
     from anomalib.data.dataclasses.torch import ImageBatch
 
-    dataset = _Images(images, size)
+    dataset: torch.utils.data.Dataset = _Images(images, size)
+    train_set = dataset if anomalies is None else _LabelledImages(images, anomalies, masks, size)
 
     class InMemoryDataModule(lightning.LightningDataModule):
         name = "pyimgano"
@@ -70,13 +120,13 @@ def make_datamodule(images: list[np.ndarray], size: int, batch_size: int, eval_b
 
         def __init__(self) -> None:
             super().__init__()
-            self.train_batch_size = min(batch_size, len(dataset))
+            self.train_batch_size = min(batch_size, len(train_set))
             self.eval_batch_size = eval_batch_size
-            self.train_data = dataset
+            self.train_data = train_set
 
         def train_dataloader(self) -> torch.utils.data.DataLoader:
             return torch.utils.data.DataLoader(
-                dataset, batch_size=self.train_batch_size, shuffle=True, drop_last=False,
+                train_set, batch_size=self.train_batch_size, shuffle=True, drop_last=False,
                 collate_fn=ImageBatch.collate, num_workers=0,
             )
 

@@ -1,11 +1,39 @@
-"""The core's built-in plugin: metrics, post-processors and commands, registered like any other."""
+"""The core's built-in plugin: metrics, post-processors, commands and the runtime detector of
+exported models, registered like any other."""
 
 from __future__ import annotations
 
 from pyimgano.hookspecs import hookimpl
 from pyimgano.metrics.params import AuproParams
 from pyimgano.postprocess import params as pp
-from pyimgano.specs import CommandSpec, MetricSpec, NoParams, PostprocessorSpec
+from pyimgano.runtime.params import ExportedParams
+from pyimgano.specs import CommandSpec, DetectorCapabilities, DetectorSpec, MetricSpec, NoParams, PostprocessorSpec
+
+
+@hookimpl
+def pyimgano_register_detectors() -> list[DetectorSpec]:
+    return [
+        DetectorSpec(
+            name="exported",
+            summary="Runs a model written by pyimgano export with onnxruntime or OpenVINO (no torch; "
+                    "pyimgano-core[onnx]); fit opens path= and trains nothing",
+            factory="pyimgano.runtime.detector:ExportedDetector",
+            params=ExportedParams,
+            capabilities=DetectorCapabilities(pixel_maps=True, save_load=True, cpus=1,
+                                              known_failures=dict.fromkeys(_FITTED_CHECKS, _EXPORTED_ONLY)),
+        )
+    ]
+
+
+# The runtime detector is fitted at export time: the conformance kit, which fits on generated
+# images, has no exported folder to give it. tests/export checks it against its sources instead.
+_EXPORTED_ONLY = "runs a folder written by pyimgano export (path=); the kit cannot fit it on generated images"
+_FITTED_CHECKS = (
+    "check_fit_returns_self", "check_scores_finite_one_per_image", "check_defect_scores_higher",
+    "check_map_shape_and_dtype", "check_maps_locate_defect", "check_predict_agrees_with_threshold",
+    "check_deterministic_with_seed", "check_save_load_round_trip", "check_set_params_round_trip",
+    "check_grayscale_and_rgba_input", "check_unseen_image_size",
+)
 
 
 @hookimpl
@@ -73,5 +101,6 @@ def pyimgano_register_commands() -> list[CommandSpec]:
         ("benchmark", "benchmark", "benchmark detectors on data sets: metrics, tables, report.html"),
         ("fit", "fit", "train a detector on a folder of good images and save it"),
         ("predict", "predict", "score images with a saved model: CSV, heatmaps, masks"),
+        ("export", "export", "export a saved model to ONNX or OpenVINO for the torch-free runtime"),
     ]
     return [CommandSpec(name=name, summary=summary, factory=f"pyimgano.cli.{module}") for name, module, summary in commands]

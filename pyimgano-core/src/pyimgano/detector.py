@@ -92,6 +92,7 @@ class Detector:
     component: str = "detector"
     plugin: str | None = None
     supports_maps: ClassVar[bool] = True
+    learns_from_anomalies: ClassVar[bool] = False  # fit(..., anomalies=...) is implemented
     params_model: ClassVar[type[BaseModel] | None] = None
     state_arrays: ClassVar[Mapping[str, StateArray] | None] = None
     config: BaseModel | None = None
@@ -118,6 +119,14 @@ class Detector:
     def _score(self, images: list[np.ndarray]) -> tuple[np.ndarray, Any]:
         """Return (scores of shape N, maps N x H x W at input size, or None)."""
         raise NotImplementedError
+
+    def _fit_with_anomalies(
+        self, images: list[np.ndarray], anomalies: list[np.ndarray], masks: list[np.ndarray] | None
+    ) -> None:
+        """Train on normal ``images`` and labelled ``anomalies`` (HxW bool ``masks`` or None);
+        detectors with ``learns_from_anomalies = True`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} declares learns_from_anomalies but has no "
+                                  "_fit_with_anomalies")
 
     def _get_state(self) -> dict[str, np.ndarray]:
         """Fitted state as named numeric arrays (saved to npz, no pickle)."""
@@ -187,22 +196,38 @@ class Detector:
         images: ImageInput | Sequence[ImageInput],
         y: Any = None,
         *,
+        anomalies: Sequence[ImageInput] | None = None,
+        anomaly_masks: Sequence[Any] | None = None,
         calibration: Sequence[ImageInput] | None = None,
         calibration_labels: Sequence[int] | None = None,
         threshold: Any = "quantile",
     ) -> Detector:
         """Train on normal images; optionally set ``threshold_`` from calibration images.
 
+        ``anomalies`` (and their ``anomaly_masks``: HxW arrays or mask files) are a few
+        labelled defective images, for detectors that learn from them
+        (``learns_from_anomalies``, docs/few-shot.md); any other detector refuses them.
         ``y`` is accepted for scikit-learn compatibility; anything but all-zero labels is
-        an error (training is on normal images only).
+        an error (labelled defects go to ``anomalies``).
         """
         if y is not None and np.asarray(y).any():
             raise ValueError(f"{self.component}: fit() trains on normal images only; y must be all 0 or None")
+        if anomalies is None and anomaly_masks is not None:
+            raise InvalidParams(f"{self.component}: anomaly_masks describe anomalies; give anomalies too")
+        if anomalies is not None and not self.learns_from_anomalies:
+            raise InvalidParams(f"{self.component}: fit() learns from normal images only and cannot use anomalies; "
+                                "labelled defects can calibrate a pyimgano.Pipeline instead (docs/few-shot.md)")
         strategy = make_strategy(threshold) if calibration is not None else None  # a bad one fails before training
         arrays = load_images(images)
         if not arrays:
             raise ValueError(f"{self.component}: fit() needs at least one training image, got an empty set")
-        self._fit(arrays)
+        if anomalies is not None:
+            from pyimgano.fewshot import load_anomalies
+
+            defects, masks = load_anomalies(anomalies, anomaly_masks, self.component)
+            self._fit_with_anomalies(arrays, defects, masks)
+        else:
+            self._fit(arrays)
         self.is_fitted_ = True
         if strategy is not None:
             self.calibrate(calibration, calibration_labels, strategy=strategy)

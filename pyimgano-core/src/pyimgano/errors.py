@@ -102,3 +102,7 @@ def os_reason(exc: OSError, with_file: bool = True) -> str:
 
 class OutputExists(OutputError, FileExistsError):
     """An output path names something that must not be replaced (a file, a folder of other files)."""
+
+
+class ExportError(PyimganoError, RuntimeError):
+    """A detector cannot be exported, or exporting it failed; the message names the detector and format."""

@@ -21,9 +21,11 @@ The calibration steps are module functions (:func:`split_validation`,
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +54,8 @@ class DetectorTraits:
     pixel_maps: bool
     min_train_images: int = 1
     default_postprocess: tuple[dict[str, Any], ...] = ()
+    learns_from_anomalies: bool = False
+    needs_anomaly_masks: bool = False
 
 
 def detector_traits(detector: Any) -> DetectorTraits:
@@ -68,8 +72,11 @@ def detector_traits(detector: Any) -> DetectorTraits:
         if spec is not None:
             caps = spec.capabilities
             return DetectorTraits(name, bool(caps.pixel_maps) and getattr(detector, "supports_maps", True),
-                                  caps.min_train_images, tuple(caps.default_postprocess))
-    return DetectorTraits(str(name), bool(getattr(detector, "supports_maps", True)))
+                                  caps.min_train_images, tuple(caps.default_postprocess),
+                                  bool(caps.learns_from_anomalies) and getattr(detector, "learns_from_anomalies", False),
+                                  bool(caps.needs_anomaly_masks))
+    return DetectorTraits(str(name), bool(getattr(detector, "supports_maps", True)),
+                          learns_from_anomalies=bool(getattr(detector, "learns_from_anomalies", False)))
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -305,6 +312,7 @@ class Pipeline:
         self.n_train_: int | None = None
         self.n_val_: int | None = None
         self.calibration_: dict[str, Any] = {}
+        self.few_shot_: dict[str, Any] | None = None
         self.is_fitted_ = False
 
     # -- fitting ------------------------------------------------------------------------------
@@ -358,16 +366,34 @@ class Pipeline:
         *,
         val_labels: Any = None,
         val_masks: Any = None,
+        anomalies: Any = None,
+        anomaly_masks: Any = None,
+        few_shot: Any = None,
+        anomaly_names: list[str] | None = None,
     ) -> Pipeline:
         """Fit the detector on ``train_images``, then calibrate on ``val_images`` (default:
         a seeded ``val_fraction`` of the training images, held out from the detector).
 
         ``val_labels`` / ``val_masks`` label some validation images as anomalous (needed by
         the ``f1`` strategies); statistics and quantiles use the normal ones only.
+
+        ``anomalies`` (a few labelled defective images, with ``anomaly_masks`` where known)
+        switch on few-shot mode (docs/few-shot.md): a detector that learns from anomalies is
+        trained with them (unless ``few_shot={"train": False}``), then post-processing and
+        both thresholds are tuned on the normal validation images and the anomalies
+        (:meth:`calibrate_few_shot`; ``few_shot``: :class:`pyimgano.fewshot.FewShotSettings`
+        or a dict of it; ``anomaly_names``: how the record names them, default their paths).
         """
         from pyimgano.images import load_images
 
         sized = isinstance(train_images, (list, tuple))
+        if anomalies is not None:
+            if val_labels is not None or val_masks is not None:
+                raise InvalidParams("give labelled defects as anomalies= (few-shot) or as val_labels=/val_masks=, "
+                                    "not both")
+            return self._fit_few_shot(train_images, val_images, anomalies, anomaly_masks, few_shot, anomaly_names)
+        if anomaly_masks is not None:
+            raise InvalidParams("anomaly_masks describe anomalies; give anomalies too")
         self.check_fit(len(train_images) if sized else None, val_images is not None, val_labels, val_masks)
         self.val_indices_: list[int] | None = None  # which training images were held out, if any
         need = self.traits.min_train_images
@@ -399,8 +425,7 @@ class Pipeline:
         from pyimgano.contracts import validate_labels
         from pyimgano.images import load_images
 
-        if not getattr(self.detector, "is_fitted_", True):
-            raise NotFittedError(f"{self.traits.name} is not fitted; call fit(train_images) first")
+        self._check_detector_fitted()
         self.check_calibration_inputs(labels, masks)
         arrays = load_images(images)
         y = None
@@ -410,7 +435,17 @@ class Pipeline:
         if mask_list is not None and len(mask_list) != len(arrays):
             raise InvalidParams(f"val_masks: {len(mask_list)} masks for {len(arrays)} validation images")
         scores, maps = (self.detector.score(arrays) if arrays else (np.zeros(0), None))
-        if arrays and maps is None and (self.postprocess or self.pixel_threshold is not None):
+        return self._calibrate_scored(scores, maps, y, mask_list)
+
+    def _check_detector_fitted(self) -> None:
+        if not getattr(self.detector, "is_fitted_", True):
+            raise NotFittedError(f"{self.traits.name} is not fitted; call fit(train_images) first")
+
+    def _calibrate_scored(self, scores: np.ndarray, maps: Any, y: np.ndarray | None, mask_list: list | None
+                          ) -> Pipeline:
+        """:meth:`calibrate` once the validation images are scored."""
+        n = len(scores)
+        if n and maps is None and (self.postprocess or self.pixel_threshold is not None):
             raise InvalidParams(f"{self.traits.name} returned no anomaly maps; post-processing and a pixel "
                                 "threshold need them")
         raw = None if maps is None else [np.asarray(m, dtype=np.float32) for m in maps]
@@ -426,16 +461,155 @@ class Pipeline:
             if processed is None and _needs_data(self.pixel_threshold):
                 raise InvalidParams(f"pixel_threshold {self.pixel_threshold.spec()!r} needs validation images")
             self.pixel_threshold_ = pixel_threshold_value(self.pixel_threshold, processed or [], y, mask_list)
-        self.n_val_ = len(arrays)
+        self.n_val_ = n
         self.calibration_ = {
-            "n_normal": int(len(arrays) - (int(y.sum()) if y is not None else 0)),
+            "n_normal": int(n - (int(y.sum()) if y is not None else 0)),
             "n_anomalous": int(y.sum()) if y is not None else 0,
             "heatmap_range": _heatmap_range(
                 [m for i, m in enumerate(processed) if y is None or not y[i]] if processed else [],
                 self.pixel_threshold_),
         }
+        self.few_shot_ = None
         self.is_fitted_ = True
         return self
+
+    # -- few-shot mode (docs/few-shot.md) ---------------------------------------------------------
+    def _fit_few_shot(self, train_images: Any, val_images: Any, anomalies: Any, anomaly_masks: Any,
+                      few_shot: Any, names: list[str] | None) -> Pipeline:
+        """:meth:`fit` with labelled anomalies: the detector (trained with them when it can),
+        then zero-shot calibration on the validation images, then few-shot tuning."""
+        from pyimgano.fewshot import FewShotSettings, load_anomalies
+        from pyimgano.images import load_images
+
+        settings = FewShotSettings.of(few_shot)
+        sized = isinstance(train_images, (list, tuple))
+        self.check_fit(len(train_images) if sized else None, val_images is not None)
+        names = self._anomaly_names(anomalies, names)
+        defects, masks = load_anomalies(anomalies, anomaly_masks, "anomalies")
+        train = load_images(train_images)
+        if not train:
+            raise InvalidParams(f"Pipeline.fit: no training images for {self.traits.name}")
+        self.val_indices_ = None
+        if val_images is not None:
+            val = load_images(val_images)
+            if not val:
+                raise InvalidParams("val_images is empty: an empty validation split; give at least one image")
+        else:
+            if self.val_fraction == 0:
+                raise InvalidParams("val_fraction 0 leaves no normal validation images, which few-shot calibration "
+                                    "needs beside the anomalies; give val_images or a val_fraction above 0")
+            fit_idx, val_idx = split_validation(len(train), self.val_fraction, self.seed,
+                                                self.traits.min_train_images, self.traits.name)
+            train, val = [train[i] for i in fit_idx], [train[i] for i in val_idx]
+            self.val_indices_ = val_idx
+        notes = []
+        trained = settings.train and self.traits.learns_from_anomalies
+        if trained and masks is None and self.traits.needs_anomaly_masks:
+            trained = False
+            notes.append(f"{self.traits.name} learns from anomalies with their defect masks only; without masks it "
+                         "was trained on normal images only")
+        if trained:
+            self.detector.fit(train, anomalies=defects, anomaly_masks=masks)
+        else:
+            self.detector.fit(train)
+        self.n_train_ = len(train)
+        del train
+        return self.calibrate_few_shot(val, defects, masks, few_shot=settings, anomaly_names=names,
+                                       trained=trained, notes=notes)
+
+    @staticmethod
+    def _anomaly_names(anomalies: Any, names: list[str] | None) -> list[str] | None:
+        if names is not None:
+            return [str(n) for n in names]
+        if isinstance(anomalies, (list, tuple)) and all(isinstance(a, (str, os.PathLike)) for a in anomalies):
+            return [str(a) for a in anomalies]
+        return None
+
+    def calibrate_few_shot(
+        self,
+        images: Any,
+        anomalies: Any,
+        anomaly_masks: Any = None,
+        *,
+        few_shot: Any = None,
+        anomaly_names: list[str] | None = None,
+        trained: bool = False,
+        notes: Sequence[str] = (),
+    ) -> Pipeline:
+        """Calibrate on normal validation ``images`` and a few labelled ``anomalies`` (the
+        detector stays as it is): the zero-shot calibration first (:meth:`calibrate`), then
+        post-processing and both thresholds tuned on both (:func:`pyimgano.fewshot.tune_few_shot`).
+        ``trained``: whether the detector was trained with these anomalies (for the record)."""
+        from pyimgano.fewshot import FewShotSettings, load_anomalies, tune_few_shot
+        from pyimgano.images import load_images
+
+        self._check_detector_fitted()
+        settings = FewShotSettings.of(few_shot)
+        names = self._anomaly_names(anomalies, anomaly_names)
+        defects, masks = load_anomalies(anomalies, anomaly_masks, "anomalies")
+        val = load_images(images)
+        if not val:
+            raise InvalidParams("few-shot calibration needs normal validation images; got none")
+        val_scores, val_maps = self.detector.score(val)
+        shot_scores, shot_maps = self.detector.score(defects)
+        self._restore_zero_shot()
+        self._calibrate_scored(val_scores, val_maps, None, None)
+        val_list = None if val_maps is None or not self.traits.pixel_maps else list(val_maps)
+        shot_list = None if shot_maps is None or not self.traits.pixel_maps else list(shot_maps)
+        calibration = tune_few_shot(self.postprocess, val_scores, val_list, shot_scores, shot_list, masks, settings)
+        return self.apply_few_shot(calibration, shots=names or [f"anomaly {i}" for i in range(len(defects))],
+                                   trained=trained, notes=notes)
+
+    def apply_few_shot(self, calibration: Any, *, shots: list[str], trained: bool = False,
+                       notes: Sequence[str] = ()) -> Pipeline:
+        """Take a :class:`pyimgano.fewshot.FewShotCalibration` (tuned on this pipeline's
+        detector): its post-processing and thresholds replace the zero-shot ones, and
+        ``few_shot_`` records the shots, what was tuned and why (saved with the pipeline)."""
+        from pyimgano.thresholds import F1Threshold
+
+        if self.pixel_threshold is None and calibration.pixel_threshold is not None:
+            calibration.pixel_threshold = None  # a pipeline without masks stays without masks
+        zero_shot = (self.few_shot_ or {}).get("zero_shot") or {
+            "postprocess": self.postprocess, "image_threshold": self.image_threshold.to_dict(),
+            "pixel_threshold": None if self.pixel_threshold is None else self.pixel_threshold.to_dict()}
+        self.postprocess = calibration.postprocess
+        self.postprocessing = calibration.postprocessing
+        self.image_threshold, self.image_threshold_ = F1Threshold(), float(calibration.image_threshold)
+        self.detector.threshold_ = self.image_threshold_
+        if calibration.pixel_threshold is not None:
+            self.pixel_threshold, self.pixel_threshold_ = F1Threshold(), float(calibration.pixel_threshold)
+        self.calibration_ = {**self.calibration_, "n_anomalous": calibration.n_shots,
+                             "heatmap_range": calibration.heatmap_range or self.calibration_.get("heatmap_range")}
+        self.tuning_trials_ = list(calibration.trials)  # every candidate tried (not saved)
+        self.few_shot_ = {
+            "k": calibration.n_shots,
+            "shots": list(shots),
+            "objective": calibration.objective,
+            "image_only": calibration.image_only,
+            "trained": bool(trained),
+            "tuned": calibration.tuned(),
+            "notes": [*notes, *calibration.notes],
+            "zero_shot": zero_shot,
+        }
+        self.is_fitted_ = True
+        return self
+
+    def _restore_zero_shot(self) -> None:
+        """Back to the strategies the pipeline had before few-shot tuning (a recalibration)."""
+        before = (self.few_shot_ or {}).get("zero_shot")
+        if before:
+            self.postprocess = postprocess_config(before["postprocess"], self.traits)
+            self.image_threshold = make_strategy(before["image_threshold"], "image_threshold")
+            pixel = before["pixel_threshold"]
+            self.pixel_threshold = None if pixel is None else make_strategy(pixel, "pixel_threshold")
+
+    def copy(self) -> Pipeline:
+        """A pipeline sharing this one's detector, with calibration of its own (the benchmark
+        calibrates one detector zero-shot and few-shot)."""
+        other = copy.copy(self)
+        other.calibration_ = dict(self.calibration_)
+        other.few_shot_ = None if self.few_shot_ is None else dict(self.few_shot_)
+        return other
 
     # -- prediction ----------------------------------------------------------------------------
     def postprocess_maps(self, maps: Any) -> list[np.ndarray]:
@@ -486,6 +660,7 @@ class Pipeline:
             "val_fraction": self.val_fraction,
             "seed": self.seed,
             "calibration": self.calibration_,
+            **({"few_shot": self.few_shot_} if self.few_shot_ is not None else {}),
             "versions": versions,
         }
 
@@ -594,5 +769,6 @@ def load(directory: str | os.PathLike) -> Pipeline:
     pipe.n_train_ = data.get("n_train")
     pipe.n_val_ = data.get("n_val")
     pipe.calibration_ = dict(data.get("calibration") or {})
+    pipe.few_shot_ = data.get("few_shot")
     pipe.is_fitted_ = True
     return pipe

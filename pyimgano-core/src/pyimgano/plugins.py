@@ -355,7 +355,7 @@ def describe_param_errors(exc: ValidationError, params_model: type[BaseModel]) -
         if err.get("type") == "extra_forbidden":
             unknown.append(where)
         else:
-            problems.append(f"{where}: {err['msg']}")
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")  # a validator's own words
     if unknown:
         valid = sorted(params_model.model_fields)
         close = {name: difflib.get_close_matches(name, valid, n=1) for name in unknown}

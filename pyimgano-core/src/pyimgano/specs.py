@@ -23,6 +23,7 @@ from pyimgano._lazy import import_object
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w\.]*:[A-Za-z_][\w\.]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+EXPORT_FORMATS = ("onnx", "openvino")
 
 
 class NoParams(BaseModel):
@@ -53,10 +54,38 @@ class DetectorCapabilities(BaseModel):
         default_factory=dict,
         description="conformance checks known to fail with check_params, {check name: reason}; reported, not hidden",
     )
+    exporter: str | None = Field(
+        None,
+        description="'package.module:function' that writes the fitted detector as an ONNX graph for the torch-free "
+        "runtime (pyimgano export, docs/deploy.md); None: the detector cannot be exported",
+    )
+    export_formats: tuple[str, ...] = Field(
+        (), description="formats `pyimgano export --format` writes for it: 'onnx', 'openvino' (IR converted from the graph)"
+    )
+
+    @model_validator(mode="after")
+    def _exporter_for_formats(self) -> DetectorCapabilities:
+        if self.export_formats and not self.exporter:
+            raise ValueError("export_formats needs an exporter ('package.module:function')")
+        if self.exporter and not _FACTORY_RE.match(self.exporter):
+            raise ValueError(f"exporter {self.exporter!r} must look like 'package.module:function'")
+        unknown = sorted(set(self.export_formats) - set(EXPORT_FORMATS))
+        if unknown:
+            raise ValueError(f"export_formats {unknown} are not among {list(EXPORT_FORMATS)}")
+        return self
     default_postprocess: list[dict[str, Any]] = Field(
         default_factory=list,
         description="post-processing an inspection pipeline applies to this detector's maps unless told otherwise "
         "(steps as in docs/postprocess.md, e.g. [{'name': 'standardize'}]); empty: the raw maps",
+    )
+
+    learns_from_anomalies: bool = Field(
+        False,
+        description="fit(images, anomalies=..., anomaly_masks=...) learns from a few labelled defective images "
+        "(few-shot training, docs/few-shot.md); the benchmark passes its few-shot images to such a detector",
+    )
+    needs_anomaly_masks: bool = Field(
+        False, description="learning from anomalies needs their defect masks (without them fit uses normal images only)"
     )
 
     @field_validator("default_postprocess")

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
 
+EXPORT_FORMATS = ("onnx", "openvino")  # one graph for both: network, embedding and search (pyimgano_faiss.export)
+
 
 class _BackboneParams(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
@@ -117,6 +119,8 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 cpus=2,
                 memory_mb=3000,
                 check_params={"backbone": "efficientnet_lite0", "image_size": 64, "coreset_ratio": 0.25, "progress": False},
+                exporter="pyimgano_faiss.export:export_patchcore",
+                export_formats=EXPORT_FORMATS,
                 # maps as z-scores of the normal validation pixels: the same ranking as the raw maps (its
                 # own Gaussian blur already smooths them; more smoothing, opening or small-region removal
                 # measured no better), thresholds and heatmaps on a scale comparable across categories
@@ -134,6 +138,8 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 cpus=2,
                 memory_mb=1500,
                 check_params={"backbone": "efficientnet_lite0", "image_size": 64, "n_neighbors": 3, "progress": False},
+                exporter="pyimgano_faiss.export:export_knn",
+                export_formats=EXPORT_FORMATS,
             ),
         ),
     ]

@@ -95,6 +95,45 @@ class NoMapsDetector(MeanDetector):
         return super()._score(images)[0], None
 
 
+class LearningDetector(MeanDetector):
+    """Learns from labelled anomalies: the defect pixels' mean colour (``anomaly_colour_``)
+    raises the map where an image looks like it, so training with the shots changes scores."""
+
+    learns_from_anomalies = True
+
+    def __init__(self, sigma: float = 1.0) -> None:
+        Detector.__init__(self, sigma=sigma)
+        self.sigma = sigma
+        self.anomaly_colour_ = None
+        self.seen_anomalies_ = 0
+
+    def _fit_with_anomalies(self, images, anomalies, masks):
+        super()._fit(images)
+        if masks is None:
+            raise ValueError("needs masks")
+        pixels = np.concatenate([img[m] for img, m in zip(anomalies, masks)]).astype(np.float32) / 255.0
+        self.anomaly_colour_ = pixels.mean(axis=0)
+        self.seen_anomalies_ = len(anomalies)
+
+    def _maps(self, images):
+        maps = super()._maps(images)
+        if self.anomaly_colour_ is None:
+            return maps
+        out = []
+        for img, amap in zip(images, maps):
+            closeness = 1.0 - np.abs(img.astype(np.float32) / 255.0 - self.anomaly_colour_).mean(axis=2)
+            out.append(amap + 0.1 * closeness ** 8)
+        return out
+
+    def _get_state(self):
+        colour = np.zeros(3, np.float32) if self.anomaly_colour_ is None else self.anomaly_colour_
+        return {"mean": self.mean_, "colour": colour, "trained": np.array([self.anomaly_colour_ is not None])}
+
+    def _set_state(self, state):
+        self.mean_ = state["mean"]
+        self.anomaly_colour_ = state["colour"] if bool(state["trained"][0]) else None
+
+
 class ToyDataset:
     """root/<category>/{train/good, test/<kind>, ground_truth/<kind>/<stem>_mask.png}."""
 
@@ -141,3 +180,15 @@ class ToyDataset:
         image = np.asarray(Image.open(sample.image_path).convert("RGB"))
         mask = None if sample.mask_path is None else np.asarray(Image.open(sample.mask_path)) > 0
         return image, mask
+
+
+class ToyNoMasksDataset(ToyDataset):
+    """The toy folders without their masks (a data set that labels images only)."""
+
+    def _split(self, split):
+        return [DatasetSample(image_path=s.image_path, label=s.label, mask_path=None, defect_type=s.defect_type,
+                              category=s.category) for s in super()._split(split)]
+
+    @property
+    def info(self):
+        return super().info.model_copy(update={"has_masks": False})

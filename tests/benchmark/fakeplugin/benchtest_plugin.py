@@ -29,6 +29,12 @@ class SleepyParams(BaseModel):
     sleep_s: float = Field(0.0, ge=0.0, description="fit sleeps this long on categories other than alpha")
 
 
+class LearningParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sigma: float = Field(1.0, ge=0.0)
+
+
 class BadParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +55,9 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
         DetectorSpec(name="nomaps", summary="Scores without anomaly maps",
                      factory="benchtest_impl:NoMapsDetector", params=NoParams,
                      capabilities=DetectorCapabilities(pixel_maps=False)),
+        DetectorSpec(name="learning", summary="Learns the colour of labelled anomalies",
+                     factory="benchtest_impl:LearningDetector", params=LearningParams,
+                     capabilities=DetectorCapabilities(learns_from_anomalies=True, needs_anomaly_masks=True)),
     ]
 
 
@@ -56,5 +65,7 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
 def pyimgano_register_datasets() -> list[DatasetSpec]:
     return [
         DatasetSpec(name="toy", summary="A tiny MVTec-layout folder", factory="benchtest_impl:ToyDataset",
+                    params=NoParams),
+        DatasetSpec(name="toynomasks", summary="The tiny folder, labels only", factory="benchtest_impl:ToyNoMasksDataset",
                     params=NoParams),
     ]

@@ -19,6 +19,7 @@ a ``seed`` parameter get it), never to the data set: the data is the benchmark's
     flush_interval = 10       # seconds between rewrites of results.json, CSV, summary, report
     out = "runs/grid"         # relative paths (out, root) are relative to this file
     metrics = ["image_auroc", "aupro"]   # absent: every registered metric
+    few_shot = [0, 5]         # zero-shot, and 5 labelled test defects tune each run (docs/few-shot.md)
 
     [[detectors]]
     name = "faiss:patchcore"
@@ -40,7 +41,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -122,6 +123,17 @@ class BenchmarkConfig(BaseModel):
     metrics: list[str] | None = Field(
         None, description="metrics to compute (names as list-plugins shows them); absent: every registered metric"
     )
+    few_shot: list[int] | None = Field(
+        None, description="few-shot runs (docs/few-shot.md): for each K, K defective test images drawn per run (seeded "
+                          "by its seed) tune the pipeline and leave the evaluation; 0: the zero-shot pipeline; "
+                          "absent: [0]")
+    few_shot_objective: Literal["pixel_f1", "aupro"] = Field(
+        "pixel_f1", description="what the few-shot post-processing search maximises over the shots")
+    few_shot_search: dict[str, Any] | None = Field(
+        None, description="the few-shot post-processing candidates: {sigma, open_size, min_area} lists "
+                          "(docs/few-shot.md); absent: the documented default")
+    few_shot_training: bool = Field(
+        True, description="pass the shots to detectors whose fit learns from anomalies (false: calibration only)")
     flush_interval: float = Field(
         DEFAULT_FLUSH_INTERVAL_S, ge=0,
         description="seconds between rewrites of results.json, CSV, summary.md and report.html "
@@ -144,6 +156,32 @@ class BenchmarkConfig(BaseModel):
     def seed_list(self) -> list[int]:
         """The seeds of the grid, in the order given (a ConfigError when given badly)."""
         return grid_seeds(self)
+
+
+def grid_few_shot(config: BenchmarkConfig) -> list[int]:
+    """``config.few_shot`` (default ``[0]``: zero-shot only); a negative or repeated K is an error."""
+    values = [0] if config.few_shot is None else list(config.few_shot)
+    if not values:
+        raise ConfigError("few_shot is empty; give at least one K (0: zero-shot)")
+    bad = [k for k in values if k < 0]
+    if bad:
+        raise ConfigError(f"few_shot {values}: K must be 0 (zero-shot) or more labelled defective images, got {bad[0]}")
+    repeated = sorted({k for k in values if values.count(k) > 1})
+    if repeated:
+        raise ConfigError(f"few_shot {values}: {', '.join(map(str, repeated))} given more than once")
+    return values
+
+
+def few_shot_settings(config: BenchmarkConfig) -> dict[str, Any]:
+    """The few-shot settings of the grid as a JobSpec carries them (checked)."""
+    from pyimgano.fewshot import FewShotSettings
+
+    try:
+        settings = FewShotSettings.of({"objective": config.few_shot_objective, "search": config.few_shot_search or {},
+                                       "train": config.few_shot_training})
+    except InvalidParams as exc:
+        raise ConfigError(str(exc)) from None
+    return settings.model_dump(mode="json")
 
 
 def grid_seeds(config: BenchmarkConfig) -> list[int]:
@@ -183,6 +221,8 @@ class JobSpec(BaseModel):
         default_factory=lambda: {"strategy": "quantile", "q": 0.99}, description="image threshold strategy")
     pixel_threshold: dict[str, Any] | None = Field(None, description="pixel threshold strategy; None: no masks")
     val_fraction: float = Field(0.1, description="share of the training images held out for calibration")
+    few_shot: int = Field(0, ge=0, description="K defective test images drawn to tune this run (0: zero-shot)")
+    few_shot_settings: dict[str, Any] | None = Field(None, description="FewShotSettings of a few-shot run")
 
     @property
     def key(self) -> str:
@@ -190,19 +230,24 @@ class JobSpec(BaseModel):
 
         The metric set is not part of it: metrics are computed from the scores, and a
         finished record is reused when it holds every metric asked for (ResultStore.finished).
+        A zero-shot run's key leaves the few-shot fields out, so it is what it was before them.
         """
-        fields = self.model_dump(mode="json", exclude={"overlays", "dataset_label", "metrics"})
+        excluded = {"overlays", "dataset_label", "metrics"}
+        if not self.few_shot:
+            excluded |= {"few_shot", "few_shot_settings"}
+        fields = self.model_dump(mode="json", exclude=excluded)
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()
         return digest[:10]
 
     @property
     def job_id(self) -> str:
         """A readable, file-name-safe id: ``detector__dataset__category__key``."""
-        parts = [self.detector, self.dataset_label, self.category]
+        parts = [self.detector, self.dataset_label, self.category] + ([f"{self.few_shot}-shot"] if self.few_shot else [])
         return "__".join(_slug(p) for p in parts) + f"__{self.key}"
 
     def describe(self, with_seed: bool = False) -> str:
         where = f"{self.detector} on {self.dataset_label}/{self.category}"
+        where += f" ({self.few_shot}-shot)" if self.few_shot else ""
         return f"{where} (seed {self.seed})" if with_seed else where
 
 
@@ -272,6 +317,7 @@ def load_config_file(path: str | Path) -> BenchmarkConfig:
         raise ConfigError(f"{path}: {validation_problems(exc)}") from None
     try:
         grid_seeds(config)
+        grid_few_shot(config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     base = path.resolve().parent
@@ -356,8 +402,9 @@ def _resolve(registry: Any, kind: str, name: str) -> tuple[Any, Any]:
 def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
     """One validated :class:`JobSpec` per (detector, data set, category, seed), in grid order.
 
-    Order: data set, category, detector, then seed, so that the detectors of one category
-    (and the seeds of one detector) finish close together and the table fills up row by row.
+    Order: data set, category, detector, seed, then few-shot K, so that the detectors of one
+    category (and the seeds of one detector) finish close together and the table fills up
+    row by row.
     A detector with a ``seed`` parameter gets the job's seed unless its entry sets one; with
     several seeds an entry may not set it (every seed would fit the same detector).
     """
@@ -369,6 +416,8 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
     if not config.datasets:
         raise ConfigError("no data set to run on; give --dataset NAME")
     seeds = grid_seeds(config)
+    shots = grid_few_shot(config)
+    shot_settings = few_shot_settings(config) if any(shots) else None
     from pyimgano.benchmark.metric_set import resolve_metrics
 
     metrics = [m.qualified for m in resolve_metrics(config.metrics)]
@@ -406,7 +455,7 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
         for category in dataset_categories(resolved):
             for name, per_seed, pipeline in detectors:
                 for seed, params in per_seed:
-                    jobs.append(
+                    jobs += [
                         JobSpec(
                             detector=name,
                             params=params,
@@ -421,12 +470,19 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
                             metrics=metrics,
                             val_fraction=config.val_fraction,
                             **pipeline,
+                            **_few_shot_fields(k, shot_settings),
                         )
-                    )
+                        for k in shots
+                    ]
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
         raise ConfigError("the grid holds the same (detector, params, data set, category, seed) twice")
     return jobs
+
+
+def _few_shot_fields(k: int, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """The JobSpec fields of one K: none for zero-shot (its spec and key stay as before few-shot)."""
+    return {"few_shot": k, "few_shot_settings": settings} if k else {}
 
 
 def entry_pipeline(config: BenchmarkConfig, entry: DetectorEntry, spec: Any, record: Any) -> dict[str, Any]:

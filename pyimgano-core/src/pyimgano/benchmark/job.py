@@ -23,6 +23,7 @@ import numpy as np
 
 from pyimgano.benchmark.config import JobSpec
 from pyimgano.benchmark.deployed import curves, deployed_metrics
+from pyimgano.benchmark.few_shot import FewShotJob, zero_shot_block
 from pyimgano.benchmark.metric_set import compute_metrics, metric_key, resolve_metrics
 from pyimgano.errors import ContractViolation, DatasetError
 from pyimgano.limits import sync_pil
@@ -123,6 +124,7 @@ def empty_run(spec: JobSpec) -> dict[str, Any]:
         "n_train": 0,
         "n_val": None,
         "n_test": 0,
+        "few_shot": {**zero_shot_block(), "k": spec.few_shot},
     }
 
 
@@ -166,6 +168,10 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         dataset = _open_dataset(spec)
         train = check_samples(spec, list(dataset.train), "train")
         test = check_samples(spec, list(dataset.test), "test")
+        stage = "drawing the few-shot images"
+        few = FewShotJob.draw(spec, test)  # None: zero-shot
+        if few is not None:
+            test = few.test  # the shots never join the evaluated images
         run["n_train"], run["n_test"] = len(train), len(test)
         if not train:
             raise ValueError(f"{spec.dataset_label}/{spec.category} has no training images")
@@ -197,6 +203,9 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         run["n_train"], run["n_val"] = pipe.n_train_, pipe.n_val_
         extra["pipeline"] = pipe.to_dict()
         extra["fitted"] = fitted_attributes(pipe.detector)
+        if few is not None:
+            stage = "few-shot calibration"
+            few.calibrate(spec, dataset, pipe, train_images, det_spec, extra, run["timing"]["fit_s"])
         progress(spec.job_id, "fit", 1, 1)
         del train_images
 
@@ -210,6 +219,7 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         has_masks = _has_masks(dataset, test, scored["masks"])
         maps = scored["maps"] if (scored["maps"] is not None and det_spec.capabilities.pixel_maps) else None
         masks = _full_masks(scored["masks"], scored["shapes"]) if has_masks else None
+        raw_maps = list(maps) if (few is not None and maps is not None) else None  # for the few-shot pipeline
         maps = _postprocess_test_maps(pipe, maps, masks, labels, scored, metrics, extra)
         run["timing"]["predict_s"] = scored["predict_s"]
         run["timing"]["images_per_s"] = len(test) / scored["predict_s"] if scored["predict_s"] > 0 else None
@@ -233,6 +243,10 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
             }
             for s, v in zip(test, scored["scores"])
         ]
+        if few is not None:
+            stage = "few-shot evaluation"
+            pipe, scored, maps = few.finish(spec, dataset, pipe, labels, masks, raw_maps, scored, metrics, run,
+                                            outcome, det_spec, progress)
 
         stage = "drawing overlays"
         if spec.overlays and maps is not None:

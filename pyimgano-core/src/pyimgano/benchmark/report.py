@@ -133,6 +133,10 @@ def render_report(
                 side.append("</div>")
         if side:
             parts.append('<div class="side">' + "".join(side) + "</div>")
+        few = tables.few_shot_rows(ds_runs)
+        if few:
+            parts += [f"<h3>Few-shot: {_e(dataset)}</h3>", f'<p class="legend">{_e(tables.few_shot_note(ds_runs))}</p>',
+                      _table(*few)]
     failed = tables.errors(runs)
     if failed:
         several = len(tables.seeds_of(runs)) > 1

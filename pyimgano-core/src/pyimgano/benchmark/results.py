@@ -7,13 +7,15 @@
                "params", "pipeline": {postprocess, image_threshold, pixel_threshold, val_fraction},
                "metrics": {key: value or null, one per metric of the run},
                "deployed": {image_threshold, image_precision, ..., pixel_iou},
-               "timing": {fit_s, predict_s, images_per_s}, "peak_rss_mb", "n_train", "n_val", "n_test"}]}
+               "timing": {fit_s, predict_s, images_per_s}, "peak_rss_mb", "n_train", "n_val", "n_test",
+               "few_shot": {k, shots, tuned, objective, image_only, trained, zero_shot, notes}}]}
 
 (``metrics``: the core's metrics under their bare names, image_auroc ... aupro, a plugin's
 under ``plugin:name``, computed on the post-processed maps; ``deployed``: figures at the
-calibrated thresholds; ``seed``: the job's seed. Files written before seeds, or before the
-inspection pipeline, lack ``seed`` / ``pipeline``, ``deployed``, ``n_val``: they read as
-``null``.)
+calibrated thresholds; ``seed``: the job's seed; ``few_shot``: docs/few-shot.md, ``k`` 0 for
+the zero-shot pipeline. Files written before seeds, before the inspection pipeline or before
+few-shot mode lack ``seed`` / ``pipeline``, ``deployed``, ``n_val`` / ``few_shot``: they read
+as ``null``.)
 
 Output folder::
 
@@ -46,6 +48,8 @@ from pyimgano.benchmark.config import JobSpec
 RECORD_FORMAT = 1
 OVERLAY_SUFFIXES = (".png", ".jpg", ".webp")
 SCORE_COLUMNS = ["image", "label", "defect_type", "score", "predicted"]
+# a few-shot run's scores file adds the zero-shot pipeline's on the same images
+FEW_SHOT_SCORE_COLUMNS = ["zero_shot_score", "zero_shot_predicted"]
 
 
 class Timing(BaseModel):
@@ -92,6 +96,30 @@ class RunPipeline(BaseModel):
     val_fraction: float
 
 
+class ZeroShotFigures(BaseModel):
+    """The zero-shot pipeline on a few-shot run's evaluation images (the paired baseline)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: dict[str, float | None]
+    deployed: Deployed | None = None
+
+
+class FewShotResult(BaseModel):
+    """How a run used labelled defects (docs/few-shot.md): ``k`` 0 for the zero-shot pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(description="defective test images drawn to tune the run (0: zero-shot)")
+    shots: list[str] = Field(default_factory=list, description="the drawn images (removed from the evaluation)")
+    tuned: dict[str, Any] = Field(default_factory=dict, description="the tuned post-processing, thresholds, figures")
+    objective: str | None = Field(None, description="pixel_f1 or aupro; null when only the image threshold was tuned")
+    image_only: bool | None = Field(None, description="only the image threshold was tuned (no masks or maps)")
+    trained: bool | None = Field(None, description="the detector was trained with the shots")
+    zero_shot: ZeroShotFigures | None = Field(None, description="the zero-shot pipeline on the same images")
+    notes: list[str] = Field(default_factory=list)
+
+
 class RunResult(BaseModel):
     """One entry of ``results.json`` ``runs`` (docs/benchmark.md)."""
 
@@ -113,6 +141,7 @@ class RunResult(BaseModel):
     n_train: int = Field(description="training images the detector was fitted on")
     n_val: int | None = Field(None, description="training images held out to calibrate (null: older files)")
     n_test: int
+    few_shot: FewShotResult | None = Field(None, description="few-shot mode (null: files from before it)")
 
 
 class ResultsFile(BaseModel):
@@ -160,6 +189,9 @@ class ResultStore:
         if any(key not in held for key in metric_keys):
             return None  # a metric was added: the run is redone (pixel metrics need its maps)
         record["run"]["metrics"] = {key: held[key] for key in metric_keys}
+        zero = (record["run"].get("few_shot") or {}).get("zero_shot")
+        if zero:
+            zero["metrics"] = {key: zero["metrics"].get(key) for key in metric_keys}
         return record
 
     def save_outcome(self, spec: JobSpec, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +209,8 @@ class ResultStore:
         scores_file = None
         if outcome.get("scores"):
             scores_file = self.scores_dir / f"{spec.job_id}.csv"
-            atomic_write(scores_file, rows_to_csv(outcome["scores"], SCORE_COLUMNS))
+            columns = SCORE_COLUMNS + [c for c in FEW_SHOT_SCORE_COLUMNS if c in outcome["scores"][0]]
+            atomic_write(scores_file, rows_to_csv(outcome["scores"], columns))
         record = {
             "format": RECORD_FORMAT,
             "key": spec.key,

@@ -73,10 +73,17 @@ def metrics_legend(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(c.title, c.summary) for c in table_columns(runs)]
 
 
+def shots_of(run: dict[str, Any]) -> int:
+    """The run's few-shot K (0: zero-shot, also for files from before few-shot mode)."""
+    return int((run.get("few_shot") or {}).get("k") or 0)
+
+
 def _params_key(run: dict[str, Any]) -> str:
     pipeline = run.get("pipeline")
-    if pipeline:
-        return json.dumps({"params": run.get("params") or {}, "pipeline": pipeline}, sort_keys=True)
+    k = shots_of(run)
+    if pipeline or k:
+        return json.dumps({"params": run.get("params") or {}, "pipeline": pipeline, **({"few_shot": k} if k else {})},
+                          sort_keys=True)
     return json.dumps(run.get("params") or {}, sort_keys=True)
 
 
@@ -116,7 +123,7 @@ def _grid_params(run: dict[str, Any], several_seeds: bool) -> dict[str, Any]:
     if pipeline:
         params = {**params, **{k: v for k, v in pipeline.items() if k != "postprocess"},
                   "postprocess": describe_steps(pipeline["postprocess"])}
-    return params
+    return {**params, "few_shot": shots_of(run)}
 
 
 class Labels(dict):
@@ -416,6 +423,11 @@ def summary_markdown(runs: list[dict[str, Any]], title: str = "Benchmark results
             if compared:
                 lines += ["", f"### {side_by_side_title(metric, runs)}", ""]
                 lines += _md_table(*compared)
+        few = few_shot_rows(ds_runs)
+        if few:
+            lines += ["", f"### Few-shot: {dataset}", "", few_shot_note(ds_runs), ""]
+            lines += _md_table(few[0], [[f"**{cells[0]}**", *cells[1:]] if kind == "mean" else cells
+                                        for kind, cells in few[1]])
     failed = errors(runs)
     if failed:
         several = len(seeds_of(runs)) > 1
@@ -526,6 +538,12 @@ def rich_tables(runs: list[dict[str, Any]], width: int | None = None) -> list[An
         else:
             out.append(blocks(title, header, rows, width))
         out += _side_by_side(ds_runs, dataset, width)
+        few = few_shot_rows(ds_runs)
+        if few:
+            names = 4 if n_seeds > 1 else 3
+            title = f"few-shot: {dataset} (K-shot beside 0-shot on the same images)"
+            table = _rich_table(title, few[0], few[1], list(range(len(few[0]))), n_names=names)
+            out.append(table if _fits([table], width) else blocks(title, few[0], few[1], width, n_names=names))
     for run in errors(runs):
         out.append(Text(f"error: {where(run, n_seeds > 1)}: {run['error']}", style="red"))
     return out
@@ -569,3 +587,98 @@ def _side_by_side(runs: list[dict[str, Any]], dataset: str, width: int | None) -
         out.append(one if _fits([one], width) else
                    blocks(f"{titles[metric]} side by side ({dataset}{seeds})", header, kinds, width, n_names=1))
     return out
+
+
+# -- few-shot ----------------------------------------------------------------------------------------
+FEW_SHOT_FIGURES = (("image_f1", "img F1@thr"), ("image_fpr", "img FPR@thr"), ("pixel_f1", "px F1@thr"))
+
+
+def few_shot_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The few-shot runs (K > 0) among ``runs``."""
+    return [r for r in runs if shots_of(r)]
+
+
+def _zero_shot_value(run: dict[str, Any], key: str) -> float | None:
+    zero = (run.get("few_shot") or {}).get("zero_shot") or {}
+    if key.startswith(DEPLOYED):
+        return (zero.get("deployed") or {}).get(key[len(DEPLOYED):])
+    return (zero.get("metrics") or {}).get(key)
+
+
+def _tuned_summary(runs: list[dict[str, Any]]) -> str:
+    """The post-processing the tuning chose most often over the seeds (how often), or why
+    only the image threshold was tuned."""
+    from collections import Counter
+
+    from pyimgano.fewshot import describe_tuned
+
+    if all((r["few_shot"] or {}).get("image_only") for r in runs):
+        return "image threshold only"
+    chosen = Counter(describe_tuned(r["few_shot"]["tuned"]) for r in runs if not r["few_shot"].get("image_only"))
+    text, count = chosen.most_common(1)[0]
+    return text + (f" ({count}/{len(runs)})" if len(runs) > 1 else "")
+
+
+def few_shot_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, list[str]]]] | None:
+    """The few-shot table of one data set: per (category, detector, K), the zero-shot pipeline
+    and the few-shot pipeline on the same evaluation images side by side (deployed figures,
+    then the headline threshold-free metrics), mean ± std over seeds, the tuned
+    post-processing and the tuning time; mean rows per (detector, K). None without few-shot runs."""
+    few = [r for r in few_shot_runs(runs) if r.get("few_shot")]
+    if not few:
+        return None
+    base = detector_labels([{**r, "few_shot": None} for r in runs])
+    stripped = {id(r): {**r, "few_shot": None} for r in few}
+    several = len(seeds_of(few)) > 1
+    keys = [f"{DEPLOYED}{k}" for k, _ in FEW_SHOT_FIGURES] + headline_keys(few)
+    titles = [t for _, t in FEW_SHOT_FIGURES] + [c.title for c in describe_keys(headline_keys(few))]
+    header = ["category", "detector", "K", *(["seeds"] if several else [])]
+    for title in titles:
+        header += [f"{title} 0-shot", f"{title} K-shot"]
+    header += ["tuned post-processing", "tune s"]
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for run in few:
+        label = label_of(stripped[id(run)], base)
+        if run["few_shot"].get("trained"):
+            label += " (trained)"
+        groups.setdefault((run["category"], label, shots_of(run)), []).append(run)
+
+    def cells_of(members: list[dict[str, Any]], per_seed: bool = False) -> list[str]:
+        """mean ± std over the ok runs (a mean row: ± std of the per-seed means, as the main table)."""
+        ok = [r for r in members if r["status"] == "ok"]
+        by_seed: dict[Any, list[dict[str, Any]]] = {}
+        for run in ok:
+            by_seed.setdefault(run.get("seed"), []).append(run)
+        out = []
+        for key in keys:
+            for value_fn in (_zero_shot_value, value_of):
+                values = [value_fn(r, key) for r in ok]
+                spread = (_std([_mean([value_fn(r, key) for r in rs]) for rs in by_seed.values()]) if per_seed
+                          else _std(values))
+                out.append(fmt_spread(_mean(values), spread if several else None))
+        tune = _mean([(r["few_shot"].get("tuned") or {}).get("tuning_s") for r in ok])
+        return out + [_tuned_summary(ok) if ok else "error", fmt_seconds(tune)]
+
+    rows: list[tuple[str, list[str]]] = []
+    for (category, label, k), members in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1], g[0][2])):
+        ok = [r for r in members if r["status"] == "ok"]
+        seeds = [f"{len(ok)}/{len(members)}"] if several else []
+        rows.append(("run" if ok else "error", [category, label, str(k), *seeds, *cells_of(members)]))
+    by_detector: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for (_, label, k), members in groups.items():
+        by_detector.setdefault((label, k), []).extend(members)
+    for (label, k), members in sorted(by_detector.items()):
+        ok = [r for r in members if r["status"] == "ok"]
+        seeds = [str(len(seeds_of(ok)))] if several else []
+        rows.append(("mean", ["mean", label, str(k), *seeds, *cells_of(members, per_seed=True)]))
+    return header, rows
+
+
+def few_shot_note(runs: list[dict[str, Any]]) -> str:
+    """What the few-shot table shows, for summary.md and report.html."""
+    return ("Few-shot runs: K defective test images per run (drawn with the run's seed, spread over defect types) "
+            "tuned the post-processing and both thresholds (with the normal validation images) and were removed "
+            "from the evaluation; each K-shot figure sits beside the zero-shot pipeline's on exactly the same "
+            "images (0-shot), so the two columns compare like with like. Threshold-free metrics change only where "
+            "the tuned post-processing changed the maps (or the detector was trained with the shots: "
+            "\"(trained)\"). docs/few-shot.md has the protocol.")

@@ -20,6 +20,8 @@ examples:
       only these metrics (default: every registered metric, plugins' included)
   pyimgano benchmark --postprocess none --pixel-threshold quantile:0.9999 --out runs/raw
       raw maps (no post-processing) and another pixel-threshold quantile for every detector
+  pyimgano benchmark --few-shot 0 --few-shot 5 --seeds 0 1 2 --out runs/few-shot
+      zero-shot, and 5 labelled test defects per run tuning the pipeline (docs/few-shot.md)
   pyimgano benchmark --config bench.toml
 
 Every run fits the detector on the training images less a seeded --val-fraction (default
@@ -33,6 +35,8 @@ ended in an error are retried. Exit status: 0 all ok, 1 when some run failed, 2 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pyimgano.cli.fit import add_few_shot_tuning_arguments
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("--detector", action="append", default=[], metavar="NAME",
@@ -73,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fixed:V or none")
     parser.add_argument("--val-fraction", type=float, metavar="F",
                         help="share of each category's training images held out to calibrate (default 0.1)")
+    parser.add_argument("--few-shot", action="append", type=int, dest="few_shot", metavar="K",
+                        help="repeatable: K defective test images per run (drawn with its seed, removed from the "
+                             "evaluation) tune the pipeline, reported beside the zero-shot pipeline on the same "
+                             "images; 0: the zero-shot run on the whole test split (default). docs/few-shot.md")
+    add_few_shot_tuning_arguments(
+        parser, "calibration only: do not train detectors that learn from anomalies with the shots")
     parser.add_argument("--out", metavar="DIR", help="output folder (results.json, summary.md, report.html...)")
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished in --out")
     parser.add_argument("--flush-interval", type=float, metavar="SECONDS",
@@ -95,6 +105,7 @@ def build_config(args: argparse.Namespace):
         DatasetEntry,
         DetectorEntry,
         apply_assignments,
+        grid_few_shot,
         grid_seeds,
         load_config_file,
         validation_problems,
@@ -122,6 +133,7 @@ def build_config(args: argparse.Namespace):
         config.seed, config.seeds = args.seed, None
     if args.seeds is not None:
         config.seed, config.seeds = None, list(args.seeds)
+    apply_few_shot_flags(config, args)
     for flag in ("image_size", "jobs", "job_timeout", "out", "overlays", "flush_interval", "metrics", "val_fraction"):
         value = getattr(args, flag)
         if value is not None:
@@ -138,7 +150,28 @@ def build_config(args: argparse.Namespace):
     except ValidationError as exc:
         raise ConfigError(f"invalid benchmark settings: {validation_problems(exc)}") from None
     grid_seeds(config)  # a repeated seed is a usage error before anything starts
+    grid_few_shot(config)
     return config
+
+
+def apply_few_shot_flags(config, args: argparse.Namespace) -> None:
+    """--few-shot K (repeatable), --few-shot-objective, --few-shot-search, --no-few-shot-training."""
+    import json
+
+    from pyimgano.benchmark.config import ConfigError
+
+    if args.few_shot is not None:
+        config.few_shot = list(args.few_shot)
+    if args.few_shot_objective is not None:
+        config.few_shot_objective = args.few_shot_objective
+    if args.few_shot_search is not None:
+        try:
+            config.few_shot_search = json.loads(args.few_shot_search)
+        except ValueError as exc:
+            raise ConfigError(f"--few-shot-search {args.few_shot_search!r}: not JSON ({exc}); e.g. "
+                              '\'{"sigma": [2, 4], "open_size": [], "min_area": [64]}\'') from None
+    if args.no_few_shot_training:
+        config.few_shot_training = False
 
 
 def run(args: argparse.Namespace) -> int:

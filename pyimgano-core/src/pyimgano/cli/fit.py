@@ -31,6 +31,11 @@ threshold (on validation scores) and the pixel threshold (on validation maps) fi
 validation images: --val (held-out good images), else a seeded --val-fraction (default
 0.1) of the training images, kept out of the detector's fit. Threshold specs:
 quantile:Q (of validation scores or pixels), fixed:V, f1 (labelled images only).
+
+Few-shot: --defects DIR (a few labelled defective images) and --defect-masks DIR tune the
+post-processing and both thresholds on the validation images and the defects (F1-optimal),
+and train a detector that learns from anomalies with them (docs/few-shot.md):
+  pyimgano fit --train good/ --defects defects/ --defect-masks masks/ --out model/
 `pyimgano predict --model DIR` applies the saved pipeline. docs/pipeline.md has the details.
 """
 
@@ -59,21 +64,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixel-threshold", metavar="SPEC",
                         help="pixel threshold: quantile:Q of validation map pixels (default: the documented "
                              "quantile), fixed:V, or none (no masks)")
+    parser.add_argument("--defects", action="append", default=[], metavar="DIR_OR_GLOB",
+                        help="a few labelled defective images (repeatable): few-shot mode, they tune post-processing "
+                             "and both thresholds (and train a detector that learns from anomalies); docs/few-shot.md")
+    parser.add_argument("--defect-masks", metavar="DIR",
+                        help="their defect masks, matched by name (<stem>.png or <stem>_mask.png, searched "
+                             "recursively); without them only the image threshold is tuned")
+    add_few_shot_tuning_arguments(parser, "with --defects: calibrate only, even for a detector that learns from "
+                                          "anomalies")
     parser.add_argument("--quantile", type=float, metavar="Q", help="shorthand for --image-threshold quantile:Q")
     parser.add_argument("--threshold", type=float, metavar="VALUE", help="shorthand for --image-threshold fixed:VALUE")
 
 
-def collect_images(items: list[str], what: str = "images") -> list[Path]:
-    """Image files from folders (recursive), globs and plain files, in order, without repeats."""
+def collect_images(items: list[str], what: str = "images", flag: str | None = None) -> list[Path]:
+    """Image files from folders (recursive), globs and plain files, in order, without repeats;
+    errors start with ``flag`` (e.g. ``--defects``) when given."""
     from pyimgano.images import IMAGE_EXTENSIONS, list_image_files
 
+    lead = f"{flag} " if flag else ""
     found: list[Path] = []
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
             files = list_image_files(path)
             if not files:
-                raise ImageLoadError(f"{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+                raise ImageLoadError(f"{lead}{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
         elif path.is_file():
             files = [path]
         elif glob.has_magic(item):
@@ -82,14 +97,85 @@ def collect_images(items: list[str], what: str = "images") -> list[Path]:
                 if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_EXTENSIONS
             )
             if not files:
-                raise ImageLoadError(f"{item}: the pattern matches no image files")
+                raise ImageLoadError(f"{lead}{item}: the pattern matches no image files")
         else:
-            raise ImageLoadError(f"{item}: no such file or folder")
+            raise ImageLoadError(f"{lead}{item}: no such file or folder")
         found.extend(files)
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise ImageLoadError(f"no {what} given")
     return unique
+
+
+def find_masks(defects: list[Path], folder: str) -> list[Path]:
+    """The mask of each defect image in ``folder`` (searched recursively): a file named like
+    the image (``<stem>``, or ``<stem>_mask`` as in MVTec AD), preferably in a subfolder named
+    like the image's; every defect needs exactly one."""
+    from pyimgano.images import IMAGE_EXTENSIONS, list_image_files
+
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise ImageLoadError(f"--defect-masks {folder}: no such folder")
+    candidates: dict[str, list[Path]] = {}
+    for path in list_image_files(root):
+        stem = path.stem[: -len("_mask")] if path.stem.endswith("_mask") else path.stem
+        candidates.setdefault(stem, []).append(path)
+    found, missing = [], []
+    for image in defects:
+        options = candidates.get(image.stem, [])
+        if len(options) > 1:
+            options = [p for p in options if p.parent.name == image.parent.name] or options
+        if len(options) != 1:
+            missing.append(f"{image.name} ({'no mask' if not options else f'{len(options)} candidates'})")
+        else:
+            found.append(options[0])
+    if missing:
+        raise ImageLoadError(
+            f"--defect-masks {folder}: {len(missing)} of {len(defects)} defect image(s) without exactly one mask: "
+            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; a mask is named <stem> or <stem>_mask "
+            f"({', '.join(IMAGE_EXTENSIONS)})")
+    for image, mask in zip(defects, found):  # sizes from the file headers: a mismatch fails before any fitting
+        image_size, mask_size = _file_size(image), _file_size(mask)
+        if None not in (image_size, mask_size) and image_size != mask_size:
+            raise ImageLoadError(f"--defect-masks {folder}: {mask} is {mask_size[0]}x{mask_size[1]} pixels, "
+                                 f"its image {image} {image_size[0]}x{image_size[1]}")
+    return found
+
+
+def _file_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image file from its header; None where it cannot be read (reading it later says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None
+
+
+def add_few_shot_tuning_arguments(parser: argparse.ArgumentParser, no_training_help: str) -> None:
+    """--few-shot-objective, --few-shot-search, --no-few-shot-training (fit and benchmark)."""
+    parser.add_argument("--few-shot-objective", choices=["pixel_f1", "aupro"],
+                        help="what the few-shot post-processing search maximises (default pixel_f1)")
+    parser.add_argument("--few-shot-search", metavar="JSON",
+                        help='few-shot post-processing candidates, e.g. \'{"sigma": [2, 4], "open_size": [], '
+                             '"min_area": [64]}\' (default: docs/few-shot.md)')
+    parser.add_argument("--no-few-shot-training", action="store_true", help=no_training_help)
+
+
+def few_shot_settings(args: argparse.Namespace) -> Any:
+    """--few-shot-objective, --few-shot-search, --no-few-shot-training as settings (checked)."""
+    from pyimgano.fewshot import FewShotSettings
+
+    settings: dict[str, Any] = {"train": not args.no_few_shot_training}
+    if args.few_shot_objective:
+        settings["objective"] = args.few_shot_objective
+    if args.few_shot_search:
+        try:
+            settings["search"] = json.loads(args.few_shot_search)
+        except ValueError as exc:
+            raise InvalidParams(f"--few-shot-search {args.few_shot_search!r}: not JSON ({exc})") from None
+    return FewShotSettings.of(settings)
 
 
 def parse_params(assignments: list[str]) -> dict[str, Any]:
@@ -146,6 +232,11 @@ def describe_fit(pipe: Any) -> str:
     parts = [f"image threshold {pipe.image_threshold_:.6g} ({pipe.image_threshold.spec()})"]
     if pipe.pixel_threshold_ is not None:
         parts.append(f"pixel threshold {pipe.pixel_threshold_:.6g} ({pipe.pixel_threshold.spec()})")
+    if pipe.few_shot_:
+        record = pipe.few_shot_
+        parts.append(f"tuned on {record['k']} defective image(s)"
+                     + (" (image threshold only)" if record["image_only"] else "")
+                     + (", detector trained with them" if record["trained"] else ""))
     return f"{pipe.n_train_} train, {pipe.n_val_} validation image(s); post-processing: {steps}; " + "; ".join(parts)
 
 
@@ -161,14 +252,28 @@ def run(args: argparse.Namespace) -> int:
     pipe = build_pipeline(args)
     files = collect_images(args.train, "training images")
     val_files = collect_images(args.val, "validation images") if args.val else None
+    defects, masks, settings = None, None, None
+    if args.defects:
+        settings = few_shot_settings(args)
+        defects = collect_images(args.defects, "defective images", "--defects")
+        masks = find_masks(defects, args.defect_masks) if args.defect_masks else None
+    elif args.defect_masks or args.few_shot_objective or args.few_shot_search or args.no_few_shot_training:
+        raise InvalidParams("--defect-masks and the --few-shot-* flags go with --defects (the labelled defective images)")
     pipe.check_fit(len(files), val_files is not None)
     console.print(f"fitting {pipe.traits.name} on {len(files)} image(s)"
                   + (f", calibrating on {len(val_files)}" if val_files else
-                     f" ({pipe.val_fraction:g} held out to calibrate, seed {pipe.seed})" if pipe.val_fraction else ""))
+                     f" ({pipe.val_fraction:g} held out to calibrate, seed {pipe.seed})" if pipe.val_fraction else "")
+                  + (f"; few-shot with {len(defects)} defective image(s)" + ("" if masks else " (no masks)")
+                     if defects else ""))
     started = time.perf_counter()
     with console.status("fitting..."):
-        pipe.fit(files, val_images=val_files)
+        if defects:
+            pipe.fit(files, val_images=val_files, anomalies=defects, anomaly_masks=masks, few_shot=settings)
+        else:
+            pipe.fit(files, val_images=val_files)
     fit_s = time.perf_counter() - started
+    for note in (pipe.few_shot_ or {}).get("notes", []):
+        console.print(f"note: {note}")
     held = set(pipe.val_indices_ or [])
     if val_files is None:
         val_files = [f for i, f in enumerate(files) if i in held]
@@ -183,6 +288,9 @@ def run(args: argparse.Namespace) -> int:
         "seed": pipe.seed,
         "fit_s": round(fit_s, 3),
     }
+    if defects:
+        training["defects"] = [str(p) for p in defects]
+        training["defect_masks"] = None if masks is None else [str(p) for p in masks]
     text = json.dumps(training, indent=2, ensure_ascii=True) + "\n"
     pipe.save(out, extra_files={TRAINING_FILE: text})
     print(f"saved the {pipe.traits.name} pipeline to {out} (fit {fit_s:.1f} s): {describe_fit(pipe)}")

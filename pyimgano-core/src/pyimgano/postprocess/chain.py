@@ -122,10 +122,18 @@ class TuneResult:
 
 
 def expand_search_space(search_space: Any) -> list[list[dict[str, Any]]]:
-    """Every post-processing config in the grid: a list-valued parameter is a set of candidates."""
+    """Every post-processing config in the grid: a list-valued parameter is a set of candidates,
+    and a step marked ``"optional": true`` is also tried left out (first: among equal scores
+    the simpler config wins). Configs that come out the same are listed once."""
     steps = _step_list(search_space)
-    axes: list[tuple[int, str, list[Any]]] = []
+    axes: list[tuple[int, str | None, list[Any]]] = []
     for i, step in enumerate(steps):
+        optional = step["params"].pop("optional", False)
+        if not isinstance(optional, bool):
+            raise InvalidParams(f"search space step {i} ({step['name']}): optional must be true or false, "
+                                f"got {optional!r}")
+        if optional:
+            axes.append((i, None, [False, True]))  # None: the step's presence
         for key, value in step["params"].items():
             if isinstance(value, (list, tuple)):
                 if not value:
@@ -136,13 +144,18 @@ def expand_search_space(search_space: Any) -> list[list[dict[str, Any]]]:
         n *= len(values)
     if n > MAX_TRIALS:
         raise InvalidParams(f"the search space has {n} combinations; at most {MAX_TRIALS} are allowed")
-    configs = []
+    configs: dict[str, list[dict[str, Any]]] = {}
     for combo in itertools.product(*(values for _, _, values in axes)):
-        config = [{"name": s["name"], **s["params"]} for s in steps]
+        config: list[dict[str, Any] | None] = [{"name": s["name"], **s["params"]} for s in steps]
         for (i, key, _), value in zip(axes, combo):
-            config[i][key] = value
-        configs.append(config)
-    return configs
+            if key is None:
+                if not value:
+                    config[i] = None
+            elif config[i] is not None:
+                config[i][key] = value
+        kept = [step for step in config if step is not None]
+        configs.setdefault(json.dumps(kept, sort_keys=True, default=str), kept)
+    return list(configs.values())
 
 
 def tune_postprocessing(
@@ -158,7 +171,8 @@ def tune_postprocessing(
 
     ``maps``/``masks``: the labelled images used to choose; ``search_space``: a post-processing
     config whose list-valued parameters are candidates, e.g.
-    ``[{"name": "gaussian", "sigma": [2, 4, 8]}, {"name": "minmax"}]``; ``objective``:
+    ``[{"name": "gaussian", "sigma": [2, 4, 8], "optional": true}, {"name": "minmax"}]`` (an
+    optional step is also tried left out); ``objective``:
     ``"aupro"`` (at ``fpr_limit``) or ``"pixel_f1"`` (pixel F1-max). Steps that need
     statistics are fitted on ``fit_maps`` (maps of normal training/calibration images),
     which must be given explicitly: the labelled maps are never used for normalisation.

@@ -1,0 +1,156 @@
+"""The manifest of an exported model (``pyimgano-export.json``): what the runtime needs to
+run the graph, and what the graph came from.
+
+An exported folder holds the graph (``model.onnx``, or ``model.xml`` + ``model.bin`` for
+OpenVINO), this manifest, and the runtime detector's own ``pyimgano-model.json`` (so that
+:func:`pyimgano.load_detector` and ``pyimgano predict`` open it like any saved model). The
+manifest says how an image becomes the graph's input (the geometry policy of
+:mod:`pyimgano.preprocess`, the pixel scale, the layout), which outputs are the image score
+and the anomaly map, how many images one run may take, the source detector (name,
+parameters, plugin version, threshold) and the tools that wrote it. Every file it names
+carries its size and SHA-256, so a modified or truncated graph is refused before it runs.
+
+A detector plugin's exporter writes the graph and returns a :class:`GraphSpec`; ``pyimgano
+export`` completes it into an :class:`ExportManifest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pyimgano.errors import ModelLoadError
+
+EXPORT_FILE = "pyimgano-export.json"
+EXPORT_FORMAT = 1
+"""Version of the manifest's layout; the runtime refuses a newer one with an upgrade hint."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class GraphInput(_Model):
+    """The graph's image input: float32, ``layout``, pixel values ``/ pixel_divisor``."""
+
+    name: str = Field(description="input name in the graph")
+    layout: Literal["NCHW"] = "NCHW"
+    pixel_divisor: float = Field(255.0, gt=0, description="RGB values 0-255 are divided by this (255: [0, 1] input)")
+    size: tuple[int, int] | None = Field(None, description="fixed (height, width) of the graph; None: any size")
+    min_size: int = Field(1, ge=1, description="smallest height or width the graph accepts")
+
+
+class GraphOutputs(_Model):
+    """Names of the graph outputs the runtime reads."""
+
+    score: str = Field(description="image scores, shape (N,) or (N, 1)")
+    map: str | None = Field(None, description="anomaly maps at the input's size, (N, H, W) or (N, 1, H, W); None: no maps")
+
+
+class GraphSpec(_Model):
+    """What a detector's exporter returns after writing its graph into the export folder."""
+
+    graph: str = Field("model.onnx", description="the graph file, relative to the folder")
+    input: GraphInput
+    outputs: GraphOutputs
+    geometry: dict[str, Any] = Field(description="the pyimgano.preprocess.Preprocess policy turning an image into the input")
+    resize_dtype: Literal["float32", "uint8"] = Field(
+        "float32", description="images are resized as float32 (no 8-bit rounding) or as uint8"
+    )
+    max_batch: int | None = Field(None, ge=1, description="most images per run (bounds the graph's memory); None: any")
+    exported_with: dict[str, str | int | None] = Field(default_factory=dict, description="tools and versions")
+    notes: list[str] = Field(default_factory=list, description="what the user should know about this export")
+
+
+class FileEntry(_Model):
+    bytes: int = Field(ge=0)
+    sha256: str
+
+
+class SourceInfo(_Model):
+    detector: str
+    plugin: str | None = None
+    plugin_version: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    threshold: float | None = None
+
+
+class ExportManifest(GraphSpec):
+    """The whole manifest as written to ``pyimgano-export.json``."""
+
+    format: int = EXPORT_FORMAT
+    export_format: Literal["onnx", "openvino"] = "onnx"
+    files: dict[str, FileEntry] = Field(description="every file the runtime reads, with its size and SHA-256")
+    source: SourceInfo
+    check: dict[str, Any] | None = Field(None, description="the export's own comparison with the source detector")
+
+
+def file_entry(path: Path) -> FileEntry:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return FileEntry(bytes=size, sha256=digest.hexdigest())
+
+
+def write_manifest(directory: Path, manifest: ExportManifest) -> Path:
+    path = Path(directory) / EXPORT_FILE
+    path.write_text(manifest.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def read_manifest(directory: str | Path) -> ExportManifest:
+    """The manifest of an exported folder, checked: format version, fields, and every file's checksum."""
+    directory = Path(directory)
+    path = directory / EXPORT_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{directory}: not an exported pyimgano model (no {EXPORT_FILE}); write one with pyimgano export")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{path}: the manifest is not a JSON object")
+    version = raw.get("format")
+    if isinstance(version, int) and not isinstance(version, bool) and version > EXPORT_FORMAT:
+        from pyimgano import __version__
+
+        raise ModelLoadError(
+            f"{path}: export format {version} is newer than this pyimgano-core {__version__} reads "
+            f"(format {EXPORT_FORMAT}); upgrade it: pip install -U 'pyimgano-core[onnx]'"
+        )
+    if version != EXPORT_FORMAT:
+        raise ModelLoadError(f"{path}: export format {version!r} is not supported (this pyimgano reads {EXPORT_FORMAT})")
+    try:
+        manifest = ExportManifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ModelLoadError(f"{path}: invalid manifest: {where}: {first['msg']}") from None
+    verify_files(directory, manifest)
+    return manifest
+
+
+def verify_files(directory: Path, manifest: ExportManifest) -> None:
+    """Every file of the manifest is there with its recorded size and SHA-256."""
+    if manifest.graph not in manifest.files:
+        raise ModelLoadError(f"{directory / EXPORT_FILE}: the graph {manifest.graph} has no checksum entry")
+    for name, expected in manifest.files.items():
+        path = directory / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ModelLoadError(f"{directory / EXPORT_FILE}: file name {name!r} points outside the folder")
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: missing (named by {EXPORT_FILE}); export the model again")
+        actual = file_entry(path)
+        if actual != expected:
+            what = (f"{actual.bytes} of {expected.bytes} bytes: truncated" if actual.bytes < expected.bytes
+                    else "modified")
+            raise ModelLoadError(
+                f"{path}: does not match its checksum in {EXPORT_FILE} ({what} after export); export the model again"
+            )
