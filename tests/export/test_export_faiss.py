@@ -186,3 +186,21 @@ def test_a_pipeline_exports_as_the_same_pipeline_with_the_runtime(tmp_path, imag
         assert int(np.sum(mx != my)) <= 2  # a pixel within float rounding of the threshold may flip
     check = json.loads((exported / "pyimgano-export.json").read_text())["check"]["pipeline"]
     assert check["label_mismatches"] == 0
+
+
+def test_auto_size_and_kept_aspect_export_and_tiles_are_refused(tmp_path, images_dir):
+    from pyimgano import create_detector
+    from pyimgano.errors import ExportError
+    from pyimgano.export import export_model
+
+    small = {"backbone": "efficientnet_lite0", "progress": False, "coreset_ratio": 0.5}
+    train = sorted((images_dir / "train").glob("*.png"))[:4]
+    detector = create_detector("faiss:patchcore", **small).fit(train)  # image_size="auto", aspect="keep"
+    exported = export_model(detector.save(tmp_path / "auto"), tmp_path / "auto-exported")
+    oblong = check_images((48, 96))
+    result = compare(detector, load_detector(exported), oblong)
+    assert result["max_score_rel_diff"] < SCORE_RTOL and result["max_map_abs_diff"] < MAP_ATOL * result["map_scale"]
+    tiled = create_detector("faiss:patchcore", **small, image_size="original", tile_size=32, tile_overlap=0)
+    tiled.fit(train)
+    with pytest.raises(ExportError, match="tile_size=32 cannot be exported"):
+        export_model(tiled.save(tmp_path / "tiled"), tmp_path / "tiled-exported")

@@ -12,6 +12,7 @@ import pyimgano
 from pyimgano import InvalidParams
 from pyimgano.metrics import image_auroc, pixel_auroc
 from pyimgano.testing import check_detector
+from pyimgano_faiss.search import auto_index_kind, is_exact
 
 SMALL = {"backbone": "efficientnet_lite0", "image_size": 64, "progress": False}
 
@@ -63,6 +64,16 @@ def test_save_load_gives_identical_scores_and_maps(fitted_patchcore, small_categ
     scores2, maps2 = loaded.score(test)
     np.testing.assert_array_equal(scores, scores2)
     np.testing.assert_array_equal(maps, maps2)
+    # the default index="auto" searches this small bank exactly; a flat index is not saved twice
+    assert fitted_patchcore.index == "auto" and is_exact(fitted_patchcore._index)
+    with np.load(tmp_path / "model" / "state.npz") as state:
+        assert "faiss_index" not in state.files
+
+
+def test_auto_index_weighs_bank_rows_by_the_patches_of_one_input():
+    assert auto_index_kind(3_276, 1_024) == "flat"  # synthetic set at 256 px: 32 x 32 patches
+    assert auto_index_kind(48_672, 52 * 78) == "ivf"  # VisA at 416 x 624: 52 x 78 patches
+    assert auto_index_kind(1_000) == "flat" and auto_index_kind(60_000) == "ivf"  # bank rows alone
 
 
 @pytest.mark.parametrize("index", ["ivf", "hnsw"])
@@ -145,3 +156,23 @@ def test_knn_scores_images_and_declares_no_maps(small_category):
     assert image_auroc(labels, scores) > 0.5
     with pytest.raises(NotImplementedError):
         det.predict_anomaly_map(test[:1])
+
+
+def test_approximate_index_gives_exact_image_scores(small_category):
+    train, test = small_category[0], small_category[1]
+    det = pyimgano.create_detector("faiss:patchcore", **{**SMALL, "image_size": 96}, coreset_ratio=0.5).fit(train)
+    exact_scores, exact_maps = det.score(test)
+    det.set_params(index="ivf", nprobe=1)  # one list of ~24: many patches miss their nearest bank patch
+    rows = det._rows(det._embed(det.forward(_tensor(det, test))))
+    raw = det._nearest(rows, 1)[0][:, 0].reshape(len(test), -1).max(1)
+    assert (raw > exact_scores + 1e-3).any()  # the approximate index alone overestimates some image scores
+    scores, maps = det.score(test)
+    # each image's largest patch distance is re-searched exactly: image scores are flat search's
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5)
+    assert (maps >= exact_maps - 1e-3).all() and not np.allclose(maps, exact_maps)
+
+
+def _tensor(det, images):
+    from pyimgano_faiss.backbones import images_to_tensor
+
+    return images_to_tensor([det.geometry.apply_to_image(img.astype(np.float32)) for img in images])

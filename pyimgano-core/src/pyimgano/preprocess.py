@@ -6,23 +6,34 @@ Every resize in pyimgano goes through :func:`resize_image`, :func:`resize_mask` 
 with other linear steps (PatchCore's map smoothing).
 
 A :class:`Preprocess` is a geometry policy: resize an image to ``resize``, then optionally
-crop its centre to ``crop``. Masks get exactly the same geometry with nearest-neighbour
-sampling, so a mask stays binary and aligned with its image. A map computed at the model
-size is mapped back to the original image size (:meth:`Preprocess.map_to_original`), for
-metrics at the original resolution (the MVTec AD convention); the border a centre crop
-removed is filled with the map's minimum, i.e. "not anomalous". New geometries (keep the
-aspect ratio, tiles) are new policy fields with the same three methods: ``apply_to_image``,
-``apply_to_mask``, ``map_to_original``.
+crop its centre to ``crop``. With ``aspect="keep"`` an int ``resize`` N is a pixel budget:
+the image keeps its aspect ratio at about N x N pixels (a 1500 x 1000 image at N=512 becomes
+624 x 416), so N means the same compute for square and oblong images; ``multiple`` rounds
+every side to a multiple of a network's stride (an adjustment of less than half a stride,
+never a squash). Masks get exactly the same geometry with nearest-neighbour sampling, so a
+mask stays binary and aligned with its image. A map computed at the model size is mapped
+back to the original image size (:meth:`Preprocess.map_to_original`), for metrics at the
+original resolution (the MVTec AD convention); the border a centre crop removed is filled
+with the map's minimum, i.e. "not anomalous".
+
+Tiling, for images far larger than a network input: :func:`tile_boxes` cuts an image into
+overlapping tiles whose offsets are multiples of a stride, and :func:`stitch_tiles` averages
+per-tile values (patch grids or maps) back into one array. :func:`auto_side` is the rule that
+picks a network input size from the training images' sizes (``image_size="auto"``).
+
+All of this is NumPy and PIL only, so a torch-free runtime reuses it unchanged.
 
 Example::
 
     policy = Preprocess(resize=256, crop=224)
     image, mask = policy.apply(image, mask)      # 224 x 224
     full = policy.map_to_original(amap, (900, 900))
+    Preprocess(resize=512, aspect="keep", multiple=16).output_shape((1000, 1500))  # (416, 624)
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Literal
 
@@ -31,10 +42,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Size = int | tuple[int, int]
 Interpolation = Literal["bilinear", "bicubic", "area", "nearest"]
+Aspect = Literal["stretch", "keep"]
+Box = tuple[int, int, int, int]
+
+# auto_side: the largest network input side the automatic choice picks (512 px class: on
+# VisA-sized images it is what small defects need; docs/patchcore.md has the measurements)
+AUTO_MAX_SIDE = 512
 
 __all__ = [
+    "AUTO_MAX_SIDE",
     "Preprocess",
     "apply_to_image",
+    "auto_side",
     "apply_to_mask",
     "map_to_original",
     "output_shape",
@@ -42,6 +61,9 @@ __all__ = [
     "resize_map",
     "resize_mask",
     "resize_matrix",
+    "round_to_multiple",
+    "stitch_tiles",
+    "tile_boxes",
 ]
 
 
@@ -51,15 +73,28 @@ def _as_hw(value: Size) -> tuple[int, int]:
     return (int(value[0]), int(value[1]))
 
 
-class Preprocess(BaseModel):
-    """Resize to ``resize`` (an int for square, or (height, width)), then centre-crop to ``crop``.
+def round_to_multiple(value: float, multiple: int) -> int:
+    """``value`` rounded to the nearest multiple of ``multiple`` (at least one multiple)."""
+    return max(multiple, int(math.floor(value / multiple + 0.5)) * multiple)
 
-    ``resize=None`` keeps the input size; ``crop=None`` keeps the resized image whole.
+
+class Preprocess(BaseModel):
+    """Resize to ``resize``, then centre-crop to ``crop``.
+
+    ``resize``: an int N (``aspect="stretch"``: N x N; ``aspect="keep"``: about N x N pixels in
+    the image's own aspect ratio), or (height, width); ``None`` keeps the input size.
+    ``multiple`` rounds each resized side to a multiple of it (a network's stride).
+    ``crop=None`` keeps the resized image whole.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     resize: Size | None = Field(None, description="target size: N (square) or (height, width); None keeps it")
+    aspect: Aspect = Field(
+        "stretch",
+        description="with an int resize N: 'stretch' to N x N, or 'keep' the aspect ratio at about N x N pixels",
+    )
+    multiple: int = Field(1, ge=1, description="round each resized side to a multiple of this (a network stride)")
     crop: Size | None = Field(None, description="centre crop after resizing: N or (height, width); None: no crop")
     interpolation: Interpolation = Field(
         "bilinear", description="resampling of images (masks always use nearest neighbour)"
@@ -76,15 +111,31 @@ class Preprocess(BaseModel):
         return value if isinstance(value, int) else hw
 
     @model_validator(mode="after")
-    def _crop_fits(self) -> Preprocess:
-        if self.resize is not None and self.crop is not None:
-            (rh, rw), (ch, cw) = _as_hw(self.resize), _as_hw(self.crop)
+    def _consistent(self) -> Preprocess:
+        if self.aspect == "keep" and self.resize is not None and not isinstance(self.resize, int):
+            raise ValueError(
+                f"aspect='keep' takes an int resize (a pixel budget N: about N x N pixels), got {self.resize!r}"
+            )
+        if self.resize is not None and self.crop is not None and self.aspect == "stretch":
+            rh, rw = self.resized_shape((1, 1))
+            ch, cw = _as_hw(self.crop)
             if ch > rh or cw > rw:
                 raise ValueError(f"crop {self.crop!r} is larger than resize {self.resize!r}")
         return self
 
     def resized_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
-        return _as_hw(self.resize) if self.resize is not None else (int(shape[0]), int(shape[1]))
+        """(height, width) an input of ``shape`` is resized to (before the crop)."""
+        height, width = int(shape[0]), int(shape[1])
+        if self.resize is None:
+            out = (float(height), float(width))
+        elif self.aspect == "keep":
+            scale = math.sqrt(float(self.resize) ** 2 / (height * width))
+            out = (height * scale, width * scale)
+        else:
+            out = tuple(float(v) for v in _as_hw(self.resize))
+        if self.multiple == 1:
+            return int(round(out[0])), int(round(out[1]))
+        return round_to_multiple(out[0], self.multiple), round_to_multiple(out[1], self.multiple)
 
     def crop_box(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """(top, left, height, width) of the centre crop inside the resized image."""
@@ -206,6 +257,70 @@ def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     if (top, left) == (0, 0) and array.shape[:2] == (h, w):
         return array
     return np.ascontiguousarray(array[top : top + h, left : left + w])
+
+
+def tile_boxes(height: int, width: int, tile: Size, overlap: int = 0, multiple: int = 1) -> list[Box]:
+    """(top, left, height, width) of tiles covering a ``height`` x ``width`` image, row by row.
+
+    Neighbouring tiles overlap by at least ``overlap`` pixels; tiles are spread evenly, the
+    first at 0 and the last at the far edge, with offsets that are multiples of ``multiple``
+    (so a network's feature grids of the tiles line up with the whole image's). A side
+    shorter than the tile gets one tile of the image's length. ``height``, ``width`` and the
+    tile sides must be multiples of ``multiple``.
+    """
+    tile_h, tile_w = _as_hw(tile)
+    if overlap < 0:
+        raise ValueError(f"tile overlap must be >= 0, got {overlap}")
+    for name, value in (("height", height), ("width", width), ("tile height", tile_h), ("tile width", tile_w)):
+        if value < 1 or value % multiple:
+            raise ValueError(f"{name} {value} must be a positive multiple of {multiple}")
+    rows = _tile_starts(height, tile_h, overlap, multiple)
+    cols = _tile_starts(width, tile_w, overlap, multiple)
+    return [(top, left, min(tile_h, height), min(tile_w, width)) for top in rows for left in cols]
+
+
+def _tile_starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
+    if tile >= length:
+        return [0]
+    if overlap >= tile:
+        raise ValueError(f"tile overlap {overlap} must be smaller than the tile side {tile}")
+    span = length - tile  # the last tile starts here; a multiple of `multiple`
+    count = max(2, math.ceil(span / (tile - overlap)) + 1)
+    while True:
+        starts = sorted({int(round(i * span / (count - 1) / multiple)) * multiple for i in range(count)})
+        if all(b - a <= tile - overlap for a, b in zip(starts, starts[1:])):
+            return starts
+        count += 1
+
+
+def stitch_tiles(values: list[np.ndarray], boxes: list[Box], shape: tuple[int, int]) -> np.ndarray:
+    """Per-tile HxW arrays placed at their boxes in a ``shape`` array, overlaps averaged (float32)."""
+    total = np.zeros(shape, dtype=np.float64)
+    count = np.zeros(shape, dtype=np.float64)
+    for value, (top, left, h, w) in zip(values, boxes):
+        value = np.asarray(value)
+        if value.shape != (h, w):
+            raise ValueError(f"tile of shape {value.shape} does not match its box {h}x{w}")
+        total[top : top + h, left : left + w] += value
+        count[top : top + h, left : left + w] += 1
+    if (count == 0).any():
+        raise ValueError("the tiles do not cover the whole array")
+    return (total / count).astype(np.float32)
+
+
+def auto_side(shapes: list[tuple[int, ...]], max_side: int = AUTO_MAX_SIDE, multiple: int = 32) -> int:
+    """The network input side chosen from image sizes: never an upscale, at most ``max_side``.
+
+    The median over ``shapes`` of sqrt(height x width) (the side of a square with the same
+    pixel count), capped at ``max_side`` and rounded down to a multiple of ``multiple`` (at
+    least one multiple). Square 256 px images give 256; MVTec AD (700-1024 px) and VisA
+    (1500 x 1000) give 512.
+    """
+    if not shapes:
+        raise ValueError("auto_side needs at least one image shape")
+    side = float(np.median([math.sqrt(int(s[0]) * int(s[1])) for s in shapes]))
+    side = min(side, float(max_side))
+    return max(multiple, int(side // multiple) * multiple)
 
 
 def apply_to_image(image: np.ndarray, policy: Preprocess) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -330,28 +330,6 @@ def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
             raise ValueError(f"image {i} has shape {img.shape}; expected {(height, width, 3)} like image 0")
         buffer[i] = img
     return nhwc.div_(255.0).permute(0, 3, 1, 2)
-
-
-def iter_batches(
-    images: Sequence[np.ndarray], batch_size: int, *, progress: bool = True, desc: str = "features"
-) -> Iterator[tuple[int, Sequence[np.ndarray]]]:
-    """(start, batch) pairs; a progress bar on stderr when there are many batches."""
-    n = len(images)
-    n_batches = (n + batch_size - 1) // batch_size
-    bar = None
-    if progress and n_batches >= 8:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc=desc, unit="img", leave=False)
-    try:
-        for start in range(0, n, batch_size):
-            batch = images[start:start + batch_size]
-            yield start, batch
-            if bar is not None:
-                bar.update(len(batch))
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 @lru_cache(maxsize=16)

@@ -11,3 +11,12 @@ class BackboneError(PyimganoError, RuntimeError):
     The message names the backbone and the offline options (``backbone='efficientnet_lite0'``,
     ``weights=PATH``), so a machine without network gets an answer, not a hang.
     """
+
+
+class InputGeometryError(PyimganoError, ValueError):
+    """An image cannot become a network input under the detector's geometry.
+
+    Raised for an input over the per-pass pixel limit (the message suggests ``tile_size`` or
+    a smaller ``image_size``) and for an input side the backbone cannot take; the message
+    names the image's size, the input it would become and the parameters involved.
+    """

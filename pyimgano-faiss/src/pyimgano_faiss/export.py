@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyimgano.errors import ExportError
+from pyimgano_faiss.search import is_exact
 
 OPSET = 17
 INPUT = "images"
@@ -174,9 +175,28 @@ def _write_graph(module: nn.Module, sample: torch.Tensor, path: Path, outputs: l
     return "torch.onnx (TorchScript tracer)"
 
 
+def _example_shape(detector: Any) -> tuple[int, int]:
+    """A network input shape of the fitted geometry (a square image of the fitted side; 256 for 'original')."""
+    side = detector.input_side() or 256
+    return detector.geometry.output_shape((side, side))
+
+
+def _check_exportable(detector: Any) -> list[str]:
+    """Refuse what the runtime cannot reproduce (tiles); notes on what differs (bfloat16, approximate search)."""
+    if detector.tile_size is not None:
+        raise ExportError(
+            f"{detector.component}: tile_size={detector.tile_size} cannot be exported (the runtime resizes, "
+            "it does not tile); export a detector fitted without tile_size"
+        )
+    notes = []
+    if detector.precision_ == "bfloat16":
+        notes.append("the source runs its backbone in bfloat16; the graph runs in float32, so scores differ slightly")
+    return notes
+
+
 def _spec(detector: Any, graph: str, exporter: str, outputs: dict[str, str | None], max_batch: int | None,
           notes: list[str]) -> dict[str, Any]:
-    size = detector.geometry.output_shape((detector.image_size, detector.image_size))
+    size = _example_shape(detector)
     return {
         "graph": graph,
         "input": {"name": INPUT, "layout": "NCHW", "pixel_divisor": 255.0, "size": None, "min_size": 32},
@@ -191,19 +211,19 @@ def _spec(detector: Any, graph: str, exporter: str, outputs: dict[str, str | Non
 
 
 def _sample(detector: Any) -> torch.Tensor:
-    height, width = detector.geometry.output_shape((detector.image_size, detector.image_size))
+    height, width = _example_shape(detector)
     return torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0))
 
 
 def export_patchcore(detector: Any, directory: Path) -> dict[str, Any]:
     """Write ``faiss:patchcore`` as ``model.onnx`` (outputs ``score`` and ``map``) in ``directory``."""
+    notes = _check_exportable(detector)
     module = _PatchCoreGraph(detector, _cpu_backbone(detector))
     exporter = _write_graph(module, _sample(detector), Path(directory) / "model.onnx", ["score", "map"], maps=True)
     rows, (gh, gw) = len(detector.memory_bank_), detector.grid_
     per_image = gh * gw * rows * 4
     max_batch = int(np.clip(DISTANCE_BUDGET_MB * 2**20 // max(per_image, 1), 1, 1024))
-    notes = []
-    if detector.index != "flat":
+    if not is_exact(detector._index):
         notes.append(f"the source searches its {rows}-row memory bank with an approximate faiss index "
                      f"(index={detector.index!r}); the graph searches it exactly, so scores can differ slightly")
     return _spec(detector, "model.onnx", exporter, {"score": "score", "map": "map"}, max_batch, notes)
@@ -211,6 +231,7 @@ def export_patchcore(detector: Any, directory: Path) -> dict[str, Any]:
 
 def export_knn(detector: Any, directory: Path) -> dict[str, Any]:
     """Write ``faiss:knn`` as ``model.onnx`` (output ``score``) in ``directory``."""
+    notes = _check_exportable(detector)
     module = _KNNGraph(detector, _cpu_backbone(detector))
     exporter = _write_graph(module, _sample(detector), Path(directory) / "model.onnx", ["score"], maps=False)
-    return _spec(detector, "model.onnx", exporter, {"score": "score", "map": None}, None, [])
+    return _spec(detector, "model.onnx", exporter, {"score": "score", "map": None}, None, notes)

@@ -1,7 +1,7 @@
 """Global-embedding kNN: a fast image-level baseline.
 
 Each image becomes one vector (the chosen backbone stages, average-pooled over space and
-concatenated); its anomaly score is the mean Euclidean distance to its ``n_neighbors``
+concatenated; with tiles, the mean of its tiles' vectors); its anomaly score is the mean Euclidean distance to its ``n_neighbors``
 nearest training embeddings (exact faiss search). No anomaly maps.
 """
 
@@ -14,7 +14,7 @@ import torch
 
 from pyimgano import StateArray
 from pyimgano_faiss.backbones import feature_channels
-from pyimgano_faiss.base import BackboneDetector
+from pyimgano_faiss.base import GEOMETRY_STATE, BackboneDetector
 from pyimgano_faiss.plugin import KNNParams
 from pyimgano_faiss.search import build_index, search
 
@@ -24,7 +24,7 @@ class GlobalKNN(BackboneDetector):
 
     supports_maps = False
     params_model = KNNParams
-    state_arrays = {"embeddings": StateArray("float", ("n_train", "feature_dim"))}
+    state_arrays = {"embeddings": StateArray("float", ("n_train", "feature_dim")), **GEOMETRY_STATE}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -32,14 +32,20 @@ class GlobalKNN(BackboneDetector):
         self._index = None
 
     def _embed_all(self, images: list[np.ndarray], desc: str) -> np.ndarray:
-        out = []
+        sums: np.ndarray | None = None
+        counts = np.zeros(len(images))
         with torch.inference_mode():
-            for _, feats in self._features(images, desc=desc):
-                pooled = torch.cat([f.float().mean(dim=(2, 3)) for f in feats], 1)
-                out.append(pooled.cpu().numpy())
-        return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+            for batch, feats in self._features(images, desc=desc):
+                pooled = torch.cat([f.float().mean(dim=(2, 3)) for f in feats], 1).cpu().numpy()
+                if sums is None:
+                    sums = np.zeros((len(images), pooled.shape[1]))
+                for j, unit in enumerate(batch):
+                    sums[unit.image] += pooled[j]
+                    counts[unit.image] += 1
+        return np.ascontiguousarray(sums / counts[:, None], dtype=np.float32)
 
     def _fit(self, images: list[np.ndarray]) -> None:
+        self._resolve_fit_geometry(images)
         self.embeddings_ = self._embed_all(images, "knn fit")
         self._index = build_index(self.embeddings_, "flat")
 
@@ -57,11 +63,12 @@ class GlobalKNN(BackboneDetector):
         return {**super().state_sizes(), "feature_dim": width}
 
     def _get_state(self) -> dict[str, np.ndarray]:
-        return {"embeddings": self.embeddings_}
+        return {"embeddings": self.embeddings_, **self._geometry_state()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         emb = np.ascontiguousarray(state["embeddings"], dtype=np.float32)
         if emb.ndim != 2 or len(emb) == 0:
             raise ValueError(f"embeddings must be a non-empty 2-D array, got shape {emb.shape}")
         self.embeddings_ = emb
+        self._set_geometry_state(state)
         self._index = build_index(emb, "flat")

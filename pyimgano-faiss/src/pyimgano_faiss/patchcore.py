@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from pyimgano import StateArray
-from pyimgano.preprocess import resize_matrix
+from pyimgano.preprocess import resize_matrix, stitch_tiles
 from pyimgano_faiss.backbones import feature_channels
-from pyimgano_faiss.base import BackboneDetector
+from pyimgano_faiss.base import GEOMETRY_STATE, BackboneDetector, Unit
 from pyimgano_faiss.coreset import (
     ChunkedCoreset,
     RandomProjection,
@@ -31,7 +31,7 @@ from pyimgano_faiss.coreset import (
     greedy_coreset_torch,
 )
 from pyimgano_faiss.plugin import PatchCoreParams
-from pyimgano_faiss.search import build_index, deserialize_index, search, serialize_index
+from pyimgano_faiss.search import build_index, deserialize_index, is_exact, search, serialize_index
 
 
 @lru_cache(maxsize=32)
@@ -80,6 +80,7 @@ class PatchCore(BackboneDetector):
         "grid": StateArray("int", (2,)),
         "n_patches": StateArray("int", ()),
         "faiss_index": StateArray("uint8", ("index_bytes",), required=False),  # IVF/HNSW, faiss's own format
+        **GEOMETRY_STATE,
     }
 
     def __init__(self, **params: Any) -> None:
@@ -90,6 +91,7 @@ class PatchCore(BackboneDetector):
         self.coreset_chunks_: int | None = None
         self._index = None
         self._bank_tensor: torch.Tensor | None = None
+        self._bank_norms: np.ndarray | None = None
 
     # -- features -----------------------------------------------------------------
     def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -110,9 +112,27 @@ class PatchCore(BackboneDetector):
 
     # -- fit ------------------------------------------------------------------------
     def _fit(self, images: list[np.ndarray]) -> None:
+        self._resolve_fit_geometry(images)
+        units = self.plan(images)
+        n = sum(h * w for h, w in (self.grid_shape(unit.shape) for unit in units))
+        grids: list[tuple[int, int]] = []
+
+        def row_batches():
+            with torch.inference_mode():
+                for _, feats in self._features(images, "patchcore fit", units):
+                    emb = self._embed(feats)
+                    grids.append(tuple(emb.shape[-2:]))
+                    yield self._rows(emb)
+
+        self.memory_bank_, self.coreset_chunks_ = self._select_bank(row_batches(), n)
+        self.grid_ = (int(grids[0][0]), int(grids[0][1]))
+        self.n_patches_ = n
+        self._build_search()
+
+    def _select_bank(self, row_batches, n: int) -> tuple[np.ndarray, int]:
+        """(memory bank, chunks used) from a stream of N x D patch-feature batches, ``n`` rows in all."""
         rng = np.random.default_rng(self.seed)
         coreset: ChunkedCoreset | None = None
-        grid = None
         if self._device is not None and self._device.startswith("cuda"):
             device = self._device
 
@@ -121,36 +141,28 @@ class PatchCore(BackboneDetector):
         else:
             select = greedy_coreset
         try:
-            with torch.inference_mode():
-                for _, feats in self._features(images, desc="patchcore fit"):
-                    emb = self._embed(feats)
-                    rows = self._rows(emb)
-                    if coreset is None:
-                        grid = tuple(emb.shape[-2:])
-                        n = len(images) * grid[0] * grid[1]
-                        coreset = ChunkedCoreset(
-                            total_rows=n,
-                            k=coreset_size(n, self.coreset_ratio),
-                            chunk_rows=self.coreset_chunk,
-                            projection=RandomProjection(rows.shape[1], self.projection_dim, self.seed),
-                            rng=rng,
-                            select=select,
-                            budget_mb=self.max_embedding_mb,
-                        )
-                    coreset.add(rows)
-            bank = coreset.finish()
+            for rows in row_batches:
+                if coreset is None:
+                    coreset = ChunkedCoreset(
+                        total_rows=n,
+                        k=coreset_size(n, self.coreset_ratio),
+                        chunk_rows=self.coreset_chunk,
+                        projection=RandomProjection(rows.shape[1], self.projection_dim, self.seed),
+                        rng=rng,
+                        select=select,
+                        budget_mb=self.max_embedding_mb,
+                    )
+                coreset.add(rows)
+            return coreset.finish(), coreset.n_chunks
         finally:
             if coreset is not None:
                 coreset.close()
-        self.memory_bank_ = bank
-        self.grid_ = (int(grid[0]), int(grid[1]))
-        self.n_patches_ = n
-        self.coreset_chunks_ = coreset.n_chunks
-        self._build_search()
 
     def _build_search(self) -> None:
-        self._index = build_index(self.memory_bank_, self.index, nprobe=self.nprobe)
+        queries = None if self.grid_ is None else self.grid_[0] * self.grid_[1]
+        self._index = build_index(self.memory_bank_, self.index, nprobe=self.nprobe, queries=queries)
         self._bank_tensor = None
+        self._bank_norms = None
 
     def set_params(self, **params: Any) -> PatchCore:
         """As :meth:`pyimgano.Detector.set_params`; a new ``index``/``nprobe`` rebuilds the search index."""
@@ -177,6 +189,48 @@ class PatchCore(BackboneDetector):
             return np.concatenate(dists), np.concatenate(indices)
         return search(self._index, rows, k)
 
+    def _patch_distances(self, rows: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(b x P distances to the nearest bank patch, b x P bank indices) of b inputs' P patches each.
+
+        With an approximate index each input's largest distance is then made exact
+        (:meth:`_exact_top`), so image scores equal exact search.
+        """
+        dist, nn_idx = self._nearest(rows, 1)
+        dist, nn_idx = dist[:, 0].reshape(b, -1), nn_idx[:, 0].reshape(b, -1)
+        if not is_exact(self._index):
+            self._exact_top(rows, dist, nn_idx)
+        return dist, nn_idx
+
+    def _exact_top(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray, step: int = 16) -> None:
+        """Search each input's top patches exactly, in place, until its largest distance is exact.
+
+        An approximate index returns the distance to *some* bank patch, an upper bound on the
+        nearest one. Patches are re-searched exactly in decreasing order of their bound; once
+        the next bound is no larger than the largest exact distance found, no other patch
+        can exceed it: the image score is exactly the flat index's (in steps of ``step`` patches).
+        """
+        if self._bank_norms is None:
+            self._bank_norms = np.einsum("ij,ij->i", self.memory_bank_, self.memory_bank_)
+        b, n_patch = dist.shape
+        order = np.argsort(-dist, axis=1, kind="stable")
+        done = np.zeros(b, dtype=bool)
+        best = np.full(b, -np.inf)
+        for start in range(0, n_patch, step):
+            active = np.flatnonzero(~done)
+            if not len(active):
+                break
+            cols = order[active, start : start + step]
+            flat = (active[:, None] * n_patch + cols).ravel()
+            q = rows[flat]
+            d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ self.memory_bank_.T) + self._bank_norms[None]
+            idx = d2.argmin(1)
+            exact = np.sqrt(np.maximum(d2[np.arange(len(idx)), idx], 0.0))
+            dist.flat[flat], nn_idx.flat[flat] = exact, idx
+            best[active] = np.maximum(best[active], exact.reshape(len(active), -1).max(1))
+            nxt = start + step
+            bound = dist[active, order[active, nxt]] if nxt < n_patch else np.full(len(active), -np.inf)
+            done[active] = bound <= best[active]
+
     def _reweighted(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray) -> np.ndarray:
         """Paper eq. 7: s* scaled by 1 - softmax weight of m* among m*'s bank neighbours."""
         b, n_patch = dist.shape
@@ -196,30 +250,51 @@ class PatchCore(BackboneDetector):
         self._prepare()
         if self._index is None:
             self._build_search()
+        units = self.plan(images)
+        per_image: dict[int, list[tuple[Unit, np.ndarray]]] = {}
+        remaining = {}
+        for unit in units:
+            remaining[unit.image] = remaining.get(unit.image, 0) + 1
         scores = np.empty(len(images), dtype=np.float64)
         maps: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
-        geometry = self.geometry
         with torch.inference_mode():
-            for start, feats in self._features(images, desc="patchcore score"):
+            for batch, feats in self._features(images, "patchcore score", units):
                 emb = self._embed(feats)
                 b, _, h, w = emb.shape
                 rows = self._rows(emb)
-                dist, nn_idx = self._nearest(rows, 1)
-                dist = dist[:, 0].reshape(b, h * w)
+                dist, nn_idx = self._patch_distances(rows, b)
                 if self.reweight:
-                    scores[start:start + b] = self._reweighted(rows, dist, nn_idx[:, 0].reshape(b, h * w))
-                else:
-                    scores[start:start + b] = dist.max(1)
-                grid = torch.from_numpy(dist.reshape(b, h, w).astype(np.float32))
-                for i in range(b):
-                    out_h, out_w = images[start + i].shape[:2]
-                    size_h, size_w = geometry.output_shape((out_h, out_w))
-                    rows_m = map_matrix(h, size_h, out_h, self.sigma)
-                    cols_m = map_matrix(w, size_w, out_w, self.sigma)
-                    maps[start + i] = (rows_m @ grid[i] @ cols_m.T).numpy()
+                    batch_scores = self._reweighted(rows, dist, nn_idx)
+                for j, unit in enumerate(batch):
+                    grid = dist[j].reshape(h, w)
+                    if not unit.tiled:
+                        scores[unit.image] = batch_scores[j] if self.reweight else grid.max()
+                        maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
+                        continue
+                    per_image.setdefault(unit.image, []).append((unit, grid))
+                    remaining[unit.image] -= 1
+                    if remaining[unit.image] == 0:
+                        grid = self._stitch(per_image.pop(unit.image))
+                        scores[unit.image] = grid.max()
+                        maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
         if all(m.shape == maps[0].shape for m in maps):
             return scores, np.stack(maps)
         return scores, maps
+
+    def _stitch(self, tiles: list[tuple[Unit, np.ndarray]]) -> np.ndarray:
+        """Tile patch grids -> the frame's patch grid, overlaps averaged (offsets are whole patches)."""
+        first = self._prepare().reductions[0]
+        frame = tiles[0][0].frame
+        shape = self.grid_shape(frame)
+        boxes = [(u.box[0] // first, u.box[1] // first, g.shape[0], g.shape[1]) for u, g in tiles]
+        return stitch_tiles([g for _, g in tiles], boxes, shape)
+
+    def _map(self, grid: np.ndarray, frame: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+        """Patch-distance grid -> the anomaly map at the image's own size (resize, blur, resize)."""
+        out_h, out_w = int(shape[0]), int(shape[1])
+        rows_m = map_matrix(grid.shape[0], frame[0], out_h, self.sigma)
+        cols_m = map_matrix(grid.shape[1], frame[1], out_w, self.sigma)
+        return (rows_m @ torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)) @ cols_m.T).numpy()
 
     # -- persistence ------------------------------------------------------------------
     def state_sizes(self) -> dict[str, int]:
@@ -234,8 +309,9 @@ class PatchCore(BackboneDetector):
             "memory_bank": self.memory_bank_,
             "grid": np.asarray(self.grid_, dtype=np.int64),
             "n_patches": np.asarray(self.n_patches_, dtype=np.int64),
+            **self._geometry_state(),
         }
-        if self.index != "flat":
+        if not is_exact(self._index):  # a flat index is rebuilt from the bank on load
             state["faiss_index"] = serialize_index(self._index)
         return state
 
@@ -246,6 +322,7 @@ class PatchCore(BackboneDetector):
         self.memory_bank_ = bank
         self.grid_ = tuple(int(v) for v in state["grid"])
         self.n_patches_ = int(state["n_patches"])
+        self._set_geometry_state(state)
         if "faiss_index" in state:
             self._index = deserialize_index(state["faiss_index"])
             if self._index.d != bank.shape[1]:

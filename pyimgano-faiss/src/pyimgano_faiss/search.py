@@ -7,20 +7,39 @@ import math
 import numpy as np
 
 INDEX_KINDS = ("flat", "ivf", "hnsw", "auto")
-# index="auto": exact flat below this many memory-bank rows, IVF from there on. At 100k rows
-# IVF searched 33x faster than flat with recall@1 0.97 and image AUROC within 0.001
-# (benchmarks/bench_patchcore_large.py, docs/scaling.md).
+# index="auto" without a query count: exact flat below this many memory-bank rows, IVF from
+# there on. At 100k rows IVF searched 33x faster than flat with recall@1 0.97 and image AUROC
+# within 0.001 (benchmarks/bench_patchcore_large.py, docs/scaling.md).
 AUTO_IVF_ROWS = 50_000
+# index="auto" knowing the queries per input (PatchCore: the patches of one network input):
+# exact flat while one input costs at most this many distance evaluations (bank rows x
+# patches; 3,276 x 1,024 for the synthetic set at 256 px), IVF above (docs/patchcore.md).
+AUTO_FLAT_EVALUATIONS = 2**23
 
 
-def build_index(bank: np.ndarray, kind: str = "flat", *, nprobe: int = 8, hnsw_m: int = 32, ef_search: int = 64):
-    """A faiss index holding ``bank`` (M x D float32). ``flat`` is exact."""
+def auto_index_kind(bank_rows: int, queries: int | None = None) -> str:
+    """What ``index="auto"`` builds for a bank of ``bank_rows`` searched ``queries`` rows at a time."""
+    if queries is None:
+        return "flat" if bank_rows < AUTO_IVF_ROWS else "ivf"
+    return "flat" if bank_rows * queries <= AUTO_FLAT_EVALUATIONS else "ivf"
+
+
+def build_index(
+    bank: np.ndarray,
+    kind: str = "flat",
+    *,
+    nprobe: int = 8,
+    hnsw_m: int = 32,
+    ef_search: int = 64,
+    queries: int | None = None,
+):
+    """A faiss index holding ``bank`` (M x D float32). ``flat`` is exact; ``auto``: :func:`auto_index_kind`."""
     import faiss
 
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     m, d = bank.shape
     if kind == "auto":
-        kind = "flat" if m < AUTO_IVF_ROWS else "ivf"
+        kind = auto_index_kind(m, queries)
     if kind == "flat":
         index = faiss.IndexFlatL2(d)
     elif kind == "ivf":
@@ -37,6 +56,13 @@ def build_index(bank: np.ndarray, kind: str = "flat", *, nprobe: int = 8, hnsw_m
         raise ValueError(f"index {kind!r} is not one of {INDEX_KINDS}")
     index.add(bank)
     return index
+
+
+def is_exact(index) -> bool:
+    """Whether ``index`` returns the true nearest neighbours (a flat index)."""
+    import faiss
+
+    return isinstance(index, faiss.IndexFlat)
 
 
 def serialize_index(index) -> np.ndarray:
