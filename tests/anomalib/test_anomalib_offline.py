@@ -135,14 +135,15 @@ def test_offline_files_command_prints_each_file(capsys):
     [
         ("draem", {}, "dtd-r1.0.1.tar.gz.*dtd_dir=FOLDER.*textures=False"),
         ("dsr", {"vq_weights": "/nonexistent/vq.pckl"}, "vq_model_pretrained_128_4096.pckl.*vq_weights=FILE"),
-        ("efficient_ad", {"teacher_weights": "/nonexistent/t.pth"}, "pretrained_teacher_small.pth.*teacher_weights=FILE"),
+        ("efficient_ad", {"teacher_weights": "/nonexistent/t.pth", "image_size": 256},
+         "pretrained_teacher_small.pth.*teacher_weights=FILE"),
         ("cfa", {"backbone": "resnet18"}, "resnet18-f37072fd.pth.*weights=FILE"),
         ("csflow", {}, "efficientnet_b5_lukemelas-1a07897c.pth.*weights=FILE"),
         ("glass", {"anomaly_source_path": "/nonexistent/dtd"}, "dtd-r1.0.1.tar.gz.*anomaly_source_path=FOLDER"),
     ],
 )
 def test_missing_file_is_a_clear_error_within_seconds(tiny, name, params, match):
-    det = pyimgano.create_detector(f"anomalib:{name}", image_size=64, **params)
+    det = pyimgano.create_detector(f"anomalib:{name}", **{"image_size": 64, **params})
     start = time.perf_counter()
     with pytest.raises(MissingOfflineFile, match=match):
         det.fit(tiny.train)

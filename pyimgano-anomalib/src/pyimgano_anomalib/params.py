@@ -141,6 +141,7 @@ class FreParams(BackboneParams):
 class EfficientAdParams(TrainingParams):
     max_epochs: int = Field(1000, ge=1, description="training epochs (anomalib's configured default)")
     max_steps: int | None = Field(70000, ge=1, description="optimiser steps (anomalib's configured default)")
+    image_size: int = Field(256, ge=256, le=2048, description="square size; at least 256 (EfficientAD's PDNs)")
     batch_size: int = Field(1, ge=1, le=1, description="EfficientAD trains with batch size 1")
     model_size: Literal["small", "medium"] = Field("small", description="PDN size of teacher and student")
     teacher_out_channels: int = Field(384, ge=1, description="teacher output channels")
@@ -266,6 +267,8 @@ class SupersimplenetParams(BackboneParams):
         "ImageNet weights: weights=FILE or the Hugging Face cache). 'efficientnet_lite0' runs offline, but its "
         "unactivated block outputs (spread ~400x the noise) teach the discriminator little (docs/anomalib.md)",
     )
+    image_size: int = Field(256, ge=128, le=2048, description="square size; at least 128 (anomalib's Perlin "
+                            "anomaly generator fails on smaller feature maps)")
     max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's README)")
     perlin_threshold: float = Field(0.2, gt=0.0, lt=1.0, description="threshold of the Perlin anomaly masks")
     adapt_cls_features: bool = Field(False, description="adapt the classification features")
