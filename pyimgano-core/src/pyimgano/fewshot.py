@@ -242,14 +242,6 @@ def search_configs(base: list[dict[str, Any]], candidates: dict[str, list[Any]])
     return expand_search_space(space)
 
 
-def _objective(name: str, masks: list[np.ndarray], maps: list[np.ndarray]) -> float:
-    from pyimgano.metrics import aupro, pixel_f1_max
-
-    if name == "aupro":
-        return float(aupro(masks, maps))
-    return float(pixel_f1_max(masks, maps)[0])
-
-
 def _pixel_f1(masks: list[np.ndarray], maps: list[np.ndarray], threshold: float) -> float:
     from pyimgano.benchmark.deployed import pixel_figures
 
@@ -275,7 +267,7 @@ def tune_few_shot(
     module docstring and docs/few-shot.md say exactly how). Raw detector outputs in: scores,
     and maps (None for a detector without maps); ``shot_masks`` None: image threshold only."""
     from pyimgano.pipeline import _heatmap_range, fit_postprocessing
-    from pyimgano.postprocess.chain import PostProcessing
+    from pyimgano.postprocess.chain import PostProcessing, search_postprocessing
     from pyimgano.thresholds import F1Threshold
 
     started = time.perf_counter()
@@ -315,19 +307,10 @@ def tune_few_shot(
     side = int(np.median([min(m.shape) for m in raw]))
     candidates = settings.search.resolve(side)
 
-    trials: list[dict[str, Any]] = []
-    best: tuple[float, Any, list[np.ndarray]] | None = None
-    for config in search_configs(base_postprocess, candidates):
-        chain = PostProcessing.from_config(config)
-        if chain.needs_fit:
-            chain.fit(val_maps)
-        processed = [np.asarray(m, dtype=np.float32) for m in chain(raw)]
-        value = _objective(settings.objective, masks, processed)
-        trials.append({"postprocess": config, settings.objective: value})
-        if best is None or value > best[0]:
-            best = (value, chain, processed)
-    assert best is not None
-    objective_value, chain, processed = best
+    (objective_value, _, chain, processed), scored = search_postprocessing(
+        search_configs(base_postprocess, candidates), raw, masks, settings.objective, fit_maps=val_maps)
+    processed = [np.asarray(m, dtype=np.float32) for m in processed]
+    trials: list[dict[str, Any]] = [{"postprocess": c, settings.objective: v} for c, v in scored]
 
     truth = np.concatenate([m.ravel() for m in masks])
     pixels = np.concatenate([m.ravel() for m in processed]).astype(np.float64)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pyimgano.errors import ComponentNotFound, InvalidParams, NameConflict, PluginError
+from pyimgano.metrics.params import DEFAULT_FPR_LIMIT
 
 MAX_TRIALS = 1000
 
@@ -158,6 +159,46 @@ def expand_search_space(search_space: Any) -> list[list[dict[str, Any]]]:
     return list(configs.values())
 
 
+def search_postprocessing(
+    configs: list[list[dict[str, Any]]],
+    maps: Any,
+    masks: Any,
+    objective: str,
+    *,
+    fit_maps: Any,
+    fpr_limit: float = DEFAULT_FPR_LIMIT,
+) -> tuple[tuple[float, list[dict[str, Any]], PostProcessing, Any], list[tuple[list[dict[str, Any]], float]]]:
+    """Score each post-processing config on labelled maps: ``(best, scored)``, where ``best`` is
+    ``(score, config, fitted chain, its output on maps)`` (the first among equal scores) and
+    ``scored`` every ``(config, score)`` in order. Steps that need statistics are fitted on
+    ``fit_maps`` (normal maps; never the labelled ones); ``objective``: ``"aupro"`` (at
+    ``fpr_limit``) or ``"pixel_f1"`` (pixel F1-max)."""
+    from pyimgano.metrics import aupro, pixel_f1_max
+
+    scored: list[tuple[list[dict[str, Any]], float]] = []
+    best: tuple[float, list[dict[str, Any]], PostProcessing, Any] | None = None
+    for config in configs:
+        chain = PostProcessing.from_config(config)
+        if chain.needs_fit:
+            if fit_maps is None:
+                raise InvalidParams(
+                    f"post-processing {config} needs normalisation statistics: pass fit_maps= (maps of "
+                    "normal training or calibration images); the labelled maps are not used for that"
+                )
+            chain.fit(fit_maps)
+        processed = chain(maps)
+        if objective == "aupro":
+            score = float(aupro(masks, processed, fpr_limit=fpr_limit))
+        else:
+            score = float(pixel_f1_max(masks, processed)[0])
+        scored.append((config, score))
+        if best is None or score > best[0]:
+            best = (score, config, chain, processed)
+    if best is None:
+        raise InvalidParams("the post-processing search has no candidates")
+    return best, scored
+
+
 def tune_postprocessing(
     maps: Any,
     masks: Any,
@@ -165,7 +206,7 @@ def tune_postprocessing(
     objective: str = "aupro",
     *,
     fit_maps: Any = None,
-    fpr_limit: float = 0.3,
+    fpr_limit: float = DEFAULT_FPR_LIMIT,
 ) -> TuneResult:
     """Grid-search post-processing parameters on a few labelled maps.
 
@@ -179,30 +220,12 @@ def tune_postprocessing(
     Returns the best config (first among equal scores), its score, the pixel F1-optimal
     threshold on its output and every trial.
     """
-    from pyimgano.metrics import aupro, pixel_f1_max
+    from pyimgano.metrics import pixel_f1_max
 
     if objective not in ("aupro", "pixel_f1"):
         raise InvalidParams(f"objective must be 'aupro' or 'pixel_f1'; got {objective!r}")
-    trials: list[dict[str, Any]] = []
-    best: tuple[float, list[dict[str, Any]], PostProcessing, Any] | None = None
-    for config in expand_search_space(search_space):
-        chain = PostProcessing.from_config(config)
-        if chain.needs_fit:
-            if fit_maps is None:
-                raise InvalidParams(
-                    f"post-processing {config} needs normalisation statistics: pass fit_maps= (maps of "
-                    "normal training or calibration images); the labelled maps are not used for that"
-                )
-            chain.fit(fit_maps)
-        processed = chain(maps)
-        if objective == "aupro":
-            score = aupro(masks, processed, fpr_limit=fpr_limit)
-        else:
-            score = pixel_f1_max(masks, processed)[0]
-        trials.append({"config": config, "score": score})
-        if best is None or score > best[0]:
-            best = (score, config, chain, processed)
-    assert best is not None
-    score, config, chain, processed = best
+    (score, config, chain, processed), scored = search_postprocessing(
+        expand_search_space(search_space), maps, masks, objective, fit_maps=fit_maps, fpr_limit=fpr_limit)
+    trials = [{"config": c, "score": s} for c, s in scored]
     threshold = pixel_f1_max(masks, processed)[1]
     return TuneResult(config, chain, score, objective, threshold, trials)
