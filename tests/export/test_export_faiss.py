@@ -130,6 +130,24 @@ def test_an_export_is_not_exported_again(patchcore_export, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_out_that_is_a_file_or_a_folder_of_other_files_is_refused_before_exporting(patchcore_export, tmp_path,
+                                                                                     capsys, monkeypatch):
+    import pyimgano_faiss.export
+
+    source, _ = patchcore_export
+    monkeypatch.setattr(pyimgano_faiss.export, "export_patchcore", lambda *a, **k: pytest.fail("the graph was written"))
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    assert main(["export", "--model", str(source), "--out", str(afile)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {afile}: exists and is not a folder; choose another output path"
+    other = tmp_path / "project"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(["export", "--model", str(source), "--out", str(other)]) == 2
+    assert "(notes.txt) and is not a saved pyimgano model" in capsys.readouterr().err
+    assert afile.read_text() == "keep me" and (other / "notes.txt").read_text() == "mine"
+
+
 def test_export_list_and_json(capsys):
     assert main(["export", "--list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
