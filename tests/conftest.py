@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from pyimgano_testutils import EXAMPLE_PLUGIN, install_with_pip
+from pyimgano_testutils import EXAMPLE_PLUGIN, install_with_pip, plugin_on_path
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,14 +28,5 @@ def example_plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def example_plugin(example_plugin_site: Path):
     """Make the example plugin discoverable in this process for one test."""
-    from pyimgano.plugins import reset_registry
-
-    sys.path.insert(0, str(example_plugin_site))
-    reset_registry()
-    try:
+    with plugin_on_path(example_plugin_site, modules=("pyimgano_example",)):
         yield example_plugin_site
-    finally:
-        sys.path.remove(str(example_plugin_site))
-        for name in [m for m in sys.modules if m == "pyimgano_example" or m.startswith("pyimgano_example.")]:
-            del sys.modules[name]
-        reset_registry()

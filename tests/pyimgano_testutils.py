@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,26 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available")
     return path
+
+
+@contextmanager
+def plugin_on_path(*sites: Path, modules: tuple[str, ...]) -> Iterator[None]:
+    """Make the plugins installed in ``sites`` discoverable in this process (and in spawned
+    workers) for the block; afterwards the sites leave ``sys.path``, the modules whose names
+    start with one of ``modules`` are forgotten and the registry is rebuilt on next use."""
+    from pyimgano.plugins import reset_registry
+
+    for site in sites:
+        sys.path.insert(0, str(site))
+    reset_registry()
+    try:
+        yield
+    finally:
+        for site in sites:
+            sys.path.remove(str(site))
+        for name in [m for m in sys.modules if m.startswith(modules)]:
+            del sys.modules[name]
+        reset_registry()
 
 
 def make_fake_distribution(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ from PIL import Image
 
 from pyimgano.benchmark.executors import LocalExecutor
 from pyimgano_testutils import make_fake_distribution
+from pyimgano_testutils import plugin_on_path as on_path
 
 HERE = Path(__file__).resolve().parent
 FAKE_PLUGIN_VERSION = "0.3.0"
@@ -37,22 +36,9 @@ def install_fake_plugin(site: Path) -> Path:
     return site
 
 
-@contextmanager
 def plugin_on_path(*sites: Path):
     """Make plugins in ``sites`` discoverable in this process (and in spawned workers)."""
-    from pyimgano.plugins import reset_registry
-
-    for site in sites:
-        sys.path.insert(0, str(site))
-    reset_registry()
-    try:
-        yield
-    finally:
-        for site in sites:
-            sys.path.remove(str(site))
-        for name in [m for m in sys.modules if m.startswith(("benchtest_", "pyimgano_example"))]:
-            del sys.modules[name]
-        reset_registry()
+    return on_path(*sites, modules=("benchtest_", "pyimgano_example"))
 
 
 def make_toy_root(root: Path, categories: dict[str, int] | None = None, n_train: int = 6,

@@ -113,19 +113,12 @@ def pyimgano_register_metrics():
 
 @pytest.fixture
 def percent_plugin(tmp_path):
-    import sys
-
-    from pyimgano.plugins import reset_registry
-    from pyimgano_testutils import make_fake_distribution
+    from pyimgano_testutils import make_fake_distribution, plugin_on_path
 
     site = make_fake_distribution(tmp_path, "pyimgano-percent", "1.0.0", {"percent": "percent_plugin"},
                                   {"percent_plugin": PERCENT_PLUGIN})
-    sys.path.insert(0, str(site))
-    reset_registry()
-    yield
-    sys.path.remove(str(site))
-    sys.modules.pop("percent_plugin", None)
-    reset_registry()
+    with plugin_on_path(site, modules=("percent_plugin",)):
+        yield
 
 
 def test_the_kit_checks_the_range_a_registered_metric_declares(percent_plugin):

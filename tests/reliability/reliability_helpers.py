@@ -6,13 +6,13 @@ import importlib.util
 import struct
 import sys
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from pyimgano_testutils import make_fake_distribution
+from pyimgano_testutils import plugin_on_path as on_path
 
 HERE = Path(__file__).resolve().parent
 # category -> image height (the crasher detector can act on one height only)
@@ -26,19 +26,8 @@ def install_hostile_plugin(site: Path) -> Path:
     return site
 
 
-@contextmanager
 def plugin_on_path(site: Path):
-    from pyimgano.plugins import reset_registry
-
-    sys.path.insert(0, str(site))
-    reset_registry()
-    try:
-        yield
-    finally:
-        sys.path.remove(str(site))
-        for name in [m for m in sys.modules if m.startswith("hostile_")]:
-            del sys.modules[name]
-        reset_registry()
+    return on_path(site, modules=("hostile_",))
 
 
 def save(path: Path, array: np.ndarray) -> Path:
