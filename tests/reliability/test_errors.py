@@ -26,7 +26,7 @@ from pyimgano.errors import DatasetError
 
 
 def add_arguments(parser):
-    parser.add_argument("how", choices=["bug", "input", "disk", "multiline"])
+    parser.add_argument("how", choices=["bug", "input", "disk", "multiline", "ctrl-c-in-import"])
 
 
 def run(args):
@@ -36,6 +36,11 @@ def run(args):
         raise DatasetError("data/x.png: not an image")
     if args.how == "disk":
         raise OSError(errno.ENOSPC, "No space left on device", "out/predictions.csv")
+    if args.how == "ctrl-c-in-import":  # what Python raises for a Ctrl-C while a class is created
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'x' instance 'y' in 'Z'") from exc
     raise RuntimeError("first line\\n  second line")
 """
 
@@ -55,8 +60,9 @@ HINT = " (unexpected: run with --debug or PYIMGANO_DEBUG=1 for the traceback)"
     (["explode", "disk"], 3, "error: out/predictions.csv: No space left on device"),
     (["explode", "bug"], 4, "error: KeyError: 'no such key'" + HINT),
     (["explode", "multiline"], 4, "error: RuntimeError: first line second line" + HINT),
+    (["explode", "ctrl-c-in-import"], 130, "interrupted"),
     (["explode", "nothing"], 2, "error: pyimgano explode: argument how: invalid choice: 'nothing' (choose from "
-                                "'bug', 'input', 'disk', 'multiline') (see 'pyimgano explode --help')"),
+                                "'bug', 'input', 'disk', 'multiline', 'ctrl-c-in-import') (see 'pyimgano explode --help')"),
     (["explode"], 2, "error: pyimgano explode: the following arguments are required: how (see 'pyimgano explode "
                      "--help')"),
     (["fit", "--quantile", "x"], 2, "error: pyimgano fit: argument --quantile: invalid float value: 'x' (see "

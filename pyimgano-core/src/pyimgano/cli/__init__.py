@@ -100,7 +100,23 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit status
+        if _interrupted(exc):
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         return report_error(exc, debug)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` grew out of a Ctrl-C: Python wraps a KeyboardInterrupt that arrives while
+    a class is being created (e.g. during an import) in a RuntimeError."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _run(argv: list[str]) -> int:
