@@ -16,6 +16,8 @@ shares are ratios measured in the same run.
 
     .venv/bin/python benchmarks/bench_postprocess.py --mvtec ../shared/data/mvtec_ad_grid_subset
     .venv/bin/python benchmarks/bench_postprocess.py --categories brick --json out.json
+    .venv/bin/python benchmarks/bench_postprocess.py --categories --image-size 0 \
+        --mvtec ../shared/data/mvtec_ad_grid_subset --visa ../shared/data/visa_capsules_subset
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ def _categories(args: argparse.Namespace):
     import pyimgano
 
     for category in args.categories:
-        yield "synthetic", category, pyimgano.load_dataset("synthetic", category=category,
-                                                           image_size=args.image_size)
+        size = {"image_size": args.image_size} if args.image_size else {}  # the generator's own size
+        yield "synthetic", category, pyimgano.load_dataset("synthetic", category=category, **size)
     if args.mvtec:
         yield "mvtec", "grid", pyimgano.load_dataset("mvtec", root=args.mvtec, category="grid")
+    if args.visa:
+        yield "visa", "capsules", pyimgano.load_dataset("visa", root=args.visa, category="capsules")
 
 
 def _best_of(repeats: int, work):
@@ -74,8 +78,9 @@ def measure(dataset_name: str, category: str, dataset, args: argparse.Namespace)
     from pyimgano.registry import create_detector
     from pyimgano.thresholds import QuantileThreshold
 
-    train = [load_pair(dataset, s, args.image_size)[0] for s in dataset.train]
-    pairs = [load_pair(dataset, s, args.image_size) for s in dataset.test]
+    size = args.image_size or None  # 0: each image at its own size, the detector picks its input
+    train = [load_pair(dataset, s, size)[0] for s in dataset.train]
+    pairs = [load_pair(dataset, s, size) for s in dataset.test]
     test = [p[0] for p in pairs]
     masks = [np.zeros(im.shape[:2], bool) if m is None else m for im, m in pairs]
     fit_idx, val_idx = split_validation(len(train), 0.1, 0)
@@ -135,7 +140,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--categories", nargs="*", default=["brick", "grass", "gravel"])
     parser.add_argument("--mvtec", help="an MVTec AD folder holding 'grid' (e.g. a subset)")
-    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--visa", help="a VisA folder holding 'capsules' (e.g. a subset)")
+    parser.add_argument("--image-size", type=int, default=256,
+                        help="resize the data set's images (and masks) to N x N first; 0: keep their own size, so "
+                        "the detector's input policy (image_size='auto') applies and maps are at full size")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the fastest counts (default 3)")
     parser.add_argument("--json", help="also write the measurements here")
     args = parser.parse_args()
