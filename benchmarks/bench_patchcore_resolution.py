@@ -4,19 +4,20 @@ For each data set (VisA, MVTec AD, ``synthetic``), input policy, coreset ratio a
 reports image AUROC, pixel AUROC, AUPRO (FPR 0.3; all from ``pyimgano.metrics`` on maps at
 each image's own size), fit seconds, scoring images/s and peak RSS.
 
-Policies (``--policies``): ``256``, ``384``, ``512`` (the image stretched to N x N),
-``keep512`` (about 512 x 512 pixels in the image's own aspect ratio, sides multiples of the
-stride), ``auto`` (the detector's default: ``image_size="auto"``), ``tiles512`` (the image at
-its own resolution cut into overlapping 512 px tiles); any other detector parameters come
-from ``--set key=value``.
+Policies (``--policies``): ``N`` such as ``256`` (the image stretched to N x N), ``keepN``
+such as ``keep512`` (about N x N pixels in the image's own aspect ratio, sides multiples of
+the stride), ``auto`` (the detector's default: ``image_size="auto"``), ``tilesN`` such as
+``tiles512`` (the image at its own resolution cut into overlapping N px tiles); any other
+detector parameters come from ``--set key=value``.
 
 Each (data set, category, policy, coreset) is one subprocess, so its peak RSS is its own:
 the detector is fitted from image files (decoding included), then the test images are
 scored from their files (decoding, resizing, search and maps: what a user waits for) with
 the exact ``flat`` index; the fitted memory bank is then reused, only the search index is
 rebuilt as each approximate one (``--approx``: ``ivf``, ``ivf:32`` for nprobe 32, ``hnsw``;
-its build time is added to that row's fit time), and the test set is scored again. On square data sets ``keep512`` is the same
-geometry as ``512`` and is not run twice. Timings are noisy on a shared machine: run this
+its build time is added to that row's fit time), and the test set is scored again
+(``--no-flat``: only with those). On square data sets ``keepN`` is the same geometry as
+``N`` and is not run twice. Timings are noisy on a shared machine: run this
 under ``flock /tmp/pyimgano-heavy.lock`` and compare within one run.
 
     python benchmarks/bench_patchcore_resolution.py --visa-root DIR --mvtec-root DIR --json table.json
@@ -37,14 +38,28 @@ from pathlib import Path
 import numpy as np
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
-POLICIES = {
-    "256": {"image_size": 256, "aspect": "stretch"},
-    "384": {"image_size": 384, "aspect": "stretch"},
-    "512": {"image_size": 512, "aspect": "stretch"},
-    "keep512": {"image_size": 512, "aspect": "keep"},
-    "auto": {"image_size": "auto", "aspect": "keep"},
-    "tiles512": {"image_size": "original", "tile_size": 512, "tile_overlap": 64},
-}
+POLICY_FORMS = "N (N x N), keepN (about N x N pixels, aspect kept), auto, tilesN (N px tiles at full resolution)"
+
+
+def policy_params(name: str) -> dict:
+    """Detector parameters of an input policy name (``POLICY_FORMS``)."""
+    if name == "auto":
+        return {"image_size": "auto", "aspect": "keep"}
+    match = re.fullmatch(r"(keep|tiles)?(\d+)", name)
+    if not match:
+        raise ValueError(f"unknown policy {name!r}; forms: {POLICY_FORMS}")
+    kind, side = match.group(1), int(match.group(2))
+    if kind == "tiles":
+        return {"image_size": "original", "tile_size": side, "tile_overlap": 64}
+    return {"image_size": side, "aspect": "keep" if kind else "stretch"}
+
+
+def _policy(name: str) -> str:
+    try:
+        policy_params(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
 SYNTHETIC_CATEGORIES = ("brick", "grass", "gravel")
 SCORE_BATCH = 16  # as the benchmark runner
 
@@ -101,7 +116,7 @@ def worker(job: dict) -> dict:
     masks = [ds.load(s)[1] for s in ds.test]
     params = {
         "backbone": "efficientnet_lite0", "device": "cpu", "progress": False, "seed": job["seed"],
-        "coreset_ratio": job["coreset"], "index": "flat", **POLICIES[job["policy"]], **job["params"],
+        "coreset_ratio": job["coreset"], "index": "flat", **policy_params(job["policy"]), **job["params"],
     }
     detector = pyimgano.create_detector("faiss:patchcore", **params).prepare()  # network built outside the timing
     _reset_peak()
@@ -115,12 +130,14 @@ def worker(job: dict) -> dict:
         "n_train": len(train), "n_test": len(paths),
     }
     results = []
-    scores, maps, predict_s = _score(detector, paths)
-    results.append({
-        **common, "index": "flat", "fit_s": fit_s, "predict_s": predict_s, "images_per_s": len(paths) / predict_s,
-        "peak_rss_mb": _peak_rss_mb(), **_metrics(labels, scores, masks, maps),
-    })
-    del maps
+    fit_peak = _peak_rss_mb()
+    if not job.get("no_flat"):
+        scores, maps, predict_s = _score(detector, paths)
+        results.append({
+            **common, "index": "flat", "fit_s": fit_s, "predict_s": predict_s, "images_per_s": len(paths) / predict_s,
+            "peak_rss_mb": _peak_rss_mb(), **_metrics(labels, scores, masks, maps),
+        })
+        del maps
     for approx in job["approx"]:
         kind, _, nprobe = approx.partition(":")
         _reset_peak()
@@ -130,7 +147,8 @@ def worker(job: dict) -> dict:
         scores, maps, predict_s = _score(detector, paths)
         results.append({
             **common, "index": approx, "fit_s": fit_s + build_s, "predict_s": predict_s,
-            "images_per_s": len(paths) / predict_s, "peak_rss_mb": max(_peak_rss_mb(), results[0]["peak_rss_mb"]),
+            "images_per_s": len(paths) / predict_s,
+            "peak_rss_mb": max(_peak_rss_mb(), results[0]["peak_rss_mb"] if results else fit_peak),
             **_metrics(labels, scores, masks, maps),
         })
         del maps
@@ -194,7 +212,7 @@ def table(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['dataset']} | {r['policy']} | | {r['coreset']} | | | ERROR {r['error'][:120]} |")
             continue
-        note = " (= 512)" if r.get("same_as") else ""
+        note = f" (= {r['same_as']})" if r.get("same_as") else ""
         lines.append(
             f"| {r['dataset']} | {r['policy']}{note} | {r['frame'][0]}x{r['frame'][1]} | {r['coreset']} | "
             f"{r['bank_rows']:,} | {r['index']} | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | "
@@ -210,10 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--visa-root", default="../shared/data/visa_capsules_subset")
     parser.add_argument("--mvtec-root", default="../shared/data/mvtec_ad_grid_subset")
     parser.add_argument("--synthetic-categories", nargs="+", default=list(SYNTHETIC_CATEGORIES))
-    parser.add_argument("--policies", nargs="+", default=["256", "384", "512", "keep512"], choices=sorted(POLICIES))
+    parser.add_argument("--policies", nargs="+", type=_policy, default=["256", "384", "512", "keep512"],
+                        metavar="POLICY", help=f"input policies: {POLICY_FORMS}")
     parser.add_argument("--coresets", nargs="+", type=float, default=[0.1, 0.01])
     parser.add_argument("--approx", nargs="*", default=["ivf"], metavar="KIND[:NPROBE]",
                         help="approximate indexes scored after flat: ivf, ivf:NPROBE, hnsw (none: flat only)")
+    parser.add_argument("--no-flat", action="store_true",
+                        help="score only with the --approx indexes (exact search of tiled full-resolution inputs "
+                        "takes about a minute per image)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more detector parameters")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write every row (and per-category rows) to this file")
@@ -222,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
         return 0
+    if args.no_flat and not args.approx:
+        parser.error("--no-flat needs at least one --approx index")
     extra = _parse_set(args.set)
     rows, raw = [], []
     print(f"faiss:patchcore, EfficientNet-Lite0 on CPU, seed {args.seed}, extra params {extra}", flush=True)
@@ -229,15 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         square = all(_square(dataset, root, c) for c in categories)
         for policy in args.policies:
             for coreset in args.coresets:
-                if policy == "keep512" and square and "512" in args.policies:
-                    same = [dict(r, policy="keep512", same_as="512") for r in rows
-                            if r["dataset"] == dataset and r["policy"] == "512" and r["coreset"] == coreset]
+                twin = policy[len("keep"):] if policy.startswith("keep") else None
+                if twin and square and twin in args.policies:
+                    same = [dict(r, policy=policy, same_as=twin) for r in rows
+                            if r["dataset"] == dataset and r["policy"] == twin and r["coreset"] == coreset]
                     rows.extend(same)
                     continue
                 per_category: dict[str, list[dict]] = {}
                 for category in categories:
                     job = {"dataset": dataset, "root": root, "category": category, "policy": policy,
-                           "coreset": coreset, "approx": args.approx, "params": extra, "seed": args.seed}
+                           "coreset": coreset, "approx": args.approx, "params": extra, "seed": args.seed,
+                           "no_flat": args.no_flat}
                     t0 = time.perf_counter()
                     out = _spawn(job)
                     wall = time.perf_counter() - t0
