@@ -1,4 +1,4 @@
-"""GLASS: its input shape is the image size, and its optional texture folder is checked
+"""GLASS: its input shape is the network input fit fixed (``input_shape_``), and its optional texture folder is checked
 before anything is built (anomalib would download DTD into a missing folder)."""
 
 from __future__ import annotations
@@ -20,5 +20,4 @@ class GlassDetector(AnomalibDetector):
             raise missing_file("glass", "dtd", folder)
 
     def _anomalib_kwargs(self, mode: w.Mode) -> dict[str, Any]:
-        size = self.config.image_size
-        return {**super()._anomalib_kwargs(mode), "input_shape": (size, size)}
+        return {**super()._anomalib_kwargs(mode), "input_shape": tuple(self.input_shape_)}

@@ -12,9 +12,9 @@ Schemas are built on first use (``defer_build``), so importing this module stays
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 OFFLINE_BACKBONE = "efficientnet_lite0"
 _OFFLINE_WHY = "its ImageNet weights would be downloaded; EfficientNet-Lite0's are installed with the plugin"
@@ -35,7 +35,22 @@ class TrainingParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    image_size: int = Field(256, ge=32, le=2048, description="square size images are resized to (anomalib's pre-processor)")
+    # aspect='keep': why the model cannot take a non-square input (then refused; None: it can), the
+    # multiple every side is rounded to, and the smallest side the model takes
+    square_only: ClassVar[str | None] = None
+    input_multiple: ClassVar[int] = 32
+    min_input_side: ClassVar[int] = 1
+
+    image_size: int = Field(
+        256, ge=32, le=2048,
+        description="network input: the square side (aspect='stretch'), or about image_size x image_size pixels in "
+        "the training images' aspect ratio (aspect='keep')",
+    )
+    aspect: Literal["stretch", "keep"] = Field(
+        "stretch",
+        description="'stretch': images are resized to image_size x image_size (anomalib's pre-processor); 'keep': "
+        "fit fixes one input (height, width) in the training images' aspect ratio, each side a multiple of 32",
+    )
     batch_size: int = Field(32, ge=1, le=4096, description="training batch size")
     eval_batch_size: int = Field(16, ge=1, le=4096, description="batch size when scoring")
     max_epochs: int = Field(1, ge=1, description="training epochs (anomalib's configured default)")
@@ -45,6 +60,13 @@ class TrainingParams(BaseModel):
     work_dir: str | None = Field(
         None, description="folder for lightning's files (default: a temporary folder, deleted after fit)"
     )
+
+    @field_validator("aspect")
+    @classmethod
+    def _aspect_supported(cls, value: str) -> str:
+        if value == "keep" and cls.square_only is not None:
+            raise ValueError(f"'keep' is not available: {cls.square_only}; use 'stretch'")
+        return value
 
 
 class BackboneParams(TrainingParams):
@@ -139,6 +161,7 @@ class FreParams(BackboneParams):
 
 
 class EfficientAdParams(TrainingParams):
+    min_input_side: ClassVar[int] = 256  # smaller sides leave the auto-encoder's last 8x8 kernel too little
     max_epochs: int = Field(1000, ge=1, description="training epochs (anomalib's configured default)")
     max_steps: int | None = Field(70000, ge=1, description="optimiser steps (anomalib's configured default)")
     image_size: int = Field(256, ge=256, le=2048, description="square size; at least 256 (EfficientAD's PDNs)")
@@ -203,6 +226,10 @@ class DsrParams(TrainingParams):
 
 
 class GanomalyParams(TrainingParams):
+    square_only: ClassVar[str | None] = (
+        "GANomaly's encoder halves the input down to one latent vector from its shorter side, so a non-square input "
+        "leaves a latent map, not a vector"
+    )
     max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
     n_features: int = Field(64, ge=1, description="feature maps of the first convolution")
     latent_vec_size: int = Field(100, ge=1, description="size of the latent vector")
@@ -217,6 +244,7 @@ class GanomalyParams(TrainingParams):
 
 
 class UflowParams(TrainingParams):
+    square_only: ClassVar[str | None] = "U-Flow's pre-processor resizes every input to 448 x 448"
     max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
     backbone: Literal["resnet18", "wide_resnet50_2", "mcait"] = unlike_anomalib(
         "resnet18", "feature extractor (U-Flow resizes every input to 448 px)", "'mcait'",
@@ -234,7 +262,9 @@ class UflowParams(TrainingParams):
 
 
 class CsflowParams(TrainingParams):
-    image_size: int = Field(768, ge=64, le=2048, description="square size (CS-Flow's paper and anomalib use 768)")
+    input_multiple: ClassVar[int] = 128  # three feature scales of stride 32, each half the last
+    image_size: int = Field(768, ge=128, le=2048, description="square side, a multiple of 128, or with aspect='keep' "
+                            "a pixel budget (CS-Flow's paper and anomalib use 768)")
     max_epochs: int = Field(240, ge=1, description="training epochs (anomalib's configured default)")
     batch_size: int = Field(16, ge=1, le=4096, description="training batch size")
     cross_conv_hidden_channels: int = Field(1024, ge=1, description="hidden channels of the cross convolutions")
@@ -245,8 +275,18 @@ class CsflowParams(TrainingParams):
         None, description="torchvision efficientnet_b5 ImageNet weights file (efficientnet_b5_lukemelas-1a07897c.pth)"
     )
 
+    @model_validator(mode="after")
+    def _check_square_side(self) -> CsflowParams:
+        if self.aspect == "stretch" and self.image_size % self.input_multiple:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of {self.input_multiple} (CS-Flow's three "
+                             "feature scales each halve the last)")
+        return self
+
 
 class CfaParams(TrainingParams):
+    square_only: ClassVar[str | None] = (
+        "CFA resizes its deeper feature maps to a square of the first map's height before joining them"
+    )
     max_epochs: int = Field(30, ge=1, description="training epochs (anomalib's configured default)")
     backbone: Literal["wide_resnet50_2", "resnet18", "vgg19_bn"] = Field(
         "wide_resnet50_2", description="torchvision backbone"
