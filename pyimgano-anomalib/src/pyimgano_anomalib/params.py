@@ -164,7 +164,8 @@ class EfficientAdParams(TrainingParams):
     min_input_side: ClassVar[int] = 256  # smaller sides leave the auto-encoder's last 8x8 kernel too little
     max_epochs: int = Field(1000, ge=1, description="training epochs (anomalib's configured default)")
     max_steps: int | None = Field(70000, ge=1, description="optimiser steps (anomalib's configured default)")
-    image_size: int = Field(256, ge=256, le=2048, description="square size; at least 256 (EfficientAD's PDNs)")
+    image_size: int = Field(256, ge=256, le=2048,
+        description="square side (aspect='keep': pixel budget); each side at least 256 (EfficientAD's PDNs)")
     batch_size: int = Field(1, ge=1, le=1, description="EfficientAD trains with batch size 1")
     model_size: Literal["small", "medium"] = Field("small", description="PDN size of teacher and student")
     teacher_out_channels: int = Field(384, ge=1, description="teacher output channels")
@@ -189,7 +190,8 @@ class EfficientAdParams(TrainingParams):
 
 
 class DraemParams(TrainingParams):
-    image_size: int = Field(256, ge=32, le=2048, description="square size; a multiple of 32")
+    image_size: int = Field(256, ge=32, le=2048,
+        description="square side (aspect='keep': pixel budget); a multiple of 32")
     max_epochs: int = Field(700, ge=1, description="training epochs (anomalib's learning-rate schedule assumes 700)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
     enable_sspcab: bool = Field(False, description="add the SSPCAB block and its loss")
@@ -210,7 +212,8 @@ class DraemParams(TrainingParams):
 
 
 class DsrParams(TrainingParams):
-    image_size: int = Field(256, ge=32, le=2048, description="square size; a multiple of 32")
+    image_size: int = Field(256, ge=32, le=2048,
+        description="square side (aspect='keep': pixel budget); a multiple of 32")
     max_epochs: int = Field(700, ge=1, description="training epochs (the DSR paper's; anomalib publishes none)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
     latent_anomaly_strength: float = Field(0.2, gt=0.0, description="strength of simulated latent anomalies")
@@ -307,8 +310,9 @@ class SupersimplenetParams(BackboneParams):
         "ImageNet weights: weights=FILE or the Hugging Face cache). 'efficientnet_lite0' runs offline, but its "
         "unactivated block outputs (spread ~400x the noise) teach the discriminator little (docs/anomalib.md)",
     )
-    image_size: int = Field(256, ge=128, le=2048, description="square size; at least 128 (anomalib's Perlin "
-                            "anomaly generator fails on smaller feature maps)")
+    image_size: int = Field(256, ge=128, le=2048,
+        description="square side (aspect='keep': pixel budget); at least 128 (anomalib's Perlin "
+                    "anomaly generator fails on smaller feature maps)")
     max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's README)")
     perlin_threshold: float = Field(0.2, gt=0.0, lt=1.0, description="threshold of the Perlin anomaly masks")
     adapt_cls_features: bool = Field(False, description="adapt the classification features")
@@ -324,7 +328,8 @@ class MhPatchcoreParams(BackboneParams):
 
 
 class GlassParams(BackboneParams):
-    image_size: int = Field(288, ge=32, le=2048, description="square size images are resized to (GLASS's input_shape)")
+    image_size: int = Field(288, ge=32, le=2048,
+        description="square side (aspect='keep': pixel budget) (GLASS's input_shape)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size (anomalib's README: 8)")
     max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
     anomaly_source_path: str | None = Field(
@@ -347,7 +352,8 @@ class GlassParams(BackboneParams):
 
 
 class PatchflowParams(BackboneParams):
-    image_size: int = Field(768, ge=64, le=2048, description="square size images are resized to (anomalib: 768)")
+    image_size: int = Field(768, ge=64, le=2048,
+        description="square side (aspect='keep': pixel budget) (anomalib: 768)")
     max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
     flow_steps: int = Field(1, ge=1, description="coupling blocks of the flow")
     flow_feature_dim: int = Field(128, ge=1, description="channels the features are adapted to")
