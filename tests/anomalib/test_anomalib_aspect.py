@@ -45,6 +45,11 @@ def test_keep_survives_save_and_load(wide, kept, tmp_path):
     np.testing.assert_allclose(again_maps, maps, rtol=1e-4, atol=1e-5)
 
 
+def test_a_keep_module_is_built_only_once_fit_fixed_its_input():
+    with pytest.raises(pyimgano.NotFittedError, match="with aspect='keep' the network input is fixed at fit"):
+        pyimgano.create_detector("anomalib:patchcore", aspect="keep")._build("load")
+
+
 def test_the_default_stays_anomalibs_square_input(wide, tmp_path):
     train, test = wide.train, wide.test
     det = pyimgano.create_detector("anomalib:patchcore", **PARAMS)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from pyimgano import Detector
-from pyimgano.errors import InvalidParams, ModelLoadError
+from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError
 from pyimgano.limits import ENV_MAX_IMAGE_PIXELS, ENV_MAX_STATE_BYTES, max_image_pixels, max_state_bytes
 from pyimgano.modelfile import StateArray
 from pyimgano.preprocess import Preprocess
@@ -119,9 +119,18 @@ class AnomalibDetector(Detector):
                 **self._anomalib_kwargs(mode),
             )
 
+    def _network_input(self) -> tuple[int, int]:
+        """The (height, width) the module is built for: ``input_shape_`` once fitted; before, the
+        square ``image_size`` (``aspect="keep"`` takes it from the training images at fit)."""
+        if self.input_shape_ is not None:
+            return self.input_shape_
+        if self.config.aspect == "keep":
+            raise NotFittedError(f"{self.component}: with aspect='keep' the network input is fixed at fit; fit first")
+        return self.config.image_size, self.config.image_size
+
     def _pre_processor(self, cls: type) -> Any:
-        """anomalib's own pre-processor of the model, at the network input ``input_shape_``."""
-        return cls.configure_pre_processor(image_size=self.input_shape_)
+        """anomalib's own pre-processor of the model, at the network input."""
+        return cls.configure_pre_processor(image_size=self._network_input())
 
     def _backbone_kwargs(self, mode: w.Mode) -> dict[str, Any]:
         use, cfg = self.entry().backbone, self.config

@@ -23,6 +23,6 @@ class FreDetector(AnomalibDetector):
         info = {i["module"]: i for i in probe.feature_info.info}
         if layer not in info:
             raise InvalidParams(f"{self.component}: backbone {cfg.backbone!r} has no layer {layer!r}; layers: {sorted(info)}")
-        height, width = (side // info[layer]["reduction"] // cfg.pooling_kernel_size for side in self.input_shape_)
+        height, width = (side // info[layer]["reduction"] // cfg.pooling_kernel_size for side in self._network_input())
         kwargs["input_dim"] = int(info[layer]["num_chs"] * height * width)
         return kwargs

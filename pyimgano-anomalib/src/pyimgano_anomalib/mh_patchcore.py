@@ -28,7 +28,7 @@ class MhPatchcoreDetector(AnomalibDetector):
     model_name = "mh_patchcore"
 
     def _pre_processor(self, cls: type) -> Any:
-        return whole_image_pre_processor(self.input_shape_)
+        return whole_image_pre_processor(self._network_input())
 
     def _after_training(self, module: Any, datamodule: Any) -> None:
         if not bool(module._is_fitted.item()):
