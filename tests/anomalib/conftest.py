@@ -15,24 +15,30 @@ import pytest
 pytest.importorskip("anomalib")
 
 
-def texture(seed: int, size: int = 64) -> np.ndarray:
-    """A normal image: a fixed weave plus a little per-image noise (HxWx3 uint8)."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else size
+
+
+def texture(seed: int, size: int | tuple[int, int] = 64) -> np.ndarray:
+    """A normal image: a fixed weave plus a little per-image noise (HxWx3 uint8); ``size``: N or (H, W)."""
+    height, width = _hw(size)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     weave = 20.0 * np.sin(2 * np.pi * (xx + yy) / 8.0) + 12.0 * np.cos(2 * np.pi * (xx - yy) / 16.0)
-    noise = np.random.default_rng(seed).normal(0.0, 4.0, size=(size, size))
+    noise = np.random.default_rng(seed).normal(0.0, 4.0, size=(height, width))
     img = (110.0 + weave + noise)[:, :, None] * np.array([1.0, 0.95, 0.9])
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def defect_mask(seed: int, size: int = 64) -> np.ndarray:
+def defect_mask(seed: int, size: int | tuple[int, int] = 64) -> np.ndarray:
+    height, width = _hw(size)
     rng = np.random.default_rng(10_000 + seed)
-    radius = size / 8.0
-    cy, cx = rng.uniform(radius + 1, size - radius - 1, size=2)
-    yy, xx = np.mgrid[0:size, 0:size]
+    radius = min(height, width) / 8.0
+    cy, cx = rng.uniform(radius + 1, np.array([height, width]) - radius - 1)
+    yy, xx = np.mgrid[0:height, 0:width]
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
 
 
-def defective(seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def defective(seed: int, size: int | tuple[int, int] = 64) -> tuple[np.ndarray, np.ndarray]:
     mask = defect_mask(seed, size)
     img = texture(seed, size)
     img[mask] = 255
@@ -40,9 +46,9 @@ def defective(seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
 
 
 class TinySet:
-    """6 training images, 3 normal and 3 defective test images, 64x64."""
+    """6 training images, 3 normal and 3 defective test images, 64x64 (or ``size``: N or (H, W))."""
 
-    def __init__(self, size: int = 64, n_train: int = 6) -> None:
+    def __init__(self, size: int | tuple[int, int] = 64, n_train: int = 6) -> None:
         self.train = [texture(s, size) for s in range(n_train)]
         self.good = [texture(1000 + s, size) for s in range(3)]
         pairs = [defective(2000 + s, size) for s in range(3)]
@@ -55,6 +61,12 @@ class TinySet:
 @pytest.fixture(scope="session")
 def tiny() -> TinySet:
     return TinySet()
+
+
+@pytest.fixture(scope="session")
+def wide() -> TinySet:
+    """The tiny set at 64 x 128 (height x width)."""
+    return TinySet((64, 128))
 
 
 @pytest.fixture(scope="session")

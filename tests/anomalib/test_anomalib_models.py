@@ -96,7 +96,7 @@ def test_scores_are_raw_not_normalised(tiny, padim):
     module = det.module_
     from pyimgano_anomalib.training import to_tensor
 
-    batch = module.pre_processor.transform(torch.stack([to_tensor(img, 64) for img in tiny.test]))
+    batch = module.pre_processor.transform(torch.stack([to_tensor(img, (64, 64)) for img in tiny.test]))
     with torch.no_grad():
         direct = module.model(batch).pred_score.numpy().ravel()
     np.testing.assert_allclose(scores, direct, rtol=1e-6)

@@ -138,7 +138,7 @@ def test_offline_files_command_prints_each_file(capsys):
         ("efficient_ad", {"teacher_weights": "/nonexistent/t.pth", "image_size": 256},
          "pretrained_teacher_small.pth.*teacher_weights=FILE"),
         ("cfa", {"backbone": "resnet18"}, "resnet18-f37072fd.pth.*weights=FILE"),
-        ("csflow", {}, "efficientnet_b5_lukemelas-1a07897c.pth.*weights=FILE"),
+        ("csflow", {"image_size": 128}, "efficientnet_b5_lukemelas-1a07897c.pth.*weights=FILE"),
         ("glass", {"anomaly_source_path": "/nonexistent/dtd"}, "dtd-r1.0.1.tar.gz.*anomaly_source_path=FOLDER"),
     ],
 )

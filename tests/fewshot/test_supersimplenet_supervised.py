@@ -39,7 +39,7 @@ def test_supervised_training_with_masks_round_trips(tmp_path):
         mask[20 + 30 * i: 44 + 30 * i, 40:64] = True
         image[mask] = 250
         masks.append(mask)
-    labelled = _LabelledImages(train, defects, masks, 128)
+    labelled = _LabelledImages(train, defects, masks, (128, 128))
     assert labelled.n_defective == 8 and len(labelled) == 14  # 2 defects x 4 orientations next to 6 normal images
     item = labelled[len(labelled) - 1]
     assert int(item.gt_label) == 1 and item.gt_mask.shape == (128, 128) and bool(item.gt_mask.any())

@@ -6,7 +6,12 @@ class, the parameters passed through, its backbone) and trains it with lightning
 on the CPU, with no logger, no checkpoints and lightning's folder in a temporary directory
 (:mod:`pyimgano_anomalib.training`). Scoring calls the module's torch model in eval mode
 and returns its raw ``pred_score`` and ``anomaly_map`` (no min-max normalisation, no
-threshold), maps resized to each input image's size. ``save`` writes the module's state
+threshold), maps resized to each input image's size. The network input is one (height,
+width) fixed at ``fit`` (``input_shape_``): ``image_size`` squared (``aspect="stretch"``,
+anomalib's own), or about ``image_size`` squared pixels in the training images' aspect ratio
+(``aspect="keep"``, sides rounded to a multiple of 32 by
+:meth:`pyimgano.preprocess.Preprocess.resized_shape`); images of any other shape are resized
+to it. ``save`` writes the module's state
 dict as safetensors next to the JSON config; ``load`` rebuilds the module from the params
 and loads it back (no pickle). Models with needs beyond the entry override the hooks in
 their own modules (``draem``, ``dsr``, ``efficient_ad``, ``fre``, ``dfkde``).
@@ -23,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from pyimgano import Detector
-from pyimgano.errors import InvalidParams, ModelLoadError
-from pyimgano.limits import ENV_MAX_STATE_BYTES, max_state_bytes
+from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError
+from pyimgano.limits import ENV_MAX_IMAGE_PIXELS, ENV_MAX_STATE_BYTES, max_image_pixels, max_state_bytes
 from pyimgano.modelfile import StateArray
+from pyimgano.preprocess import Preprocess
 from pyimgano.torchkit import LITE0_TIMM_NAME, timm_name
 from pyimgano.userfiles import confine
 from pyimgano_anomalib import training
@@ -33,6 +39,17 @@ from pyimgano_anomalib import weights as w
 from pyimgano_anomalib.catalog import ENTRIES, ModelEntry
 
 STATE_FILE = "anomalib-model.safetensors"
+
+
+def fitted_input_shape(config: Any, image_shape: tuple[int, ...]) -> tuple[int, int]:
+    """The network input (height, width) ``fit`` uses for training images of ``image_shape``:
+    ``image_size`` squared, or with ``aspect="keep"`` about ``image_size`` squared pixels in
+    their aspect ratio, each side a multiple of the model's ``input_multiple`` (32: the
+    backbones' deepest stride)."""
+    size = int(config.image_size)
+    if config.aspect == "stretch":
+        return size, size
+    return Preprocess(resize=size, aspect="keep", multiple=config.input_multiple).resized_shape(image_shape)
 
 
 def anomalib_class(name: str) -> type:
@@ -46,9 +63,10 @@ class AnomalibDetector(Detector):
     """One anomalib model; subclasses name their catalog entry (``model_name``), which gives
     them their params model (validated into ``self.config`` by :class:`pyimgano.Detector`).
 
-    The anomalib module is built from the parameters ``fit`` saw (``fit_config_``): a
-    parameter changed afterwards (``set_params``) takes effect at the next ``fit``, and a
-    saved detector reloads the module it was trained as.
+    The anomalib module is built from the parameters ``fit`` saw (``fit_config_``) at the
+    network input ``fit`` fixed (``input_shape_``, (height, width)): a parameter changed
+    afterwards (``set_params``) takes effect at the next ``fit``, and a saved detector reloads
+    the module it was trained as.
     """
 
     model_name: ClassVar[str] = ""
@@ -66,6 +84,7 @@ class AnomalibDetector(Detector):
         super().__init__(**params)
         self.module_: Any = None
         self.fit_config_: Any = None
+        self.input_shape_: tuple[int, int] | None = None
         self.fit_info_: dict[str, Any] = {}
 
     @classmethod
@@ -100,10 +119,18 @@ class AnomalibDetector(Detector):
                 **self._anomalib_kwargs(mode),
             )
 
+    def _network_input(self) -> tuple[int, int]:
+        """The (height, width) the module is built for: ``input_shape_`` once fitted; before, the
+        square ``image_size`` (``aspect="keep"`` takes it from the training images at fit)."""
+        if self.input_shape_ is not None:
+            return self.input_shape_
+        if self.config.aspect == "keep":
+            raise NotFittedError(f"{self.component}: with aspect='keep' the network input is fixed at fit; fit first")
+        return self.config.image_size, self.config.image_size
+
     def _pre_processor(self, cls: type) -> Any:
-        """anomalib's own pre-processor of the model, at ``image_size``."""
-        size = self.config.image_size
-        return cls.configure_pre_processor(image_size=(size, size))
+        """anomalib's own pre-processor of the model, at the network input."""
+        return cls.configure_pre_processor(image_size=self._network_input())
 
     def _backbone_kwargs(self, mode: w.Mode) -> dict[str, Any]:
         use, cfg = self.entry().backbone, self.config
@@ -142,6 +169,23 @@ class AnomalibDetector(Detector):
     def _check_files(self) -> None:
         """Raise :class:`MissingOfflineFile` at once when a file the model needs is absent."""
 
+    def _fit_input_shape(self, image_shape: tuple[int, ...]) -> tuple[int, int]:
+        """The network input for training images of ``image_shape``; :class:`InvalidParams` when a
+        side of the aspect-kept input is below the model's minimum (with the image_size that fits)."""
+        cfg = self.config
+        shape = fitted_input_shape(cfg, image_shape)
+        if min(shape) >= cfg.min_input_side:
+            return shape
+        enough = next((n for n in range(cfg.image_size, 2049)
+                       if min(fitted_input_shape(cfg.model_copy(update={"image_size": n}), image_shape))
+                       >= cfg.min_input_side), None)
+        hint = f"; image_size={enough} or more gives one" if enough is not None else ""
+        raise InvalidParams(
+            f"{self.component}: aspect='keep' at image_size={cfg.image_size} makes a {shape[0]}x{shape[1]} network "
+            f"input for {image_shape[0]}x{image_shape[1]} training images, but the model needs each side at least "
+            f"{cfg.min_input_side} px{hint}"
+        )
+
     def _fit(self, images: list[np.ndarray]) -> None:
         self._train(images)
 
@@ -154,12 +198,13 @@ class AnomalibDetector(Detector):
         import lightning
 
         training.quiet_lightning()
+        shape = self._fit_input_shape(images[0].shape)
         cfg = self.fit_config_ = self.config.model_copy()
+        self.input_shape_ = shape
         lightning.seed_everything(cfg.seed, workers=True, verbose=False)
         start = time.perf_counter()
         module = self._build("load")
-        datamodule = training.make_datamodule(images, cfg.image_size, cfg.batch_size, cfg.eval_batch_size,
-                                              anomalies, masks)
+        datamodule = training.make_datamodule(images, shape, cfg.batch_size, cfg.eval_batch_size, anomalies, masks)
         with training.lightning_dir(cfg.work_dir) as root:
             trainer = lightning.Trainer(**training.trainer_arguments(module, cfg, root))
             trainer.fit(module, datamodule=datamodule)
@@ -170,6 +215,7 @@ class AnomalibDetector(Detector):
             "fit_s": time.perf_counter() - start,
             "epochs": int(trainer.current_epoch),
             "steps": int(trainer.global_step),
+            "input_shape": shape,
         }
 
     def _after_training(self, module: Any, datamodule: Any) -> None:
@@ -191,7 +237,7 @@ class AnomalibDetector(Detector):
         with torch.no_grad():
             for start in range(0, len(images), cfg.eval_batch_size):
                 chunk = images[start : start + cfg.eval_batch_size]
-                batch = torch.stack([training.to_tensor(img, cfg.image_size) for img in chunk])
+                batch = torch.stack([training.to_tensor(img, self.input_shape_) for img in chunk])
                 if transform is not None:
                     batch = transform(batch)
                 out = module.model(batch)
@@ -213,17 +259,26 @@ class AnomalibDetector(Detector):
     state_arrays: ClassVar[dict[str, StateArray]] = {
         "anomalib_state_in": StateArray("str", (1,), required=False),
         "anomalib_fit_params": StateArray("str", (1,), required=False),
+        "anomalib_input_shape": StateArray("int", (2,), required=False),  # absent in older saves: square
     }
 
     def _get_state(self) -> dict[str, np.ndarray]:
         return {"anomalib_state_in": np.array([STATE_FILE]),
-                "anomalib_fit_params": np.array([self.fit_config_.model_dump_json()])}
+                "anomalib_fit_params": np.array([self.fit_config_.model_dump_json()]),
+                "anomalib_input_shape": np.array(self.input_shape_, dtype=np.int64)}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self._state_file = str(state["anomalib_state_in"][0]) if "anomalib_state_in" in state else STATE_FILE
         fitted = state.get("anomalib_fit_params")
         self.fit_config_ = self.config.model_copy() if fitted is None else self.params_model.model_validate_json(
             str(fitted[0]))
+        shape = state.get("anomalib_input_shape")
+        side = int(self.fit_config_.image_size)
+        height, width = (side, side) if shape is None else (int(shape[0]), int(shape[1]))
+        if min(height, width) < 1 or height * width > max_image_pixels():
+            raise ModelLoadError(f"{self.component}: saved network input {height}x{width} is not a usable image size "
+                                 f"(sides of at least 1, at most {max_image_pixels():,} pixels: {ENV_MAX_IMAGE_PIXELS})")
+        self.input_shape_ = (height, width)
 
     def _save_files(self, directory: Path) -> None:
         from safetensors.torch import save_file

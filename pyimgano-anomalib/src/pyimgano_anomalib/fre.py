@@ -1,5 +1,5 @@
 """FRE: anomalib takes the auto-encoder's input size (``input_dim``) as a number, which
-depends on the backbone layer, the image size and the pooling; the adapter computes it."""
+depends on the backbone layer, the network input (height, width) and the pooling; the adapter computes it."""
 
 from __future__ import annotations
 
@@ -23,6 +23,6 @@ class FreDetector(AnomalibDetector):
         info = {i["module"]: i for i in probe.feature_info.info}
         if layer not in info:
             raise InvalidParams(f"{self.component}: backbone {cfg.backbone!r} has no layer {layer!r}; layers: {sorted(info)}")
-        side = cfg.image_size // info[layer]["reduction"] // cfg.pooling_kernel_size
-        kwargs["input_dim"] = int(info[layer]["num_chs"] * side * side)
+        height, width = (side // info[layer]["reduction"] // cfg.pooling_kernel_size for side in self._network_input())
+        kwargs["input_dim"] = int(info[layer]["num_chs"] * height * width)
         return kwargs

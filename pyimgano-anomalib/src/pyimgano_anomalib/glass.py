@@ -1,5 +1,6 @@
-"""GLASS: its input shape is the image size, and its optional texture folder is checked
-before anything is built (anomalib would download DTD into a missing folder)."""
+"""GLASS: its input shape is the network input fit fixed (``input_shape_``), and its
+optional texture folder is checked before anything is built (anomalib would download DTD
+into a missing folder)."""
 
 from __future__ import annotations
 
@@ -20,5 +21,4 @@ class GlassDetector(AnomalibDetector):
             raise missing_file("glass", "dtd", folder)
 
     def _anomalib_kwargs(self, mode: w.Mode) -> dict[str, Any]:
-        size = self.config.image_size
-        return {**super()._anomalib_kwargs(mode), "input_shape": (size, size)}
+        return {**super()._anomalib_kwargs(mode), "input_shape": self._network_input()}

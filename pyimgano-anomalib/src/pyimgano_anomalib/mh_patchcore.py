@@ -13,13 +13,13 @@ from typing import Any
 from pyimgano_anomalib.adapter import AnomalibDetector
 
 
-def whole_image_pre_processor(image_size: int) -> Any:
+def whole_image_pre_processor(shape: tuple[int, int]) -> Any:
     """anomalib's MH-PatchCore pre-processing minus the centre crop (resize, ImageNet normalisation)."""
     from anomalib.pre_processing import PreProcessor
     from torchvision.transforms.v2 import Compose, InterpolationMode, Normalize, Resize
 
     return PreProcessor(transform=Compose([
-        Resize((image_size, image_size), interpolation=InterpolationMode.BILINEAR, antialias=True),
+        Resize(tuple(shape), interpolation=InterpolationMode.BILINEAR, antialias=True),
         Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
     ]))
 
@@ -28,7 +28,7 @@ class MhPatchcoreDetector(AnomalibDetector):
     model_name = "mh_patchcore"
 
     def _pre_processor(self, cls: type) -> Any:
-        return whole_image_pre_processor(self.config.image_size)
+        return whole_image_pre_processor(self._network_input())
 
     def _after_training(self, module: Any, datamodule: Any) -> None:
         if not bool(module._is_fitted.item()):

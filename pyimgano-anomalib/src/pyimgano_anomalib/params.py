@@ -12,9 +12,9 @@ Schemas are built on first use (``defer_build``), so importing this module stays
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 OFFLINE_BACKBONE = "efficientnet_lite0"
 _OFFLINE_WHY = "its ImageNet weights would be downloaded; EfficientNet-Lite0's are installed with the plugin"
@@ -35,7 +35,22 @@ class TrainingParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    image_size: int = Field(256, ge=32, le=2048, description="square size images are resized to (anomalib's pre-processor)")
+    # aspect='keep': why the model cannot take a non-square input (then refused; None: it can), the
+    # multiple every side is rounded to, and the smallest side the model takes
+    square_only: ClassVar[str | None] = None
+    input_multiple: ClassVar[int] = 32
+    min_input_side: ClassVar[int] = 1
+
+    image_size: int = Field(
+        256, ge=32, le=2048,
+        description="network input: the square side (aspect='stretch'), or about image_size x image_size pixels in "
+        "the training images' aspect ratio (aspect='keep')",
+    )
+    aspect: Literal["stretch", "keep"] = Field(
+        "stretch",
+        description="'stretch': images are resized to image_size x image_size (anomalib's pre-processor); 'keep': "
+        "fit fixes one input (height, width) in the training images' aspect ratio, each side a multiple of 32",
+    )
     batch_size: int = Field(32, ge=1, le=4096, description="training batch size")
     eval_batch_size: int = Field(16, ge=1, le=4096, description="batch size when scoring")
     max_epochs: int = Field(1, ge=1, description="training epochs (anomalib's configured default)")
@@ -45,6 +60,13 @@ class TrainingParams(BaseModel):
     work_dir: str | None = Field(
         None, description="folder for lightning's files (default: a temporary folder, deleted after fit)"
     )
+
+    @field_validator("aspect")
+    @classmethod
+    def _aspect_supported(cls, value: str) -> str:
+        if value == "keep" and cls.square_only is not None:
+            raise ValueError(f"'keep' is not available: {cls.square_only}; use 'stretch'")
+        return value
 
 
 class BackboneParams(TrainingParams):
@@ -139,9 +161,11 @@ class FreParams(BackboneParams):
 
 
 class EfficientAdParams(TrainingParams):
+    min_input_side: ClassVar[int] = 256  # smaller sides leave the auto-encoder's last 8x8 kernel too little
     max_epochs: int = Field(1000, ge=1, description="training epochs (anomalib's configured default)")
     max_steps: int | None = Field(70000, ge=1, description="optimiser steps (anomalib's configured default)")
-    image_size: int = Field(256, ge=256, le=2048, description="square size; at least 256 (EfficientAD's PDNs)")
+    image_size: int = Field(256, ge=256, le=2048,
+        description="square side (aspect='keep': pixel budget); each side at least 256 (EfficientAD's PDNs)")
     batch_size: int = Field(1, ge=1, le=1, description="EfficientAD trains with batch size 1")
     model_size: Literal["small", "medium"] = Field("small", description="PDN size of teacher and student")
     teacher_out_channels: int = Field(384, ge=1, description="teacher output channels")
@@ -166,7 +190,8 @@ class EfficientAdParams(TrainingParams):
 
 
 class DraemParams(TrainingParams):
-    image_size: int = Field(256, ge=32, le=2048, description="square size; a multiple of 32")
+    image_size: int = Field(256, ge=32, le=2048,
+        description="square side (aspect='keep': pixel budget); a multiple of 32")
     max_epochs: int = Field(700, ge=1, description="training epochs (anomalib's learning-rate schedule assumes 700)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
     enable_sspcab: bool = Field(False, description="add the SSPCAB block and its loss")
@@ -187,7 +212,8 @@ class DraemParams(TrainingParams):
 
 
 class DsrParams(TrainingParams):
-    image_size: int = Field(256, ge=32, le=2048, description="square size; a multiple of 32")
+    image_size: int = Field(256, ge=32, le=2048,
+        description="square side (aspect='keep': pixel budget); a multiple of 32")
     max_epochs: int = Field(700, ge=1, description="training epochs (the DSR paper's; anomalib publishes none)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
     latent_anomaly_strength: float = Field(0.2, gt=0.0, description="strength of simulated latent anomalies")
@@ -203,6 +229,10 @@ class DsrParams(TrainingParams):
 
 
 class GanomalyParams(TrainingParams):
+    square_only: ClassVar[str | None] = (
+        "GANomaly's encoder halves the input down to one latent vector from its shorter side, so a non-square input "
+        "leaves a latent map, not a vector"
+    )
     max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
     n_features: int = Field(64, ge=1, description="feature maps of the first convolution")
     latent_vec_size: int = Field(100, ge=1, description="size of the latent vector")
@@ -217,6 +247,7 @@ class GanomalyParams(TrainingParams):
 
 
 class UflowParams(TrainingParams):
+    square_only: ClassVar[str | None] = "U-Flow's pre-processor resizes every input to 448 x 448"
     max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
     backbone: Literal["resnet18", "wide_resnet50_2", "mcait"] = unlike_anomalib(
         "resnet18", "feature extractor (U-Flow resizes every input to 448 px)", "'mcait'",
@@ -234,7 +265,9 @@ class UflowParams(TrainingParams):
 
 
 class CsflowParams(TrainingParams):
-    image_size: int = Field(768, ge=64, le=2048, description="square size (CS-Flow's paper and anomalib use 768)")
+    input_multiple: ClassVar[int] = 128  # three feature scales of stride 32, each half the last
+    image_size: int = Field(768, ge=128, le=2048, description="square side, a multiple of 128, or with aspect='keep' "
+                            "a pixel budget (CS-Flow's paper and anomalib use 768)")
     max_epochs: int = Field(240, ge=1, description="training epochs (anomalib's configured default)")
     batch_size: int = Field(16, ge=1, le=4096, description="training batch size")
     cross_conv_hidden_channels: int = Field(1024, ge=1, description="hidden channels of the cross convolutions")
@@ -245,8 +278,18 @@ class CsflowParams(TrainingParams):
         None, description="torchvision efficientnet_b5 ImageNet weights file (efficientnet_b5_lukemelas-1a07897c.pth)"
     )
 
+    @model_validator(mode="after")
+    def _check_square_side(self) -> CsflowParams:
+        if self.aspect == "stretch" and self.image_size % self.input_multiple:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of {self.input_multiple} (CS-Flow's three "
+                             "feature scales each halve the last)")
+        return self
+
 
 class CfaParams(TrainingParams):
+    square_only: ClassVar[str | None] = (
+        "CFA resizes its deeper feature maps to a square of the first map's height before joining them"
+    )
     max_epochs: int = Field(30, ge=1, description="training epochs (anomalib's configured default)")
     backbone: Literal["wide_resnet50_2", "resnet18", "vgg19_bn"] = Field(
         "wide_resnet50_2", description="torchvision backbone"
@@ -267,8 +310,9 @@ class SupersimplenetParams(BackboneParams):
         "ImageNet weights: weights=FILE or the Hugging Face cache). 'efficientnet_lite0' runs offline, but its "
         "unactivated block outputs (spread ~400x the noise) teach the discriminator little (docs/anomalib.md)",
     )
-    image_size: int = Field(256, ge=128, le=2048, description="square size; at least 128 (anomalib's Perlin "
-                            "anomaly generator fails on smaller feature maps)")
+    image_size: int = Field(256, ge=128, le=2048,
+        description="square side (aspect='keep': pixel budget); at least 128 (anomalib's Perlin "
+                    "anomaly generator fails on smaller feature maps)")
     max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's README)")
     perlin_threshold: float = Field(0.2, gt=0.0, lt=1.0, description="threshold of the Perlin anomaly masks")
     adapt_cls_features: bool = Field(False, description="adapt the classification features")
@@ -284,7 +328,8 @@ class MhPatchcoreParams(BackboneParams):
 
 
 class GlassParams(BackboneParams):
-    image_size: int = Field(288, ge=32, le=2048, description="square size images are resized to (GLASS's input_shape)")
+    image_size: int = Field(288, ge=32, le=2048,
+        description="square side (aspect='keep': pixel budget) (GLASS's input_shape)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size (anomalib's README: 8)")
     max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
     anomaly_source_path: str | None = Field(
@@ -307,7 +352,8 @@ class GlassParams(BackboneParams):
 
 
 class PatchflowParams(BackboneParams):
-    image_size: int = Field(768, ge=64, le=2048, description="square size images are resized to (anomalib: 768)")
+    image_size: int = Field(768, ge=64, le=2048,
+        description="square side (aspect='keep': pixel budget) (anomalib: 768)")
     max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
     flow_steps: int = Field(1, ge=1, description="coupling blocks of the flow")
     flow_feature_dim: int = Field(128, ge=1, description="channels the features are adapted to")

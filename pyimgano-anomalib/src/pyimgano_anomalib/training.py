@@ -31,21 +31,25 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
-def to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
-    """HxWx3 uint8 -> 3 x size x size float in [0, 1], converted as anomalib's ``read_image``
+Shape = tuple[int, int]
+"""The network input (height, width) every image is resized to."""
+
+
+def to_tensor(image: np.ndarray, shape: Shape) -> torch.Tensor:
+    """HxWx3 uint8 -> 3 x height x width float in [0, 1], converted as anomalib's ``read_image``
     (bit for bit) and resized as its pre-processor does."""
     uint8 = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
     tensor = TF.to_dtype(uint8, torch.float32, scale=True)
-    if tensor.shape[-2:] != (size, size):
-        tensor = TF.resize(tensor, [size, size], antialias=True)
+    if tuple(tensor.shape[-2:]) != tuple(shape):
+        tensor = TF.resize(tensor, list(shape), antialias=True)
     return tensor
 
 
 class _Images(torch.utils.data.Dataset):
     """In-memory normal images as anomalib ``ImageItem`` objects (label 0)."""
 
-    def __init__(self, images: list[np.ndarray], size: int) -> None:
-        self.tensors = [to_tensor(img, size) for img in images]
+    def __init__(self, images: list[np.ndarray], shape: Shape) -> None:
+        self.tensors = [to_tensor(img, shape) for img in images]
 
     def __len__(self) -> int:
         return len(self.tensors)
@@ -68,11 +72,11 @@ class _LabelledImages(torch.utils.data.Dataset):
 
     ORIENTATIONS = 4
 
-    def __init__(self, images: list[np.ndarray], anomalies: list[np.ndarray], masks: list[np.ndarray], size: int
+    def __init__(self, images: list[np.ndarray], anomalies: list[np.ndarray], masks: list[np.ndarray], shape: Shape
                  ) -> None:
-        zeros = torch.zeros((size, size), dtype=torch.bool)
-        self.items = [(to_tensor(img, size), zeros, 0) for img in images]
-        defects = [(to_tensor(img, size), mask_tensor(mask, size)) for img, mask in zip(anomalies, masks)]
+        zeros = torch.zeros(tuple(shape), dtype=torch.bool)
+        self.items = [(to_tensor(img, shape), zeros, 0) for img in images]
+        defects = [(to_tensor(img, shape), mask_tensor(mask, shape)) for img, mask in zip(anomalies, masks)]
         oriented = [(_orient(t, k), _orient(m, k)) for t, m in defects for k in range(self.ORIENTATIONS)]
         repeats = max(1, round(len(images) / len(oriented)))
         self.items += [(t, m, 1) for _ in range(repeats) for t, m in oriented]
@@ -94,25 +98,25 @@ def _orient(tensor: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(tensor, dims) if dims else tensor
 
 
-def mask_tensor(mask: np.ndarray, size: int) -> torch.Tensor:
-    """An HxW bool mask at ``size`` x ``size`` (area-weighted, then cut at half a pixel)."""
+def mask_tensor(mask: np.ndarray, shape: Shape) -> torch.Tensor:
+    """An HxW bool mask at ``shape`` (height, width) (area-weighted, then cut at half a pixel)."""
     tensor = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None]
-    if tensor.shape[-2:] != (size, size):
-        tensor = TF.resize(tensor, [size, size], antialias=True)
+    if tuple(tensor.shape[-2:]) != tuple(shape):
+        tensor = TF.resize(tensor, list(shape), antialias=True)
     return tensor[0] >= 0.5
 
 
-def make_datamodule(images: list[np.ndarray], size: int, batch_size: int, eval_batch_size: int,
+def make_datamodule(images: list[np.ndarray], shape: Shape, batch_size: int, eval_batch_size: int,
                     anomalies: list[np.ndarray] | None = None, masks: list[np.ndarray] | None = None) -> Any:
-    """A lightning data module over in-memory images; ``val_dataloader`` serves the same
+    """A lightning data module over in-memory images at ``shape``; ``val_dataloader`` serves the same
     normal images (models such as EfficientAD and CFA read ``trainer.datamodule``).
     ``anomalies`` with their ``masks``: labelled defective images join the training set
     (:class:`_LabelledImages`)."""
     import lightning
     from anomalib.data.dataclasses.torch import ImageBatch
 
-    dataset: torch.utils.data.Dataset = _Images(images, size)
-    train_set = dataset if anomalies is None else _LabelledImages(images, anomalies, masks, size)
+    dataset: torch.utils.data.Dataset = _Images(images, shape)
+    train_set = dataset if anomalies is None else _LabelledImages(images, anomalies, masks, shape)
 
     class InMemoryDataModule(lightning.LightningDataModule):
         name = "pyimgano"
