@@ -54,6 +54,10 @@ def policy_params(name: str) -> dict:
     return {"image_size": side, "aspect": "keep" if kind else "stretch"}
 
 
+def _coreset(value: str) -> float | str:
+    return value if value == "auto" else float(value)
+
+
 def _policy(name: str) -> str:
     try:
         policy_params(name)
@@ -126,6 +130,7 @@ def worker(job: dict) -> dict:
     frames = sorted({u.frame for u in detector.plan([pyimgano.load_image(p) for p in paths[:1]])})
     common = {
         "bank_rows": int(detector.memory_bank_.shape[0]), "dim": int(detector.memory_bank_.shape[1]),
+        "coreset_ratio": detector.coreset_ratio_,
         "input_size": detector.input_size_, "frame": list(frames[0]), "precision": detector.precision_,
         "n_train": len(train), "n_test": len(paths),
     }
@@ -204,6 +209,11 @@ def _mean_rows(rows: list[dict]) -> dict:
     return out
 
 
+def _ratio(row: dict) -> str:
+    auto = row["coreset"] == "auto" and row.get("coreset_ratio") is not None
+    return f"auto ({row['coreset_ratio']:.3f})" if auto else str(row["coreset"])
+
+
 def table(rows: list[dict]) -> str:
     head = ("| data set | policy | network input | coreset | bank rows | index | image AUROC | pixel AUROC | AUPRO "
             "| fit s | scoring img/s | peak MiB |")
@@ -214,7 +224,7 @@ def table(rows: list[dict]) -> str:
             continue
         note = f" (= {r['same_as']})" if r.get("same_as") else ""
         lines.append(
-            f"| {r['dataset']} | {r['policy']}{note} | {r['frame'][0]}x{r['frame'][1]} | {r['coreset']} | "
+            f"| {r['dataset']} | {r['policy']}{note} | {r['frame'][0]}x{r['frame'][1]} | {_ratio(r)} | "
             f"{r['bank_rows']:,} | {r['index']} | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | "
             f"{r['aupro']:.3f} | {r['fit_s']:.1f} | {r['images_per_s']:.2f} | {r['peak_rss_mb']:.0f} |"
         )
@@ -230,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-categories", nargs="+", default=list(SYNTHETIC_CATEGORIES))
     parser.add_argument("--policies", nargs="+", type=_policy, default=["256", "384", "512", "keep512"],
                         metavar="POLICY", help=f"input policies: {POLICY_FORMS}")
-    parser.add_argument("--coresets", nargs="+", type=float, default=[0.1, 0.01])
+    parser.add_argument("--coresets", nargs="+", type=_coreset, default=["auto", 0.1, 0.01],
+                        help="coreset ratios: numbers, or auto (the detector's default)")
     parser.add_argument("--approx", nargs="*", default=["ivf"], metavar="KIND[:NPROBE]",
                         help="approximate indexes scored after flat: ivf, ivf:NPROBE, hnsw (none: flat only)")
     parser.add_argument("--no-flat", action="store_true",

@@ -177,10 +177,11 @@ def test_stitched_tiles_average_the_overlaps():
 
 
 def test_auto_side_never_upscales_and_caps_at_the_class_size():
-    assert AUTO_MAX_SIDE == 512
+    assert AUTO_MAX_SIDE == 576
     assert auto_side([(256, 256, 3)] * 4) == 256
-    assert auto_side([(1024, 1024, 3), (700, 700, 3), (900, 900, 3)]) == 512
-    assert auto_side([(1000, 1500, 3)]) == 512
+    assert auto_side([(1024, 1024, 3), (700, 700, 3), (900, 900, 3)]) == 576
+    assert auto_side([(1000, 1500, 3)]) == 576
+    assert auto_side([(512, 512, 3)]) == 512
     assert auto_side([(300, 300)], multiple=32) == 288
     assert auto_side([(20, 20)], multiple=32) == 32
     with pytest.raises(ValueError, match="at least one"):

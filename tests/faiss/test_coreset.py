@@ -9,6 +9,7 @@ import torch
 from pyimgano_faiss.coreset import (
     ChunkedCoreset,
     RandomProjection,
+    auto_coreset_ratio,
     coreset_size,
     greedy_coreset,
     greedy_coreset_plain,
@@ -137,3 +138,10 @@ def test_chunked_coreset_rejects_rows_beyond_the_announced_total():
         short.finish()
     with pytest.raises(ValueError, match="k <= total_rows"):
         ChunkedCoreset(10, 11, 5, RandomProjection(8, 8, 0), np.random.default_rng(0))
+
+
+def test_auto_ratio_keeps_the_bank_per_input_of_a_256_px_input():
+    assert auto_coreset_ratio(64) == 0.1  # small inputs: the paper's 10%
+    assert auto_coreset_ratio(1024) == 0.1  # 256 x 256 at stride 8: unchanged
+    assert auto_coreset_ratio(4096) == pytest.approx(0.025)  # 512 x 512: 102.4 patches per input, as at 256
+    assert auto_coreset_ratio(58 * 88) * 58 * 88 == pytest.approx(102.4)

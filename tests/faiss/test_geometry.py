@@ -37,13 +37,16 @@ def test_auto_size_is_chosen_at_fit_from_the_training_images_and_saved(small_cat
     assert pyimgano.create_detector("faiss:patchcore", **SMALL, image_size=64).fit(train[:2]).input_size_ == 64
 
 
-def test_large_oblong_images_keep_their_aspect_ratio_at_the_512_class_cap():
+def test_large_oblong_images_keep_their_aspect_ratio_at_the_576_class_cap():
     train = [_texture(i, 600, 900) for i in range(2)]
-    det = pyimgano.create_detector("faiss:patchcore", **SMALL, coreset_ratio=0.05).fit(train)
-    assert det.input_size_ == 512
+    det = pyimgano.create_detector("faiss:patchcore", **SMALL).fit(train)
+    assert det.input_size_ == 576
     (unit,) = det.plan(train[:1])
-    assert unit.frame == (416, 624) and not unit.tiled  # about 512 x 512 pixels, sides multiples of 16
-    assert det.grid_ == (52, 78) and det.n_patches_ == 2 * 52 * 78
+    assert unit.frame == (464, 704) and not unit.tiled  # about 576 x 576 pixels, sides multiples of 32
+    assert det.grid_ == (58, 88) and det.n_patches_ == 2 * 58 * 88
+    # coreset_ratio="auto": the bank keeps 0.1 x 1,024 patches per training input, not 10% of 5,104
+    assert det.coreset_ratio_ == pytest.approx(0.1 * 1024 / (58 * 88))
+    assert len(det.memory_bank_) == int(2 * 58 * 88 * det.coreset_ratio_) == 204
     maps = det.predict_anomaly_map(train[:1])
     assert maps.shape == (1, 600, 900)
 

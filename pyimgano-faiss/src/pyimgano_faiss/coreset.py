@@ -54,6 +54,17 @@ class RandomProjection:
         return np.ascontiguousarray(x if self.matrix is None else x @ self.matrix)
 
 
+# coreset_ratio="auto": the paper's 0.1 up to the 1,024 patches of a 256 x 256 input (stride 8);
+# above, the bank keeps as many rows per training input as 0.1 keeps there (docs/patchcore.md)
+AUTO_RATIO = 0.1
+AUTO_RATIO_PATCHES = 1024
+
+
+def auto_coreset_ratio(patches_per_input: float) -> float:
+    """The coreset ratio ``coreset_ratio="auto"`` gives inputs of ``patches_per_input`` patches."""
+    return AUTO_RATIO * min(1.0, AUTO_RATIO_PATCHES / max(1.0, float(patches_per_input)))
+
+
 def coreset_size(n: int, ratio: float) -> int:
     return n if ratio >= 1.0 else max(1, min(n, int(n * ratio)))
 

@@ -3,7 +3,8 @@
 Fit: locally aware patch features from two backbone stages (3x3 average pooling, the
 deeper map bilinearly upsampled to the shallower one, concatenated, optionally reduced
 to ``target_dim`` channels by adaptive average pooling), a memory bank chosen by greedy
-k-center selection on randomly projected features (:mod:`pyimgano_faiss.coreset`).
+k-center selection on randomly projected features (:mod:`pyimgano_faiss.coreset`; by
+default 10% of the patches, at most about 102 per training input at high resolution).
 Score: each patch's distance to its nearest memory-bank patch; the image score is the
 largest (optionally the paper's neighbourhood reweighting); the map is the patch-score
 grid upsampled bilinearly to the network input size, Gaussian-smoothed (sigma 4 there)
@@ -26,6 +27,7 @@ from pyimgano_faiss.base import GEOMETRY_STATE, BackboneDetector, Unit
 from pyimgano_faiss.coreset import (
     ChunkedCoreset,
     RandomProjection,
+    auto_coreset_ratio,
     coreset_size,
     greedy_coreset,
     greedy_coreset_torch,
@@ -79,6 +81,7 @@ class PatchCore(BackboneDetector):
         "memory_bank": StateArray("float", ("bank_rows", "feature_dim")),
         "grid": StateArray("int", (2,)),
         "n_patches": StateArray("int", ()),
+        "coreset_ratio": StateArray("float", (), required=False),  # the ratio fit used (coreset_ratio="auto")
         "faiss_index": StateArray("uint8", ("index_bytes",), required=False),  # IVF/HNSW, faiss's own format
         **GEOMETRY_STATE,
     }
@@ -88,6 +91,7 @@ class PatchCore(BackboneDetector):
         self.memory_bank_: np.ndarray | None = None
         self.grid_: tuple[int, int] | None = None
         self.n_patches_: int | None = None
+        self.coreset_ratio_: float | None = None
         self.coreset_chunks_: int | None = None
         self._index = None
         self._bank_tensor: torch.Tensor | None = None
@@ -115,6 +119,8 @@ class PatchCore(BackboneDetector):
         self._resolve_fit_geometry(images)
         units = self.plan(images)
         n = sum(h * w for h, w in (self.grid_shape(unit.shape) for unit in units))
+        ratio = self.coreset_ratio
+        self.coreset_ratio_ = auto_coreset_ratio(n / len(units)) if ratio == "auto" else float(ratio)
         grids: list[tuple[int, int]] = []
 
         def row_batches():
@@ -145,7 +151,7 @@ class PatchCore(BackboneDetector):
                 if coreset is None:
                     coreset = ChunkedCoreset(
                         total_rows=n,
-                        k=coreset_size(n, self.coreset_ratio),
+                        k=coreset_size(n, self.coreset_ratio_),
                         chunk_rows=self.coreset_chunk,
                         projection=RandomProjection(rows.shape[1], self.projection_dim, self.seed),
                         rng=rng,
@@ -309,6 +315,7 @@ class PatchCore(BackboneDetector):
             "memory_bank": self.memory_bank_,
             "grid": np.asarray(self.grid_, dtype=np.int64),
             "n_patches": np.asarray(self.n_patches_, dtype=np.int64),
+            "coreset_ratio": np.asarray(self.coreset_ratio_, dtype=np.float64),
             **self._geometry_state(),
         }
         if not is_exact(self._index):  # a flat index is rebuilt from the bank on load
@@ -322,6 +329,9 @@ class PatchCore(BackboneDetector):
         self.memory_bank_ = bank
         self.grid_ = tuple(int(v) for v in state["grid"])
         self.n_patches_ = int(state["n_patches"])
+        saved = state.get("coreset_ratio")  # absent in models saved before coreset_ratio="auto"
+        self.coreset_ratio_ = float(saved) if saved is not None else (
+            None if self.coreset_ratio == "auto" else float(self.coreset_ratio))
         self._set_geometry_state(state)
         if "faiss_index" in state:
             self._index = deserialize_index(state["faiss_index"])

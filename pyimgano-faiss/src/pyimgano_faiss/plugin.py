@@ -29,7 +29,7 @@ class _BackboneParams(BaseModel):
     image_size: Annotated[int, Field(ge=32, le=4096)] | Literal["auto", "original"] = Field(
         "auto",
         description="network input side N (aspect='keep': about N x N pixels in the image's aspect ratio; "
-        "'stretch': N x N); 'auto': chosen at fit from the training images (their size, at most 512, never "
+        "'stretch': N x N); 'auto': chosen at fit from the training images (their size, at most 576, never "
         "upscaled); 'original': the images' own size (with tile_size for large images)",
     )
     aspect: Literal["keep", "stretch"] = Field(
@@ -71,7 +71,12 @@ class PatchCoreParams(_BackboneParams):
     target_dim: int | None = Field(
         None, ge=8, description="reduce patch features to this many channels (adaptive average pooling; the paper uses 1024)"
     )
-    coreset_ratio: float = Field(0.1, gt=0.0, le=1.0, description="fraction of training patches kept in the memory bank")
+    coreset_ratio: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = Field(
+        "auto",
+        description="fraction of training patches kept in the memory bank; 'auto': 0.1 for network inputs of up to "
+        "1,024 patches (256 x 256 px at stride 8), above that 0.1 x 1,024 / patches per input, so the bank keeps about "
+        "102 patches per training input at any resolution (docs/patchcore.md)",
+    )
     coreset_chunk: int = Field(
         131_072,
         ge=16,
