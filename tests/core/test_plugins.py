@@ -287,3 +287,22 @@ def test_listing_builds_no_params_validator():
     assert result.returncode == 0, result.stderr
     assert "BUILT []" in result.stdout, result.stdout
     assert "AFTER USE True" in result.stdout
+
+
+def test_a_union_typed_parameter_gets_one_problem_naming_every_accepted_form():
+    from typing import Literal
+
+    from pydantic import BaseModel, ValidationError
+
+    from pyimgano.plugins import describe_param_errors
+
+    class Params(BaseModel):
+        ratio: float | Literal["auto"] = "auto"
+        size: int | Literal["auto", "original"] = "auto"
+
+    with pytest.raises(ValidationError) as info:
+        Params(ratio="x", size="big")
+    text = describe_param_errors(info.value, Params)
+    assert text.count("ratio:") == 1 and text.count("size:") == 1 and "\n" not in text
+    assert "ratio: Input should be a valid number" in text and "or 'auto'" in text
+    assert text.endswith("or 'auto' or 'original'")

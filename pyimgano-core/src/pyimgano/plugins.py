@@ -350,12 +350,24 @@ def describe_param_errors(exc: ValidationError, params_model: type[BaseModel]) -
     import difflib
 
     problems, unknown = [], []
+    alternatives: dict[str, list[str]] = {}  # a field typed as a union: one message per member
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(params)"
+        loc = err["loc"]
+        msg = err["msg"].removeprefix("Value error, ")  # a validator's own words
+        if len(loc) == 2 and isinstance(loc[1], str) and loc[0] in params_model.model_fields:
+            if str(loc[0]) not in alternatives:
+                alternatives[str(loc[0])] = []
+                problems.append(str(loc[0]))  # placeholder, keeps the order
+            alternatives[str(loc[0])].append(msg)
+            continue
+        where = ".".join(str(p) for p in loc) or "(params)"
         if err.get("type") == "extra_forbidden":
             unknown.append(where)
         else:
-            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")  # a validator's own words
+            problems.append(f"{where}: {msg}")
+    for name, msgs in alternatives.items():  # "Input should be <= 1" + "Input should be 'auto'" -> "... or 'auto'"
+        rest = [m.removeprefix("Input should be ") for m in msgs[1:]]
+        problems[problems.index(name)] = f"{name}: {' or '.join([msgs[0], *rest])}"
     if unknown:
         valid = sorted(params_model.model_fields)
         close = {name: difflib.get_close_matches(name, valid, n=1) for name in unknown}
