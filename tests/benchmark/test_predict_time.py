@@ -8,6 +8,7 @@ import numpy as np
 
 from pyimgano.benchmark import job as job_module
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry, expand_jobs
+from pyimgano.detector import fitted_attributes
 
 
 def test_predict_s_includes_loading_the_test_images(fake_plugin, toy_root, monkeypatch):
@@ -42,4 +43,4 @@ def test_what_fit_chose_is_recorded_with_the_job():
 
     chooser = Chooser()
     chooser.fit([np.zeros((8, 8, 3), np.uint8)])
-    assert job_module.fitted_attributes(chooser) == {"is_fitted_": True, "input_size_": 512, "grid_": [52, 78]}
+    assert fitted_attributes(chooser) == {"is_fitted_": True, "input_size_": 512, "grid_": [52, 78]}

@@ -47,6 +47,11 @@ def test_large_oblong_images_keep_their_aspect_ratio_at_the_576_class_cap():
     # coreset_ratio="auto": the bank keeps 0.1 x 1,024 patches per training input, not 10% of 5,104
     assert det.coreset_ratio_ == pytest.approx(0.1 * 1024 / (58 * 88))
     assert len(det.memory_bank_) == int(2 * 58 * 88 * det.coreset_ratio_) == 204
+    # `pyimgano fit` says what the automatic parameters became
+    from pyimgano.cli.fit import describe_choices
+
+    said = describe_choices(det)
+    assert "input_size 576" in said and "grid 58x88" in said and "coreset_ratio 0.0201" in said
     maps = det.predict_anomaly_map(train[:1])
     assert maps.shape == (1, 600, 900)
 

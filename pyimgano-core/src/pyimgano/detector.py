@@ -359,6 +359,19 @@ class Detector:
         return f"{type(self).__name__}({params})"
 
 
+def fitted_attributes(detector: Any) -> dict[str, Any]:
+    """A detector's small fitted attributes (``input_size_``, ``coreset_ratio_``...): what fit chose."""
+    out: dict[str, Any] = {}
+    for name, value in vars(detector).items():
+        if name.startswith("_") or not name.endswith("_") or name == "threshold_":
+            continue
+        if isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        elif isinstance(value, tuple) and len(value) <= 4 and all(isinstance(v, int) for v in value):
+            out[name] = list(value)
+    return out
+
+
 def _install_params(cls: type[Detector], model: type[BaseModel]) -> None:
     """Give ``cls`` one :class:`Param` per field of ``model``, and ``model``'s keyword signature."""
     import inspect

@@ -25,6 +25,7 @@ from pyimgano.benchmark.config import JobSpec
 from pyimgano.benchmark.deployed import curves, deployed_metrics
 from pyimgano.benchmark.few_shot import FewShotJob, zero_shot_block
 from pyimgano.benchmark.metric_set import compute_metrics, metric_key, resolve_metrics
+from pyimgano.detector import fitted_attributes
 from pyimgano.errors import ContractViolation, DatasetError
 from pyimgano.limits import sync_pil
 from pyimgano.seeding import seed_everything
@@ -261,19 +262,6 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
     run["peak_rss_mb"] = round(peak_rss_mb(), 1)
     extra["wall_s"] = time.perf_counter() - started
     return outcome
-
-
-def fitted_attributes(detector: Any) -> dict[str, Any]:
-    """A detector's small fitted attributes (``input_size_``, ``precision_``...): what fit chose."""
-    out: dict[str, Any] = {}
-    for name, value in vars(detector).items():
-        if name.startswith("_") or not name.endswith("_") or name == "threshold_":
-            continue
-        if isinstance(value, (bool, int, float, str)):
-            out[name] = value
-        elif isinstance(value, tuple) and len(value) <= 4 and all(isinstance(v, int) for v in value):
-            out[name] = list(value)
-    return out
 
 
 # -- the inspection pipeline of a job ---------------------------------------------------------------

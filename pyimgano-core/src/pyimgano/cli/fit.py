@@ -237,7 +237,23 @@ def describe_fit(pipe: Any) -> str:
         parts.append(f"tuned on {record['k']} defective image(s)"
                      + (" (image threshold only)" if record["image_only"] else "")
                      + (", detector trained with them" if record["trained"] else ""))
-    return f"{pipe.n_train_} train, {pipe.n_val_} validation image(s); post-processing: {steps}; " + "; ".join(parts)
+    chosen = describe_choices(pipe.detector)
+    return (f"{pipe.n_train_} train, {pipe.n_val_} validation image(s); " + (f"{chosen}; " if chosen else "")
+            + f"post-processing: {steps}; " + "; ".join(parts))
+
+
+def describe_choices(detector: Any) -> str:
+    """What fit chose for the detector's automatic parameters (input size, coreset ratio...)."""
+    from pyimgano.detector import fitted_attributes
+
+    shown = []
+    for name, value in fitted_attributes(detector).items():
+        if name == "is_fitted_" or isinstance(value, bool):
+            continue
+        text = f"{value:.3g}" if isinstance(value, float) else ("x".join(map(str, value)) if isinstance(value, list)
+                                                             else str(value))
+        shown.append(f"{name.rstrip('_')} {text}")
+    return "detector " + ", ".join(shown) if shown else ""
 
 
 def run(args: argparse.Namespace) -> int:
