@@ -306,3 +306,16 @@ def test_a_union_typed_parameter_gets_one_problem_naming_every_accepted_form():
     assert text.count("ratio:") == 1 and text.count("size:") == 1 and "\n" not in text
     assert "ratio: Input should be a valid number" in text and "or 'auto'" in text
     assert text.endswith("or 'auto' or 'original'")
+
+    # a parameter that is a nested model keeps one problem per sub-field
+    class Inner(BaseModel):
+        a: int = 1
+        b: int = 2
+
+    class Nested(BaseModel):
+        inner: Inner = Inner()
+
+    with pytest.raises(ValidationError) as info:
+        Nested(inner={"a": "x", "b": "y"})
+    text = describe_param_errors(info.value, Nested)
+    assert "inner.a: Input should be a valid integer" in text and "inner.b: Input should be a valid integer" in text

@@ -344,30 +344,39 @@ class Registry:
             ) from exc
 
 
+def _is_union(params_model: type[BaseModel], name: Any) -> bool:
+    """Whether field ``name`` of ``params_model`` is typed as a union (``float | Literal["auto"]``)."""
+    import types
+    import typing
+
+    field = params_model.model_fields.get(name) if isinstance(name, str) else None
+    return field is not None and typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
+
+
 def describe_param_errors(exc: ValidationError, params_model: type[BaseModel]) -> str:
     """The problems of a params validation in one line; unknown parameters are listed together,
     with the closest valid name for each and the valid ones once."""
     import difflib
 
     problems, unknown = [], []
-    alternatives: dict[str, list[str]] = {}  # a field typed as a union: one message per member
+    alternatives: dict[str, tuple[int, list[str]]] = {}  # union-typed field -> (its slot, one message per member)
     for err in exc.errors():
         loc = err["loc"]
         msg = err["msg"].removeprefix("Value error, ")  # a validator's own words
-        if len(loc) == 2 and isinstance(loc[1], str) and loc[0] in params_model.model_fields:
-            if str(loc[0]) not in alternatives:
-                alternatives[str(loc[0])] = []
-                problems.append(str(loc[0]))  # placeholder, keeps the order
-            alternatives[str(loc[0])].append(msg)
+        if len(loc) == 2 and _is_union(params_model, loc[0]):  # loc[1] names the union member
+            _, msgs = alternatives.setdefault(str(loc[0]), (len(problems), []))
+            if not msgs:
+                problems.append("")
+            msgs.append(msg)
             continue
         where = ".".join(str(p) for p in loc) or "(params)"
         if err.get("type") == "extra_forbidden":
             unknown.append(where)
         else:
             problems.append(f"{where}: {msg}")
-    for name, msgs in alternatives.items():  # "Input should be <= 1" + "Input should be 'auto'" -> "... or 'auto'"
+    for name, (slot, msgs) in alternatives.items():  # "Input should be <= 1" + "Input should be 'auto'"
         rest = [m.removeprefix("Input should be ") for m in msgs[1:]]
-        problems[problems.index(name)] = f"{name}: {' or '.join([msgs[0], *rest])}"
+        problems[slot] = f"{name}: {' or '.join([msgs[0], *rest])}"
     if unknown:
         valid = sorted(params_model.model_fields)
         close = {name: difflib.get_close_matches(name, valid, n=1) for name in unknown}
