@@ -79,7 +79,6 @@ def main() -> None:
     args = parser.parse_args()
     data = pyimgano.load_dataset("synthetic", category="brick")
     images = [load_image(s.image_path) for s in data.train[: args.n_train + 1]]
-    rows = []
     print(f"{'model':22} {'size':>5} {'input':>8}  scores maps  reload  s      result")
     for name in args.models:
         side = SIZES.get(name, 96)
@@ -87,7 +86,6 @@ def main() -> None:
         train = [resize_image(img, shape) for img in images[: args.n_train]]
         other = resize_image(images[-1], (side * 5 // 4, side * 7 // 4))
         row = check(name, train, other)
-        rows.append(row)
         print(f"{name:22} {row['image_size']:>5} {row.get('input', '-'):>8}  {str(row.get('scores', '-')):6} "
               f"{str(row.get('maps', '-')):5} {str(row.get('reload', '-')):6} {row['s']:5.1f}  {row['result']}"
               + (f"  [refused: {row['refused']}]" if row["refused"] else ""), flush=True)

@@ -97,7 +97,8 @@ class BenchmarkConfig(BaseModel):
     detectors: list[DetectorEntry] = Field(default_factory=list)
     datasets: list[DatasetEntry] = Field(default_factory=list)
     image_size: int | None = Field(
-        None, ge=8, description="resize images and masks to N x N before the detector (squashing other aspect ratios; N x N within the image pixel limit); None: each image at its own size"
+        None, ge=8, description="resize images and masks to N x N before the detector (squashing other aspect "
+        "ratios; N x N within the image pixel limit); None: each image at its own size",
     )
     seed: int | None = Field(None, description="the one seed of the grid (default 0); or give seeds")
     seeds: list[int] | None = Field(None, description="several seeds: one job per seed of every grid cell")

@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", metavar="DIR", help="folder of the data set")
     parser.add_argument("--category", action="append", default=[], metavar="C",
                         help="category (repeatable; default: every category)")
-    parser.add_argument("--image-size", type=int, metavar="N", help="resize images and masks to N x N before the detector, squashing other aspect ratios, "
+    parser.add_argument("--image-size", type=int, metavar="N",
+                        help="resize images and masks to N x N before the detector, squashing other aspect ratios, "
                              "and score at that size (default: each image at its own size; detectors pick their own "
                              "input size, e.g. faiss:patchcore's image_size)")
     parser.add_argument("--seed", type=int, help="random seed of every job (default 0)")

@@ -246,13 +246,13 @@ def describe_choices(detector: Any) -> str:
     """What fit chose for the detector's automatic parameters (input size, coreset ratio...)."""
     from pyimgano.detector import fitted_attributes
 
-    shown = []
-    for name, value in fitted_attributes(detector).items():
-        if name == "is_fitted_" or isinstance(value, bool):
-            continue
-        text = f"{value:.3g}" if isinstance(value, float) else ("x".join(map(str, value)) if isinstance(value, list)
-                                                             else str(value))
-        shown.append(f"{name.rstrip('_')} {text}")
+    def text(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}"
+        return "x".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    shown = [f"{name.rstrip('_')} {text(value)}" for name, value in fitted_attributes(detector).items()
+             if not isinstance(value, bool)]  # is_fitted_ says nothing here
     return "detector " + ", ".join(shown) if shown else ""
 
 
