@@ -102,5 +102,7 @@ def pyimgano_register_commands() -> list[CommandSpec]:
         ("fit", "fit", "train a detector on a folder of good images and save it"),
         ("predict", "predict", "score images with a saved model: CSV, heatmaps, masks"),
         ("export", "export", "export a saved model to ONNX or OpenVINO for the torch-free runtime"),
+        ("serve", "serve", "keep a saved model loaded and score images over HTTP, with a review page"),
+        ("watch", "watch", "score every image that appears in a folder, exactly once, into CSV and JSONL"),
     ]
     return [CommandSpec(name=name, summary=summary, factory=f"pyimgano.cli.{module}") for name, module, summary in commands]

@@ -76,27 +76,32 @@ def open_image(path: str | os.PathLike, what: str = "image") -> Any:
     Returns an open PIL image (close it, or use it in a ``with``); errors are
     :class:`ImageLoadError` (or :class:`ImageTooLarge`) naming the file.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.exists():
         raise ImageLoadError(f"{path}: no such {'file' if what == 'image' else what + ' file'}")
     if path.is_dir():
         raise ImageLoadError(f"{path}: is a directory, not an image")
+    return _open_checked(path, str(path), what)
+
+
+def _open_checked(source: Path | Any, name: str, what: str) -> Any:
+    """PIL's lazy open of a path or a binary file object, with the pixel limit applied."""
+    from PIL import Image, UnidentifiedImageError
+
     limit = sync_pil()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"{path}: {_bomb_message(str(exc), limit)}") from None
+        raise ImageTooLarge(f"{name}: {_bomb_message(str(exc), limit)}") from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: unreadable {what}: unknown or corrupt format") from None
+        raise ImageLoadError(f"{name}: unreadable {what}: unknown or corrupt format") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"{path}: unreadable {what}: corrupt or truncated ({exc})") from None
+        raise ImageLoadError(f"{name}: unreadable {what}: corrupt or truncated ({exc})") from None
     width, height = img.size
     try:
-        check_image_pixels(width, height, str(path))
+        check_image_pixels(width, height, name)
     except ImageTooLarge:
         img.close()
         raise
@@ -118,12 +123,15 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 def _decode(path: Path, what: str) -> Any:
     """Open and fully decode an image file; returns the loaded PIL image."""
-    img = open_image(path, what)
+    return _load(open_image(path, what), str(path), what)
+
+
+def _load(img: Any, name: str, what: str) -> Any:
     try:
         img.load()
     except (OSError, SyntaxError, ValueError) as exc:
         img.close()
-        raise ImageLoadError(f"{path}: unreadable {what}: corrupt or truncated ({exc})") from None
+        raise ImageLoadError(f"{name}: unreadable {what}: corrupt or truncated ({exc})") from None
     except BaseException:
         img.close()
         raise
@@ -135,6 +143,20 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     with _decode(path, "image") as img:
         return pil_to_rgb(img, str(path))
+
+
+def decode_image(data: bytes, source: str) -> np.ndarray:
+    """An image file's bytes (an upload) as an HxWx3 uint8 RGB array; errors name ``source``.
+
+    The same checks as :func:`read_image`: the pixel limit from the header before any pixel
+    is decoded, a truncated or corrupt file is an :class:`ImageLoadError`.
+    """
+    import io
+
+    if not data:
+        raise ImageLoadError(f"{source}: empty upload, not an image")
+    with _load(_open_checked(io.BytesIO(data), source, "image"), source, "image") as img:
+        return pil_to_rgb(img, source)
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

@@ -468,6 +468,9 @@ class Pipeline:
             "heatmap_range": _heatmap_range(
                 [m for i, m in enumerate(processed) if y is None or not y[i]] if processed else [],
                 self.pixel_threshold_),
+            # the scores of the normal validation images: p-values and the review page's histogram
+            "normal_scores": sorted(float(s) for i, s in enumerate(scores) if y is None or not y[i]),
+            "image_size": None if raw is None or not raw else list(raw[0].shape[:2]),
         }
         self.few_shot_ = None
         self.is_fitted_ = True

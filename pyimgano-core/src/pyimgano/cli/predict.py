@@ -98,18 +98,27 @@ def _bounded(array: np.ndarray, max_side: int, nearest: bool = False) -> np.ndar
     return np.asarray(Image.fromarray(np.asarray(array, np.float32)).resize(size, Image.BILINEAR))
 
 
-def heatmap_png(image: np.ndarray, amap: np.ndarray, lo: float, hi: float, path: Path,
-                max_side: int = HEATMAP_MAX_SIDE) -> None:
-    """The map over the image, at most ``max_side`` pixels a side, as PNG."""
-    from PIL import Image
-
+def heatmap_overlay(image: np.ndarray, amap: np.ndarray, lo: float, hi: float,
+                    max_side: int = HEATMAP_MAX_SIDE) -> np.ndarray:
+    """The map over the image (half and half), at most ``max_side`` pixels a side, RGB uint8."""
     from pyimgano.benchmark.overlays import colourise
 
     image, amap = _bounded(image, max_side), _bounded(amap, max_side)
     heat = colourise(amap, lo, hi)
-    blended = (heat.astype(np.uint16) + image.astype(np.uint16) + 1) // 2  # half and half, in integers
+    return ((heat.astype(np.uint16) + image.astype(np.uint16) + 1) // 2).astype(np.uint8)  # in integers
+
+
+def heatmap_png(image: np.ndarray, amap: np.ndarray, lo: float, hi: float, path: Path | Any,
+                max_side: int = HEATMAP_MAX_SIDE) -> None:
+    """The map over the image, at most ``max_side`` pixels a side, as PNG (a path or a binary file)."""
+    from PIL import Image
+
+    picture = Image.fromarray(heatmap_overlay(image, amap, lo, hi, max_side))
+    if hasattr(path, "write"):
+        picture.save(path, format="PNG")
+        return
     with open(path, "wb") as handle:
-        Image.fromarray(blended.astype(np.uint8)).save(handle, format="PNG")
+        picture.save(handle, format="PNG")
 
 
 def colour_range(pipe: Any, first_maps: list[np.ndarray]) -> tuple[float, float]:
