@@ -74,6 +74,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """One line when ``host`` reaches beyond this machine and no API key guards the model."""
+    if is_loopback(host) or api_key is not None:
+        return None
+    return (f"warning: listening on {host} (not this machine only) without an API key: anyone who reaches it can "
+            f"use the model; set --api-key-file or {API_KEY_ENV}")
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A bound, listening socket (so that port 0 gives a port we can print)."""
     if not 0 <= port <= 65535:
@@ -121,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    if not is_loopback(args.host) and api_key is None:
-        print(f"warning: listening on {args.host} (not this machine only) without an API key: anyone who reaches "
-              f"port {port} can use the model; set --api-key-file or {API_KEY_ENV}", file=sys.stderr)
+    warning = exposure_warning(args.host, api_key)
+    if warning:
+        print(warning, file=sys.stderr)
     print(f"serving {pipe.traits.name} from {args.model} on http://{shown}:{port} (review page /, API /docs); "
           "SIGTERM or Ctrl-C to stop", flush=True)
     # uvicorn re-raises the signal that stopped it once it has drained; with a handler of our

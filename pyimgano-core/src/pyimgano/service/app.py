@@ -184,18 +184,7 @@ def create_app(pipe: Any, model_dir: str | Path, settings: ServeSettings | None 
     app.state.pyimgano = state
     app.state.metrics = metrics
 
-    bearer = HTTPBearer(auto_error=False, description="the API key as a bearer token")
-    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
-
-    async def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-                         key: Annotated[str | None, Security(header)]) -> None:
-        if api_key is None:
-            return
-        given = key if key is not None else (credentials.credentials if credentials is not None else None)
-        if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
-                                                    api_key.encode("utf-8", "surrogateescape")):
-            raise RequestFailed(401, "unauthorised", "missing or wrong API key (Authorization: Bearer KEY or "
-                                "X-API-Key: KEY)", {"WWW-Authenticate": "Bearer"})
+    app.state.api_key = api_key
 
     guarded = [Depends(authorised)]
 
@@ -376,6 +365,23 @@ def create_app(pipe: Any, model_dir: str | Path, settings: ServeSettings | None 
         return {"detector": pipe.traits.name, "batch_images": scored.batch_images, "images": items}
 
     return app
+
+
+_BEARER = HTTPBearer(auto_error=False, description="the API key as a bearer token")
+_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+
+
+async def authorised(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+                     key: Annotated[str | None, Security(_KEY_HEADER)]) -> None:
+    """The API key check (a no-op without a key): constant-time comparison."""
+    expected = request.app.state.api_key
+    if expected is None:
+        return
+    given = key if key is not None else (credentials.credentials if credentials is not None else None)
+    if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                                expected.encode("utf-8", "surrogateescape")):
+        raise RequestFailed(401, "unauthorised", "missing or wrong API key (Authorization: Bearer KEY or "
+                            "X-API-Key: KEY)", {"WWW-Authenticate": "Bearer"})
 
 
 class _CountRequests:

@@ -19,7 +19,7 @@ class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch: int = Field(8, ge=1, le=256, description="images scored together at most (one batch)")
-    batch_window_ms: float = Field(5.0, ge=0, le=1000,
+    batch_window_ms: float = Field(5.0, ge=0, le=10_000,
                                    description="how long the first request of a batch waits for others, in ms")
     max_queue: int = Field(64, ge=1, le=4096,
                            description="images waiting to be scored at most; beyond, requests get 503 at once")
