@@ -87,3 +87,35 @@ def run_cli(*args: str, pythonpath: list[Path] | None = None, env: dict[str, str
     return subprocess.run(
         [sys.executable, "-m", "pyimgano", *args], capture_output=True, text=True, env=full_env, timeout=timeout
     )
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@contextmanager
+def headless_chromium(width: int = 1280, height: int = 900) -> Iterator[object]:
+    """A selenium WebDriver on Debian's headless Chromium (``chromium`` and ``chromium-driver``
+    packages), with a fresh profile and no network of its own (no updates, sync or QUIC);
+    the test is skipped when Chromium is not installed."""
+    import shutil
+    import tempfile
+
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is needed (requirements-dev.txt)")
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="pyimgano-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

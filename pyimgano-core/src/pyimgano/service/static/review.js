@@ -60,7 +60,8 @@ async function score(files) {
     return;
   }
   const answer = await response.json();
-  answer.images.forEach((item, i) => show(item, files[i]));
+  const cards = answer.images.map((item, i) => show(item, files[i]));
+  $("results").prepend(...cards);  // the newest request on top, its images in upload order
   const flagged = answer.images.filter((item) => item.label === 1).length;
   setStatus(`${answer.images.length} image(s) scored, ${flagged} anomalous`);
 }
@@ -140,8 +141,8 @@ function show(item, file) {
   right.append(element("p", { class: "legend" },
     "grey: scores of the normal calibration images; red line: the image threshold; blue: this image"));
   card.append(right);
-  $("results").prepend(card);
   drawHistogram(canvas, item);
+  return card;
 }
 
 function drawHistogram(canvas, item) {
