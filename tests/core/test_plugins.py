@@ -56,7 +56,7 @@ def test_installed_own_plugins_are_listed_ok():
                                       "datasets", "metrics", "postprocessors", "commands"}
     assert "aupro" in plugins["core"]["metrics"]
     assert plugins["core"]["commands"] == ["list-plugins", "check-plugin", "new-plugin", "benchmark", "fit",
-                                           "predict", "export"]
+                                           "predict", "export", "serve", "watch"]
     if "datasets" in plugins:
         assert plugins["datasets"]["commands"] == ["datasets"]
 
