@@ -7,10 +7,11 @@ or on the MVTec AD grid subset (``--mvtec ROOT``), saved, and exported to ONNX. 
 the two model folders, ``pyimgano serve`` is started on 127.0.0.1 (a free port) and given N
 requests of one PNG each from C concurrent clients (C = 1, then C = 8); the same PNGs are
 decoded and scored in this process with ``Pipeline.predict`` in batches of the server's
-``--max-batch``, in the same run (the server idle meanwhile). Reported per model: images/s
-of both and their ratio (goal at C = 8: at least 0.8), p50 and p99 latency at C = 1 and
-C = 8, errors (goal 0), and the server's resident memory after its warm-up and at the end
-(goal: flat, within 10 %).
+``--max-batch``, in the same run (the server idle meanwhile); baseline and server take turns
+for two rounds on one server. Reported per model and round: images/s of both and their
+ratio (goal at C = 8: at least 0.8), p50 and p99 latency at C = 1 and C = 8, errors (goal
+0), and the server's resident memory after its warm-up and after each round (goal: flat
+from one round to the next, within 10 %, once the first round has warmed it).
 
 Bounded: at most ``--requests`` requests per phase and ``--max-seconds`` per phase; nothing
 leaves the machine. Run it alone (``flock /tmp/pyimgano-heavy.lock``): client, server and the
@@ -43,6 +44,7 @@ PARAMS = {"backbone": "efficientnet_lite0", "image_size": SIZE, "progress": Fals
 GOALS = {"ratio_c8": 0.8, "errors": 0, "rss_growth": 0.10}
 MAX_BATCH = 8
 CLIENTS = (1, 8)
+ROUNDS = 2  # the machine is shared: baseline and server take turns, each round reported
 
 
 def _rss_mb(pid: int) -> float:
@@ -157,19 +159,22 @@ def load(url: str, pngs: list[bytes], clients: int, n: int, max_seconds: float) 
 
 
 def measure(label: str, model: Path, pngs: list[bytes], n: int, max_seconds: float) -> dict[str, Any]:
+    """One server for ROUNDS rounds of: the in-process baseline (the server idle), C = 1, C = 8;
+    the server's RSS after its warm-up and after each round."""
     service = Service(model)
+    rounds = []
     try:
-        rss_start = _rss_mb(service.process.pid)
-        phases = [load(service.url, pngs, c, n, max_seconds) for c in CLIENTS]
-        rss_end = _rss_mb(service.process.pid)
+        rss = [_rss_mb(service.process.pid)]
+        for _ in range(ROUNDS):
+            in_process = baseline(model, pngs, n)
+            phases = [load(service.url, pngs, c, n, max_seconds) for c in CLIENTS]
+            for phase in phases:
+                phase["ratio"] = phase["images_per_s"] / in_process
+            rounds.append({"in_process_images_per_s": in_process, "phases": phases})
+            rss.append(_rss_mb(service.process.pid))
     finally:
         code = service.stop()
-    in_process = baseline(model, pngs, n)
-    row = {"model": label, "in_process_images_per_s": in_process, "phases": phases,
-           "rss_start_mb": rss_start, "rss_end_mb": rss_end, "exit_code": code}
-    for phase in phases:
-        phase["ratio"] = phase["images_per_s"] / in_process
-    return row
+    return {"model": label, "rounds": rounds, "rss_mb": rss, "exit_code": code}
 
 
 def main() -> None:
@@ -192,15 +197,17 @@ def main() -> None:
         for label, model in (("faiss:patchcore (torch)", source), ("exported ONNX (onnxruntime)", exported)):
             row = measure(label, model, pngs, args.requests, args.max_seconds)
             report["rows"].append(row)
-            print(f"\n{label}: in-process Pipeline.predict {row['in_process_images_per_s']:.1f} images/s; "
-                  f"server RSS {row['rss_start_mb']:.0f} MB after warm-up, {row['rss_end_mb']:.0f} MB at the end; "
-                  f"SIGTERM exit {row['exit_code']}")
-            print(f"  {'clients':>7} {'requests':>8} {'errors':>6} {'images/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8}")
-            for p in row["phases"]:
-                print(f"  {p['clients']:>7} {p['requests']:>8} {p['errors']:>6} {p['images_per_s']:>9.1f} "
-                      f"{p['ratio']:>6.2f} {p['p50_ms']:>8.1f} {p['p99_ms']:>8.1f}")
-                for example in p["error_examples"]:
-                    print(f"    error: {example}")
+            print(f"\n{label}: server RSS {' -> '.join(f'{m:.0f}' for m in row['rss_mb'])} MB (after warm-up, "
+                  f"after each round); SIGTERM exit {row['exit_code']}")
+            print(f"  {'round':>5} {'in-process/s':>12} {'clients':>7} {'requests':>8} {'errors':>6} {'images/s':>9} "
+                  f"{'ratio':>6} {'p50 ms':>8} {'p99 ms':>8}")
+            for k, one in enumerate(row["rounds"], 1):
+                for p in one["phases"]:
+                    print(f"  {k:>5} {one['in_process_images_per_s']:>12.1f} {p['clients']:>7} {p['requests']:>8} "
+                          f"{p['errors']:>6} {p['images_per_s']:>9.1f} {p['ratio']:>6.2f} {p['p50_ms']:>8.1f} "
+                          f"{p['p99_ms']:>8.1f}")
+                    for example in p["error_examples"]:
+                        print(f"    error: {example}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 

@@ -6,6 +6,7 @@ import base64
 import io
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -241,3 +242,14 @@ def test_a_model_that_cannot_score_the_warm_up_image_stops_serve_with_one_line(s
     assert code == 2
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: warm-up failed, the model cannot score")
+
+
+def test_serve_without_the_extra_or_with_bad_settings_is_one_line(serve_model, capsys, monkeypatch):
+    from pyimgano.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if pyimgano-core[serve] were not installed
+    assert main(["serve", "--model", str(serve_model)]) == 2
+    assert "pip install 'pyimgano-core[serve]'" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["serve", "--model", str(serve_model), "--max-batch", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --max-batch 0: input should be greater than or equal to 1"

@@ -155,3 +155,12 @@ def test_watch_killed_and_restarted_during_a_burst_scores_each_image_exactly_onc
     assert sorted(p.name for p in (out / "done").iterdir()) == names
     assert all(r["status"] == "done" for r in records(out))
     assert [p.name for p in inbox.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_bad_watch_arguments_are_one_line_errors(serve_model, serve_site, tmp_path):
+    result = run_cli("watch", str(tmp_path / "absent"), "--model", str(serve_model), "--out", str(tmp_path / "out"),
+                     pythonpath=[serve_site])
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {tmp_path / 'absent'}: no such folder to watch"
+    result = run_cli("watch", str(tmp_path), "--model", str(serve_model), "--out", str(tmp_path / "out"),
+                     "--poll-s", "0", pythonpath=[serve_site])
+    assert result.returncode == 2 and result.stderr.strip() == "error: --poll-s 0.0: input should be greater than 0"

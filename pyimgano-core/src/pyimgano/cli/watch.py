@@ -38,9 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pyimgano.pipeline import load
-    from pyimgano.service.watch import Watcher
+    from pyimgano.service.watch import Watcher, check_folders
 
     settings = settings_from_args(WatchSettings, args)
+    check_folders(args.inbox, args.out)
     pipe = load(args.model)
     watcher = Watcher(pipe, args.inbox, args.out, settings, log=lambda line: print(line, flush=True))
     previous = {sig: signal.signal(sig, lambda *_: watcher.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}

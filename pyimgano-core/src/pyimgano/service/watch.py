@@ -85,6 +85,18 @@ def csv_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def check_folders(inbox: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, Path]:
+    """IN and OUT as paths, or a one-line error (before any model is loaded)."""
+    inbox, out = Path(inbox).expanduser(), Path(out).expanduser()
+    if not inbox.is_dir():
+        raise InvalidParams(f"{inbox}: no such folder to watch")
+    if out.exists() and not out.is_dir():
+        raise InvalidParams(f"{out}: exists and is not a folder; choose another --out")
+    if out.resolve() == inbox.resolve():
+        raise InvalidParams(f"--out {out}: is the watched folder; choose another (a sub-folder is fine)")
+    return inbox, out
+
+
 class Watcher:
     """Watches ``inbox`` and files its images into ``out`` with ``pipe`` (see the module docstring).
 
@@ -97,13 +109,7 @@ class Watcher:
         from pyimgano.service.results import Pictures
 
         self.pipe, self.settings, self.log = pipe, settings or WatchSettings(), log
-        self.inbox, self.out = Path(inbox).expanduser(), Path(out).expanduser()
-        if not self.inbox.is_dir():
-            raise InvalidParams(f"{self.inbox}: no such folder to watch")
-        if self.out.exists() and not self.out.is_dir():
-            raise InvalidParams(f"{self.out}: exists and is not a folder; choose another --out")
-        if self.out.resolve() == self.inbox.resolve():
-            raise InvalidParams(f"--out {self.out}: is the watched folder; choose another (a sub-folder is fine)")
+        self.inbox, self.out = check_folders(inbox, out)
         self.out.mkdir(parents=True, exist_ok=True)
         same_device = os.stat(self.inbox).st_dev == os.stat(self.out).st_dev
         self.claimed = self.out / ".claimed" if same_device else self.inbox / ".pyimgano-claimed"
