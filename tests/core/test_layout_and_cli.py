@@ -36,7 +36,8 @@ def test_core_dependencies_are_light():
 # distribution name -> the module it provides, for the core's dependencies
 IMPORT_NAMES = {"numpy": "numpy", "pydantic": "pydantic", "pluggy": "pluggy", "pillow": "PIL", "scipy": "scipy",
                 "rich": "rich", "tomli": "tomli", "ray": "ray", "onnxruntime": "onnxruntime", "openvino": "openvino",
-                "matplotlib": "matplotlib"}
+                "matplotlib": "matplotlib", "fastapi": "fastapi", "uvicorn": "uvicorn",
+                "python-multipart": "python_multipart", "prometheus-client": "prometheus_client"}
 
 
 def test_core_declares_only_what_it_imports():
