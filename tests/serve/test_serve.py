@@ -253,3 +253,18 @@ def test_serve_without_the_extra_or_with_bad_settings_is_one_line(serve_model, c
     monkeypatch.undo()
     assert main(["serve", "--model", str(serve_model), "--max-batch", "0"]) == 2
     assert capsys.readouterr().err.strip() == "error: --max-batch 0: input should be greater than or equal to 1"
+
+
+def test_a_request_that_times_out_in_the_queue_is_withdrawn_and_never_scored(serve_model, serve_site, serve_data):
+    spot = sorted((serve_data / "alpha" / "test" / "spot").glob("*.png"))
+    with serving(serve_model, serve_site, "--timeout-s", "0.5", "--batch-window-ms", "2000") as server:
+        late = httpx.post(server.url + "/v1/predict", files={"image": spot[0].read_bytes()})
+        assert late.status_code == 504 and "timeout_s" in late.json()["error"]
+        deadline = time.monotonic() + 10
+        while metric(httpx.get(server.url + "/metrics").text, "pyimgano_queued_images") > 0:  # its batch came and went
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        text = httpx.get(server.url + "/metrics").text
+    assert metric(text, "pyimgano_batch_seconds_count") == 1  # the warm-up only: the withdrawn image cost no batch
+    assert metric(text, "pyimgano_images_scored_total") == 0
+    assert metric(text, "pyimgano_request_errors_total", reason="timeout") == 1
