@@ -182,11 +182,7 @@ def create_app(pipe: Any, model_dir: str | Path, settings: ServeSettings | None 
         description="Visual anomaly detection for industrial inspection (docs/serve.md). The review page is at `/`.",
         lifespan=lifespan,
     )
-    app.state.pyimgano = state
-    app.state.metrics = metrics
-
-    app.state.api_key = api_key
-
+    app.state.pyimgano, app.state.metrics, app.state.api_key = state, metrics, api_key
     guarded = [Depends(authorised)]
 
     @app.exception_handler(RequestFailed)
@@ -267,8 +263,7 @@ def create_app(pipe: Any, model_dir: str | Path, settings: ServeSettings | None 
             raise RequestFailed(408, "slow_upload", f"the request body did not arrive within "
                                 f"{settings.timeout_s:g} s (timeout_s)") from None
         except ClientDisconnect:
-            metrics.errors.labels("disconnected").inc()
-            return JSONResponse({"error": "client disconnected"}, status_code=499)
+            return _gone()
         parts = await _parts(request, body)
         del body
         images = await run_in_threadpool(_decode_all, parts)
@@ -285,8 +280,7 @@ def create_app(pipe: Any, model_dir: str | Path, settings: ServeSettings | None 
                 submit.cancel()  # withdrawn from the queue: a batch not yet scored skips it
         if submit not in done:
             if gone in done:
-                metrics.errors.labels("disconnected").inc()
-                return JSONResponse({"error": "client disconnected"}, status_code=499)
+                return _gone()
             raise RequestFailed(504, "timeout", f"not scored within {settings.timeout_s:g} s (timeout_s); "
                                 "the service is overloaded")
         try:
@@ -298,6 +292,11 @@ def create_app(pipe: Any, model_dir: str | Path, settings: ServeSettings | None 
         metrics.anomalies.inc(sum(1 for item in answer["images"] if item["label"] == 1))
         metrics.latency.observe(time.perf_counter() - started)
         return JSONResponse(answer)
+
+    def _gone() -> JSONResponse:
+        """The client went away: counted, and an answer nobody reads (499, as nginx logs it)."""
+        metrics.errors.labels("disconnected").inc()
+        return JSONResponse({"error": "client disconnected"}, status_code=499)
 
     async def _read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
