@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import os
 import re
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import python_multipart  # noqa: F401 - Starlette's upload parser: missing, serve fails at start, not at an upload
+from anyio import to_thread
 from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -49,6 +51,7 @@ from pyimgano.service.settings import ServeSettings
 NAME_MAX = 100
 RAW_TYPES = ("image/", "application/octet-stream")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+THREADS = max(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 4)
 WARMUP_SIDE = 256  # the warm-up image's side when the pipeline does not know its image size
 
 
@@ -170,6 +173,9 @@ def create_app(pipe: Any, model_dir: str | Path, settings: ServeSettings | None 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        # decoding and answers run on a few threads (the model has its own): fewer threads,
+        # fewer malloc arenas, so memory settles instead of creeping with the load
+        to_thread.current_default_thread_limiter().total_tokens = THREADS
         batcher.start()
         task = asyncio.create_task(warm())
         yield
