@@ -274,6 +274,15 @@ class Detector:
         scores = self.decision_function(images)
         return validate_labels((scores > self.threshold_).astype(np.int64), len(scores), component=self.component)
 
+    def export_reference(self) -> Detector:
+        """The detector an exported graph must reproduce (``pyimgano export``'s parity check).
+
+        This detector itself by default. A detector whose graph computes something it only
+        approximates (PatchCore's approximate search against the graph's exact one) returns
+        the exact variant, so the check compares like with like; the export then states the
+        approximation's own effect on the check images (``docs/deploy.md``)."""
+        return self
+
     def calibrate(
         self,
         images: ImageInput | Sequence[ImageInput],
