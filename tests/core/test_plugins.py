@@ -294,7 +294,7 @@ def test_a_union_typed_parameter_gets_one_problem_naming_every_accepted_form():
 
     from pydantic import BaseModel, ValidationError
 
-    from pyimgano.plugins import describe_param_errors
+    from pyimgano.errors import validation_problems
 
     class Params(BaseModel):
         ratio: float | Literal["auto"] = "auto"
@@ -302,7 +302,7 @@ def test_a_union_typed_parameter_gets_one_problem_naming_every_accepted_form():
 
     with pytest.raises(ValidationError) as info:
         Params(ratio="x", size="big")
-    text = describe_param_errors(info.value, Params)
+    text = validation_problems(info.value, Params)
     assert text.count("ratio:") == 1 and text.count("size:") == 1 and "\n" not in text
     assert "ratio: Input should be a valid number" in text and "or 'auto'" in text
     assert text.endswith("or 'auto' or 'original'")
@@ -317,5 +317,5 @@ def test_a_union_typed_parameter_gets_one_problem_naming_every_accepted_form():
 
     with pytest.raises(ValidationError) as info:
         Nested(inner={"a": "x", "b": "y"})
-    text = describe_param_errors(info.value, Nested)
+    text = validation_problems(info.value, Nested)
     assert "inner.a: Input should be a valid integer" in text and "inner.b: Input should be a valid integer" in text

@@ -23,7 +23,15 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from pyimgano.contracts import validate_labels, validate_maps, validate_scores
-from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError, OutputError, PyimganoError, os_reason
+from pyimgano.errors import (
+    InvalidParams,
+    ModelLoadError,
+    NotFittedError,
+    OutputError,
+    PyimganoError,
+    os_reason,
+    validation_problems,
+)
 from pyimgano.images import ImageInput, image_shapes, load_image, load_images
 from pyimgano.modelfile import (
     MODEL_CONFIG_FILE,
@@ -323,7 +331,7 @@ class Detector:
             )
             text = json.dumps(config.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
         except ValidationError as exc:
-            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'model file'}: {e['msg']}" for e in exc.errors())
+            problem = validation_problems(exc, top="model file")
             raise InvalidParams(f"{self._describe()} cannot be saved: {problem}") from None
         except ValueError as exc:  # a threshold or parameter JSON cannot hold (NaN, infinity)
             raise InvalidParams(f"{self._describe()} cannot be saved: {exc}") from None
@@ -397,12 +405,11 @@ def _install_params(cls: type[Detector], model: type[BaseModel]) -> None:
 
 def _validated(model: type[BaseModel], params: dict[str, Any], who: str) -> BaseModel:
     """``params`` validated into ``model``; :class:`InvalidParams` naming each bad parameter."""
-    from pyimgano.plugins import describe_param_errors
 
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        problems = describe_param_errors(exc, model)
+        problems = validation_problems(exc, model)
         raise InvalidParams(f"invalid parameters for {who}: {problems}") from None
 
 

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pyimgano.errors import InvalidParams
+from pyimgano.errors import InvalidParams, validation_problems
 
 OBJECTIVES = ("pixel_f1", "aupro")
 DEFAULT_OBJECTIVE = "pixel_f1"
@@ -106,9 +106,7 @@ class FewShotSettings(BaseModel):
         try:
             return cls.model_validate(value or {})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'few_shot'}: {e['msg']}"
-                                 for e in exc.errors())
-            raise InvalidParams(f"few-shot settings {value!r}: {problems}") from None
+            raise InvalidParams(f"few-shot settings {value!r}: {validation_problems(exc, top='few_shot')}") from None
 
 
 # -- the draw ----------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyimgano import __version__
 from pyimgano._lazy import import_object
-from pyimgano.errors import ComponentNotFound, NameConflict, PluginError
+from pyimgano.errors import ComponentNotFound, NameConflict, PluginError, env_flag, short_error
 
 if TYPE_CHECKING:
     from pyimgano.plugins import Registry
@@ -58,20 +58,9 @@ _SETTLE_NS = 2_000_000_000  # a file changed this shortly before discovery is no
 _KEEP_FILES = 32  # saved listings kept (one per interpreter and sys.path); the oldest go first
 
 
-def env_flag(name: str) -> bool:
-    """Whether an on/off environment variable is on (``1``, ``true``, ``yes``, ``on``)."""
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def provider_label(name: str, distribution: str | None, version: str | None) -> str:
     """How messages name a plugin: ``plugin 'faiss' (pyimgano-faiss 0.1.0)``."""
     return f"plugin {name!r} ({distribution or 'no distribution'} {version or '?'})"
-
-
-def short_error(exc: BaseException) -> str:
-    """An exception as one bounded line of text (type and message)."""
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) < 2000 else text[:2000] + "..."
 
 
 ListedCommand = namedtuple("ListedCommand", "name summary factory")

@@ -26,7 +26,7 @@ from pyimgano.benchmark.deployed import curves, deployed_metrics
 from pyimgano.benchmark.few_shot import FewShotJob, zero_shot_block
 from pyimgano.benchmark.metric_set import compute_metrics, metric_key, resolve_metrics
 from pyimgano.detector import fitted_attributes
-from pyimgano.errors import ContractViolation, DatasetError
+from pyimgano.errors import ContractViolation, DatasetError, validation_problems
 from pyimgano.limits import sync_pil
 from pyimgano.seeding import seed_everything
 
@@ -322,7 +322,7 @@ def check_samples(spec: JobSpec, samples: list, split: str) -> list:
             try:
                 DatasetSample.model_validate(sample, from_attributes=True)
             except ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'sample'}: {e['msg']}" for e in exc.errors())
+                problems = validation_problems(exc, top="sample")
                 raise ContractViolation(
                     component=spec.dataset, field=f"{split} sample {i}",
                     expected="a DatasetSample (image_path, label 0/1, mask_path, defect_type, category)",

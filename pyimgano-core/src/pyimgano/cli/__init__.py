@@ -17,12 +17,11 @@ the traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import NoReturn
 
 from pyimgano import __version__
-from pyimgano.errors import OutputExists, PyimganoError, os_reason
+from pyimgano.errors import OutputExists, PyimganoError, env_flag, os_reason
 from pyimgano.listing import BUILTIN_PLUGIN, PluginListing, get_listing
 
 # Commands of the project's other distributions: when one is missing, say what to install.
@@ -93,7 +92,7 @@ def _first_line(text: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. No failure escapes as a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    debug = "--debug" in argv or env_flag(DEBUG_ENV)
     try:
         return _run(argv)
     except KeyboardInterrupt:

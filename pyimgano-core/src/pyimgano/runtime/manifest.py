@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pyimgano.errors import ModelLoadError
+from pyimgano.errors import ModelLoadError, validation_problems
 
 EXPORT_FILE = "pyimgano-export.json"
 EXPORT_FORMAT = 1
@@ -130,9 +130,7 @@ def read_manifest(directory: str | Path) -> ExportManifest:
     try:
         manifest = ExportManifest.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ModelLoadError(f"{path}: invalid manifest: {where}: {first['msg']}") from None
+        raise ModelLoadError(f"{path}: invalid manifest: {validation_problems(exc)}") from None
     verify_files(directory, manifest)
     return manifest
 
