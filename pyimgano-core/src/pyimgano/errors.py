@@ -110,7 +110,7 @@ class ExportError(PyimganoError, RuntimeError):
     """A detector cannot be exported, or exporting it failed; the message names the detector and format."""
 
 
-def validation_problems(exc: Any, model: Any = None, top: str = "(top level)") -> str:
+def validation_problems(exc: Any, model: Any = None, top: str = "(top level)", values: Any = None) -> str:
     """A pydantic ``ValidationError`` as one line: ``field: message; field: message``.
 
     The one place where pyimgano turns a validation into words (parameters, settings, config
@@ -118,7 +118,8 @@ def validation_problems(exc: Any, model: Any = None, top: str = "(top level)") -
     prefix; the messages of a field typed as a union of ``model`` (``float | Literal["auto"]``)
     are joined into one problem with "or"; unknown fields are listed together, with the
     closest valid name for each and the valid names once. ``top`` names a problem of the
-    whole input (a location-less error).
+    whole input (a location-less error). ``values``: the input as given (a mapping), so
+    that each problem shows the value it is about (``val_fraction 1.5: ...``).
     """
     import difflib
 
@@ -135,13 +136,16 @@ def validation_problems(exc: Any, model: Any = None, top: str = "(top level)") -
             msgs.append(msg)
             continue
         where = ".".join(str(p) for p in loc) or top
+        if values is not None and len(loc) == 1 and loc[0] in values:
+            where = f"{where} {values[loc[0]]!r}"
         if model is not None and err.get("type") == "extra_forbidden":
             unknown.append(where)
         else:
             problems.append(f"{where}: {msg}")
     for name, (slot, msgs) in alternatives.items():  # "Input should be <= 1" + "Input should be 'auto'"
         rest = [m.removeprefix("Input should be ") for m in msgs[1:]]
-        problems[slot] = f"{name}: {' or '.join([msgs[0], *rest])}"
+        shown = f"{name} {values[name]!r}" if values is not None and name in values else name
+        problems[slot] = f"{shown}: {' or '.join([msgs[0], *rest])}"
     if unknown:
         valid = sorted(model.model_fields)
         close = {name: difflib.get_close_matches(name, valid, n=1) for name in unknown}

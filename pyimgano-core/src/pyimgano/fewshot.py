@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -39,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pyimgano.errors import InvalidParams, validation_problems
 
-OBJECTIVES = ("pixel_f1", "aupro")
-DEFAULT_OBJECTIVE = "pixel_f1"
+FewShotObjective = Literal["pixel_f1", "aupro"]  # what the post-processing search maximises over the shots
+OBJECTIVES: tuple[str, ...] = typing.get_args(FewShotObjective)
 FEW_SHOT_STREAM = 15  # the draw's random stream: [FEW_SHOT_STREAM, seed], apart from the validation split's
 REFERENCE_SIDE = 256  # the default search space is written for maps of this side and scaled to others
 DEFAULT_SIGMAS = (1.0, 2.0, 4.0)
@@ -93,8 +94,8 @@ class FewShotSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    objective: Literal["pixel_f1", "aupro"] = Field(
-        DEFAULT_OBJECTIVE, description="what the post-processing search maximises over the shots")
+    objective: FewShotObjective = Field(
+        "pixel_f1", description="what the post-processing search maximises over the shots")
     search: SearchSpace = Field(default_factory=SearchSpace, description="the post-processing candidates")
     train: bool = Field(True, description="a detector whose fit learns from anomalies gets the shots too")
 

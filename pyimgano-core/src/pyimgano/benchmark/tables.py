@@ -18,7 +18,6 @@ pixel threshold (:data:`DEPLOYED_COLUMNS`; absent for folders written before the
 from __future__ import annotations
 
 import functools
-import io
 import json
 import math
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from typing import Any
 
 from pyimgano.benchmark.metric_set import MetricColumn, describe_keys
 from pyimgano.benchmark.results import rows_to_csv
+from pyimgano.terminal import natural_width
 
 TIMING_TITLES = {"fit_s": "fit s", "predict_s": "predict s", "images_per_s": "img/s"}
 DEPLOYED = "deployed."  # column keys of the deployed block: deployed.<results.json key>
@@ -472,15 +472,6 @@ def _rich_table(
         table.add_row(*[cells[i] for i in columns], style=_STYLE.get(kind))
         previous = kind
     return table
-
-
-def natural_width(renderable: Any) -> int:
-    """Columns a renderable takes when nothing limits it (a table: every cell on one line)."""
-    from rich.console import Console
-    from rich.measure import Measurement
-
-    console = Console(width=100_000, file=io.StringIO())
-    return Measurement.get(console, console.options, renderable).maximum
 
 
 def _fits(renderables: list[Any], width: int | None) -> bool:

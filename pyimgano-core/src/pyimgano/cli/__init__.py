@@ -128,6 +128,9 @@ def _run(argv: list[str]) -> int:
             raise UsageError(message)
     parser = build_parser(listing, command if command in known else None)
     args = parser.parse_args(argv)
+    from pyimgano.cli.options import apply_deprecated
+
+    apply_deprecated(args)  # old spellings of options, for one release
     if not getattr(args, "command", None):
         parser.print_help()
         return 0

@@ -12,7 +12,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    from pyimgano.cli.options import add_json_option
+
+    add_json_option(parser, "the plugins")
 
 
 def run(args: argparse.Namespace) -> int:

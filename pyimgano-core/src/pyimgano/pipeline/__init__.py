@@ -35,14 +35,16 @@ import numpy as np
 
 from pyimgano.atomic import check_output_dir
 from pyimgano.errors import InvalidParams, MetricError, ModelLoadError, NotFittedError
-from pyimgano.thresholds import DEFAULT_IMAGE_QUANTILE, DEFAULT_PIXEL_QUANTILE, make_strategy
+from pyimgano.pipeline.settings import DEFAULT, PipelineSettings, ResolvedSettings, parse_postprocess
+from pyimgano.thresholds import DEFAULT_PIXEL_QUANTILE, make_strategy
+
+__all__ = ["DEFAULT", "PIPELINE_FILE", "DetectorTraits", "Pipeline", "PipelineOutput", "PipelineSettings",
+           "ResolvedSettings", "detector_traits", "find_regions", "fit_postprocessing", "load", "parse_postprocess",
+           "pixel_threshold_value", "split_validation"]
 
 PIPELINE_FILE = "pyimgano-pipeline.json"
 PIPELINE_FORMAT = 1
-DEFAULT = "default"
-DEFAULT_IMAGE_THRESHOLD = f"quantile:{DEFAULT_IMAGE_QUANTILE}"
 DEFAULT_PIXEL_THRESHOLD = f"quantile:{DEFAULT_PIXEL_QUANTILE}"
-DEFAULT_VAL_FRACTION = 0.1
 
 
 # -- what a detector declares ------------------------------------------------------------------
@@ -56,6 +58,13 @@ class DetectorTraits:
     default_postprocess: tuple[dict[str, Any], ...] = ()
     learns_from_anomalies: bool = False
     needs_anomaly_masks: bool = False
+
+    @classmethod
+    def of_spec(cls, name: str, spec: Any) -> DetectorTraits:
+        """The traits a registered :class:`~pyimgano.DetectorSpec` declares."""
+        caps = spec.capabilities
+        return cls(name, bool(caps.pixel_maps), caps.min_train_images, tuple(caps.default_postprocess),
+                   bool(caps.learns_from_anomalies), bool(caps.needs_anomaly_masks))
 
 
 def detector_traits(detector: Any) -> DetectorTraits:
@@ -114,39 +123,6 @@ def pixel_strategy(pixel_threshold: Any, traits: DetectorTraits) -> Any:
             "are no pixels to threshold; leave pixel_threshold unset"
         )
     return strategy
-
-
-def parse_postprocess(text: str, what: str = "--postprocess") -> Any:
-    """A post-processing config from the command line or a config file: ``default``, ``none``
-    (raw maps), a JSON list of steps, or the path of a JSON file holding one."""
-    from pyimgano.userfiles import read_text
-
-    value = text.strip()
-    if value.lower() == DEFAULT:
-        return DEFAULT
-    if value.lower() in ("none", "raw"):
-        return []
-    path = Path(value).expanduser()
-    if value[:1] not in "[{" and path.is_file():
-        value = read_text(path, InvalidParams)
-        what = f"{what} {path}"
-    try:
-        return json.loads(value)
-    except ValueError as exc:
-        raise InvalidParams(
-            f"{what} {text!r}: not a JSON list of steps nor a file holding one ({exc}); e.g. "
-            '\'[{"name": "gaussian", "sigma": 2}, {"name": "standardize"}]\', default or none'
-        ) from None
-
-
-def check_val_fraction(value: Any) -> float:
-    try:
-        fraction = float(value)
-    except (TypeError, ValueError):
-        fraction = math.nan
-    if isinstance(value, bool) or not (math.isfinite(fraction) and 0.0 <= fraction < 1.0):
-        raise InvalidParams(f"val_fraction {value!r}: must be a number at least 0 and below 1 (e.g. 0.1)")
-    return fraction
 
 
 # -- calibration, step by step --------------------------------------------------------------------
@@ -267,13 +243,12 @@ class Pipeline:
     Args:
         detector: a :class:`~pyimgano.Detector`, or a registered name (``"faiss:patchcore"``)
             built with ``params``.
-        postprocess: ``"default"`` (the detector spec's ``default_postprocess``), ``None`` or
-            ``[]`` (raw maps), or a step config (docs/postprocess.md).
-        image_threshold: a strategy, dict or spec (``quantile:Q``, ``fixed:V``, ``f1``) for scores.
-        pixel_threshold: the same for post-processed map pixels; ``"default"`` is
-            :data:`DEFAULT_PIXEL_THRESHOLD` for detectors with maps, none otherwise.
-        val_fraction: share of the training images held out for calibration when ``fit``
-            gets no ``val_images`` (seeded by ``seed``).
+        settings: a :class:`~pyimgano.pipeline.settings.PipelineSettings` (or a dict of it);
+            keyword arguments named like its fields (``postprocess``, ``image_threshold``,
+            ``pixel_threshold``, ``val_fraction``) go on top. Each field says what it takes
+            and its default; ``"default"`` post-processing and pixel threshold adapt to the
+            detector (its declared steps; :data:`DEFAULT_PIXEL_THRESHOLD` with maps, none without).
+        seed: seeds the validation split.
 
     Every argument is checked here, so a bad one fails before anything is fitted.
     """
@@ -281,13 +256,11 @@ class Pipeline:
     def __init__(
         self,
         detector: Any,
+        settings: PipelineSettings | dict[str, Any] | None = None,
         *,
         params: dict[str, Any] | None = None,
-        postprocess: Any = DEFAULT,
-        image_threshold: Any = DEFAULT_IMAGE_THRESHOLD,
-        pixel_threshold: Any = DEFAULT,
-        val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
+        **fields: Any,
     ) -> None:
         if isinstance(detector, str):
             from pyimgano.registry import create_detector
@@ -297,12 +270,12 @@ class Pipeline:
             raise InvalidParams("params= goes with a detector name; set a detector object's parameters on it")
         self.detector = detector
         self.traits = detector_traits(detector)
-        self.postprocess = postprocess_config(postprocess, self.traits)
-        if image_threshold is None:
-            raise InvalidParams(f"image_threshold None: give a strategy, e.g. {DEFAULT_IMAGE_THRESHOLD!r}")
-        self.image_threshold = make_strategy(image_threshold, "image_threshold")
-        self.pixel_threshold = pixel_strategy(pixel_threshold, self.traits)
-        self.val_fraction = check_val_fraction(val_fraction)
+        self.settings = PipelineSettings.of(settings, **fields)
+        resolved = self.settings.resolve(self.traits)
+        self.postprocess = resolved.postprocess
+        self.image_threshold = make_strategy(resolved.image_threshold, "image_threshold")
+        self.pixel_threshold = None if resolved.pixel_threshold is None else make_strategy(resolved.pixel_threshold)
+        self.val_fraction = resolved.val_fraction
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidParams(f"seed {seed!r}: must be a whole number >= 0")
         self.seed = int(seed)
@@ -743,12 +716,13 @@ def load(directory: str | os.PathLike) -> Pipeline:
         if data.get("format") != PIPELINE_FORMAT:
             raise ModelLoadError(f"{path}: pipeline format {data.get('format')!r} is not supported "
                                  f"(this pyimgano reads format {PIPELINE_FORMAT})")
+        # the strategy with its fitted value; make_strategy keeps "value" for fixed:V only
         image, pixel = dict(data["image_threshold"]), data["pixel_threshold"]
-        image_value = _finite(float(image.pop("value")), "image threshold")
+        image_value = _finite(float(image["value"]), "image threshold")
         pixel_value = None
         if pixel is not None:
             pixel = dict(pixel)
-            pixel_value = _finite(float(pixel.pop("value")), "pixel threshold")
+            pixel_value = _finite(float(pixel["value"]), "pixel threshold")
         steps = data["postprocess"]
         pipe = Pipeline(detector, postprocess=[{k: v for k, v in s.items() if k != "state"} for s in steps],
                         image_threshold=image, pixel_threshold=pixel, val_fraction=data.get("val_fraction", 0.0),
