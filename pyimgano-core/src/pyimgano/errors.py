@@ -30,6 +30,10 @@ class InvalidParams(PyimganoError, ValueError):
     """Parameters given to a component do not validate against its params model."""
 
 
+class ConfigError(PyimganoError, ValueError):
+    """The benchmark configuration (flags or bench.toml) is invalid."""
+
+
 class ContractViolation(PyimganoError, ValueError):
     """Output of a plugin (or input to the core) does not satisfy a pyimgano contract.
 

@@ -45,7 +45,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pyimgano.errors import ComponentNotFound, DatasetError, InvalidParams, PyimganoError, validation_problems
+from pyimgano.errors import (
+    ComponentNotFound,
+    ConfigError,
+    DatasetError,
+    InvalidParams,
+    PyimganoError,
+    validation_problems,
+)
 from pyimgano.fewshot import FewShotObjective, FewShotSettings
 from pyimgano.pipeline.settings import PipelineOverrides, PipelineSettings, ResolvedSettings, field_from
 from pyimgano.thresholds import make_strategy
@@ -59,10 +66,6 @@ DEFAULT_DETECTOR = "faiss:patchcore"
 DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"backbone": "efficientnet_lite0"}
 DEFAULT_DATASET = "synthetic"
 DEFAULT_FLUSH_INTERVAL_S = 10.0
-
-
-class ConfigError(PyimganoError, ValueError):
-    """The benchmark configuration (flags or bench.toml) is invalid."""
 
 
 class DetectorEntry(PipelineOverrides):  # type: ignore[misc,valid-type]

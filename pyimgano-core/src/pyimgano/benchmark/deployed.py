@@ -11,9 +11,12 @@ curve up to the AUPRO FPR limit.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pyimgano.benchmark.results import Deployed
 
 MAX_CURVE_POINTS = 200
 
@@ -61,11 +64,13 @@ def deployed_metrics(
     masks: list[np.ndarray] | None,
     maps: list[np.ndarray] | None,
     pixel_threshold: float | None,
-) -> dict[str, float | None]:
-    """results.json's ``deployed`` block (keys: :data:`pyimgano.benchmark.results.DEPLOYED_KEYS`)."""
+) -> Deployed:
+    """results.json's ``deployed`` block (:class:`pyimgano.benchmark.results.Deployed`)."""
+    from pyimgano.benchmark.results import Deployed
+
     pixel = pixel_threshold if (masks is not None and maps is not None) else None
-    return {"image_threshold": image_threshold, **image_figures(labels, scores, image_threshold),
-            "pixel_threshold": pixel, **pixel_figures(masks, maps, pixel)}
+    return Deployed(image_threshold=image_threshold, **image_figures(labels, scores, image_threshold),
+                    pixel_threshold=pixel, **pixel_figures(masks, maps, pixel))
 
 
 def _thin(x: np.ndarray, y: np.ndarray, n: int = MAX_CURVE_POINTS) -> list[list[float]]:
