@@ -37,7 +37,6 @@ NONE_MEANS_ANOMALIB = {"layers"}
 
 
 def _anomalib_class(entry: ModelEntry) -> type:
-    pytest.importorskip("anomalib")
     from pyimgano_anomalib.adapter import anomalib_class
 
     return anomalib_class(entry.anomalib_class)
@@ -150,7 +149,6 @@ def test_factories_name_their_entry():
 def test_docs_list_every_anomalib_model():
     """Each of anomalib's models is either wrapped (a row of docs/anomalib.md's table) or
     listed there with what it needs, so a model a new anomalib adds is noticed."""
-    pytest.importorskip("anomalib")
     import anomalib.models
 
     from pyimgano_testutils import REPO_ROOT

@@ -18,6 +18,7 @@ from pyimgano.benchmark.results import ResultStore
 from pyimgano.benchmark.runner import run_benchmark
 from pyimgano.cli import main
 from pyimgano.metrics import aupro
+from pyimgano_testutils import optional
 
 
 def quiet():
@@ -141,7 +142,7 @@ categories = ["alpha"]
 
 
 def test_report_pictures_and_the_line_without_matplotlib(fake_plugin, toy_root, tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
+    optional("matplotlib")
     cfg = grid(tmp_path, toy_root, DetectorEntry(name="benchtest:mean"),
                DetectorEntry(name="benchtest:mean", params={"sigma": 0.0}))
     outcome = run_benchmark(cfg, console=quiet())

@@ -382,7 +382,10 @@ def test_an_interrupted_benchmark_keeps_finished_runs_and_a_rerun_goes_on(cli_pl
             time.sleep(0.2)
         assert (out / "results.json").exists(), "the first run never finished"
         process.send_signal(signal.SIGINT)  # Ctrl-C while beta's fit sleeps
-        stdout, stderr = process.communicate(timeout=30)
+        # results.json is the first file of a flush: the Ctrl-C lands while the report is drawn,
+        # and the exit then writes the whole flush again (matplotlib imported anew, in seconds on
+        # an idle machine, several times that on a loaded one); 120 s is a guard against a hang
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 130, stderr

@@ -41,6 +41,10 @@ class DetectorCapabilities(BaseModel):
     needs_training_epochs: bool = Field(False, description="training runs for epochs (gradient descent)")
     deterministic: bool = Field(True, description="same seed and data give the same scores")
     save_load: bool = Field(True, description="save(dir)/load(dir) round-trip is supported")
+    fits_on_images: bool = Field(
+        True, description="fit learns from the training images; False for a detector that opens a model trained "
+                          "elsewhere (core:exported): the conformance checks that fit it on generated images do not "
+                          "apply")
     min_train_images: int = Field(1, ge=1, description="fewest normal images fit accepts")
     uses_gpu: bool = Field(False, description="runs on a GPU when one is present")
     cpus: float = Field(1, gt=0, description="CPU cores one fit wants (scheduling hint)")
