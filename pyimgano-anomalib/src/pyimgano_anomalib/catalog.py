@@ -196,7 +196,7 @@ MODELS: tuple[ModelEntry, ...] = (
         Budget(300, "anomalib's models/image/supersimplenet/README.md"), trains=True, learns_from_anomalies=True,
         passes=("perlin_threshold", "adapt_cls_features"), fixed={"supervised": False},
         backbone=Backbone(lite0_layers=("blocks.2", "blocks.4"), pre_trained_arg=False),
-        check_params={**_LITE, "image_size": 128, "backbone": "efficientnet_lite0"},
+        check_params={**_LITE, "image_size": 128, "backbone": p.OFFLINE_BACKBONE},
         known_failures={check: _SSN_LITE0 for check in ("check_defect_scores_higher", "check_maps_locate_defect")},
         files=files_of("supersimplenet"),
     ),

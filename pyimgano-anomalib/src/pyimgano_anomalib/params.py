@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-OFFLINE_BACKBONE = "efficientnet_lite0"
+from pyimgano.specs import OFFLINE_BACKBONE
+
 _OFFLINE_WHY = "its ImageNet weights would be downloaded; EfficientNet-Lite0's are installed with the plugin"
 
 

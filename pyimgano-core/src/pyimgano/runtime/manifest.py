@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pyimgano.errors import ModelLoadError, validation_problems
+from pyimgano.specs import ExportFormat
 
 EXPORT_FILE = "pyimgano-export.json"
 EXPORT_FORMAT = 1
@@ -83,7 +84,7 @@ class ExportManifest(GraphSpec):
     """The whole manifest as written to ``pyimgano-export.json``."""
 
     format: int = EXPORT_FORMAT
-    export_format: Literal["onnx", "openvino"] = "onnx"
+    export_format: ExportFormat = "onnx"
     files: dict[str, FileEntry] = Field(description="every file the runtime reads, with its size and SHA-256")
     source: SourceInfo
     check: dict[str, Any] | None = Field(None, description="the export's own comparison with the source detector")
