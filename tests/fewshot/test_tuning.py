@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pyimgano.errors import InvalidParams
-from pyimgano.fewshot import FewShotSettings, SearchSpace, tune_few_shot
+from pyimgano.pipeline.fewshot import FewShotSettings, SearchSpace, tune_few_shot
 
 SIDE = 64
 

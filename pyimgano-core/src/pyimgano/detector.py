@@ -230,7 +230,7 @@ class Detector:
         if not arrays:
             raise ValueError(f"{self.component}: fit() needs at least one training image, got an empty set")
         if anomalies is not None:
-            from pyimgano.fewshot import load_anomalies
+            from pyimgano.images import load_anomalies
 
             defects, masks = load_anomalies(anomalies, anomaly_masks, self.component)
             self._fit_with_anomalies(arrays, defects, masks)

@@ -38,14 +38,12 @@ import sys
 import time
 import zlib
 from collections import namedtuple
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from pyimgano import __version__
 from pyimgano._lazy import import_object
 from pyimgano.errors import ComponentNotFound, NameConflict, PluginError, env_flag, short_error
-
-if TYPE_CHECKING:
-    from pyimgano.plugins import Registry
 
 BUILTIN_PLUGIN = "core"
 DISABLE_ENV = "PYIMGANO_DISABLE_PLUGINS"
@@ -110,7 +108,7 @@ class PluginListing:
         self.from_cache = from_cache
 
     @classmethod
-    def from_registry(cls, registry: Registry) -> PluginListing:
+    def from_registry(cls, registry: Any) -> PluginListing:
         plugins = [
             ListedPlugin(record.module, record.as_dict(),
                          [ListedCommand(spec.name, spec.summary, spec.factory) for spec in record.commands])
@@ -168,19 +166,21 @@ class PluginListing:
 _listing: PluginListing | None = None
 
 
-def get_listing() -> PluginListing:
+def get_listing(discover: Callable[[], Any]) -> PluginListing:
     """The installed plugins for listing and dispatch.
 
     The process's registry when it is loaded (tests and library code that loaded or set
     one see exactly it); otherwise the saved listing when nothing it depends on changed;
-    otherwise the registry's, after discovering the plugins, saved for the next process.
+    otherwise the registry ``discover()`` returns (:func:`pyimgano.plugins.get_registry`;
+    the caller passes it, so this module, which the registry uses, never imports it), saved
+    for the next process.
     """
     global _listing
     registry = _loaded_registry()
     if registry is not None:
         return PluginListing.from_registry(registry)
     if _listing is None:
-        _listing = _saved_or_discovered()
+        _listing = _saved_or_discovered(discover)
     return _listing
 
 
@@ -190,7 +190,7 @@ def forget_listing() -> None:
     _listing = None
 
 
-def _loaded_registry() -> Registry | None:
+def _loaded_registry() -> Any:
     plugins = sys.modules.get("pyimgano.plugins")  # not imported: no registry, and none is loaded here
     return None if plugins is None else plugins.loaded_registry()
 
@@ -212,7 +212,7 @@ def cache_dir() -> str | None:
     return os.path.join(cache_root(), "plugins")
 
 
-def _saved_or_discovered() -> PluginListing:
+def _saved_or_discovered(discover: Callable[[], Any]) -> PluginListing:
     environment = _environment()
     folder = cache_dir()
     path = None
@@ -224,9 +224,7 @@ def _saved_or_discovered() -> PluginListing:
             return saved
     started = time.time_ns()
     before = set(sys.modules)
-    from pyimgano.plugins import get_registry
-
-    listing = PluginListing.from_registry(get_registry(strict=False))
+    listing = PluginListing.from_registry(discover())
     if path is not None and listing.cacheable:
         files = _snapshot(listing, environment["path"], [name for name in list(sys.modules) if name not in before])
         newest = max((stat[0] for stat in files.values() if stat is not None), default=0)

@@ -53,7 +53,7 @@ from pyimgano.errors import (
     PyimganoError,
     validation_problems,
 )
-from pyimgano.fewshot import FewShotObjective, FewShotSettings
+from pyimgano.pipeline.fewshot import FewShotObjective, FewShotSettings
 from pyimgano.pipeline.settings import PipelineOverrides, PipelineSettings, ResolvedSettings, field_from
 from pyimgano.specs import OFFLINE_BACKBONE
 from pyimgano.thresholds import make_strategy
@@ -172,7 +172,7 @@ def grid_few_shot(config: BenchmarkConfig) -> list[int]:
 
 def few_shot_settings(config: BenchmarkConfig) -> dict[str, Any]:
     """The few-shot settings of the grid as a JobSpec carries them (checked)."""
-    from pyimgano.fewshot import FewShotSettings
+    from pyimgano.pipeline.fewshot import FewShotSettings
 
     try:
         settings = FewShotSettings.of({"objective": config.few_shot_objective, "search": config.few_shot_search or {},

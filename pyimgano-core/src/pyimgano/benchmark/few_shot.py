@@ -4,7 +4,7 @@ evaluation stays honest (docs/few-shot.md).
 For a job with ``few_shot = K > 0`` (:func:`draw`):
 
 1. the K shots are drawn from the category's defective test images (seeded by the job's
-   seed, defect types taking turns: :func:`pyimgano.fewshot.shot_order`) and removed from
+   seed, defect types taking turns: :func:`pyimgano.pipeline.fewshot.shot_order`) and removed from
    the evaluation set, which the job then scores as usual;
 2. the zero-shot pipeline is fitted as in every job; then (:meth:`FewShotJob.calibrate`)
    the few-shot pipeline is that same detector tuned on the normal validation images and
@@ -59,7 +59,7 @@ class FewShotJob:
         None for a zero-shot job. Too few defective images: one clear error naming both counts."""
         if not spec.few_shot:
             return None
-        from pyimgano.fewshot import FewShotSettings, draw_shots
+        from pyimgano.pipeline.fewshot import FewShotSettings, draw_shots
 
         picked = draw_shots(test, spec.few_shot, spec.seed, f"{spec.dataset_label}/{spec.category}'s test split")
         chosen = set(picked)

@@ -593,7 +593,7 @@ def _tuned_summary(runs: list[dict[str, Any]]) -> str:
     only the image threshold was tuned."""
     from collections import Counter
 
-    from pyimgano.fewshot import describe_tuned
+    from pyimgano.pipeline.fewshot import describe_tuned
 
     if all((r["few_shot"] or {}).get("image_only") for r in runs):
         return "image threshold only"

@@ -67,6 +67,18 @@ def build_parser(listing: PluginListing, command: str | None = None) -> argparse
     return parser
 
 
+def discover_registry() -> object:
+    """Discover the plugins (strict mode is left to the commands that use them)."""
+    from pyimgano.plugins import get_registry
+
+    return get_registry(strict=False)
+
+
+def current_listing() -> PluginListing:
+    """The plugin listing of this process: saved, or from :func:`discover_registry`."""
+    return get_listing(discover_registry)
+
+
 def missing_command(name: str, listing: PluginListing) -> str | None:
     """One line on why a command is missing, when that is known (None: a plain unknown name)."""
     dist = COMMAND_DISTRIBUTIONS.get(name)
@@ -120,7 +132,7 @@ def _interrupted(exc: BaseException) -> bool:
 
 def _run(argv: list[str]) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
-    listing = get_listing()  # strict mode fails the commands that use plugins, not the parser
+    listing = current_listing()  # strict mode fails the commands that use plugins, not the parser
     known = listing.commands()
     if command is not None and command not in known:
         message = missing_command(command, listing)

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from pyimgano.cli.inputs import collect_images, find_masks
     from pyimgano.cli.options import few_shot_given
     from pyimgano.detector import MODEL_CONFIG_FILE
-    from pyimgano.fewshot import FewShotSettings
+    from pyimgano.pipeline.fewshot import FewShotSettings
 
     console = Console(stderr=True)
     out = Path(args.out).expanduser()

@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyimgano.listing import get_listing
+    from pyimgano.cli import current_listing
 
-    listing = get_listing()  # strict mode: still show what was found, then fail
+    listing = current_listing()  # strict mode: still show what was found, then fail
     strict_error = listing.strict_error
     records = listing.rows()
     if args.json:

@@ -125,7 +125,7 @@ SEARCH_EXAMPLE = '\'{"sigma": [2, 4], "open_size": [], "min_area": [64]}\''
 
 def add_few_shot_options(parser: argparse.ArgumentParser, no_training_help: str) -> None:
     """--few-shot-objective, --few-shot-search, --no-few-shot-training (fit and benchmark)."""
-    from pyimgano.fewshot import FewShotSettings
+    from pyimgano.pipeline.fewshot import FewShotSettings
 
     add_model_options(parser, FewShotSettings, ["objective"], flags={"objective": "--few-shot-objective"})
     parser.add_argument("--few-shot-search", metavar="JSON",

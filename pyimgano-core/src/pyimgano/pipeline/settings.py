@@ -22,6 +22,7 @@ applies to detectors with anomaly maps) and, where it changes calibration, its u
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from pyimgano.errors import InvalidParams, validation_problems
 from pyimgano.thresholds import DEFAULT_IMAGE_QUANTILE, DEFAULT_PIXEL_QUANTILE, make_strategy, spec_of
 
 DEFAULT = "default"
+DEFAULT_PIXEL_THRESHOLD = f"quantile:{DEFAULT_PIXEL_QUANTILE}"
 NO_MASKS = "none"  # the pixel threshold written on a command line or in bench.toml: no masks
 # json_schema_extra of a field: "maps_only", a setting for detectors with anomaly maps only;
 # "metavar", how the command line names its value
@@ -103,8 +105,6 @@ class PipelineSettings(BaseModel):
         """The settings made concrete for a detector (:class:`~pyimgano.pipeline.DetectorTraits`):
         the step list checked against the registry, both strategies parsed. A setting the
         detector cannot use (steps or a pixel threshold without maps) is one clear line."""
-        from pyimgano.pipeline import pixel_strategy, postprocess_config
-
         postprocess = self.postprocess
         if isinstance(postprocess, str):
             postprocess = parse_postprocess(postprocess, "postprocess")
@@ -195,3 +195,81 @@ def parse_postprocess(text: str, what: str = "--postprocess") -> Any:
             f"{what} {text!r}: not a JSON list of steps nor a file holding one ({exc}); e.g. "
             '\'[{"name": "gaussian", "sigma": 2}, {"name": "standardize"}]\', default or none'
         ) from None
+
+
+# -- what a detector declares, and the settings resolved for it ------------------------------------------------------------------
+@dataclass(frozen=True)
+class DetectorTraits:
+    """What the pipeline needs to know about a detector before fitting it."""
+
+    name: str
+    pixel_maps: bool
+    min_train_images: int = 1
+    default_postprocess: tuple[dict[str, Any], ...] = ()
+    learns_from_anomalies: bool = False
+    needs_anomaly_masks: bool = False
+
+    @classmethod
+    def of_spec(cls, name: str, spec: Any) -> DetectorTraits:
+        """The traits a registered :class:`~pyimgano.DetectorSpec` declares."""
+        caps = spec.capabilities
+        return cls(name, bool(caps.pixel_maps), caps.min_train_images, tuple(caps.default_postprocess),
+                   bool(caps.learns_from_anomalies), bool(caps.needs_anomaly_masks))
+
+
+def detector_traits(detector: Any) -> DetectorTraits:
+    """The traits of a detector object: from its registered spec, else from its class."""
+    name = getattr(detector, "component", None) or type(detector).__name__
+    if name and name != "detector":
+        from pyimgano.errors import PyimganoError
+        from pyimgano.plugins import get_registry
+
+        try:
+            spec, _ = get_registry().resolve("detector", name)
+        except PyimganoError:
+            spec = None
+        if spec is not None:
+            caps = spec.capabilities
+            return DetectorTraits(name, bool(caps.pixel_maps) and getattr(detector, "supports_maps", True),
+                                  caps.min_train_images, tuple(caps.default_postprocess),
+                                  bool(caps.learns_from_anomalies) and getattr(detector, "learns_from_anomalies", False),
+                                  bool(caps.needs_anomaly_masks))
+    return DetectorTraits(str(name), bool(getattr(detector, "supports_maps", True)),
+                          learns_from_anomalies=bool(getattr(detector, "learns_from_anomalies", False)))
+
+
+# -- configuration ------------------------------------------------------------------------------
+def postprocess_config(postprocess: Any, traits: DetectorTraits) -> list[dict[str, Any]]:
+    """The concrete, validated step list: ``"default"`` is the detector's declared default,
+    ``None``/``[]`` the raw maps; steps are checked against the registry (unknown names
+    and bad parameters are one-line errors). Steps for a detector without maps are an error."""
+    from pyimgano.postprocess.chain import PostProcessing
+
+    explicit = not (isinstance(postprocess, str) and postprocess == DEFAULT)
+    if not explicit:
+        config: Any = [dict(step) for step in traits.default_postprocess] if traits.pixel_maps else []
+    else:
+        config = [] if postprocess is None else postprocess
+    chain = PostProcessing.from_config(config)
+    if chain.steps and not traits.pixel_maps:
+        raise InvalidParams(
+            f"postprocess {config!r}: detector {traits.name} gives no anomaly maps to post-process; "
+            "leave postprocess unset"
+        )
+    return chain.to_config()
+
+
+def pixel_strategy(pixel_threshold: Any, traits: DetectorTraits) -> Any:
+    """The pixel threshold strategy: ``"default"`` is :data:`DEFAULT_PIXEL_THRESHOLD` for a
+    detector with maps and none without; a strategy for a detector without maps is an error."""
+    if isinstance(pixel_threshold, str) and pixel_threshold == DEFAULT:
+        return make_strategy(DEFAULT_PIXEL_THRESHOLD, "pixel_threshold") if traits.pixel_maps else None
+    if pixel_threshold is None:
+        return None
+    strategy = make_strategy(pixel_threshold, "pixel_threshold")
+    if not traits.pixel_maps:
+        raise InvalidParams(
+            f"pixel_threshold {pixel_threshold!r}: detector {traits.name} gives no anomaly maps, so there "
+            "are no pixels to threshold; leave pixel_threshold unset"
+        )
+    return strategy
