@@ -304,7 +304,7 @@ def test_predict_refuses_non_finite_thresholds_and_an_out_file(cli_plugin, cli_t
 
 
 def test_a_model_folder_saved_before_pipelines_predicts_as_it_did(cli_plugin, cli_toy_root, tmp_path):
-    from pyimgano.registry import create_detector
+    from pyimgano.factories import create_detector
 
     category = cli_toy_root / "beta"
     detector = create_detector("benchtest:mean", sigma=0.0)

@@ -64,6 +64,7 @@ class ModelEntry:
     known_failures: dict[str, str] = field(default_factory=dict)
     files: tuple[OfflineFile, ...] = ()
     learns_from_anomalies: bool = False  # fit(..., anomalies=, anomaly_masks=): supervised (masks required)
+    exportable: bool = False  # anomalib's to_onnx graph, checked against the adapter's scores and maps
 
 
 _LITE = {"image_size": 64, "max_steps": 2, "batch_size": 4}
@@ -91,12 +92,14 @@ MODELS: tuple[ModelEntry, ...] = (
         "Patchcore", p.PatchcoreParams, f"{_PASS}:PatchcoreDetector", Budget(1, _ONE_PASS), trains=False,
         passes=("coreset_sampling_ratio", "num_neighbors"),
         backbone=Backbone(lite0_layers=("blocks.2", "blocks.4")), check_params={**_LITE},
+        exportable=True,
     ),
     ModelEntry(
         "padim", "anomalib PaDiM: per-position Gaussian of backbone features, Mahalanobis distance",
         "Padim", p.PadimParams, f"{_PASS}:PadimDetector", Budget(1, _ONE_PASS), trains=False,
         passes=("n_features",), lite0_args={"n_features": 100},
         backbone=Backbone(lite0_layers=("blocks.1", "blocks.2", "blocks.4")), check_params={**_LITE},
+        exportable=True,
     ),
     ModelEntry(
         "dfm", "anomalib DFM: PCA of pooled deep features, reconstruction error",
@@ -124,6 +127,7 @@ MODELS: tuple[ModelEntry, ...] = (
         Budget(500, "configs/model/fastflow.yaml"), trains=True,
         passes=("flow_steps", "conv3x3_only", "hidden_ratio"),
         backbone=Backbone(layer_arg=None), check_params={**_LITE, "flow_steps": 2},
+        exportable=True,
     ),
     ModelEntry(
         "stfpm", "anomalib STFPM: student-teacher feature pyramid matching",
@@ -131,6 +135,7 @@ MODELS: tuple[ModelEntry, ...] = (
         Budget(100, "examples/configs/model/stfpm.yaml"), trains=True,
         backbone=Backbone(lite0_layers=("blocks.1", "blocks.2", "blocks.4"), pre_trained_arg=False),
         check_params={**_LITE},
+        exportable=True,
     ),
     ModelEntry(
         "reverse_distillation", "anomalib Reverse Distillation: one-class bottleneck and student decoder",

@@ -484,7 +484,7 @@ def load_detector(directory: str | os.PathLike) -> Detector:
     _check_saved_params(config_path, name, spec.params, model.params)
     path = state_path(directory, model)
     state = read_state(path)  # limits and format first: nothing heavy is imported for a bad file
-    from pyimgano.registry import create_detector
+    from pyimgano.factories import create_detector
 
     try:
         detector = create_detector(name, **model.params)

@@ -197,7 +197,7 @@ def _jsonable(detector: Any) -> dict[str, Any]:
 
 
 def _runtime_for(directory: Path, format: str) -> Any:
-    from pyimgano.registry import create_detector
+    from pyimgano.factories import create_detector
 
     runtime = create_detector("core:exported", engine="openvino" if format == "openvino" else "onnxruntime")
     runtime._load_files(directory)

@@ -112,7 +112,7 @@ def guess_dataset(root: Path) -> str:
 
 
 def _open(name: str, root: Path | None, category: str | None) -> Any:
-    from pyimgano.registry import load_dataset
+    from pyimgano.factories import load_dataset
 
     return load_dataset(name, root=root, category=category)
 

@@ -300,8 +300,8 @@ def dataset_categories(entry: DatasetEntry) -> list[str]:
     """The categories to run: the entry's own, else every category the data set reports."""
     if entry.categories:
         return list(dict.fromkeys(entry.categories))
+    from pyimgano.factories import load_dataset
     from pyimgano.plugins import get_registry
-    from pyimgano.registry import load_dataset
 
     spec, _ = get_registry().resolve("dataset", entry.name)
     try:

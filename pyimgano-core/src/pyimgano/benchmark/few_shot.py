@@ -70,7 +70,7 @@ class FewShotJob:
     def calibrate(self, ctx: JobContext) -> None:
         """Tune the few-shot pipeline on the zero-shot pipeline's validation images and the shots
         (training a second detector with them where the detector learns from anomalies)."""
-        from pyimgano.registry import create_detector
+        from pyimgano.factories import create_detector
         from pyimgano.seeding import seed_everything
 
         spec, pipe, extra = ctx.spec, ctx.pipe, ctx.extra

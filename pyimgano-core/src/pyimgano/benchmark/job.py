@@ -113,8 +113,8 @@ def load(ctx: JobContext) -> None:
 def fit(ctx: JobContext) -> None:
     """Build the detector and its pipeline; fit the detector, then calibrate on the held-out
     training images (and tune the few-shot pipeline on the shots)."""
+    from pyimgano.factories import create_detector
     from pyimgano.plugins import get_registry
-    from pyimgano.registry import create_detector
 
     spec = ctx.spec
     ctx.stage = "building the detector"
@@ -248,7 +248,7 @@ def _postprocess_test_maps(ctx: JobContext, maps: list | None) -> list | None:
 
 
 def _open_dataset(spec: JobSpec) -> Any:
-    from pyimgano.registry import load_dataset
+    from pyimgano.factories import load_dataset
 
     return load_dataset(spec.dataset, root=spec.root, category=spec.category, **spec.dataset_options)
 

@@ -73,9 +73,9 @@ def build_pipeline(args: argparse.Namespace) -> Any:
     """The unfitted pipeline the flags describe; every flag checked, no image read."""
     from pyimgano.benchmark.config import DEFAULT_DETECTOR, DEFAULT_DETECTOR_PARAMS
     from pyimgano.cli.options import given_settings, parse_params
+    from pyimgano.factories import create_detector
     from pyimgano.pipeline import Pipeline
     from pyimgano.pipeline.settings import PipelineSettings
-    from pyimgano.registry import create_detector
 
     name = args.detector or DEFAULT_DETECTOR
     params = (dict(DEFAULT_DETECTOR_PARAMS) if args.detector is None else {}) | parse_params(args.assignments)

@@ -142,7 +142,7 @@ class Pipeline(FewShotMixin):
         **fields: Any,
     ) -> None:
         if isinstance(detector, str):
-            from pyimgano.registry import create_detector
+            from pyimgano.factories import create_detector
 
             detector = create_detector(detector, **(params or {}))
         elif params:

@@ -134,8 +134,8 @@ def detector_target(
         return detector
     known = dict(known_failures or {})
     if isinstance(detector, str):
+        from pyimgano.factories import create_detector
         from pyimgano.plugins import get_registry
-        from pyimgano.registry import create_detector
 
         registry = get_registry()
         spec, record = registry.resolve("detector", detector)
