@@ -61,24 +61,10 @@ def pyimgano_register_metrics() -> list[MetricSpec]:
 
 @hookimpl
 def pyimgano_register_postprocessors() -> list[PostprocessorSpec]:
-    steps = [
-        ("minmax", "MinMax", pp.MinMaxParams, True,
-         "Min-max normalisation by training/calibration maps (or per image)"),
-        ("percentile", "Percentile", pp.PercentileParams, True,
-         "Robust normalisation: low/high percentiles of training/calibration maps (or per image) to 0/1"),
-        ("standardize", "Standardize", pp.StandardizeParams, True,
-         "z-score by mean/std (or median/MAD) of training/calibration maps"),
-        ("gaussian", "Gaussian", pp.GaussianParams, False, "Gaussian smoothing of each map"),
-        ("open", "Open", pp.MorphologyParams, False, "Grey-level morphological opening"),
-        ("close", "Close", pp.MorphologyParams, False, "Grey-level morphological closing"),
-        ("remove_small", "RemoveSmall", pp.RemoveSmallParams, False,
-         "Remove connected components smaller than an area"),
-        ("threshold", "Threshold", pp.ThresholdParams, False, "Binary mask of scores above a value"),
-    ]
     return [
-        PostprocessorSpec(name=name, summary=summary, factory=f"pyimgano.postprocess.steps:{cls}",
-                          params=params, fits_statistics=fits)
-        for name, cls, params, fits, summary in steps
+        PostprocessorSpec(name=row.name, summary=row.summary, factory=f"pyimgano.postprocess.steps:{row.class_name}",
+                          params=row.params, fits_statistics=row.fits_statistics)
+        for row in pp.BUILTIN_STEPS
     ]
 
 
