@@ -249,21 +249,25 @@ def run(args: argparse.Namespace) -> int:
     columns = ["image", "score", "label", "anomalous_fraction", "n_regions", "largest_area", "largest_x",
                "largest_y", "largest_width", "largest_height", "heatmap", "mask"] + (["map"] if args.save_maps else [])
     atomic_write(out / "predictions.csv", rows_to_csv(rows, columns))
+    written = [out / "predictions.csv"] + ([out / "predictions.json"] if save_json else [])
+    print(_summary(pipe, rows, written, as_json=args.json))
+    return 0
+
+
+def _summary(pipe: Any, rows: list[dict[str, Any]], written: list[Path], as_json: bool) -> str:
+    """What predict says at the end: one line, or with --json the same facts as JSON."""
     n_anomalous = sum(1 for r in rows if r["label"] == 1)
-    written = [str(out / "predictions.csv")] + ([str(out / "predictions.json")] if save_json else [])
-    if args.json:
-        print(json.dumps({"n_images": len(rows), "n_anomalous": None if pipe.image_threshold_ is None else n_anomalous,
-                          "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
-                          "files": written}, indent=2))
-        return 0
+    if as_json:
+        return json.dumps({"n_images": len(rows), "n_anomalous": None if pipe.image_threshold_ is None else n_anomalous,
+                           "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
+                           "files": [str(p) for p in written]}, indent=2)
     summary = f"{len(rows)} image(s) scored"
     if pipe.image_threshold_ is None:
         summary += "; no threshold in the model: labels left empty (pass --image-threshold)"
     else:
         summary += f", {n_anomalous} anomalous (image threshold {pipe.image_threshold_:.6g}"
         summary += f", pixel threshold {pipe.pixel_threshold_:.6g})" if pipe.pixel_threshold_ is not None else ")"
-    print(f"{summary}; wrote {' and '.join(written)}")
-    return 0
+    return f"{summary}; wrote {' and '.join(map(str, written))}"
 
 
 def _outputs(result: Any, k: int, image: np.ndarray, path: Path, name: str, dirs: dict[str, Path],
