@@ -225,7 +225,8 @@ class Registry:
                 try:
                     spec = spec_type.model_validate(item)
                 except ValidationError as exc:
-                    raise PluginError(f"hook {hook_name} item {i} is not a valid {spec_type.__name__}: {exc}") from None
+                    raise PluginError(f"hook {hook_name} item {i} is not a valid {spec_type.__name__}: "
+                                      f"{validation_problems(exc)}") from None
             else:
                 raise PluginError(
                     f"hook {hook_name} item {i} is {type(item).__name__}; expected {spec_type.__name__}"
