@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="metric to compute (repeatable; default: every registered metric, see "
                              "pyimgano list-plugins); pixel metrics need anomaly maps and masks")
     parser.add_argument("--overlays", type=int, metavar="N", help="heatmap overlays saved per category (default 4)")
-    add_model_options(parser, PipelineSettings, prefix="every detector's (replacing the config file's) ")
+    add_model_options(parser, PipelineSettings, suffix="; for every detector, replacing the config file's")
     parser.add_argument("--few-shot", action="append", type=int, dest="few_shot", metavar="K",
                         help="repeatable: K defective test images per run (drawn with its seed, removed from the "
                              "evaluation) tune the pipeline, reported beside the zero-shot pipeline on the same "

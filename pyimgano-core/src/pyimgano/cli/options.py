@@ -86,11 +86,10 @@ def default_text(value: Any) -> str:
 
 
 def add_model_options(parser: argparse.ArgumentParser, model: Any, names: list[str] | None = None, *,
-                      prefix: str = "", flags: dict[str, str] | None = None,
-                      extra: dict[str, str] | None = None) -> None:
+                      suffix: str = "", flags: dict[str, str] | None = None) -> None:
     """One option per field of the pydantic ``model`` (``names``: those only), named after
-    the field (``flags`` renames some), its help the field's description and default,
-    after ``prefix``; ``extra`` adds words to a field's help. The parsed value is ``None``
+    the field (``flags`` renames some), its help the field's description, ``suffix`` and
+    its default. The parsed value is ``None``
     when the option is not given (the settings' default, or a config file's, applies)."""
     from typing import get_args, get_origin
 
@@ -98,7 +97,7 @@ def add_model_options(parser: argparse.ArgumentParser, model: Any, names: list[s
         field = model.model_fields[name]
         options = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         default = field.get_default(call_default_factory=True)
-        words = f"{prefix}{field.description}{(extra or {}).get(name, '')} (default: {default_text(default)})"
+        words = f"{field.description}{suffix} (default: {default_text(default)})"
         flag = (flags or {}).get(name, flag_of(name))
         kwargs: dict[str, Any] = {"default": NOT_GIVEN, "dest": flag[2:].replace("-", "_"), "help": words}
         choices = get_args(field.annotation) if str(get_origin(field.annotation)) == "typing.Literal" else ()
