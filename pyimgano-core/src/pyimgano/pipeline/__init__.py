@@ -15,8 +15,11 @@ threshold) plus ``pyimgano-pipeline.json`` (see :data:`PIPELINE_FILE` and docs/p
 A folder saved by a plain detector loads as a pipeline without post-processing whose
 pixel threshold is the image threshold, so it predicts as it always did.
 
-The calibration steps are module functions (:func:`split_validation`,
-:func:`fit_postprocessing`, :func:`pixel_threshold_value`), reusable on their own.
+The package, by job: :mod:`~pyimgano.pipeline.settings` (the settings, declared once, and
+their resolution for a detector), :mod:`~pyimgano.pipeline.calibration` (the validation
+split, statistics and threshold values, module functions reusable on their own),
+:mod:`~pyimgano.pipeline.fewshot` (few-shot mode: settings, draw, tuning), and here the
+:class:`Pipeline` with prediction and save/load.
 """
 
 from __future__ import annotations
