@@ -17,6 +17,31 @@ SHARED = REPO_ROOT.parent / "shared"
 EXAMPLE_PLUGIN = REPO_ROOT / "tests" / "plugins" / "pyimgano-example"
 
 
+# The only dependencies a test may skip for: the core's optional extras (pyimgano-core[ray],
+# [onnx], [openvino], [report]) and the exporters' own tools. Every first-party distribution
+# and what it requires (torch, timm, faiss, anomalib...) is installed by requirements-dev.txt,
+# so a test imports them plainly and a broken install fails the suite.
+OPTIONAL_MODULES = frozenset({"ray", "onnx", "onnxruntime", "onnxscript", "openvino", "matplotlib"})
+NO_SKIP_ENV = "PYIMGANO_NO_SKIP"  # CI sets it: a missing optional dependency fails instead of skipping
+
+
+def optional(module: str):
+    """Import an optional dependency (one of :data:`OPTIONAL_MODULES`); the test is skipped
+    when it is missing, except under ``PYIMGANO_NO_SKIP=1`` (CI), where that is a failure."""
+    import importlib
+
+    from pyimgano.errors import env_flag
+
+    if module not in OPTIONAL_MODULES:
+        raise ValueError(f"{module} is not an optional dependency; import it plainly")
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if env_flag(NO_SKIP_ENV):
+            pytest.fail(f"{module} is not installed, and {NO_SKIP_ENV}=1 allows no skip: {exc}")
+        pytest.skip(f"optional dependency {module} is not installed ({exc})")
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared; the test is skipped when it is absent (a user's clone)."""
     path = SHARED.joinpath(*parts)

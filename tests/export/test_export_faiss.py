@@ -14,10 +14,10 @@ import pytest
 from pyimgano import load_detector
 from pyimgano.cli import main
 from pyimgano.export import check_images, compare
+from pyimgano_testutils import optional
 
 pytestmark = [pytest.mark.torch]
-pytest.importorskip("onnxruntime")
-pytest.importorskip("faiss")
+optional("onnxruntime")
 
 SCORE_RTOL, MAP_ATOL = 1e-4, 1e-3
 
@@ -181,7 +181,7 @@ def test_export_list_and_json(capsys):
 
 @pytest.mark.slow
 def test_openvino_export_matches_the_source(patchcore_export, images_dir, tmp_path):
-    pytest.importorskip("openvino")
+    optional("openvino")
     source_dir, _ = patchcore_export
     assert main(["export", "--model", str(source_dir), "--format", "openvino", "--out", str(tmp_path / "ov")]) == 0
     assert {p.name for p in (tmp_path / "ov").iterdir()} >= {"model.xml", "model.bin", "pyimgano-export.json"}

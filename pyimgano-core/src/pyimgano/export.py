@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from pyimgano.errors import ExportError
+from pyimgano.errors import ExportError, validation_problems
 
 SCORE_RTOL = 1e-4
 """Largest relative difference of an image score, runtime vs source, that an export passes."""
@@ -186,9 +186,8 @@ def _graph_spec(exporter: str, returned: Any) -> Any:
     try:
         return GraphSpec.model_validate(returned)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ExportError(f"exporter {exporter} returned an invalid graph description: {where}: {first['msg']}") from None
+        raise ExportError(f"exporter {exporter} returned an invalid graph description: "
+                          f"{validation_problems(exc)}") from None
 
 
 def _jsonable(detector: Any) -> dict[str, Any]:
@@ -198,7 +197,7 @@ def _jsonable(detector: Any) -> dict[str, Any]:
 
 
 def _runtime_for(directory: Path, format: str) -> Any:
-    from pyimgano.registry import create_detector
+    from pyimgano.factories import create_detector
 
     runtime = create_detector("core:exported", engine="openvino" if format == "openvino" else "onnxruntime")
     runtime._load_files(directory)

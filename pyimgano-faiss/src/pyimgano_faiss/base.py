@@ -30,8 +30,8 @@ from pyimgano.errors import NotFittedError
 from pyimgano.limits import ENV_MAX_IMAGE_PIXELS, max_image_pixels
 from pyimgano.preprocess import AUTO_MAX_SIDE, Box, Preprocess, auto_side, round_to_multiple, tile_boxes
 from pyimgano_faiss.backbones import Backbone, build_backbone, images_to_tensor
+from pyimgano_faiss.devices import configure_threads, native_bfloat16, resolve_device
 from pyimgano_faiss.errors import InputGeometryError
-from pyimgano_faiss.runtime import configure_threads, native_bfloat16, resolve_device
 
 # one network input (an image or a tile) holds at most this many pixels: a 4096 x 4096 input
 # already needs ~2 GB of activations in EfficientNet-Lite0's early stages

@@ -174,7 +174,7 @@ class _KNNGraph(nn.Module):
 
 def _cpu_backbone(detector: Any) -> nn.Module:
     """The detector's backbone on the CPU (the export traces it there)."""
-    from pyimgano_faiss.runtime import resolve_device
+    from pyimgano_faiss.devices import resolve_device
 
     if resolve_device(detector.device) != "cpu":
         device = detector.device

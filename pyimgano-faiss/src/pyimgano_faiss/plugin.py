@@ -7,11 +7,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
+from pyimgano.specs import EXPORT_FORMATS, OFFLINE_BACKBONE
 
 # context="auto": a context view for network inputs of at least this side (smaller inputs, such as
 # 256 px images, already see their objects whole: one view, the results of earlier releases)
 CONTEXT_AUTO_MIN_SIDE = 384
-EXPORT_FORMATS = ("onnx", "openvino")  # one graph for both: network, embedding and search (pyimgano_faiss.export)
+# one graph for every format: network, embedding and search (pyimgano_faiss.export)
 
 
 class _BackboneParams(BaseModel):
@@ -150,7 +151,7 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 uses_gpu=True,
                 cpus=2,
                 memory_mb=3000,
-                check_params={"backbone": "efficientnet_lite0", "image_size": 64, "coreset_ratio": 0.25, "progress": False},
+                check_params={"backbone": OFFLINE_BACKBONE, "image_size": 64, "coreset_ratio": 0.25, "progress": False},
                 exporter="pyimgano_faiss.export:export_patchcore",
                 export_formats=EXPORT_FORMATS,
                 # maps as z-scores of the normal validation pixels: the same ranking as the raw maps (its
@@ -169,7 +170,7 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 uses_gpu=True,
                 cpus=2,
                 memory_mb=1500,
-                check_params={"backbone": "efficientnet_lite0", "image_size": 64, "n_neighbors": 3, "progress": False},
+                check_params={"backbone": OFFLINE_BACKBONE, "image_size": 64, "n_neighbors": 3, "progress": False},
                 exporter="pyimgano_faiss.export:export_knn",
                 export_formats=EXPORT_FORMATS,
             ),

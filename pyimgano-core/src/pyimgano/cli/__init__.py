@@ -17,12 +17,11 @@ the traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import NoReturn
 
 from pyimgano import __version__
-from pyimgano.errors import OutputExists, PyimganoError, os_reason
+from pyimgano.errors import OutputExists, PyimganoError, env_flag, os_reason
 from pyimgano.listing import BUILTIN_PLUGIN, PluginListing, get_listing
 
 # Commands of the project's other distributions: when one is missing, say what to install.
@@ -68,6 +67,18 @@ def build_parser(listing: PluginListing, command: str | None = None) -> argparse
     return parser
 
 
+def discover_registry() -> object:
+    """Discover the plugins (strict mode is left to the commands that use them)."""
+    from pyimgano.plugins import get_registry
+
+    return get_registry(strict=False)
+
+
+def current_listing() -> PluginListing:
+    """The plugin listing of this process: saved, or from :func:`discover_registry`."""
+    return get_listing(discover_registry)
+
+
 def missing_command(name: str, listing: PluginListing) -> str | None:
     """One line on why a command is missing, when that is known (None: a plain unknown name)."""
     dist = COMMAND_DISTRIBUTIONS.get(name)
@@ -93,7 +104,7 @@ def _first_line(text: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. No failure escapes as a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    debug = "--debug" in argv or env_flag(DEBUG_ENV)
     try:
         return _run(argv)
     except KeyboardInterrupt:
@@ -121,7 +132,7 @@ def _interrupted(exc: BaseException) -> bool:
 
 def _run(argv: list[str]) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
-    listing = get_listing()  # strict mode fails the commands that use plugins, not the parser
+    listing = current_listing()  # strict mode fails the commands that use plugins, not the parser
     known = listing.commands()
     if command is not None and command not in known:
         message = missing_command(command, listing)
@@ -129,6 +140,9 @@ def _run(argv: list[str]) -> int:
             raise UsageError(message)
     parser = build_parser(listing, command if command in known else None)
     args = parser.parse_args(argv)
+    from pyimgano.cli.options import apply_deprecated
+
+    apply_deprecated(args)  # old spellings of options, for one release
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
