@@ -3,6 +3,8 @@
 #   ./dev.sh demo   set up .venv and run the main job (the embedded default benchmark)
 #   ./dev.sh test   set up .venv and run the whole test suite
 #   ./dev.sh lint   set up .venv and run ruff with the rules in pyproject.toml
+#   ./dev.sh dist   set up .venv, build the sdist and wheel of all five distributions into
+#                   dist/ (each wheel from its sdist) and run `twine check` on them
 # Set-up is skipped when .venv is already up to date with requirements-dev.txt and the
 # pyproject files. PYIMGANO_VENV chooses another virtual environment folder.
 set -euo pipefail
@@ -17,7 +19,7 @@ setup() {
         "$PY" -m venv "$VENV"
     fi
     local stamp
-    stamp=$(cat requirements-dev.txt pyimgano-*/pyproject.toml tests/plugins/*/pyproject.toml | sha256sum | cut -c1-16)
+    stamp=$(cat requirements-dev.txt VERSION pyimgano-*/pyproject.toml tests/plugins/*/pyproject.toml | sha256sum | cut -c1-16)
     if [ "$(cat "$VENV/.dev-stamp" 2>/dev/null)" != "$stamp" ]; then
         echo "installing pyimgano (four distributions, editable) and test tools into $VENV" >&2
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2> >(grep -v "^WARNING: Location" >&2)
@@ -50,11 +52,24 @@ case "$cmd" in
         setup
         exec "$VENV/bin/ruff" check "$@"
         ;;
+    dist)
+        setup
+        rm -rf dist
+        # `pyimgano` (this folder: the install line users type) and the four it ties together;
+        # the build tools are the ones in .venv (requirements-dev.txt), not downloaded per build
+        for project in . pyimgano-core pyimgano-datasets pyimgano-faiss pyimgano-anomalib; do
+            echo "building $project" >&2
+            "$VENV/bin/python" -m build --quiet --no-isolation --outdir dist "$project" >/dev/null
+        done
+        rm -rf pyimgano.egg-info  # metadata that building `pyimgano` leaves in this folder
+        "$VENV/bin/twine" check --strict dist/*
+        ls -l dist >&2
+        ;;
     setup)
         setup
         ;;
     *)
-        echo "usage: ./dev.sh demo|test|lint|setup [args...]" >&2
+        echo "usage: ./dev.sh demo|test|lint|dist|setup [args...]" >&2
         exit 2
         ;;
 esac

@@ -46,17 +46,20 @@ def plugin_on_path(*sites: Path, modules: tuple[str, ...]) -> Iterator[None]:
 
 
 def make_fake_distribution(
-    site: Path, dist_name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+    site: Path, dist_name: str, version: str, entry_points: dict[str, str], modules: dict[str, str],
+    requires: tuple[str, ...] = (),
 ) -> Path:
     """Write a minimal installed distribution (dist-info + modules) into ``site``.
 
     ``entry_points`` maps entry-point names of the ``pyimgano`` group to ``module``
-    values; ``modules`` maps module names to their source.
+    values; ``modules`` maps module names to their source; ``requires`` are its
+    ``Requires-Dist`` lines (``"pyimgano-core>=0.1,<0.2"``).
     """
     site.mkdir(parents=True, exist_ok=True)
     info = site / f"{dist_name.replace('-', '_')}-{version}.dist-info"
     info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n")
+    requirements = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n{requirements}")
     lines = ["[pyimgano]"] + [f"{name} = {value}" for name, value in entry_points.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     for module, source in modules.items():
