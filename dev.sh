@@ -4,7 +4,8 @@
 #   ./dev.sh test   set up .venv and run the whole test suite
 #   ./dev.sh lint   set up .venv and run ruff with the rules in pyproject.toml
 #   ./dev.sh dist   set up .venv, build the sdist and wheel of all five distributions into
-#                   dist/ (each wheel from its sdist) and run `twine check` on them
+#                   dist/ (each wheel from its sdist) and run `twine check` on them;
+#                   `./dev.sh dist DIR` builds into DIR instead
 # Set-up is skipped when .venv is already up to date with requirements-dev.txt and the
 # pyproject files. PYIMGANO_VENV chooses another virtual environment folder.
 set -euo pipefail
@@ -54,16 +55,18 @@ case "$cmd" in
         ;;
     dist)
         setup
-        rm -rf dist
+        out="${1:-dist}"
+        mkdir -p "$out"
+        rm -f "$out"/pyimgano[-_]*.whl "$out"/pyimgano[-_]*.tar.gz  # the last build's, nothing else
         # `pyimgano` (this folder: the install line users type) and the four it ties together;
         # the build tools are the ones in .venv (requirements-dev.txt), not downloaded per build
         for project in . pyimgano-core pyimgano-datasets pyimgano-faiss pyimgano-anomalib; do
             echo "building $project" >&2
-            "$VENV/bin/python" -m build --quiet --no-isolation --outdir dist "$project" >/dev/null
+            "$VENV/bin/python" -m build --quiet --no-isolation --outdir "$out" "$project" >/dev/null
         done
         rm -rf pyimgano.egg-info  # metadata that building `pyimgano` leaves in this folder
-        "$VENV/bin/twine" check --strict dist/*
-        ls -l dist >&2
+        "$VENV/bin/twine" check --strict "$out"/*
+        ls -l "$out" >&2
         ;;
     setup)
         setup

@@ -15,6 +15,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 EXAMPLE_PLUGIN = REPO_ROOT / "tests" / "plugins" / "pyimgano-example"
+# what `./dev.sh dist` builds: the install line users type and the four it ties together
+DISTRIBUTIONS = ("pyimgano", "pyimgano-core", "pyimgano-datasets", "pyimgano-faiss", "pyimgano-anomalib")
 
 
 def shared_path(*parts: str) -> Path:
@@ -65,6 +67,23 @@ def make_fake_distribution(
     for module, source in modules.items():
         (site / f"{module}.py").write_text(textwrap.dedent(source))
     return site
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment for a command run in another virtual environment: nothing that
+    would make it see this one (PYTHONPATH, PYTHONHOME, VIRTUAL_ENV), and pip quiet and non-interactive."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    return env
+
+
+def wheel_of(dist_dir: Path, distribution: str) -> Path:
+    """The one wheel of ``distribution`` in ``dist_dir`` (``pyimgano-core`` -> ``pyimgano_core-0.1.0-...whl``)."""
+    stem = distribution.replace("-", "_")
+    wheels = [w for w in dist_dir.glob(f"{stem}-*.whl") if w.name.split("-")[0] == stem]
+    assert len(wheels) == 1, f"{distribution}: {wheels}"
+    return wheels[0]
 
 
 def install_with_pip(project: Path, target: Path) -> Path:
