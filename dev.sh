@@ -3,7 +3,7 @@
 #   ./dev.sh demo   set up .venv and run the main job (the embedded default benchmark)
 #   ./dev.sh test   set up .venv and run the whole test suite
 #   ./dev.sh lint   set up .venv and run ruff with the rules in pyproject.toml
-#   ./dev.sh dist   set up .venv, build the sdist and wheel of all five distributions into
+#   ./dev.sh dist   build the sdist and wheel of all five distributions into
 #                   dist/ (each wheel from its sdist) and run `twine check` on them;
 #                   `./dev.sh dist DIR` builds into DIR instead
 # Set-up is skipped when .venv is already up to date with requirements-dev.txt and the
@@ -54,7 +54,11 @@ case "$cmd" in
         exec "$VENV/bin/ruff" check "$@"
         ;;
     dist)
-        setup
+        # needs only the build tools (requirements-dev.txt's build, twine and setuptools lines), not
+        # the whole development set-up, so a release job can run it on a bare Python
+        [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+        grep -E '^(build|twine|setuptools)[<>=~ ]' requirements-dev.txt | sed 's/ *#.*//' \
+            | xargs "$VENV/bin/python" -m pip install -q --disable-pip-version-check 2> >(grep -v "^WARNING: Location" >&2)
         out="${1:-dist}"
         mkdir -p "$out"
         rm -f "$out"/pyimgano[-_]*.whl "$out"/pyimgano[-_]*.tar.gz  # the last build's, nothing else

@@ -17,6 +17,14 @@ SHARED = REPO_ROOT.parent / "shared"
 EXAMPLE_PLUGIN = REPO_ROOT / "tests" / "plugins" / "pyimgano-example"
 # what `./dev.sh dist` builds: the install line users type and the four it ties together
 DISTRIBUTIONS = ("pyimgano", "pyimgano-core", "pyimgano-datasets", "pyimgano-faiss", "pyimgano-anomalib")
+# the README's install lines, as tests/release and .github/workflows/release.yml install them from the
+# wheels: line -> (distribution whose wheel is installed, its extras, the plugins the line gives)
+INSTALL_LINES = {
+    "pyimgano": ("pyimgano", "", ("core",)),
+    "pyimgano[faiss,datasets]": ("pyimgano", "faiss,datasets", ("core", "datasets", "faiss")),
+    "pyimgano[anomalib,faiss]": ("pyimgano", "anomalib,faiss", ("anomalib", "core", "faiss")),
+    "pyimgano-core[onnx]": ("pyimgano-core", "onnx", ("core",)),
+}
 
 
 def shared_path(*parts: str) -> Path:
