@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -58,13 +59,20 @@ def _report(line: str, figures: dict) -> None:
         path.write_text(json.dumps(data, indent=2))
 
 
+@pytest.fixture
+def venv(tmp_path):
+    """A folder for the new environment, removed afterwards: one with torch holds about 6 GB."""
+    folder = tmp_path / "venv"
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.parametrize("line", INSTALL_LINES)
-def test_an_install_line_works_from_the_wheels_in_a_fresh_environment(line, built_dists, tmp_path):
+def test_an_install_line_works_from_the_wheels_in_a_fresh_environment(line, built_dists, venv, tmp_path):
     distribution, extras, plugins = INSTALL_LINES[line]
     plugins = set(plugins)
     torch_allowed = bool({"faiss", "anomalib"} & plugins)  # the core alone never brings torch
     env = {**clean_env(), "PYIMGANO_CACHE_DIR": str(tmp_path / "cache")}
-    venv = tmp_path / "venv"
     started = time.perf_counter()
     _run([sys.executable, "-m", "venv", str(venv)], env, 300)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
