@@ -4,7 +4,10 @@ discovery, and ``pyimgano --version``."""
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -171,3 +174,25 @@ def test_version_lists_every_plugin_with_its_distribution():
     for plugin, folder in {"core": "pyimgano-core", "datasets": "pyimgano-datasets", "faiss": "pyimgano-faiss",
                            "anomalib": "pyimgano-anomalib"}.items():
         assert rows[plugin][:2] == [folder, metadata.version(folder)]
+
+
+def test_the_project_plugins_beside_a_core_of_the_next_minor_version_are_errors_and_the_core_works():
+    """An editable core whose VERSION moved to the next minor release, beside the plugins installed
+    here: every plugin is refused in one line, the core's own commands and components still load."""
+    major, minor = (int(part) for part in VERSION.split(".")[:2])
+    newer = f"{major}.{minor + 1}.0"
+    code = ("import json, sys, pyimgano; pyimgano.__version__ = sys.argv[1]; "
+            "from pyimgano.cli import main; sys.exit(main(['list-plugins', '--json']))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYIMGANO_")}
+    env["PYIMGANO_NO_PLUGIN_CACHE"] = "1"
+    result = subprocess.run([sys.executable, "-c", code, newer], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)["plugins"]}
+    assert rows.pop("core")["status"] == "ok"
+    assert set(rows) >= {"datasets", "faiss", "anomalib"}
+    for name in ("datasets", "faiss", "anomalib"):
+        dist = f"pyimgano-{name}"
+        assert rows[name]["status"] == "error"
+        assert rows[name]["error"] == (f"{dist} {metadata.version(dist)} supports pyimgano-core>={major}.{minor},"
+                                       f"<{major}.{minor + 1}, but pyimgano-core {newer} is installed; its components "
+                                       f"are not loaded: pip install -U {dist}")
