@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pyimgano_testutils import INSTALL_LINES, REPO_ROOT, clean_env, wheel_of
+from pyimgano_testutils import DISTRIBUTIONS, INSTALL_LINES, REPO_ROOT, clean_env, wheel_of
 
 pytestmark = [
     pytest.mark.slow,
@@ -77,8 +77,12 @@ def test_an_install_line_works_from_the_wheels_in_a_fresh_environment(line, buil
     _run([sys.executable, "-m", "venv", str(venv)], env, 300)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     requirement = str(wheel_of(built_dists, distribution)) + (f"[{extras}]" if extras else "")
+    # the project's distributions come from the wheels just built, whatever an index holds under
+    # those names (pip applies this constraint on top of any from its configuration)
+    pins = tmp_path / "release-pins.txt"
+    pins.write_text("".join(f"{name}=={VERSION}\n" for name in DISTRIBUTIONS))
     _run([str(bindir / "python"), "-m", "pip", "install", "-q", "--no-compile", "--find-links", str(built_dists),
-          requirement], env, 2400)
+          "--constraint", str(pins), requirement], env, 2400)
     installed_s = time.perf_counter() - started
 
     probe = json.loads(_run([str(bindir / "python"), "-c", PROBE % (HEAVY,)], env, 300).stdout)
