@@ -31,7 +31,17 @@ from pyimgano.errors import (
     WeightsError,
 )
 
-__version__ = "0.1.0"
+
+def _read_version() -> str:
+    """The release version: the package's ``VERSION`` file (in a checkout, a link to the repository's
+    ``VERSION``, the one place a release number is written; in a wheel, a copy inside the package)."""
+    import os
+
+    with open(os.path.join(os.path.dirname(__file__), "VERSION"), encoding="ascii") as handle:
+        return handle.read().strip()
+
+
+__version__ = _read_version()
 
 _LAZY = {
     "hookimpl": "pyimgano.hookspecs",

@@ -58,6 +58,7 @@ COMMAND = "command"  # the hook kind of CLI sub-commands, kept apart from the co
 OWN_PLUGINS = {"core": "pyimgano-core", "datasets": "pyimgano-datasets", "faiss": "pyimgano-faiss",
                "anomalib": "pyimgano-anomalib"}
 STRICT_ENV = "PYIMGANO_STRICT_PLUGINS"
+CORE_DISTRIBUTION = OWN_PLUGINS[BUILTIN_PLUGIN]
 
 Status = Literal["ok", "error", "blocked"]
 
@@ -106,6 +107,50 @@ def _dist_key(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def core_range_problem(dist: Any, core_version: str | None = None) -> str | None:
+    """Why a plugin's distribution cannot run on the installed pyimgano-core, in one line; None when it can.
+
+    A plugin states the core versions it supports as its ``pyimgano-core`` requirement
+    (``pyimgano-core>=0.1,<0.2``; ``docs/plugins.md``, "Versioning"). pip installs against it
+    but lets a later install break it (``pip install -U pyimgano-core`` alone, ``--no-deps``, an
+    editable core of another version beside a wheel plugin), so discovery checks it again
+    against the version of the core that is running. No such requirement: nothing to check.
+    """
+    requires = getattr(dist, "requires", None)
+    if not requires or _dist_key(getattr(dist, "name", "") or "") == CORE_DISTRIBUTION:
+        return None
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    from pyimgano import __version__
+
+    installed = core_version or __version__
+    for text in requires:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if _dist_key(requirement.name) != CORE_DISTRIBUTION:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # asked for by one of the plugin's extras only
+        if requirement.specifier.contains(installed, prereleases=True):
+            return None
+        bounds = sorted((str(spec) for spec in requirement.specifier), key=lambda s: not s.startswith((">", "~", "=")))
+        wanted = f"{CORE_DISTRIBUTION}{','.join(bounds)}"
+        try:
+            core_too_old = any(
+                spec.operator in (">=", ">", "~=", "==", "===") and Version(installed) < Version(spec.version)
+                for spec in requirement.specifier
+            )
+        except InvalidVersion:
+            core_too_old = False
+        fix = f"pip install -U '{wanted}'" if core_too_old else f"pip install -U {dist.name}"
+        return (f"{dist.name} {dist.version} supports {wanted}, but {CORE_DISTRIBUTION} {installed} is installed; "
+                f"its components are not loaded: {fix}")
+    return None
+
+
 class Registry:
     """All discovered plugins and the components they register."""
 
@@ -144,6 +189,10 @@ class Registry:
                 record.status = "blocked"
                 record.error = f"blocked by {DISABLE_ENV}"
                 self.plugins.append(record)
+                continue
+            mismatch = core_range_problem(dist)
+            if mismatch is not None:  # never imported: its code was written against another core
+                self._fail(record, mismatch)
                 continue
             try:
                 module = ep.load()

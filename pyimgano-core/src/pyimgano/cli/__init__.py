@@ -41,13 +41,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: :func:`version_text` as it is (argparse's own action would re-wrap the lines)."""
+
+    def __init__(self, option_strings: list[str], dest: str, listing: PluginListing, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.listing = listing
+
+    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+        print(version_text(self.listing))
+        parser.exit(0)
+
+
 def build_parser(listing: PluginListing, command: str | None = None) -> argparse.ArgumentParser:
     """The parser with every registered command; only ``command``'s options are added."""
     parser = _Parser(
         prog="pyimgano",
         description="Visual anomaly detection for industrial inspection: benchmark, fit and predict.",
     )
-    parser.add_argument("--version", action="version", version=f"pyimgano {__version__}")
+    parser.add_argument("--version", action=_VersionAction, listing=listing,
+                        help="show the version of pyimgano-core and of every plugin, then exit")
     parser.add_argument("--debug", action="store_true",
                         help=f"on an error, show its traceback (also {DEBUG_ENV}=1); before or after the command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -77,6 +90,20 @@ def discover_registry() -> object:
 def current_listing() -> PluginListing:
     """The plugin listing of this process: saved, or from :func:`discover_registry`."""
     return get_listing(discover_registry)
+
+
+def version_text(listing: PluginListing) -> str:
+    """What ``pyimgano --version`` prints: the core's version, then one line per plugin (name,
+    distribution, version, and the status when it is not ok, with the first line of its error)."""
+    rows = [(r.name, r.distribution or "-", r.version or "-", r.status, r.error) for r in listing.plugins]
+    widths = [max([len(row[i]) for row in rows] + [0]) for i in range(3)]
+    lines = [f"pyimgano {__version__} (Python {sys.version.split()[0]})"]
+    for name, dist, version, status, error in rows:
+        line = f"  {name:<{widths[0]}}  {dist:<{widths[1]}}  {version:<{widths[2]}}"
+        if status != "ok":
+            line += f"  {status}: {_first_line(error)}"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def missing_command(name: str, listing: PluginListing) -> str | None:
