@@ -98,13 +98,21 @@ def config(args: argparse.Namespace, out: Path) -> dict:
     }
 
 
+def _full_params(params: dict) -> str:
+    """A candidate's every parameter (its own and the detector's defaults), as results.json records them."""
+    import pyimgano
+
+    full = pyimgano.create_detector("faiss:patchcore", **params).get_params()
+    return json.dumps({k: v for k, v in full.items() if k not in ADDED_BY_RUNNER}, sort_keys=True, default=str)
+
+
 def table(results: dict, params: dict[str, dict]) -> list[dict]:
     """Per (data set/category, candidate): metric means and stds over seeds, fit s per image, img/s."""
-    by_params = {json.dumps(p, sort_keys=True): name for name, p in params.items()}
+    by_params = {_full_params(p): name for name, p in params.items()}
     groups: dict[tuple[str, str], list[dict]] = {}
     for run in results["runs"]:
         given = {k: v for k, v in run["params"].items() if k not in ADDED_BY_RUNNER}
-        name = by_params.get(json.dumps(given, sort_keys=True))
+        name = by_params.get(json.dumps(given, sort_keys=True, default=str))
         if name is None or run["status"] != "ok":
             continue
         groups.setdefault((f"{run['dataset']}/{run['category']}", name), []).append(run)
