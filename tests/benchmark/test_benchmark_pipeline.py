@@ -18,6 +18,7 @@ from pyimgano.benchmark.results import ResultStore
 from pyimgano.benchmark.runner import run_benchmark
 from pyimgano.cli import main
 from pyimgano.metrics import aupro
+from pyimgano_testutils import optional
 
 
 def quiet():
@@ -35,16 +36,16 @@ def test_deployed_figures_count_images_and_pixels():
     scores = np.array([0.1, 0.6, 0.2, 0.9, 0.4])
     masks = [np.zeros((2, 2), bool), np.array([[1, 1], [0, 0]], bool)]
     maps = [np.array([[0.0, 0.8], [0.0, 0.0]]), np.array([[0.9, 0.1], [0.7, 0.0]])]
-    got = deployed_metrics(labels, scores, 0.5, masks, maps, 0.5)
+    got = deployed_metrics(labels, scores, 0.5, masks, maps, 0.5).model_dump()
     # images: flagged 0.6 (good) and 0.9 (defective): tp 1, fp 1, fn 1, 3 good images
     assert got["image_threshold"] == 0.5 and got["image_precision"] == 0.5 and got["image_recall"] == 0.5
     assert got["image_f1"] == 0.5 and got["image_fpr"] == pytest.approx(1 / 3)
     # pixels: flagged 0.8 (good), 0.9 (defect), 0.7 (good): tp 1, fp 2, fn 1
     assert got["pixel_precision"] == pytest.approx(1 / 3) and got["pixel_recall"] == 0.5
     assert got["pixel_f1"] == pytest.approx(2 / 5) and got["pixel_iou"] == pytest.approx(1 / 4)
-    none = deployed_metrics(labels, scores, 0.5, None, maps, 0.5)
+    none = deployed_metrics(labels, scores, 0.5, None, maps, 0.5).model_dump()
     assert none["pixel_threshold"] is None and none["pixel_f1"] is None and none["image_f1"] == 0.5
-    nothing_flagged = deployed_metrics(np.zeros(3), np.zeros(3), 1.0, None, None, None)
+    nothing_flagged = deployed_metrics(np.zeros(3), np.zeros(3), 1.0, None, None, None).model_dump()
     assert nothing_flagged["image_precision"] is None and nothing_flagged["image_fpr"] == 0.0
 
 
@@ -141,7 +142,7 @@ categories = ["alpha"]
 
 
 def test_report_pictures_and_the_line_without_matplotlib(fake_plugin, toy_root, tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
+    optional("matplotlib")
     cfg = grid(tmp_path, toy_root, DetectorEntry(name="benchtest:mean"),
                DetectorEntry(name="benchtest:mean", params={"sigma": 0.0}))
     outcome = run_benchmark(cfg, console=quiet())

@@ -16,8 +16,8 @@ TINY_SYNTHETIC = {"image_size": 64, "n_train": 4, "n_test_good": 2, "n_test_defe
 
 
 def _require(kind: str, name: str) -> None:
-    if name not in get_registry().names(kind):
-        pytest.skip(f"{kind} {name} is not registered")
+    """The project's own plugins are always installed: a missing component is a failure."""
+    assert name in get_registry().names(kind), f"{kind} {name} is not registered (a first-party plugin failed to load)"
 
 
 def test_the_embedded_default_is_offline_patchcore_on_synthetic(tmp_path):

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from pyimgano.benchmark import job as job_module
+from pyimgano.benchmark import scoring
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry, expand_jobs
 from pyimgano.detector import fitted_attributes
 
@@ -17,14 +18,14 @@ def test_predict_s_includes_loading_the_test_images(fake_plugin, toy_root, monke
     spec = expand_jobs(config)[0]
     slow_decode = 0.05
     loaded = []
-    real_load = job_module.load_pair
+    real_load = scoring.load_pair
 
     def slow_load(dataset, sample, image_size):
         loaded.append(sample)
         time.sleep(slow_decode)
         return real_load(dataset, sample, image_size)
 
-    monkeypatch.setattr(job_module, "load_pair", slow_load)
+    monkeypatch.setattr(scoring, "load_pair", slow_load)  # the test split is scored in scoring
     outcome = job_module.run_job(spec)
     run, extra = outcome["run"], outcome["extra"]
     assert run["status"] == "ok", run["error"]

@@ -164,7 +164,7 @@ def test_fit_flags_choose_postprocessing_thresholds_and_validation(cli_plugin, c
 
     held = tmp_path / "held"
     assert main(["fit", "--detector", "benchtest:mean", "--train", str(category / "train"), "--val-fraction", "0.5",
-                 "--seed", "3", "--postprocess", "none", "--threshold", "0.5", "--out", str(held)]) == 0
+                 "--seed", "3", "--postprocess", "none", "--image-threshold", "fixed:0.5", "--out", str(held)]) == 0
     training = json.loads((held / "training.json").read_text())
     assert (training["n_train"], training["n_val"], training["seed"]) == (3, 3, 3)
     assert not set(training["train"]) & set(training["val"])
@@ -182,7 +182,7 @@ def test_predict_writes_masks_regions_and_json(cli_plugin, cli_toy_root, tmp_pat
     image_threshold, pixel_threshold = pipeline["image_threshold"]["value"], pipeline["pixel_threshold"]["value"]
     pred = tmp_path / "pred"
     assert main(["predict", "--model", str(model), str(category / "test"), "--out", str(pred), "--save-maps",
-                 "--json"]) == 0
+                 "--save-json"]) == 0
     rows = read_csv(pred / "predictions.csv")
     document = json.loads((pred / "predictions.json").read_text())
     assert document["pixel_threshold"] == pixel_threshold and len(document["images"]) == len(rows) == 7
@@ -222,7 +222,7 @@ def test_predict_output_names_are_unique_and_any_file_name_flows_through(cli_plu
     for name in odd:
         shutil.copy(source, os.path.join(os.fsencode(images), name))
     pred = tmp_path / "pred"
-    assert main(["predict", "--model", str(model), str(images), "--out", str(pred), "--json"]) == 0
+    assert main(["predict", "--model", str(model), str(images), "--out", str(pred), "--save-json"]) == 0
     raw = (pred / "predictions.csv").read_bytes()
     for name in odd:
         assert name in raw  # the file name's own bytes, UTF-8 or not
@@ -243,15 +243,14 @@ def read_csv_bytes(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--quantile", "2"], "image_threshold 'quantile:2.0': q: Input should be less than or equal to 1"),
+    (["--image-threshold", "quantile:2"], "image_threshold 'quantile:2': q: Input should be less than or equal to 1"),
     (["--image-threshold", "median"], "image_threshold 'median' does not parse; expected quantile:Q"),
     (["--pixel-threshold", "fixed:nan"], "pixel_threshold 'fixed:nan': value: must be a finite number"),
-    (["--threshold", "inf"], "must be a finite number"),
-    (["--quantile", "0.9", "--threshold", "1"], "give one of --image-threshold, --quantile, --threshold"),
+    (["--image-threshold", "fixed:inf"], "must be a finite number"),
     (["--postprocess", '[{"name": "blur"}]'], "post-processing step 0 (blur): no postprocessor named 'blur'"),
     (["--postprocess", '[{"name": "gaussian", "sigma": -1}]'], "sigma: Input should be greater than 0"),
-    (["--postprocess", "{oops"], "--postprocess '{oops': not a JSON list of steps"),
-    (["--val-fraction", "1.5"], "val_fraction 1.5: must be a number at least 0 and below 1"),
+    (["--postprocess", "{oops"], "postprocess '{oops': not a JSON list of steps"),
+    (["--val-fraction", "1.5"], "val_fraction 1.5: Input should be less than 1"),
     (["--val-fraction", "0"], "val_fraction 0 leaves an empty validation split"),
     (["--val-fraction", "0.95"], "leaves 0 to fit benchtest:mean"),
     (["--image-threshold", "f1"], "image_threshold 'f1' needs labelled validation images"),
@@ -292,8 +291,12 @@ def test_fit_refuses_an_out_that_is_a_file_or_a_folder_of_other_files(cli_plugin
 def test_predict_refuses_non_finite_thresholds_and_an_out_file(cli_plugin, cli_toy_root, tmp_path, capsys):
     model = _fitted_model(cli_toy_root, tmp_path / "model")
     images = str(cli_toy_root / "alpha" / "test")
-    assert main(["predict", "--model", str(model), images, "--out", str(tmp_path / "p"), "--threshold", "nan"]) == 2
-    assert "--threshold nan: must be a finite number" in capsys.readouterr().err
+    assert main(["predict", "--model", str(model), images, "--out", str(tmp_path / "p"),
+                 "--image-threshold", "nan"]) == 2
+    assert "--image-threshold nan: value: must be a finite number" in capsys.readouterr().err
+    assert main(["predict", "--model", str(model), images, "--out", str(tmp_path / "p"),
+                 "--pixel-threshold", "quantile:0.9"]) == 2
+    assert "a saved pipeline applies a fixed threshold (V or fixed:V)" in capsys.readouterr().err
     afile = tmp_path / "out.txt"
     afile.write_text("x")
     assert main(["predict", "--model", str(model), images, "--out", str(afile)]) == 2
@@ -301,7 +304,7 @@ def test_predict_refuses_non_finite_thresholds_and_an_out_file(cli_plugin, cli_t
 
 
 def test_a_model_folder_saved_before_pipelines_predicts_as_it_did(cli_plugin, cli_toy_root, tmp_path):
-    from pyimgano.registry import create_detector
+    from pyimgano.factories import create_detector
 
     category = cli_toy_root / "beta"
     detector = create_detector("benchtest:mean", sigma=0.0)
@@ -379,7 +382,10 @@ def test_an_interrupted_benchmark_keeps_finished_runs_and_a_rerun_goes_on(cli_pl
             time.sleep(0.2)
         assert (out / "results.json").exists(), "the first run never finished"
         process.send_signal(signal.SIGINT)  # Ctrl-C while beta's fit sleeps
-        stdout, stderr = process.communicate(timeout=30)
+        # results.json is the first file of a flush: the Ctrl-C lands while the report is drawn,
+        # and the exit then writes the whole flush again (matplotlib imported anew, in seconds on
+        # an idle machine, several times that on a loaded one); 120 s is a guard against a hang
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 130, stderr
@@ -409,7 +415,7 @@ def test_predict_on_large_images_draws_bounded_heatmaps_and_full_size_masks(cli_
     monkeypatch.setattr(predict, "BATCH_PIXELS", 2_000_000)  # one 1.65 Mpixel image per batch
     assert predict.batches([tmp_path / "big.png", *sorted(train.glob("*.png"))]) == [[0], [1], [2], [3], [4]]
     pred = tmp_path / "pred"
-    assert main(["predict", "--model", str(model), str(tmp_path / "big.png"), "--out", str(pred), "--json"]) == 0
+    assert main(["predict", "--model", str(model), str(tmp_path / "big.png"), "--out", str(pred), "--save-json"]) == 0
     (row,) = read_csv(pred / "predictions.csv")
     with Image.open(pred / row["heatmap"]) as heatmap:
         assert max(heatmap.size) == predict.HEATMAP_MAX_SIDE and heatmap.size == (1024, 751)
@@ -418,3 +424,27 @@ def test_predict_on_large_images_draws_bounded_heatmaps_and_full_size_masks(cli_
     (item,) = json.loads((pred / "predictions.json").read_text())["images"]
     x, y, w, h = item["regions"][0]["bbox"]
     assert x <= 700 and y <= 500 and x + w >= 760 and y + h >= 540  # the bright patch, in image pixels
+
+
+def test_old_option_spellings_work_for_one_release_with_a_deprecation_line(cli_plugin, cli_toy_root, tmp_path, capsys):
+    train = str(cli_toy_root / "alpha" / "train")
+    model = tmp_path / "model"
+    assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--holdout", "0.5", "--threshold", "0.5",
+                 "--out", str(model)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --holdout is deprecated and goes in the next release; use --val-fraction 0.5" in err
+    assert "warning: --threshold is deprecated and goes in the next release; use --image-threshold fixed:0.5" in err
+    pipeline = json.loads((model / "pyimgano-pipeline.json").read_text())
+    assert pipeline["image_threshold"] == {"strategy": "fixed", "value": 0.5} and pipeline["val_fraction"] == 0.5
+    assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--quantile", "0.9",
+                 "--image-threshold", "quantile:0.8", "--out", str(tmp_path / "m2")]) == 2
+    assert "--quantile and --image-threshold both set image threshold; give --image-threshold only" in capsys.readouterr().err
+
+    pred = tmp_path / "pred"  # predict: --threshold is --image-threshold; --json prints, and writes the file once more
+    assert main(["predict", "--model", str(model), str(cli_toy_root / "alpha" / "test"), "--out", str(pred),
+                 "--threshold", "1e9", "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["image_threshold"] == 1e9 and summary["n_anomalous"] == 0 and summary["n_images"] > 0
+    assert "--threshold is deprecated" in captured.err and "use --save-json for the file" in captured.err
+    assert (pred / "predictions.json").exists() and str(pred / "predictions.json") in summary["files"]

@@ -127,7 +127,6 @@ def test_datasets_without_its_distribution_says_what_to_install(monkeypatch, cap
 
 
 def test_datasets_with_its_plugin_blocked_or_broken_says_why():
-    pytest.importorskip("pyimgano_datasets")
     blocked = run_cli("datasets", env={"PYIMGANO_DISABLE_PLUGINS": "datasets"})
     assert blocked.returncode == 2
     assert blocked.stderr == ("error: 'pyimgano datasets' comes from pyimgano-datasets, whose plugin 'datasets' is "

@@ -22,7 +22,7 @@ DISTS = {"pyimgano-core": "pyimgano", "pyimgano-datasets": "pyimgano_datasets",
 @pytest.mark.parametrize("folder, package", sorted(DISTS.items()))
 def test_each_distribution_has_its_own_project_and_src_layout(folder, package):
     project = tomllib.loads((REPO_ROOT / folder / "pyproject.toml").read_text())["project"]
-    assert project["name"] == folder and project["version"]
+    assert project["name"] == folder and "version" in project["dynamic"]  # from VERSION (tests/packaging)
     assert (REPO_ROOT / folder / "src" / package / "__init__.py").is_file()
     assert "pyimgano" in project["entry-points"]
 
@@ -36,7 +36,7 @@ def test_core_dependencies_are_light():
 # distribution name -> the module it provides, for the core's dependencies
 IMPORT_NAMES = {"numpy": "numpy", "pydantic": "pydantic", "pluggy": "pluggy", "pillow": "PIL", "scipy": "scipy",
                 "rich": "rich", "tomli": "tomli", "ray": "ray", "onnxruntime": "onnxruntime", "openvino": "openvino",
-                "matplotlib": "matplotlib", "fastapi": "fastapi", "uvicorn": "uvicorn",
+                "matplotlib": "matplotlib", "packaging": "packaging", "fastapi": "fastapi", "uvicorn": "uvicorn",
                 "python-multipart": "python_multipart", "prometheus-client": "prometheus_client"}
 
 

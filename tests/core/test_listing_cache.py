@@ -54,8 +54,8 @@ def pyimgano_register_detectors():
 RUNNER = """
 import json, sys
 from pyimgano.cli import main
-from pyimgano.listing import get_listing
-from_cache = get_listing().from_cache  # main() uses this same listing
+from pyimgano.cli import current_listing
+from_cache = current_listing().from_cache  # main() uses this same listing
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:  # --help

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from importlib import metadata
 
 import pytest
@@ -233,19 +232,19 @@ def test_listing_does_not_import_heavy_libraries_and_is_fast(argv):
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         f"    main({argv!r})\n"
         "heavy = [m for m in ('torch', 'faiss', 'anomalib', 'lightning', 'timm') if m in sys.modules]\n"
-        "commands = sorted(m for m in sys.modules if m.startswith('pyimgano.cli.') or m.endswith('_datasets.cli'))\n"
+        "shared = {'pyimgano.cli.options', 'pyimgano.cli.inputs'}  # what every command uses, no command\n"
+        "commands = sorted(m for m in sys.modules if (m.startswith('pyimgano.cli.') and m not in shared)\n"
+        "                  or m.endswith('_datasets.cli'))\n"
         "print('HEAVY', heavy, 'COMMANDS', commands, file=sys.stderr)\n"
     )
     import subprocess
     import sys
 
-    start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
     loaded = "['pyimgano.cli.list_plugins']" if argv[0] == "list-plugins" else "[]"
     assert f"HEAVY [] COMMANDS {loaded}" in result.stderr, result.stderr
-    assert elapsed < 15, f"{argv[0]} took {elapsed:.1f}s"
+    # how fast: benchmarks/bench_startup.py measures it against `python -c "import pydantic"`
 
 
 def test_import_pyimgano_loads_neither_pydantic_nor_pluggy():
@@ -294,7 +293,7 @@ def test_a_union_typed_parameter_gets_one_problem_naming_every_accepted_form():
 
     from pydantic import BaseModel, ValidationError
 
-    from pyimgano.plugins import describe_param_errors
+    from pyimgano.errors import validation_problems
 
     class Params(BaseModel):
         ratio: float | Literal["auto"] = "auto"
@@ -302,7 +301,7 @@ def test_a_union_typed_parameter_gets_one_problem_naming_every_accepted_form():
 
     with pytest.raises(ValidationError) as info:
         Params(ratio="x", size="big")
-    text = describe_param_errors(info.value, Params)
+    text = validation_problems(info.value, Params)
     assert text.count("ratio:") == 1 and text.count("size:") == 1 and "\n" not in text
     assert "ratio: Input should be a valid number" in text and "or 'auto'" in text
     assert text.endswith("or 'auto' or 'original'")
@@ -317,5 +316,5 @@ def test_a_union_typed_parameter_gets_one_problem_naming_every_accepted_form():
 
     with pytest.raises(ValidationError) as info:
         Nested(inner={"a": "x", "b": "y"})
-    text = describe_param_errors(info.value, Nested)
+    text = validation_problems(info.value, Nested)
     assert "inner.a: Input should be a valid integer" in text and "inner.b: Input should be a valid integer" in text

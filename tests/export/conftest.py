@@ -37,7 +37,7 @@ def images_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _fit_and_export(root: Path, images_dir: Path, name: str, **params) -> tuple[Path, Path]:
     from pyimgano import create_detector
-    from pyimgano.cli.fit import collect_images
+    from pyimgano.cli.inputs import collect_images
     from pyimgano.export import export_model
 
     detector = create_detector(name, **SMALL, **params)

@@ -7,11 +7,11 @@ import pytest
 
 from pyimgano import load_detector
 from pyimgano.export import check_images, compare
+from pyimgano_testutils import optional
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
-pytest.importorskip("anomalib")
-pytest.importorskip("onnxscript")
-pytest.importorskip("onnxruntime")
+optional("onnxscript")
+optional("onnxruntime")
 
 LITE = {"backbone": "efficientnet_lite0"}
 MODELS = {

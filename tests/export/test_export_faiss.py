@@ -14,10 +14,10 @@ import pytest
 from pyimgano import load_detector
 from pyimgano.cli import main
 from pyimgano.export import check_images, compare
+from pyimgano_testutils import optional
 
 pytestmark = [pytest.mark.torch]
-pytest.importorskip("onnxruntime")
-pytest.importorskip("faiss")
+optional("onnxruntime")
 
 SCORE_RTOL, MAP_ATOL = 1e-4, 1e-3
 
@@ -63,6 +63,31 @@ def test_patchcore_options_export(tmp_path, images_dir, params):
     exported = export_model(detector.save(tmp_path / "source"), tmp_path / "exported")
     result = compare(detector, load_detector(exported), check_images((64, 64)))
     assert result["max_score_rel_diff"] < SCORE_RTOL and result["max_map_abs_diff"] < MAP_ATOL * result["map_scale"]
+
+
+@pytest.mark.slow
+def test_the_default_exports_past_the_exact_search_switch(tmp_path, images_dir, monkeypatch):
+    """index='auto' past its switch searches approximately; the graph searches exactly. The export
+    compares the graph with exact search, records what the approximation changes, and succeeds; the
+    context view (context=2 here, the default's on large inputs) is in the graph."""
+    import pyimgano_faiss.search
+    from pyimgano import create_detector
+    from pyimgano.export import export_model
+
+    monkeypatch.setattr(pyimgano_faiss.search, "AUTO_FLAT_EVALUATIONS", 64)  # every bank is "large"
+    detector = create_detector("faiss:patchcore", backbone="efficientnet_lite0", image_size=128, context=2,
+                               coreset_ratio=0.5, progress=False)
+    detector.fit(sorted((images_dir / "train").glob("*.png")))
+    assert detector.export_reference() is not detector  # approximate search in the source
+    exported = export_model(detector.save(tmp_path / "source"), tmp_path / "exported")
+    manifest = json.loads((exported / "pyimgano-export.json").read_text())
+    assert "source_vs_reference" in manifest["check"] and any("approximate" in n for n in manifest["notes"])
+    runtime = load_detector(exported)
+    images = check_images((128, 128))
+    result = compare(detector.export_reference(), runtime, images)
+    assert result["max_score_rel_diff"] < SCORE_RTOL and result["max_map_abs_diff"] < MAP_ATOL * result["map_scale"]
+    # image scores agree with the approximate source too (its largest distances are exact)
+    np.testing.assert_allclose(runtime.decision_function(images), detector.decision_function(images), rtol=SCORE_RTOL)
 
 
 def test_the_graph_takes_any_spatial_size(patchcore_export):
@@ -156,7 +181,7 @@ def test_export_list_and_json(capsys):
 
 @pytest.mark.slow
 def test_openvino_export_matches_the_source(patchcore_export, images_dir, tmp_path):
-    pytest.importorskip("openvino")
+    optional("openvino")
     source_dir, _ = patchcore_export
     assert main(["export", "--model", str(source_dir), "--format", "openvino", "--out", str(tmp_path / "ov")]) == 0
     assert {p.name for p in (tmp_path / "ov").iterdir()} >= {"model.xml", "model.bin", "pyimgano-export.json"}

@@ -21,19 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from pyimgano_testutils import REPO_ROOT
+from pyimgano_testutils import REPO_ROOT, clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 CORE = REPO_ROOT / "pyimgano-core"
 FORBIDDEN = ("torch", "torchvision", "timm", "faiss", "anomalib", "pyimgano_faiss", "pyimgano_anomalib")
 NETWORK = os.environ.get("PYIMGANO_NETWORK_TESTS") == "1"
-
-
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_NO_INPUT"] = "1"
-    return env
 
 
 def _key(name: str) -> str:
@@ -87,7 +80,7 @@ def _link_distributions(dists: list[metadata.Distribution], site: Path) -> None:
 
 def _fresh_venv(tmp_path: Path, from_index: bool) -> Path:
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=_clean_env(), timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean_env(), timeout=300)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = bindir / "python"
     if from_index:
@@ -95,12 +88,12 @@ def _fresh_venv(tmp_path: Path, from_index: bool) -> Path:
     else:
         wheels = tmp_path / "wheels"
         subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                        "-w", str(wheels), str(CORE)], check=True, capture_output=True, env=_clean_env(), timeout=600)
+                        "-w", str(wheels), str(CORE)], check=True, capture_output=True, env=clean_env(), timeout=600)
         site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                    capture_output=True, text=True, check=True).stdout.strip())
         _link_distributions(_closure(_runtime_requirements()), site)
         install = [str(python), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(next(wheels.glob("*.whl")))]
-    result = subprocess.run(install, capture_output=True, text=True, env=_clean_env(), timeout=1200)
+    result = subprocess.run(install, capture_output=True, text=True, env=clean_env(), timeout=1200)
     assert result.returncode == 0, result.stderr
     return bindir
 
@@ -119,14 +112,14 @@ def test_predict_in_a_fresh_environment_without_torch(patchcore_export, images_d
         [str(bindir / "python"), "-c", "import importlib.util as u, pyimgano; "
          f"print([m for m in {FORBIDDEN!r} if u.find_spec(m)], u.find_spec('onnxruntime') is not None, "
          "pyimgano.__file__)"],
-        capture_output=True, text=True, env=_clean_env(), check=True,
+        capture_output=True, text=True, env=clean_env(), check=True,
     )
     missing, has_ort, where = probe.stdout.split()
     assert (missing, has_ort) == ("[]", "True")
     assert Path(where).is_relative_to(bindir.parent)  # the installed copy, not this checkout
     out = tmp_path / "predictions"
     run = subprocess.run([str(bindir / "pyimgano"), "predict", "--model", str(exported), str(images_dir / "test"),
-                          "--out", str(out)], capture_output=True, text=True, env=_clean_env(), timeout=600)
+                          "--out", str(out)], capture_output=True, text=True, env=clean_env(), timeout=600)
     assert run.returncode == 0, run.stderr
     from pyimgano import load_detector
 

@@ -17,9 +17,10 @@ from pyimgano.cli import main
 from pyimgano.errors import ExportError
 from pyimgano.preprocess import Preprocess
 from pyimgano.runtime.manifest import EXPORT_FILE, ExportManifest, SourceInfo, file_entry, write_manifest
+from pyimgano_testutils import optional
 
-pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
+optional("onnxruntime")
+onnx = optional("onnx")
 
 
 def mean_graph(path: Path, size: int | None) -> None:
@@ -188,7 +189,7 @@ def test_not_an_export_and_a_corrupt_manifest(tmp_path):
 
 
 def test_openvino_runs_the_same_graph(tmp_path):
-    pytest.importorskip("openvino")
+    optional("openvino")
     folder = make_export(tmp_path / "m", size=None)
     from pyimgano import create_detector
 

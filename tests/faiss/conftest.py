@@ -5,10 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("faiss")
-pytest.importorskip("timm")
-
 
 @pytest.fixture(scope="session")
 def small_category():

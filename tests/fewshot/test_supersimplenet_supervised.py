@@ -9,7 +9,6 @@ from pyimgano.errors import InvalidParams
 
 
 def test_the_spec_declares_the_capability():
-    pytest.importorskip("pyimgano_anomalib")
     from pyimgano.plugins import get_registry
 
     spec, _ = get_registry().resolve("detector", "anomalib:supersimplenet")
@@ -27,7 +26,6 @@ def _images(n: int, seed: int, size: int = 128) -> list[np.ndarray]:
 @pytest.mark.torch
 @pytest.mark.anomalib
 def test_supervised_training_with_masks_round_trips(tmp_path):
-    pytest.importorskip("anomalib")
     import pyimgano
     from pyimgano_anomalib.training import _LabelledImages
 

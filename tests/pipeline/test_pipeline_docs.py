@@ -20,8 +20,6 @@ def run_block(index: int) -> dict:
 @pytest.mark.slow
 @pytest.mark.torch
 def test_the_main_example_fits_predicts_saves_and_loads(tmp_path, monkeypatch):
-    pytest.importorskip("torch")
-    pytest.importorskip("faiss")
     monkeypatch.chdir(tmp_path)
     namespace = run_block(0)
     pipe, same, out = namespace["pipe"], namespace["same"], namespace["out"]

@@ -65,8 +65,8 @@ HINT = " (unexpected: run with --debug or PYIMGANO_DEBUG=1 for the traceback)"
                                 "'bug', 'input', 'disk', 'multiline', 'ctrl-c-in-import') (see 'pyimgano explode --help')"),
     (["explode"], 2, "error: pyimgano explode: the following arguments are required: how (see 'pyimgano explode "
                      "--help')"),
-    (["fit", "--quantile", "x"], 2, "error: pyimgano fit: argument --quantile: invalid float value: 'x' (see "
-                                    "'pyimgano fit --help')"),
+    (["fit", "--val-fraction", "x"], 2, "error: pyimgano fit: argument --val-fraction: invalid float value: 'x' "
+                                        "(see 'pyimgano fit --help')"),
     (["no-such-command"], 2, None),
     (["predict", "--model", "nowhere", "x.png", "--out", "p"], 2,
      "error: nowhere: not a saved pyimgano model (no pyimgano-model.json)"),

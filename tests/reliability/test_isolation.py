@@ -69,7 +69,7 @@ def test_a_hanging_plugin_is_stopped_after_the_job_timeout(hostile, mvtec_root, 
     started = time.monotonic()
     outcome = run_benchmark(config(tmp_path, mvtec_root, jobs=jobs, action="hang").model_copy(
         update={"job_timeout": 5.0}), console=quiet())  # room for alpha's worker to start on a busy machine
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 300  # a guard against a hang: the timeout stopped beta
     assert status(outcome) == {
         "alpha": ("ok", None),
         "beta": ("error", "timed out after 5 s (job_timeout); its worker process was stopped"),
@@ -132,15 +132,14 @@ def test_workers_stop_when_the_driver_is_killed(hostile_site, mvtec_root, tmp_pa
     driver = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     worker = None
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a guard against a hang only: the state is polled
         while time.monotonic() < deadline and not (len(list((out / "jobs").glob("*.json"))) == 1
-                                                   and marker.is_file() and marker.read_text()):
+                                                   and marker.is_file() and marker.read_text().endswith("hanging")):
             time.sleep(0.05)
-        time.sleep(0.3)  # the marker is rewritten by beta's fit, which then hangs
-        worker = int(marker.read_text())
+        worker = int(marker.read_text().split()[0])  # beta's fit wrote it and now hangs
         assert worker != driver.pid and _alive(worker)
         driver.send_signal(how)
-        _, stderr = driver.communicate(timeout=30)
+        _, stderr = driver.communicate(timeout=120)  # a guard against a hang (the exit takes about a second)
         deadline = time.monotonic() + 10
         while _alive(worker) and time.monotonic() < deadline:
             time.sleep(0.05)

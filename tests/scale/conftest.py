@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pyimgano_testutils import make_fake_distribution
+from pyimgano_testutils import make_fake_distribution, optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "benchmark"))  # the benchmark tests' toy data set helper
@@ -42,7 +42,7 @@ def plugins(example_plugin_site: Path, scale_plugin_site: Path):
 @pytest.fixture(scope="module")
 def ray_cluster(example_plugin_site: Path, scale_plugin_site: Path):
     """A private local Ray cluster with 2 CPUs whose workers can import the test plugins."""
-    ray = pytest.importorskip("ray")
+    ray = optional("ray")
     if ray.is_initialized():
         ray.shutdown()
     path = os.pathsep.join([str(example_plugin_site), str(scale_plugin_site), os.environ.get("PYTHONPATH", "")])

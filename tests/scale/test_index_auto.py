@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-pytest.importorskip("faiss")
 from pyimgano_faiss.search import AUTO_IVF_ROWS, build_index, search
 
 

@@ -14,9 +14,12 @@ from rich.console import Console
 from pyimgano.benchmark.config import BenchmarkConfig, DatasetEntry, DetectorEntry, JobSpec
 from pyimgano.benchmark.executors import LocalExecutor, create_executor
 from pyimgano.benchmark.runner import run_benchmark
+from pyimgano_testutils import optional
 
 pytestmark = pytest.mark.ray
-ray_executor = pytest.importorskip("pyimgano.benchmark.ray_executor")
+optional("ray")
+from pyimgano.benchmark import ray_executor  # noqa: E402 - after the optional dependency
+
 RayExecutor = ray_executor.RayExecutor
 
 

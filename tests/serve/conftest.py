@@ -13,7 +13,6 @@ import servetest
 
 from pyimgano_testutils import run_cli
 
-pytest.importorskip("fastapi", reason="pyimgano serve needs the serve extra (pyimgano-core[serve])")
 benchtest = servetest.benchtest
 
 

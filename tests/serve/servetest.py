@@ -49,6 +49,9 @@ def serving(model: Path, site: Path, *args: str, env: dict[str, str] | None = No
     """``pyimgano serve --model MODEL --port 0 ARGS`` until the block ends (SIGTERM)."""
     import httpx
 
+    from pyimgano_testutils import optional
+
+    optional("fastapi")  # the serve extra
     process = subprocess.Popen([sys.executable, "-m", "pyimgano", "serve", "--model", str(model), "--port", "0",
                                 *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=cli_env(site, env))

@@ -163,4 +163,4 @@ def test_bad_watch_arguments_are_one_line_errors(serve_model, serve_site, tmp_pa
     assert result.returncode == 2 and result.stderr.strip() == f"error: {tmp_path / 'absent'}: no such folder to watch"
     result = run_cli("watch", str(tmp_path), "--model", str(serve_model), "--out", str(tmp_path / "out"),
                      "--poll-s", "0", pythonpath=[serve_site])
-    assert result.returncode == 2 and result.stderr.strip() == "error: --poll-s 0.0: input should be greater than 0"
+    assert result.returncode == 2 and result.stderr.strip() == "error: poll_s 0.0: Input should be greater than 0"

@@ -9,10 +9,9 @@ on every registered built-in detector. Select one with e.g.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from pyimgano.errors import env_flag
 from pyimgano.plugins import Registry
 from pyimgano.testing import detector_target, parametrize_with_checks
 
@@ -24,7 +23,7 @@ SMALL = {"backbone": "efficientnet_lite0", "image_size": 64}
 
 
 def _builtin_targets() -> list:
-    run_all = os.environ.get("PYIMGANO_CHECK_ALL_BUILTINS", "").strip() in {"1", "true", "yes"}
+    run_all = env_flag("PYIMGANO_CHECK_ALL_BUILTINS")
     registry = Registry().discover()
     targets = []
     for qualified in registry.names("detector"):

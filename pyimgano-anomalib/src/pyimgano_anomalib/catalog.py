@@ -37,11 +37,17 @@ class Backbone:
 
 @dataclass(frozen=True)
 class Budget:
-    """The training budget anomalib publishes for a model, and where it says so."""
+    """The training budget anomalib publishes for a model, and where it says so (read from
+    the params model's ``max_epochs`` and ``max_steps`` fields, where it is written)."""
 
     max_epochs: int
     source: str
     max_steps: int | None = None
+
+    @classmethod
+    def of(cls, params: type[BaseModel]) -> Budget:
+        epochs, steps = params.model_fields["max_epochs"], params.model_fields["max_steps"]
+        return cls(epochs.default, (epochs.json_schema_extra or {}).get("source", ""), steps.default)
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,6 @@ class ModelEntry:
     anomalib_class: str
     params: type[BaseModel]
     factory: str
-    budget: Budget
     trains: bool
     maps: bool = True
     passes: tuple[str, ...] = ()
@@ -64,6 +69,12 @@ class ModelEntry:
     known_failures: dict[str, str] = field(default_factory=dict)
     files: tuple[OfflineFile, ...] = ()
     learns_from_anomalies: bool = False  # fit(..., anomalies=, anomaly_masks=): supervised (masks required)
+    exportable: bool = False  # anomalib's to_onnx graph, checked against the adapter's scores and maps
+
+    @property
+    def budget(self) -> Budget:
+        """The training budget anomalib publishes (from the params model)."""
+        return Budget.of(self.params)
 
 
 _LITE = {"image_size": 64, "max_steps": 2, "batch_size": 4}
@@ -82,38 +93,39 @@ _SSN_LITE0 = (
     "to Wide-ResNet-50 tv_in1k) barely perturbs: the untrained head scores the bright defect low (docs/anomalib.md)"
 )
 _PASS = "pyimgano_anomalib.passthrough"
-_ONE_PASS = "anomalib's trainer_arguments (max_epochs=1)"
 
 
 MODELS: tuple[ModelEntry, ...] = (
     ModelEntry(
         "patchcore", "anomalib PatchCore: memory bank of backbone patch features, kNN distance",
-        "Patchcore", p.PatchcoreParams, f"{_PASS}:PatchcoreDetector", Budget(1, _ONE_PASS), trains=False,
+        "Patchcore", p.PatchcoreParams, f"{_PASS}:PatchcoreDetector", trains=False,
         passes=("coreset_sampling_ratio", "num_neighbors"),
         backbone=Backbone(lite0_layers=("blocks.2", "blocks.4")), check_params={**_LITE},
+        exportable=True,
     ),
     ModelEntry(
         "padim", "anomalib PaDiM: per-position Gaussian of backbone features, Mahalanobis distance",
-        "Padim", p.PadimParams, f"{_PASS}:PadimDetector", Budget(1, _ONE_PASS), trains=False,
+        "Padim", p.PadimParams, f"{_PASS}:PadimDetector", trains=False,
         passes=("n_features",), lite0_args={"n_features": 100},
         backbone=Backbone(lite0_layers=("blocks.1", "blocks.2", "blocks.4")), check_params={**_LITE},
+        exportable=True,
     ),
     ModelEntry(
         "dfm", "anomalib DFM: PCA of pooled deep features, reconstruction error",
-        "Dfm", p.DfmParams, f"{_PASS}:DfmDetector", Budget(1, _ONE_PASS), trains=False,
+        "Dfm", p.DfmParams, f"{_PASS}:DfmDetector", trains=False,
         passes=("pooling_kernel_size", "pca_level", "score_type"),
         backbone=Backbone(lite0_layers=("blocks.4",), layer_arg="layer"), check_params={**_LITE_MAPS},
     ),
     ModelEntry(
         "dfkde", "anomalib DFKDE: kernel density of PCA-reduced deep features (image scores only)",
-        "Dfkde", p.DfkdeParams, "pyimgano_anomalib.dfkde:DfkdeDetector", Budget(1, _ONE_PASS), trains=False,
+        "Dfkde", p.DfkdeParams, "pyimgano_anomalib.dfkde:DfkdeDetector", trains=False,
         maps=False, passes=("n_pca_components", "feature_scaling_method", "max_training_points"),
         backbone=Backbone(lite0_layers=("blocks.6",)), check_params={**_LITE, "n_pca_components": 2},
     ),
     ModelEntry(
         "efficient_ad", "anomalib EfficientAD: student-teacher PDN plus auto-encoder",
         "EfficientAd", p.EfficientAdParams, "pyimgano_anomalib.efficient_ad:EfficientAdDetector",
-        Budget(1000, "examples/configs/model/efficient_ad.yaml", max_steps=70000), trains=True,
+        trains=True,
         passes=("teacher_out_channels", "model_size", "lr", "weight_decay", "padding", "pad_maps"),
         check_params={"image_size": 256, "max_steps": 2, "imagenet_penalty": False, "pre_trained": False},
         files=files_of("efficient_ad"),
@@ -121,26 +133,28 @@ MODELS: tuple[ModelEntry, ...] = (
     ModelEntry(
         "fastflow", "anomalib FastFlow: 2-D normalising flow on backbone features",
         "Fastflow", p.FastflowParams, f"{_PASS}:FastflowDetector",
-        Budget(500, "configs/model/fastflow.yaml"), trains=True,
+        trains=True,
         passes=("flow_steps", "conv3x3_only", "hidden_ratio"),
         backbone=Backbone(layer_arg=None), check_params={**_LITE, "flow_steps": 2},
+        exportable=True,
     ),
     ModelEntry(
         "stfpm", "anomalib STFPM: student-teacher feature pyramid matching",
         "Stfpm", p.StfpmParams, f"{_PASS}:StfpmDetector",
-        Budget(100, "examples/configs/model/stfpm.yaml"), trains=True,
+        trains=True,
         backbone=Backbone(lite0_layers=("blocks.1", "blocks.2", "blocks.4"), pre_trained_arg=False),
         check_params={**_LITE},
+        exportable=True,
     ),
     ModelEntry(
         "reverse_distillation", "anomalib Reverse Distillation: one-class bottleneck and student decoder",
         "ReverseDistillation", p.ReverseDistillationParams, f"{_PASS}:ReverseDistillationDetector",
-        Budget(200, "examples/configs/model/reverse_distillation.yaml"), trains=True,
+        trains=True,
         passes=("anomaly_map_mode",), backbone=Backbone(), check_params={**_LITE, "backbone": "resnet18"},
     ),
     ModelEntry(
         "cflow", "anomalib CFLOW-AD: conditional normalising flows on backbone features",
-        "Cflow", p.CflowParams, f"{_PASS}:CflowDetector", Budget(50, "configs/model/cflow.yaml"), trains=True,
+        "Cflow", p.CflowParams, f"{_PASS}:CflowDetector", trains=True,
         passes=("fiber_batch_size", "condition_vector", "coupling_blocks", "clamp_alpha", "permute_soft", "lr"),
         backbone=Backbone(lite0_layers=("blocks.2", "blocks.4", "blocks.6")),
         check_params={**_LITE_MAPS, "coupling_blocks": 2, "fiber_batch_size": 16},
@@ -148,7 +162,6 @@ MODELS: tuple[ModelEntry, ...] = (
     ModelEntry(
         "draem", "anomalib DRAEM: reconstructive and discriminative networks on simulated anomalies",
         "Draem", p.DraemParams, "pyimgano_anomalib.draem:DraemDetector",
-        Budget(700, "anomalib's Draem.configure_optimizers (learning-rate steps at epochs 400 and 600)"),
         trains=True, passes=("enable_sspcab", "sspcab_lambda"),
         check_params={**_LITE, "textures": False}, files=files_of("draem"),
         known_failures={"check_maps_locate_defect": _TWO_STEPS.format(
@@ -156,28 +169,27 @@ MODELS: tuple[ModelEntry, ...] = (
     ),
     ModelEntry(
         "dsr", "anomalib DSR: dual subspace re-projection on a pretrained discrete latent model",
-        "Dsr", p.DsrParams, "pyimgano_anomalib.dsr:DsrDetector", Budget(700, "the DSR paper (anomalib sets none)"),
-        trains=True, passes=("latent_anomaly_strength", "upsampling_train_ratio"),
+        "Dsr", p.DsrParams, "pyimgano_anomalib.dsr:DsrDetector", trains=True, passes=("latent_anomaly_strength", "upsampling_train_ratio"),
         check_params={**_LITE, "pre_trained": False}, files=files_of("dsr"),
         known_failures={"check_maps_locate_defect": _RANDOM.format(what="discrete latent (VQ) model")},
     ),
     ModelEntry(
         "ganomaly", "anomalib GANomaly: encoder-decoder-encoder GAN, latent distance",
         "Ganomaly", p.GanomalyParams, f"{_PASS}:GanomalyDetector",
-        Budget(100, "examples/configs/model/ganomaly.yaml"), trains=True, maps=False,
+        trains=True, maps=False,
         passes=("batch_size", "n_features", "latent_vec_size", "extra_layers", "add_final_conv_layer",
                 "wadv", "wcon", "wenc", "lr", "beta1", "beta2"),
         check_params={**_LITE},
     ),
     ModelEntry(
         "uflow", "anomalib U-Flow: U-shaped normalising flow on multi-scale features",
-        "Uflow", p.UflowParams, f"{_PASS}:UflowDetector", Budget(200, "configs/model/uflow.yaml"), trains=True,
+        "Uflow", p.UflowParams, f"{_PASS}:UflowDetector", trains=True,
         passes=("backbone", "flow_steps", "affine_clamp", "affine_subnet_channels_ratio", "permute_soft"),
         check_params={**_LITE},
     ),
     ModelEntry(
         "csflow", "anomalib CS-Flow: cross-scale normalising flow on EfficientNet-B5 features",
-        "Csflow", p.CsflowParams, f"{_PASS}:CsflowDetector", Budget(240, "configs/model/csflow.yaml"), trains=True,
+        "Csflow", p.CsflowParams, f"{_PASS}:CsflowDetector", trains=True,
         passes=("cross_conv_hidden_channels", "n_coupling_blocks", "clamp"), fixed={"num_channels": 3},
         check_params={**_LITE, "image_size": 128, "cross_conv_hidden_channels": 64, "n_coupling_blocks": 1,
                       "pre_trained": False},
@@ -186,30 +198,30 @@ MODELS: tuple[ModelEntry, ...] = (
     ),
     ModelEntry(
         "cfa", "anomalib CFA: coupled-hypersphere feature adaptation",
-        "Cfa", p.CfaParams, f"{_PASS}:CfaDetector", Budget(30, "configs/model/cfa.yaml"), trains=True,
+        "Cfa", p.CfaParams, f"{_PASS}:CfaDetector", trains=True,
         passes=("backbone", "gamma_c", "gamma_d", "num_nearest_neighbors", "num_hard_negative_features", "radius"),
         check_params={**_LITE, "backbone": "resnet18", "pre_trained": False}, files=files_of("cfa"),
     ),
     ModelEntry(
         "supersimplenet", "anomalib SuperSimpleNet: feature adaptor and discriminator on synthetic anomalies",
         "Supersimplenet", p.SupersimplenetParams, "pyimgano_anomalib.supersimplenet:SupersimplenetDetector",
-        Budget(300, "anomalib's models/image/supersimplenet/README.md"), trains=True, learns_from_anomalies=True,
+        trains=True, learns_from_anomalies=True,
         passes=("perlin_threshold", "adapt_cls_features"), fixed={"supervised": False},
         backbone=Backbone(lite0_layers=("blocks.2", "blocks.4"), pre_trained_arg=False),
-        check_params={**_LITE, "image_size": 128, "backbone": "efficientnet_lite0"},
+        check_params={**_LITE, "image_size": 128, "backbone": p.OFFLINE_BACKBONE},
         known_failures={check: _SSN_LITE0 for check in ("check_defect_scores_higher", "check_maps_locate_defect")},
         files=files_of("supersimplenet"),
     ),
     ModelEntry(
         "fre", "anomalib FRE: feature reconstruction error of a shallow auto-encoder",
-        "Fre", p.FreParams, "pyimgano_anomalib.fre:FreDetector", Budget(220, "configs/model/fre.yaml"), trains=True,
+        "Fre", p.FreParams, "pyimgano_anomalib.fre:FreDetector", trains=True,
         passes=("pooling_kernel_size", "latent_dim"),
         backbone=Backbone(lite0_layers=("blocks.4",), layer_arg="layer"), check_params={**_LITE_MAPS},
     ),
     ModelEntry(
         "mh_patchcore", "anomalib multi-head PatchCore: PCA-whitened patch features, merge-reduce memory bank",
         "MHPatchcore", p.MhPatchcoreParams, "pyimgano_anomalib.mh_patchcore:MhPatchcoreDetector",
-        Budget(3, "anomalib's trainer_arguments (max_epochs=3: one pass per statistic)"), trains=False,
+        trains=False,
         passes=("pca_variance_ratio", "covariance_shrinkage", "memory_bank_size", "local_coreset_size",
                 "num_neighbors"),
         backbone=Backbone(lite0_layers=("blocks.2", "blocks.4")), check_params={"image_size": 64, "batch_size": 4},
@@ -217,7 +229,7 @@ MODELS: tuple[ModelEntry, ...] = (
     ModelEntry(
         "glass", "anomalib GLASS: discriminator on globally and locally synthesised feature anomalies",
         "Glass", p.GlassParams, "pyimgano_anomalib.glass:GlassDetector",
-        Budget(100, "examples/configs/model/glass.yaml"), trains=True,
+        trains=True,
         passes=("anomaly_source_path", "pretrain_embed_dim", "target_embed_dim", "patchsize", "patchstride",
                 "pre_projection", "discriminator_layers", "discriminator_hidden", "learning_rate", "step", "svd",
                 "gaussian_noise_std", "radius_quantile", "focal_loss_quantile_threshold", "mining"),
@@ -232,15 +244,14 @@ MODELS: tuple[ModelEntry, ...] = (
     ModelEntry(
         "patchflow", "anomalib PatchFlow: normalising flow on multi-scale patch features",
         "Patchflow", p.PatchflowParams, f"{_PASS}:PatchflowDetector",
-        Budget(200, "examples/configs/model/patchflow_efficientnet.yaml"), trains=True,
+        trains=True,
         passes=("flow_steps", "flow_feature_dim", "num_scales", "patch_size", "flow_hidden_dim", "crop_size", "lr",
                 "weight_decay"),
         backbone=Backbone(layer_arg=None), check_params={**_LITE},
     ),
     ModelEntry(
         "uninet", "anomalib UniNet: contrastive student-teacher distillation",
-        "UniNet", p.UninetParams, f"{_PASS}:UninetDetector", Budget(100, "examples/configs/model/uninet.yaml"),
-        trains=True, passes=("student_backbone", "teacher_backbone", "temperature"),
+        "UniNet", p.UninetParams, f"{_PASS}:UninetDetector", trains=True, passes=("student_backbone", "teacher_backbone", "temperature"),
         check_params={**_LITE, "student_backbone": "resnet50", "teacher_backbone": "resnet50", "pre_trained": False},
         known_failures={check: _RANDOM.format(what="ResNet-50 teacher pair")
                         for check in ("check_defect_scores_higher", "check_maps_locate_defect")},

@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from pyimgano.cli.options import add_json_option
 from pyimgano_anomalib.offline import FILES, format_offline_files, offline_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     models = sorted({f.model for f in FILES})
     parser.add_argument("model", nargs="?", choices=models, help="only this model's files")
-    parser.add_argument("--json", action="store_true", help="print the files as JSON")
+    add_json_option(parser, "the files")
 
 
 def run(args: argparse.Namespace) -> int:

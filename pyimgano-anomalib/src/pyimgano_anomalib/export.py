@@ -11,7 +11,7 @@ agree within 1e-6 relative, maps of images at least the input size within float 
 the adapter shrinks maps with torch's non-antialiased bilinear resize, so maps of smaller
 images differ by up to about 0.1% of their range).
 
-Only the models listed in :data:`pyimgano_anomalib.plugin.EXPORTABLE_MODELS` declare the
+Only the catalog entries marked ``exportable`` (:mod:`pyimgano_anomalib.catalog`) declare the
 capability: their graphs were checked against the adapter's scores and maps.
 """
 

@@ -16,8 +16,16 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-OFFLINE_BACKBONE = "efficientnet_lite0"
+from pyimgano.specs import OFFLINE_BACKBONE
+
 _OFFLINE_WHY = "its ImageNet weights would be downloaded; EfficientNet-Lite0's are installed with the plugin"
+
+
+def budget(max_epochs: int, source: str, **bounds: Any) -> Any:
+    """A model's ``max_epochs`` field: the training budget anomalib publishes and where it
+    says so (the catalog and the docs read both from here: the one place it is written)."""
+    limits = {"ge": 1} | bounds
+    return Field(max_epochs, **limits, description=f"training epochs: {source}", json_schema_extra={"source": source})
 
 
 def unlike_anomalib(default: Any, description: str, anomalib: str, why: str, **kwargs: Any) -> Any:
@@ -53,7 +61,7 @@ class TrainingParams(BaseModel):
     )
     batch_size: int = Field(32, ge=1, le=4096, description="training batch size")
     eval_batch_size: int = Field(16, ge=1, le=4096, description="batch size when scoring")
-    max_epochs: int = Field(1, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(1, "anomalib's trainer_arguments (max_epochs=1)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (budget), None: no limit")
     time_limit_s: float | None = Field(None, gt=0, description="stop training after this many seconds (budget)")
     seed: int = Field(0, ge=0, description="seed of every random generator used in fit")
@@ -118,7 +126,7 @@ class DfkdeParams(BackboneParams):
 
 
 class CflowParams(BackboneParams):
-    max_epochs: int = Field(50, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(50, "configs/model/cflow.yaml")
     fiber_batch_size: int = Field(64, ge=1, description="fibers per normalising-flow batch")
     condition_vector: int = Field(128, ge=1, description="size of the positional condition vector")
     coupling_blocks: int = Field(8, ge=1, description="coupling blocks of each flow")
@@ -128,7 +136,7 @@ class CflowParams(BackboneParams):
 
 
 class FastflowParams(BackboneParams):
-    max_epochs: int = Field(500, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(500, "configs/model/fastflow.yaml")
     backbone: Literal["resnet18", "wide_resnet50_2"] = Field("resnet18", description="timm backbone (FastFlow's CNNs)")
     pre_trained: bool = unlike_anomalib(
         False, "load ImageNet weights from `weights` or the local timm cache", "True",
@@ -140,7 +148,7 @@ class FastflowParams(BackboneParams):
 
 
 class StfpmParams(BackboneParams):
-    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(100, "examples/configs/model/stfpm.yaml")
 
 
 class ReverseDistillationParams(BackboneParams):
@@ -149,12 +157,12 @@ class ReverseDistillationParams(BackboneParams):
         False, "load ImageNet weights from `weights` or the local timm cache", "True",
         "the decoder mirrors a ResNet, whose weights are not installed; pass weights=FILE with pre_trained=True",
     )
-    max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(200, "examples/configs/model/reverse_distillation.yaml")
     anomaly_map_mode: Literal["add", "multiply"] = Field("add", description="how layer maps are combined")
 
 
 class FreParams(BackboneParams):
-    max_epochs: int = Field(220, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(220, "configs/model/fre.yaml")
     layers: list[str] | None = Field(None, description="one backbone layer (FRE reads a single layer)")
     pooling_kernel_size: int = Field(2, ge=1, description="average-pooling kernel on the features")
     latent_dim: int = Field(220, ge=1, description="size of the auto-encoder's latent space")
@@ -162,7 +170,7 @@ class FreParams(BackboneParams):
 
 class EfficientAdParams(TrainingParams):
     min_input_side: ClassVar[int] = 256  # smaller sides leave the auto-encoder's last 8x8 kernel too little
-    max_epochs: int = Field(1000, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(1000, "examples/configs/model/efficient_ad.yaml")
     max_steps: int | None = Field(70000, ge=1, description="optimiser steps (anomalib's configured default)")
     image_size: int = Field(256, ge=256, le=2048,
         description="square side (aspect='keep': pixel budget); each side at least 256 (EfficientAD's PDNs)")
@@ -192,7 +200,7 @@ class EfficientAdParams(TrainingParams):
 class DraemParams(TrainingParams):
     image_size: int = Field(256, ge=32, le=2048,
         description="square side (aspect='keep': pixel budget); a multiple of 32")
-    max_epochs: int = Field(700, ge=1, description="training epochs (anomalib's learning-rate schedule assumes 700)")
+    max_epochs: int = budget(700, "anomalib's Draem.configure_optimizers (learning-rate steps at epochs 400 and 600)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
     enable_sspcab: bool = Field(False, description="add the SSPCAB block and its loss")
     sspcab_lambda: float = Field(0.1, ge=0.0, description="weight of the SSPCAB loss")
@@ -214,7 +222,7 @@ class DraemParams(TrainingParams):
 class DsrParams(TrainingParams):
     image_size: int = Field(256, ge=32, le=2048,
         description="square side (aspect='keep': pixel budget); a multiple of 32")
-    max_epochs: int = Field(700, ge=1, description="training epochs (the DSR paper's; anomalib publishes none)")
+    max_epochs: int = budget(700, "the DSR paper (anomalib sets none)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size")
     latent_anomaly_strength: float = Field(0.2, gt=0.0, description="strength of simulated latent anomalies")
     upsampling_train_ratio: float = Field(0.7, gt=0.0, lt=1.0, description="share of epochs before upsampling training")
@@ -233,7 +241,7 @@ class GanomalyParams(TrainingParams):
         "GANomaly's encoder halves the input down to one latent vector from its shorter side, so a non-square input "
         "leaves a latent map, not a vector"
     )
-    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(100, "examples/configs/model/ganomaly.yaml")
     n_features: int = Field(64, ge=1, description="feature maps of the first convolution")
     latent_vec_size: int = Field(100, ge=1, description="size of the latent vector")
     extra_layers: int = Field(0, ge=0, description="extra layers of encoder and decoder")
@@ -248,7 +256,7 @@ class GanomalyParams(TrainingParams):
 
 class UflowParams(TrainingParams):
     square_only: ClassVar[str | None] = "U-Flow's pre-processor resizes every input to 448 x 448"
-    max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(200, "configs/model/uflow.yaml")
     backbone: Literal["resnet18", "wide_resnet50_2", "mcait"] = unlike_anomalib(
         "resnet18", "feature extractor (U-Flow resizes every input to 448 px)", "'mcait'",
         "mcait is two CaiT transformers whose weights would be downloaded",
@@ -268,7 +276,7 @@ class CsflowParams(TrainingParams):
     input_multiple: ClassVar[int] = 128  # three feature scales of stride 32, each half the last
     image_size: int = Field(768, ge=128, le=2048, description="square side, a multiple of 128, or with aspect='keep' "
                             "a pixel budget (CS-Flow's paper and anomalib use 768)")
-    max_epochs: int = Field(240, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(240, "configs/model/csflow.yaml")
     batch_size: int = Field(16, ge=1, le=4096, description="training batch size")
     cross_conv_hidden_channels: int = Field(1024, ge=1, description="hidden channels of the cross convolutions")
     n_coupling_blocks: int = Field(4, ge=1, description="coupling blocks")
@@ -290,7 +298,7 @@ class CfaParams(TrainingParams):
     square_only: ClassVar[str | None] = (
         "CFA resizes its deeper feature maps to a square of the first map's height before joining them"
     )
-    max_epochs: int = Field(30, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(30, "configs/model/cfa.yaml")
     backbone: Literal["wide_resnet50_2", "resnet18", "vgg19_bn"] = Field(
         "wide_resnet50_2", description="torchvision backbone"
     )
@@ -313,13 +321,13 @@ class SupersimplenetParams(BackboneParams):
     image_size: int = Field(256, ge=128, le=2048,
         description="square side (aspect='keep': pixel budget); at least 128 (anomalib's Perlin "
                     "anomaly generator fails on smaller feature maps)")
-    max_epochs: int = Field(300, ge=1, description="training epochs (anomalib's README)")
+    max_epochs: int = budget(300, "anomalib's models/image/supersimplenet/README.md")
     perlin_threshold: float = Field(0.2, gt=0.0, lt=1.0, description="threshold of the Perlin anomaly masks")
     adapt_cls_features: bool = Field(False, description="adapt the classification features")
 
 
 class MhPatchcoreParams(BackboneParams):
-    max_epochs: int = Field(3, ge=3, le=3, description="three statistical passes (PCA, covariance, memory bank)")
+    max_epochs: int = budget(3, "anomalib's trainer_arguments (max_epochs=3: one pass per statistic)", ge=3, le=3)
     pca_variance_ratio: float = Field(0.99, gt=0.0, le=1.0, description="variance kept by the PCA")
     covariance_shrinkage: float = Field(0.07, ge=0.0, le=1.0, description="shrinkage of the whitening covariance")
     memory_bank_size: int = Field(1000, ge=1, description="patch features kept in the memory bank")
@@ -331,7 +339,7 @@ class GlassParams(BackboneParams):
     image_size: int = Field(288, ge=32, le=2048,
         description="square side (aspect='keep': pixel budget) (GLASS's input_shape)")
     batch_size: int = Field(8, ge=1, le=4096, description="training batch size (anomalib's README: 8)")
-    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(100, "examples/configs/model/glass.yaml")
     anomaly_source_path: str | None = Field(
         None, description="folder of texture images (DTD) for simulated anomalies; None: Perlin noise only"
     )
@@ -354,7 +362,7 @@ class GlassParams(BackboneParams):
 class PatchflowParams(BackboneParams):
     image_size: int = Field(768, ge=64, le=2048,
         description="square side (aspect='keep': pixel budget) (anomalib: 768)")
-    max_epochs: int = Field(200, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(200, "examples/configs/model/patchflow_efficientnet.yaml")
     flow_steps: int = Field(1, ge=1, description="coupling blocks of the flow")
     flow_feature_dim: int = Field(128, ge=1, description="channels the features are adapted to")
     num_scales: int = Field(3, ge=1, description="image scales the features are taken at")
@@ -366,7 +374,7 @@ class PatchflowParams(BackboneParams):
 
 
 class UninetParams(TrainingParams):
-    max_epochs: int = Field(100, ge=1, description="training epochs (anomalib's configured default)")
+    max_epochs: int = budget(100, "examples/configs/model/uninet.yaml")
     student_backbone: Literal["wide_resnet50_2", "resnet50"] = Field(
         "wide_resnet50_2", description="ResNet the student decoder mirrors (UniNet's bottleneck needs 4x-expansion blocks)"
     )

@@ -1,58 +1,23 @@
 """Models whose catalog entry says everything: the adapter builds them from the entry
-(anomalib class, parameters passed through, backbone), so each is only a name here."""
+(anomalib class, parameters passed through, backbone), so each is only a name, and the
+classes are made here from the catalog: every entry whose factory names this module
+(``pyimgano_anomalib.passthrough:PatchcoreDetector``) gets that class. A new such model is
+one catalog entry."""
 
 from __future__ import annotations
 
 from pyimgano_anomalib.adapter import AnomalibDetector
+from pyimgano_anomalib.catalog import MODELS, ModelEntry
 
 
-class PatchcoreDetector(AnomalibDetector):
-    model_name = "patchcore"
+def _detector_class(entry: ModelEntry) -> type[AnomalibDetector]:
+    name = entry.factory.partition(":")[2]
+    return type(name, (AnomalibDetector,), {
+        "model_name": entry.name, "__module__": __name__, "__qualname__": name,
+        "__doc__": f"anomalib:{entry.name}, built by the adapter from its catalog entry.",
+    })
 
 
-class PadimDetector(AnomalibDetector):
-    model_name = "padim"
-
-
-class DfmDetector(AnomalibDetector):
-    model_name = "dfm"
-
-
-class FastflowDetector(AnomalibDetector):
-    model_name = "fastflow"
-
-
-class StfpmDetector(AnomalibDetector):
-    model_name = "stfpm"
-
-
-class ReverseDistillationDetector(AnomalibDetector):
-    model_name = "reverse_distillation"
-
-
-class CflowDetector(AnomalibDetector):
-    model_name = "cflow"
-
-
-class GanomalyDetector(AnomalibDetector):
-    model_name = "ganomaly"
-
-
-class UflowDetector(AnomalibDetector):
-    model_name = "uflow"
-
-
-class CsflowDetector(AnomalibDetector):
-    model_name = "csflow"
-
-
-class CfaDetector(AnomalibDetector):
-    model_name = "cfa"
-
-
-class PatchflowDetector(AnomalibDetector):
-    model_name = "patchflow"
-
-
-class UninetDetector(AnomalibDetector):
-    model_name = "uninet"
+_CLASSES = [_detector_class(e) for e in MODELS if e.factory.partition(":")[0] == __name__]
+globals().update({cls.__name__: cls for cls in _CLASSES})
+__all__ = [cls.__name__ for cls in _CLASSES]

@@ -8,12 +8,12 @@ detector is created. The ``anomalib-files`` command prints the files models woul
 from __future__ import annotations
 
 from pyimgano import CommandSpec, DetectorCapabilities, DetectorSpec, hookimpl
+from pyimgano.specs import EXPORT_FORMATS
 from pyimgano_anomalib.catalog import IMAGE_ONLY_MODELS, MAP_MODELS, MODEL_NAMES, MODELS, ModelEntry
 
 __all__ = ["IMAGE_ONLY_MODELS", "MAP_MODELS", "MODEL_NAMES", "pyimgano_register_commands", "pyimgano_register_detectors"]
 
-EXPORTABLE_MODELS = ("patchcore", "padim", "fastflow", "stfpm")  # anomalib's to_onnx, checked against the adapter
-_EXPORT = {"exporter": "pyimgano_anomalib.export:export_onnx", "export_formats": ("onnx", "openvino")}
+_EXPORT = {"exporter": "pyimgano_anomalib.export:export_onnx", "export_formats": EXPORT_FORMATS}
 
 
 def _spec(entry: ModelEntry) -> DetectorSpec:
@@ -30,7 +30,7 @@ def _spec(entry: ModelEntry) -> DetectorSpec:
             known_failures=entry.known_failures,
             learns_from_anomalies=entry.learns_from_anomalies,
             needs_anomaly_masks=entry.learns_from_anomalies,
-            **(_EXPORT if entry.name in EXPORTABLE_MODELS else {}),
+            **(_EXPORT if entry.exportable else {}),
         ),
     )
 

@@ -31,7 +31,17 @@ from pyimgano.errors import (
     WeightsError,
 )
 
-__version__ = "0.1.0"
+
+def _read_version() -> str:
+    """The release version: the package's ``VERSION`` file (in a checkout, a link to the repository's
+    ``VERSION``, the one place a release number is written; in a wheel, a copy inside the package)."""
+    import os
+
+    with open(os.path.join(os.path.dirname(__file__), "VERSION"), encoding="ascii") as handle:
+        return handle.read().strip()
+
+
+__version__ = _read_version()
 
 _LAZY = {
     "hookimpl": "pyimgano.hookspecs",
@@ -47,14 +57,14 @@ _LAZY = {
     "load": "pyimgano.pipeline",
     "Detector": "pyimgano.detector",
     "load_detector": "pyimgano.detector",
-    "create_detector": "pyimgano.registry",
-    "load_dataset": "pyimgano.registry",
-    "list_detectors": "pyimgano.registry",
-    "list_datasets": "pyimgano.registry",
-    "list_metrics": "pyimgano.registry",
-    "list_postprocessors": "pyimgano.registry",
-    "get_metric": "pyimgano.registry",
-    "create_postprocessor": "pyimgano.registry",
+    "create_detector": "pyimgano.factories",
+    "load_dataset": "pyimgano.factories",
+    "list_detectors": "pyimgano.factories",
+    "list_datasets": "pyimgano.factories",
+    "list_metrics": "pyimgano.factories",
+    "list_postprocessors": "pyimgano.factories",
+    "get_metric": "pyimgano.factories",
+    "create_postprocessor": "pyimgano.factories",
     "get_registry": "pyimgano.plugins",
     "list_plugins": "pyimgano.plugins",
     "AnomalyMaps": "pyimgano.contracts",

@@ -19,21 +19,11 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                     "pyimgano-core[onnx]); fit opens path= and trains nothing",
             factory="pyimgano.runtime.detector:ExportedDetector",
             params=ExportedParams,
-            capabilities=DetectorCapabilities(pixel_maps=True, save_load=True, cpus=1,
-                                              known_failures=dict.fromkeys(_FITTED_CHECKS, _EXPORTED_ONLY)),
+            # fitted at export time: the kit, which fits on generated images, has no exported folder
+            # to give it (its fitting checks are not applicable); tests/export checks it against its sources
+            capabilities=DetectorCapabilities(pixel_maps=True, save_load=True, cpus=1, fits_on_images=False),
         )
     ]
-
-
-# The runtime detector is fitted at export time: the conformance kit, which fits on generated
-# images, has no exported folder to give it. tests/export checks it against its sources instead.
-_EXPORTED_ONLY = "runs a folder written by pyimgano export (path=); the kit cannot fit it on generated images"
-_FITTED_CHECKS = (
-    "check_fit_returns_self", "check_scores_finite_one_per_image", "check_defect_scores_higher",
-    "check_map_shape_and_dtype", "check_maps_locate_defect", "check_predict_agrees_with_threshold",
-    "check_deterministic_with_seed", "check_save_load_round_trip", "check_set_params_round_trip",
-    "check_grayscale_and_rgba_input", "check_unseen_image_size",
-)
 
 
 @hookimpl
@@ -71,24 +61,10 @@ def pyimgano_register_metrics() -> list[MetricSpec]:
 
 @hookimpl
 def pyimgano_register_postprocessors() -> list[PostprocessorSpec]:
-    steps = [
-        ("minmax", "MinMax", pp.MinMaxParams, True,
-         "Min-max normalisation by training/calibration maps (or per image)"),
-        ("percentile", "Percentile", pp.PercentileParams, True,
-         "Robust normalisation: low/high percentiles of training/calibration maps (or per image) to 0/1"),
-        ("standardize", "Standardize", pp.StandardizeParams, True,
-         "z-score by mean/std (or median/MAD) of training/calibration maps"),
-        ("gaussian", "Gaussian", pp.GaussianParams, False, "Gaussian smoothing of each map"),
-        ("open", "Open", pp.MorphologyParams, False, "Grey-level morphological opening"),
-        ("close", "Close", pp.MorphologyParams, False, "Grey-level morphological closing"),
-        ("remove_small", "RemoveSmall", pp.RemoveSmallParams, False,
-         "Remove connected components smaller than an area"),
-        ("threshold", "Threshold", pp.ThresholdParams, False, "Binary mask of scores above a value"),
-    ]
     return [
-        PostprocessorSpec(name=name, summary=summary, factory=f"pyimgano.postprocess.steps:{cls}",
-                          params=params, fits_statistics=fits)
-        for name, cls, params, fits, summary in steps
+        PostprocessorSpec(name=row.name, summary=row.summary, factory=f"pyimgano.postprocess.steps:{row.class_name}",
+                          params=row.params, fits_statistics=row.fits_statistics)
+        for row in pp.BUILTIN_STEPS
     ]
 
 

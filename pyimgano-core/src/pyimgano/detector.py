@@ -23,7 +23,15 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from pyimgano.contracts import validate_labels, validate_maps, validate_scores
-from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError, OutputError, PyimganoError, os_reason
+from pyimgano.errors import (
+    InvalidParams,
+    ModelLoadError,
+    NotFittedError,
+    OutputError,
+    PyimganoError,
+    os_reason,
+    validation_problems,
+)
 from pyimgano.images import ImageInput, image_shapes, load_image, load_images
 from pyimgano.modelfile import (
     MODEL_CONFIG_FILE,
@@ -222,7 +230,7 @@ class Detector:
         if not arrays:
             raise ValueError(f"{self.component}: fit() needs at least one training image, got an empty set")
         if anomalies is not None:
-            from pyimgano.fewshot import load_anomalies
+            from pyimgano.images import load_anomalies
 
             defects, masks = load_anomalies(anomalies, anomaly_masks, self.component)
             self._fit_with_anomalies(arrays, defects, masks)
@@ -274,6 +282,15 @@ class Detector:
         scores = self.decision_function(images)
         return validate_labels((scores > self.threshold_).astype(np.int64), len(scores), component=self.component)
 
+    def export_reference(self) -> Detector:
+        """The detector an exported graph must reproduce (``pyimgano export``'s parity check).
+
+        This detector itself by default. A detector whose graph computes something it only
+        approximates (PatchCore's approximate search against the graph's exact one) returns
+        the exact variant, so the check compares like with like; the export then states the
+        approximation's own effect on the check images (``docs/deploy.md``)."""
+        return self
+
     def calibrate(
         self,
         images: ImageInput | Sequence[ImageInput],
@@ -323,7 +340,7 @@ class Detector:
             )
             text = json.dumps(config.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
         except ValidationError as exc:
-            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'model file'}: {e['msg']}" for e in exc.errors())
+            problem = validation_problems(exc, top="model file")
             raise InvalidParams(f"{self._describe()} cannot be saved: {problem}") from None
         except ValueError as exc:  # a threshold or parameter JSON cannot hold (NaN, infinity)
             raise InvalidParams(f"{self._describe()} cannot be saved: {exc}") from None
@@ -397,12 +414,11 @@ def _install_params(cls: type[Detector], model: type[BaseModel]) -> None:
 
 def _validated(model: type[BaseModel], params: dict[str, Any], who: str) -> BaseModel:
     """``params`` validated into ``model``; :class:`InvalidParams` naming each bad parameter."""
-    from pyimgano.plugins import describe_param_errors
 
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        problems = describe_param_errors(exc, model)
+        problems = validation_problems(exc, model)
         raise InvalidParams(f"invalid parameters for {who}: {problems}") from None
 
 
@@ -477,7 +493,7 @@ def load_detector(directory: str | os.PathLike) -> Detector:
     _check_saved_params(config_path, name, spec.params, model.params)
     path = state_path(directory, model)
     state = read_state(path)  # limits and format first: nothing heavy is imported for a bad file
-    from pyimgano.registry import create_detector
+    from pyimgano.factories import create_detector
 
     try:
         detector = create_detector(name, **model.params)

@@ -7,6 +7,8 @@ also derives from the built-in exception a Python user would expect (``ValueErro
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PyimganoError(Exception):
     """Base class of every error raised by pyimgano on purpose."""
@@ -26,6 +28,10 @@ class NameConflict(PyimganoError, LookupError):
 
 class InvalidParams(PyimganoError, ValueError):
     """Parameters given to a component do not validate against its params model."""
+
+
+class ConfigError(PyimganoError, ValueError):
+    """The benchmark configuration (flags or bench.toml) is invalid."""
 
 
 class ContractViolation(PyimganoError, ValueError):
@@ -106,3 +112,75 @@ class OutputExists(OutputError, FileExistsError):
 
 class ExportError(PyimganoError, RuntimeError):
     """A detector cannot be exported, or exporting it failed; the message names the detector and format."""
+
+
+def validation_problems(exc: Any, model: Any = None, top: str = "(top level)", values: Any = None) -> str:
+    """A pydantic ``ValidationError`` as one line: ``field: message; field: message``.
+
+    The one place where pyimgano turns a validation into words (parameters, settings, config
+    files, model files, manifests). A validator's own words lose pydantic's "Value error, "
+    prefix; the messages of a field typed as a union of ``model`` (``float | Literal["auto"]``)
+    are joined into one problem with "or"; unknown fields are listed together, with the
+    closest valid name for each and the valid names once. ``top`` names a problem of the
+    whole input (a location-less error). ``values``: the input as given (a mapping), so
+    that each problem shows the value it is about (``val_fraction 1.5: ...``).
+    """
+    import difflib
+
+    problems: list[str] = []
+    unknown: list[str] = []
+    alternatives: dict[str, tuple[int, list[str]]] = {}  # union-typed field -> (its slot, one message per member)
+    for err in exc.errors():
+        loc = err["loc"]
+        msg = err["msg"].removeprefix("Value error, ")
+        if model is not None and len(loc) == 2 and _is_union(model, loc[0]):  # loc[1] names the union member
+            _, msgs = alternatives.setdefault(str(loc[0]), (len(problems), []))
+            if not msgs:
+                problems.append("")
+            msgs.append(msg)
+            continue
+        where = ".".join(str(p) for p in loc) or top
+        if values is not None and len(loc) == 1 and loc[0] in values:
+            where = f"{where} {values[loc[0]]!r}"
+        if model is not None and err.get("type") == "extra_forbidden":
+            unknown.append(where)
+        else:
+            problems.append(f"{where}: {msg}")
+    for name, (slot, msgs) in alternatives.items():  # "Input should be <= 1" + "Input should be 'auto'"
+        rest = [m.removeprefix("Input should be ") for m in msgs[1:]]
+        shown = f"{name} {values[name]!r}" if values is not None and name in values else name
+        problems[slot] = f"{shown}: {' or '.join([msgs[0], *rest])}"
+    if unknown:
+        valid = sorted(model.model_fields)
+        close = {name: difflib.get_close_matches(name, valid, n=1) for name in unknown}
+        if len(unknown) == 1:
+            guess = close[unknown[0]]
+            text = f"{unknown[0]}: unknown parameter" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+        else:
+            guesses = [f"{match[0]!r} for {name}" for name, match in close.items() if match]
+            text = f"{', '.join(unknown)}: unknown parameters" + (
+                f" (did you mean {', '.join(guesses)}?)" if guesses else "")
+        problems.append(f"{text}; valid parameters: {', '.join(valid) or 'none'}")
+    return "; ".join(problems)
+
+
+def _is_union(model: Any, name: Any) -> bool:
+    """Whether field ``name`` of ``model`` is typed as a union (``float | Literal["auto"]``)."""
+    import types
+    import typing
+
+    field = model.model_fields.get(name) if isinstance(name, str) else None
+    return field is not None and typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
+
+
+def env_flag(name: str) -> bool:
+    """Whether environment variable ``name`` is set to a true value (1, true, yes, on)."""
+    import os
+
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def short_error(exc: BaseException) -> str:
+    """An exception as one bounded line of text (type and message)."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) < 2000 else text[:2000] + "..."

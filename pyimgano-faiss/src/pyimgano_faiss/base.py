@@ -30,8 +30,8 @@ from pyimgano.errors import NotFittedError
 from pyimgano.limits import ENV_MAX_IMAGE_PIXELS, max_image_pixels
 from pyimgano.preprocess import AUTO_MAX_SIDE, Box, Preprocess, auto_side, round_to_multiple, tile_boxes
 from pyimgano_faiss.backbones import Backbone, build_backbone, images_to_tensor
+from pyimgano_faiss.devices import configure_threads, native_bfloat16, resolve_device
 from pyimgano_faiss.errors import InputGeometryError
-from pyimgano_faiss.runtime import configure_threads, native_bfloat16, resolve_device
 
 # one network input (an image or a tile) holds at most this many pixels: a 4096 x 4096 input
 # already needs ~2 GB of activations in EfficientNet-Lite0's early stages
@@ -221,10 +221,16 @@ class BackboneDetector(Detector):
                 "choose another image_size or tile_size"
             ) from None
 
+    def _network_outputs(self, x: torch.Tensor) -> Any:
+        """What :meth:`_features` yields for a batch of network inputs: the stage maps (a subclass
+        with more than one view of the input returns one list of stage maps per view)."""
+        return self.forward(x)
+
     def _features(
         self, images: Sequence[np.ndarray], desc: str, units: list[Unit] | None = None
     ) -> Iterator[tuple[list[Unit], list[torch.Tensor]]]:
-        """(units, per-layer feature maps) for each batch of equal-shape network inputs.
+        """(units, per-layer feature maps) for each batch of equal-shape network inputs
+        (:meth:`_network_outputs`).
 
         Images are resized in float (rounding to 8 bits would move the features), once per
         image however many tiles it has.
@@ -243,7 +249,7 @@ class BackboneDetector(Detector):
                         frames[unit.image] = geometry.apply_to_image(images[unit.image].astype(np.float32))
                     top, left, height, width = unit.box
                     inputs.append(frames[unit.image][top : top + height, left : left + width])
-                feats = self.forward(images_to_tensor(inputs))
+                feats = self._network_outputs(images_to_tensor(inputs))
                 yield batch, feats
                 if bar is not None:
                     bar.update(len(batch))

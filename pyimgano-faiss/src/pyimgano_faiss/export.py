@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyimgano.errors import ExportError
-from pyimgano_faiss.search import is_exact
 
 OPSET = 17
 INPUT = "images"
@@ -62,6 +61,25 @@ def _gaussian_taps(sigma: float) -> torch.Tensor | None:
     return row[radius : 3 * radius + 1].float()
 
 
+class _Blur(nn.Module):
+    """The Gaussian blur of :func:`pyimgano_faiss.patchcore.blur_matrix` (reflected borders), separable."""
+
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        taps = _gaussian_taps(sigma)
+        self.radius = 0 if taps is None else (len(taps) - 1) // 2
+        if taps is not None:
+            self.register_buffer("taps_v", taps.view(1, 1, -1, 1))
+            self.register_buffer("taps_h", taps.view(1, 1, 1, -1))
+
+    def forward(self, amap: torch.Tensor) -> torch.Tensor:
+        if not self.radius:
+            return amap
+        r = self.radius
+        amap = F.conv2d(F.pad(amap, (0, 0, r, r), mode="reflect"), self.taps_v)
+        return F.conv2d(F.pad(amap, (r, r, 0, 0), mode="reflect"), self.taps_h)
+
+
 class _FullChannels:
     """Stands in for the detector in ``PatchCore._embed``: no channel reduction."""
 
@@ -89,13 +107,21 @@ class _PatchCoreGraph(nn.Module):
         self.register_buffer("pool", _pooling_matrix(detector, backbone))
         self.reweight = bool(detector.reweight)
         self.neighbours = int(min(detector.reweight_neighbors, len(detector.memory_bank_)))
-        taps = _gaussian_taps(detector.sigma)
-        self.radius = 0 if taps is None else (len(taps) - 1) // 2
-        if taps is not None:
-            self.register_buffer("taps_v", taps.view(1, 1, -1, 1))
-            self.register_buffer("taps_h", taps.view(1, 1, 1, -1))
+        self.blurs = nn.ModuleList([_Blur(detector.sigma)])
+        self.context = int(detector.context_ or 0)
+        if self.context:
+            # the context view (pyimgano_faiss.patchcore "Detail and context"): the input
+            # downsampled by a box filter, a bank of its own, maps scaled by each view's normal
+            # (median, quantile) and combined by their maximum at the network input size
+            self.context_search = _Bank(detector.context_bank_)
+            self.blurs.append(_Blur(detector.sigma * self.context))
+            (m0, q0), (m1, q1) = np.asarray(detector.view_scales_, dtype=np.float64)
+            weight = float(detector.context_weight)
+            self.register_buffer("shift", torch.tensor([m0, m1], dtype=torch.float32))
+            self.register_buffer("gain", torch.tensor([1.0 / (q0 - m0), weight / (q1 - m1)], dtype=torch.float32))
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _view(self, images: torch.Tensor, bank: _Bank) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(queries, distances, nearest rows, 1 x h x w grid) of one view of the input."""
         # the detector's own embedding code; its channel reduction (adaptive pooling, which
         # ONNX lacks) becomes a product with the pooling matrix
         emb = type(self.detector)._embed(_FULL_CHANNELS, self.backbone(images))  # B x D x h x w
@@ -103,15 +129,20 @@ class _PatchCoreGraph(nn.Module):
         if self.pool is not None:
             q = torch.matmul(q, self.pool)
             emb = emb[:, : self.pool.shape[1]]  # only its shape is used below
-        best, nearest = self.search.squared(q).min(-1)
+        best, nearest = bank.squared(q).min(-1)
         dist = best.clamp_min(0.0).sqrt()  # B x hw
+        return q, dist, nearest, dist.view_as(emb[:, :1])
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q, dist, nearest, grid = self._view(images, self.search)
         score = self._reweighted(q, dist, nearest) if self.reweight else dist.max(1).values
-        grid = dist.view_as(emb[:, :1])  # B x 1 x h x w
-        amap = F.interpolate(grid, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        if self.radius:
-            r = self.radius
-            amap = F.conv2d(F.pad(amap, (0, 0, r, r), mode="reflect"), self.taps_v)
-            amap = F.conv2d(F.pad(amap, (r, r, 0, 0), mode="reflect"), self.taps_h)
+        size = images.shape[-2:]
+        amap = self.blurs[0](F.interpolate(grid, size=size, mode="bilinear", align_corners=False))
+        if self.context:
+            _, dist_c, _, grid_c = self._view(F.avg_pool2d(images, self.context), self.context_search)
+            amap_c = self.blurs[1](F.interpolate(grid_c, size=size, mode="bilinear", align_corners=False))
+            score = torch.maximum((score - self.shift[0]) * self.gain[0], (dist_c.max(1).values - self.shift[1]) * self.gain[1])
+            amap = torch.maximum((amap - self.shift[0]) * self.gain[0], (amap_c - self.shift[1]) * self.gain[1])
         return score, amap[:, 0]
 
     def _reweighted(self, q: torch.Tensor, dist: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
@@ -143,7 +174,7 @@ class _KNNGraph(nn.Module):
 
 def _cpu_backbone(detector: Any) -> nn.Module:
     """The detector's backbone on the CPU (the export traces it there)."""
-    from pyimgano_faiss.runtime import resolve_device
+    from pyimgano_faiss.devices import resolve_device
 
     if resolve_device(detector.device) != "cpu":
         device = detector.device
@@ -222,10 +253,16 @@ def export_patchcore(detector: Any, directory: Path) -> dict[str, Any]:
     exporter = _write_graph(module, _sample(detector), Path(directory) / "model.onnx", ["score", "map"], maps=True)
     rows, (gh, gw) = len(detector.memory_bank_), detector.grid_
     per_image = gh * gw * rows * 4
+    if detector.context_:
+        (ch, cw), context_rows = detector.context_grid_, len(detector.context_bank_)
+        per_image = max(per_image, ch * cw * context_rows * 4)
     max_batch = int(np.clip(DISTANCE_BUDGET_MB * 2**20 // max(per_image, 1), 1, 1024))
-    if not is_exact(detector._index):
-        notes.append(f"the source searches its {rows}-row memory bank with an approximate faiss index "
-                     f"(index={detector.index!r}); the graph searches it exactly, so scores can differ slightly")
+    if detector.export_reference() is not detector:
+        notes.append(f"the source searches its memory bank ({rows} rows) with an approximate faiss index "
+                     f"(index={detector.index!r}), the graph exactly: image scores agree (the source makes its "
+                     "largest patch distances exact), other map values of the source can be slightly larger; the "
+                     "check compares the graph with exact search and records the source's own difference "
+                     "(check.source_vs_reference)")
     return _spec(detector, "model.onnx", exporter, {"score": "score", "map": "map"}, max_batch, notes)
 
 

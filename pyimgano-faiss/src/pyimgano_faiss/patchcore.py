@@ -9,10 +9,20 @@ Score: each patch's distance to its nearest memory-bank patch; the image score i
 largest (optionally the paper's neighbourhood reweighting); the map is the patch-score
 grid upsampled bilinearly to the network input size, Gaussian-smoothed (sigma 4 there)
 and resized to each image's own size (both resizes are :mod:`pyimgano.preprocess`'s).
+
+Detail and context (``context``, on by default for network inputs of 384 px and more): a
+second view of each network input, downsampled by ``context_`` with a box filter, has a
+memory bank of its own. A stride-8 patch of a large input covers a small part of an object,
+so a misplaced or missing part looks locally normal; the coarse view sees it whole. Each
+view's map is scaled by its own normal patch distances (the median and the 0.999 quantile of
+the maps of up to eight training images, each scored against the bank without its own
+patches), and the combined map is the larger of the detail view's and ``context_weight`` x
+the context view's (``docs/patchcore.md``, "Detail and context").
 """
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 from typing import Any
 
@@ -32,8 +42,16 @@ from pyimgano_faiss.coreset import (
     greedy_coreset,
     greedy_coreset_torch,
 )
-from pyimgano_faiss.plugin import PatchCoreParams
+from pyimgano_faiss.plugin import CONTEXT_AUTO_MIN_SIDE, PatchCoreParams
 from pyimgano_faiss.search import build_index, deserialize_index, is_exact, search, serialize_index
+
+# the normal scale of a view: the median and this quantile of out-of-image map values
+SCALE_QUANTILE = 0.999
+# training images scored without their own patches to measure each view's normal scale
+SCALE_IMAGES = 8
+# nearest bank rows searched per patch to find one from another image (exact search of the
+# other images' rows where all of them are the image's own)
+SCALE_NEIGHBOURS = 16
 
 
 @lru_cache(maxsize=32)
@@ -83,6 +101,12 @@ class PatchCore(BackboneDetector):
         "n_patches": StateArray("int", ()),
         "coreset_ratio": StateArray("float", (), required=False),  # the ratio fit used (coreset_ratio="auto")
         "faiss_index": StateArray("uint8", ("index_bytes",), required=False),  # IVF/HNSW, faiss's own format
+        # the context view (absent: one view, as in models saved before it existed)
+        "context": StateArray("int", (), required=False),
+        "context_bank": StateArray("float", ("context_rows", "feature_dim"), required=False),
+        "context_grid": StateArray("int", (2,), required=False),
+        "context_index": StateArray("uint8", ("context_index_bytes",), required=False),
+        "view_scales": StateArray("float", (2, 2), required=False),  # (median, quantile) per view
         **GEOMETRY_STATE,
     }
 
@@ -96,6 +120,12 @@ class PatchCore(BackboneDetector):
         self._index = None
         self._bank_tensor: torch.Tensor | None = None
         self._bank_norms: np.ndarray | None = None
+        self.context_: int | None = None
+        self.context_bank_: np.ndarray | None = None
+        self.context_grid_: tuple[int, int] | None = None
+        self.view_scales_: np.ndarray | None = None
+        self._context_index = None
+        self._context_norms: np.ndarray | None = None
 
     # -- features -----------------------------------------------------------------
     def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -114,31 +144,93 @@ class PatchCore(BackboneDetector):
     def _rows(emb: torch.Tensor) -> np.ndarray:
         return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).float().cpu().numpy()
 
+    # -- views ----------------------------------------------------------------------
+    def _resolve_context(self) -> int | None:
+        """The context view's downsampling factor for this fit (``context="auto"`` is decided here)."""
+        if self.context != "auto":
+            return self.context
+        side = self.input_side()
+        if self.tile_size is not None or side is None or side < CONTEXT_AUTO_MIN_SIDE:
+            return None
+        return 2
+
+    def _network_outputs(self, x: torch.Tensor):
+        """Stage maps of the detail view, and with a context view a pair: (detail, context)."""
+        if not self.context_:
+            return self.forward(x)
+        return self.forward(x), self.forward(F.avg_pool2d(x, self.context_))
+
+    def _views(self, outputs) -> list[list[torch.Tensor]]:
+        return list(outputs) if self.context_ else [outputs]
+
+    def _context_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        return shape[0] // self.context_, shape[1] // self.context_
+
     # -- fit ------------------------------------------------------------------------
     def _fit(self, images: list[np.ndarray]) -> None:
         self._resolve_fit_geometry(images)
+        self.context_ = self._resolve_context()
+        self.context_bank_ = None
         units = self.plan(images)
-        n = sum(h * w for h, w in (self.grid_shape(unit.shape) for unit in units))
+        n_views = 2 if self.context_ else 1
+        counts = [sum(h * w for h, w in (self.grid_shape(u.shape) for u in units))]
+        if self.context_:
+            counts.append(sum(h * w for h, w in (self.grid_shape(self._context_shape(u.shape)) for u in units)))
         ratio = self.coreset_ratio
-        self.coreset_ratio_ = auto_coreset_ratio(n / len(units)) if ratio == "auto" else float(ratio)
-        grids: list[tuple[int, int]] = []
-
-        def row_batches():
-            with torch.inference_mode():
-                for _, feats in self._features(images, "patchcore fit", units):
-                    emb = self._embed(feats)
-                    grids.append(tuple(emb.shape[-2:]))
-                    yield self._rows(emb)
-
-        self.memory_bank_, self.coreset_chunks_ = self._select_bank(row_batches(), n)
-        self.grid_ = (int(grids[0][0]), int(grids[0][1]))
-        self.n_patches_ = n
-        self._build_search()
-
-    def _select_bank(self, row_batches, n: int) -> tuple[np.ndarray, int]:
-        """(memory bank, chunks used) from a stream of N x D patch-feature batches, ``n`` rows in all."""
+        self.coreset_ratio_ = auto_coreset_ratio(counts[0] / len(units)) if ratio == "auto" else float(ratio)
+        ratios = [self.coreset_ratio_] + [
+            auto_coreset_ratio(c / len(units)) if ratio == "auto" else float(ratio) for c in counts[1:]
+        ]
+        # training images whose rows are kept to measure each view's normal scale (context only)
         rng = np.random.default_rng(self.seed)
-        coreset: ChunkedCoreset | None = None
+        sample = set() if not self.context_ else set(
+            rng.choice(len(images), size=min(SCALE_IMAGES, len(images)), replace=False).tolist())
+        kept: list[dict[int, tuple[np.ndarray, tuple[int, int], tuple[int, int]]]] = [{} for _ in range(n_views)]
+        starts: list[list[int]] = [[] for _ in range(n_views)]
+        owners: list[list[int]] = [[] for _ in range(n_views)]
+        offsets = [0] * n_views
+        grids: list[tuple[int, int] | None] = [None] * n_views
+        coresets: list[ChunkedCoreset | None] = [None] * n_views
+        try:
+            with torch.inference_mode():
+                for batch, outputs in self._features(images, "patchcore fit", units):
+                    for v, feats in enumerate(self._views(outputs)):
+                        emb = self._embed(feats)
+                        rows = self._rows(emb)
+                        per = emb.shape[-2] * emb.shape[-1]
+                        if grids[v] is None:
+                            grids[v] = (int(emb.shape[-2]), int(emb.shape[-1]))
+                        if coresets[v] is None:
+                            coresets[v] = self._coreset(counts[v], ratios[v], rows.shape[1])
+                        coresets[v].add(rows)
+                        for j, unit in enumerate(batch):
+                            starts[v].append(offsets[v] + j * per)
+                            owners[v].append(unit.image)
+                            if unit.image in sample:
+                                grid = (int(emb.shape[-2]), int(emb.shape[-1]))
+                                kept[v][unit.image] = (rows[j * per:(j + 1) * per].copy(), grid, unit.frame)
+                        offsets[v] += len(rows)
+            banks = [c.finish() for c in coresets]
+            bank_owners = [np.asarray(owners[v])[np.searchsorted(starts[v], coresets[v].indices, "right") - 1]
+                           for v in range(n_views)]
+            self.coreset_chunks_ = coresets[0].n_chunks
+        finally:
+            for c in coresets:
+                if c is not None:
+                    c.close()
+        self.memory_bank_, self.grid_ = banks[0], grids[0]
+        self.n_patches_ = counts[0]
+        self._build_search()
+        if not self.context_:
+            self.context_bank_ = self.context_grid_ = self.view_scales_ = self._context_index = None
+            return
+        self.context_bank_, self.context_grid_ = banks[1], grids[1]
+        self._build_context_search()
+        self.view_scales_ = np.array([
+            self._normal_scale(v, kept[v], bank_owners[v]) for v in range(n_views)], dtype=np.float64)
+
+    def _coreset(self, n: int, ratio: float, dim: int) -> ChunkedCoreset:
+        """Greedy k-center selection of ``ratio`` of ``n`` streamed rows of width ``dim``."""
         if self._device is not None and self._device.startswith("cuda"):
             device = self._device
 
@@ -146,29 +238,71 @@ class PatchCore(BackboneDetector):
                 return greedy_coreset_torch(torch.from_numpy(points).to(device), k, start)
         else:
             select = greedy_coreset
-        try:
-            for rows in row_batches:
-                if coreset is None:
-                    coreset = ChunkedCoreset(
-                        total_rows=n,
-                        k=coreset_size(n, self.coreset_ratio_),
-                        chunk_rows=self.coreset_chunk,
-                        projection=RandomProjection(rows.shape[1], self.projection_dim, self.seed),
-                        rng=rng,
-                        select=select,
-                        budget_mb=self.max_embedding_mb,
-                    )
-                coreset.add(rows)
-            return coreset.finish(), coreset.n_chunks
-        finally:
-            if coreset is not None:
-                coreset.close()
+        return ChunkedCoreset(
+            total_rows=n,
+            k=coreset_size(n, ratio),
+            chunk_rows=self.coreset_chunk,
+            projection=RandomProjection(dim, self.projection_dim, self.seed),
+            rng=np.random.default_rng(self.seed),
+            select=select,
+            budget_mb=self.max_embedding_mb,
+        )
+
+    def _normal_scale(self, view: int, kept: dict, bank_owners: np.ndarray) -> tuple[float, float]:
+        """(median, SCALE_QUANTILE quantile) of a view's map values over the kept training images,
+        each scored against the bank without the rows it gave (leave one image out)."""
+        bank, index = self._view_bank(view)
+        values = []
+        for image, (rows, grid, frame) in sorted(kept.items()):
+            dist = self._distances_without(rows, bank, index, bank_owners, image)
+            values.append(self._view_map(view, dist.reshape(grid), frame, frame).ravel())
+        pixels = np.concatenate(values)
+        median, top = float(np.median(pixels)), float(np.quantile(pixels, SCALE_QUANTILE))
+        return median, max(top, median + 1e-6 * max(abs(median), 1.0))
+
+    @staticmethod
+    def _distances_without(rows: np.ndarray, bank: np.ndarray, index, bank_owners: np.ndarray, image: int) -> np.ndarray:
+        """Each row's distance to the nearest bank row that ``image`` did not give."""
+        others = bank_owners != image
+        if not others.any():  # one training image: its own rows are all there is
+            return search(index, rows, 1)[0][:, 0]
+        k = min(SCALE_NEIGHBOURS, len(bank))
+        dist, idx = search(index, rows, k)
+        foreign = others[np.maximum(idx, 0)] & (idx >= 0)
+        first = foreign.argmax(1)
+        out = dist[np.arange(len(rows)), first]
+        missing = np.flatnonzero(~foreign.any(1))
+        if len(missing):
+            rest = bank[others]
+            q = rows[missing]
+            d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ rest.T) + np.einsum("ij,ij->i", rest, rest)[None]
+            out[missing] = np.sqrt(np.maximum(d2.min(1), 0.0))
+        return out
 
     def _build_search(self) -> None:
         queries = None if self.grid_ is None else self.grid_[0] * self.grid_[1]
         self._index = build_index(self.memory_bank_, self.index, nprobe=self.nprobe, queries=queries)
         self._bank_tensor = None
         self._bank_norms = None
+        if self.context_bank_ is not None:
+            self._build_context_search()
+
+    def _build_context_search(self) -> None:
+        queries = None if self.context_grid_ is None else self.context_grid_[0] * self.context_grid_[1]
+        self._context_index = build_index(self.context_bank_, self.index, nprobe=self.nprobe, queries=queries)
+        self._context_norms = None
+
+    def _view_bank(self, view: int):
+        """(memory bank, search index) of view 0 (detail) or 1 (context)."""
+        return (self.memory_bank_, self._index) if view == 0 else (self.context_bank_, self._context_index)
+
+    def _view_map(self, view: int, grid: np.ndarray, frame: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+        """A view's patch-distance grid -> its map at ``shape`` (the context view is blurred at its own scale)."""
+        sigma = self.sigma if view == 0 else self.sigma * self.context_
+        out_h, out_w = int(shape[0]), int(shape[1])
+        rows_m = map_matrix(grid.shape[0], frame[0], out_h, sigma)
+        cols_m = map_matrix(grid.shape[1], frame[1], out_w, sigma)
+        return (rows_m @ torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)) @ cols_m.T).numpy()
 
     def set_params(self, **params: Any) -> PatchCore:
         """As :meth:`pyimgano.Detector.set_params`; a new ``index``/``nprobe`` rebuilds the search index."""
@@ -195,19 +329,24 @@ class PatchCore(BackboneDetector):
             return np.concatenate(dists), np.concatenate(indices)
         return search(self._index, rows, k)
 
-    def _patch_distances(self, rows: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    def _patch_distances(self, rows: np.ndarray, b: int, view: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(b x P distances to the nearest bank patch, b x P bank indices) of b inputs' P patches each.
 
         With an approximate index each input's largest distance is then made exact
         (:meth:`_exact_top`), so image scores equal exact search.
         """
-        dist, nn_idx = self._nearest(rows, 1)
+        if view == 0:
+            dist, nn_idx = self._nearest(rows, 1)
+            index = self._index
+        else:
+            index = self._context_index
+            dist, nn_idx = search(index, rows, 1)
         dist, nn_idx = dist[:, 0].reshape(b, -1), nn_idx[:, 0].reshape(b, -1)
-        if not is_exact(self._index):
-            self._exact_top(rows, dist, nn_idx)
+        if not is_exact(index):
+            self._exact_top(rows, dist, nn_idx, view)
         return dist, nn_idx
 
-    def _exact_top(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray, step: int = 16) -> None:
+    def _exact_top(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray, view: int = 0, step: int = 16) -> None:
         """Search each input's top patches exactly, in place, until its largest distance is exact.
 
         An approximate index returns the distance to *some* bank patch, an upper bound on the
@@ -215,8 +354,15 @@ class PatchCore(BackboneDetector):
         the next bound is no larger than the largest exact distance found, no other patch
         can exceed it: the image score is exactly the flat index's (in steps of ``step`` patches).
         """
-        if self._bank_norms is None:
-            self._bank_norms = np.einsum("ij,ij->i", self.memory_bank_, self.memory_bank_)
+        bank = self._view_bank(view)[0]
+        if view == 0:
+            if self._bank_norms is None:
+                self._bank_norms = np.einsum("ij,ij->i", bank, bank)
+            norms = self._bank_norms
+        else:
+            if self._context_norms is None:
+                self._context_norms = np.einsum("ij,ij->i", bank, bank)
+            norms = self._context_norms
         b, n_patch = dist.shape
         order = np.argsort(-dist, axis=1, kind="stable")
         done = np.zeros(b, dtype=bool)
@@ -228,7 +374,7 @@ class PatchCore(BackboneDetector):
             cols = order[active, start : start + step]
             flat = (active[:, None] * n_patch + cols).ravel()
             q = rows[flat]
-            d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ self.memory_bank_.T) + self._bank_norms[None]
+            d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ bank.T) + norms[None]
             idx = d2.argmin(1)
             exact = np.sqrt(np.maximum(d2[np.arange(len(idx)), idx], 0.0))
             dist.flat[flat], nn_idx.flat[flat] = exact, idx
@@ -264,18 +410,28 @@ class PatchCore(BackboneDetector):
         scores = np.empty(len(images), dtype=np.float64)
         maps: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
         with torch.inference_mode():
-            for batch, feats in self._features(images, "patchcore score", units):
-                emb = self._embed(feats)
+            for batch, outputs in self._features(images, "patchcore score", units):
+                views = self._views(outputs)
+                emb = self._embed(views[0])
                 b, _, h, w = emb.shape
                 rows = self._rows(emb)
                 dist, nn_idx = self._patch_distances(rows, b)
                 if self.reweight:
                     batch_scores = self._reweighted(rows, dist, nn_idx)
+                if self.context_:
+                    emb_c = self._embed(views[1])
+                    dist_c, _ = self._patch_distances(self._rows(emb_c), b, view=1)
                 for j, unit in enumerate(batch):
                     grid = dist[j].reshape(h, w)
                     if not unit.tiled:
-                        scores[unit.image] = batch_scores[j] if self.reweight else grid.max()
-                        maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
+                        score = batch_scores[j] if self.reweight else grid.max()
+                        shape = images[unit.image].shape
+                        if self.context_:
+                            grid_c = dist_c[j].reshape(emb_c.shape[-2:])
+                            score, amap = self._combine(score, grid, grid_c.max(), grid_c, unit.frame, shape)
+                        else:
+                            amap = self._map(grid, unit.frame, shape)
+                        scores[unit.image], maps[unit.image] = score, amap
                         continue
                     per_image.setdefault(unit.image, []).append((unit, grid))
                     remaining[unit.image] -= 1
@@ -287,6 +443,23 @@ class PatchCore(BackboneDetector):
             return scores, np.stack(maps)
         return scores, maps
 
+    def _combine(self, score: float, grid: np.ndarray, score_c: float, grid_c: np.ndarray, frame: tuple[int, int],
+                 shape: tuple[int, ...]) -> tuple[float, np.ndarray]:
+        """Detail and context views -> one score and map: each scaled by its normal (median,
+        quantile), the larger of the detail view's and ``context_weight`` x the context view's.
+        The maps are combined at the network input size, then resized to the image (as the
+        exported graph does)."""
+        (m0, q0), (m1, q1) = self.view_scales_
+        weight = self.context_weight
+        fused = np.maximum((self._view_map(0, grid, frame, frame) - m0) / (q0 - m0),
+                           weight * (self._view_map(1, grid_c, frame, frame) - m1) / (q1 - m1))
+        out = (int(shape[0]), int(shape[1]))
+        if out != tuple(frame):
+            rows_m = torch.from_numpy(resize_matrix(frame[0], out[0]).astype(np.float32))
+            cols_m = torch.from_numpy(resize_matrix(frame[1], out[1]).astype(np.float32))
+            fused = (rows_m @ torch.from_numpy(np.ascontiguousarray(fused, dtype=np.float32)) @ cols_m.T).numpy()
+        return max((score - m0) / (q0 - m0), weight * (score_c - m1) / (q1 - m1)), fused.astype(np.float32)
+
     def _stitch(self, tiles: list[tuple[Unit, np.ndarray]]) -> np.ndarray:
         """Tile patch grids -> the frame's patch grid, overlaps averaged (offsets are whole patches)."""
         first = self._prepare().reductions[0]
@@ -297,10 +470,18 @@ class PatchCore(BackboneDetector):
 
     def _map(self, grid: np.ndarray, frame: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
         """Patch-distance grid -> the anomaly map at the image's own size (resize, blur, resize)."""
-        out_h, out_w = int(shape[0]), int(shape[1])
-        rows_m = map_matrix(grid.shape[0], frame[0], out_h, self.sigma)
-        cols_m = map_matrix(grid.shape[1], frame[1], out_w, self.sigma)
-        return (rows_m @ torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)) @ cols_m.T).numpy()
+        return self._view_map(0, grid, frame, shape)
+
+    def export_reference(self) -> PatchCore:
+        """This detector, or with an approximate index a copy searching exactly (the exported
+        graph searches its banks exactly; the index is the only difference)."""
+        approximate = not is_exact(self._index) or (
+            self._context_index is not None and not is_exact(self._context_index))
+        if not approximate:
+            return self
+        reference = copy.copy(self)
+        reference.set_params(index="flat")
+        return reference
 
     # -- persistence ------------------------------------------------------------------
     def state_sizes(self) -> dict[str, int]:
@@ -320,6 +501,15 @@ class PatchCore(BackboneDetector):
         }
         if not is_exact(self._index):  # a flat index is rebuilt from the bank on load
             state["faiss_index"] = serialize_index(self._index)
+        if self.context_:
+            state.update(
+                context=np.asarray(self.context_, dtype=np.int64),
+                context_bank=self.context_bank_,
+                context_grid=np.asarray(self.context_grid_, dtype=np.int64),
+                view_scales=np.asarray(self.view_scales_, dtype=np.float64),
+            )
+            if not is_exact(self._context_index):
+                state["context_index"] = serialize_index(self._context_index)
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -333,9 +523,38 @@ class PatchCore(BackboneDetector):
         self.coreset_ratio_ = float(saved) if saved is not None else (
             None if self.coreset_ratio == "auto" else float(self.coreset_ratio))
         self._set_geometry_state(state)
+        self._set_context_state(state, bank.shape[1])
         if "faiss_index" in state:
             self._index = deserialize_index(state["faiss_index"])
             if self._index.d != bank.shape[1]:
                 raise ValueError(f"saved faiss index has dimension {self._index.d}, memory bank {bank.shape[1]}")
         else:
             self._build_search()
+
+    def _set_context_state(self, state: dict[str, np.ndarray], width: int) -> None:
+        """The context view of a saved model (none in models saved without one)."""
+        if "context" not in state:
+            self.context_ = self.context_bank_ = self.context_grid_ = self.view_scales_ = None
+            self._context_index = None
+            return
+        missing = [key for key in ("context_bank", "context_grid", "view_scales") if key not in state]
+        if missing:
+            raise ValueError(f"a model with a context view needs {', '.join(missing)} too")
+        factor = int(state["context"])
+        if not 2 <= factor <= 8:
+            raise ValueError(f"context must be 2 to 8, got {factor}")
+        bank = np.ascontiguousarray(state["context_bank"], dtype=np.float32)
+        if bank.ndim != 2 or len(bank) == 0 or bank.shape[1] != width:
+            raise ValueError(f"context_bank must be a non-empty N x {width} array, got shape {bank.shape}")
+        scales = np.asarray(state["view_scales"], dtype=np.float64)
+        if not np.isfinite(scales).all() or not (scales[:, 1] > scales[:, 0]).all():
+            raise ValueError("view_scales must be finite (median, quantile) pairs with the quantile above the median")
+        self.context_, self.context_bank_, self.view_scales_ = factor, bank, scales
+        self.context_grid_ = tuple(int(v) for v in state["context_grid"])
+        if "context_index" in state:
+            self._context_index = deserialize_index(state["context_index"])
+            if self._context_index.d != width:
+                raise ValueError(f"saved context index has dimension {self._context_index.d}, bank {width}")
+            self._context_norms = None
+        else:
+            self._build_context_search()

@@ -7,8 +7,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
+from pyimgano.specs import EXPORT_FORMATS, OFFLINE_BACKBONE
 
-EXPORT_FORMATS = ("onnx", "openvino")  # one graph for both: network, embedding and search (pyimgano_faiss.export)
+# context="auto": a context view for network inputs of at least this side (smaller inputs, such as
+# 256 px images, already see their objects whole: one view, the results of earlier releases)
+CONTEXT_AUTO_MIN_SIDE = 384
+# one graph for every format: network, embedding and search (pyimgano_faiss.export)
 
 
 class _BackboneParams(BaseModel):
@@ -92,11 +96,35 @@ class PatchCoreParams(_BackboneParams):
     nprobe: int = Field(8, ge=1, description="IVF lists visited per query (index='ivf')")
     reweight: bool = Field(False, description="image score with the paper's neighbourhood reweighting (eq. 7)")
     reweight_neighbors: int = Field(9, ge=1, description="memory-bank neighbours used by the reweighting")
+    context: Annotated[int, Field(ge=2, le=8)] | Literal["auto"] | None = Field(
+        "auto",
+        description="a second, coarser view of each network input (downsampled by this factor with a box filter) with "
+        "a memory bank of its own: context for large and structural defects beside the input's detail; both views' "
+        "maps are scaled by their normal patch distances (each training image scored without its own patches) and "
+        "combined by their maximum; 'auto': 2 when the network input side is at least "
+        f"{CONTEXT_AUTO_MIN_SIDE} px and there are no tiles, else none; None: one view (docs/patchcore.md)",
+    )
+    context_weight: float = Field(
+        0.6,
+        gt=0.0,
+        le=1.0,
+        description="weight of the context view's scaled map against the detail view's (1: equal; smaller: the "
+        "context view must stand further out of its normal range to count)",
+    )
     sigma: float = Field(4.0, ge=0.0, description="Gaussian smoothing of the anomaly map, pixels of the network input")
     batch_size: int = Field(8, ge=1, le=1024, description="images per backbone forward pass")
     max_embedding_mb: float = Field(
         2048.0, gt=0, description="training patch features above this size are spilled to a temp file"
     )
+
+    @model_validator(mode="after")
+    def _check_context(self) -> PatchCoreParams:
+        if isinstance(self.context, int) and self.tile_size is not None:
+            raise ValueError(
+                f"context={self.context} views the whole network input; it is not available with tile_size "
+                "(use context='auto' or None)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_reweight(self) -> PatchCoreParams:
@@ -123,7 +151,7 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 uses_gpu=True,
                 cpus=2,
                 memory_mb=3000,
-                check_params={"backbone": "efficientnet_lite0", "image_size": 64, "coreset_ratio": 0.25, "progress": False},
+                check_params={"backbone": OFFLINE_BACKBONE, "image_size": 64, "coreset_ratio": 0.25, "progress": False},
                 exporter="pyimgano_faiss.export:export_patchcore",
                 export_formats=EXPORT_FORMATS,
                 # maps as z-scores of the normal validation pixels: the same ranking as the raw maps (its
@@ -142,7 +170,7 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
                 uses_gpu=True,
                 cpus=2,
                 memory_mb=1500,
-                check_params={"backbone": "efficientnet_lite0", "image_size": 64, "n_neighbors": 3, "progress": False},
+                check_params={"backbone": OFFLINE_BACKBONE, "image_size": 64, "n_neighbors": 3, "progress": False},
                 exporter="pyimgano_faiss.export:export_knn",
                 export_formats=EXPORT_FORMATS,
             ),

@@ -28,6 +28,8 @@ class Crasher(Detector):
             if self.action == "segfault":
                 ctypes.string_at(0)  # reads address 0: SIGSEGV
             if self.action == "hang":
+                if self.marker:  # says where it hangs, so a test can wait for exactly that
+                    Path(self.marker).write_text(f"{os.getpid()} hanging")
                 while True:
                     time.sleep(0.05)
             if self.action == "exit":

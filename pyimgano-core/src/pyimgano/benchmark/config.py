@@ -41,11 +41,22 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pyimgano.errors import ComponentNotFound, DatasetError, InvalidParams, PyimganoError
+from pyimgano.errors import (
+    ComponentNotFound,
+    ConfigError,
+    DatasetError,
+    InvalidParams,
+    PyimganoError,
+    validation_problems,
+)
+from pyimgano.pipeline.fewshot import FewShotObjective, FewShotSettings
+from pyimgano.pipeline.settings import PipelineOverrides, PipelineSettings, ResolvedSettings, field_from
+from pyimgano.specs import OFFLINE_BACKBONE
+from pyimgano.thresholds import make_strategy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,29 +64,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_DETECTOR = "faiss:patchcore"
-DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"backbone": "efficientnet_lite0"}
+DEFAULT_DETECTOR_PARAMS: dict[str, Any] = {"backbone": OFFLINE_BACKBONE}
 DEFAULT_DATASET = "synthetic"
 DEFAULT_FLUSH_INTERVAL_S = 10.0
 
 
-class ConfigError(PyimganoError, ValueError):
-    """The benchmark configuration (flags or bench.toml) is invalid."""
-
-
-class DetectorEntry(BaseModel):
-    """One detector of the grid with its parameters."""
+class DetectorEntry(PipelineOverrides):  # type: ignore[misc,valid-type]
+    """One detector of the grid with its parameters, and any pipeline setting of its own."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="qualified (plugin:name) or bare detector name")
     params: dict[str, Any] = Field(default_factory=dict, description="detector parameters")
-    postprocess: list[dict[str, Any]] | str | None = Field(
-        None, description="post-processing of this detector's maps: a list of steps, 'default' (the detector's "
-                          "declared default), 'none' (raw maps); absent: the benchmark's setting")
-    image_threshold: str | float | dict[str, Any] | None = Field(
-        None, description="image threshold spec (quantile:Q, fixed:V, f1); absent: the benchmark's setting")
-    pixel_threshold: str | float | dict[str, Any] | None = Field(
-        None, description="pixel threshold spec, or 'none' (no masks); absent: the benchmark's setting")
 
 
 class DatasetEntry(BaseModel):
@@ -89,8 +89,10 @@ class DatasetEntry(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="data set options")
 
 
-class BenchmarkConfig(BaseModel):
-    """A whole benchmark: the grid plus run settings."""
+class BenchmarkConfig(PipelineSettings):
+    """A whole benchmark: the grid plus run settings. The pipeline settings (post-processing,
+    thresholds, validation share) are every detector's, unless its entry has its own; the
+    post-processing and pixel threshold apply to detectors with maps only."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -110,17 +112,6 @@ class BenchmarkConfig(BaseModel):
     out: str | None = None
     force: bool = False
     overlays: int = Field(4, ge=0, description="heatmap overlays saved per category")
-    postprocess: list[dict[str, Any]] | str | None = Field(
-        None, description="post-processing of every detector with maps (an entry's own setting wins); "
-                          "absent or 'default': each detector's declared default; 'none': raw maps")
-    image_threshold: str | float | dict[str, Any] | None = Field(
-        None, description="image threshold spec of every detector (default quantile:0.99)")
-    pixel_threshold: str | float | dict[str, Any] | None = Field(
-        None, description="pixel threshold spec of every detector with maps (default: docs/pipeline.md); 'none': "
-                          "no masks")
-    val_fraction: float = Field(
-        0.1, gt=0, lt=1, description="share of each category's training images held out (seeded by the job's "
-                                     "seed) to fit post-processing statistics and thresholds")
     metrics: list[str] | None = Field(
         None, description="metrics to compute (names as list-plugins shows them); absent: every registered metric"
     )
@@ -128,18 +119,24 @@ class BenchmarkConfig(BaseModel):
         None, description="few-shot runs (docs/few-shot.md): for each K, K defective test images drawn per run (seeded "
                           "by its seed) tune the pipeline and leave the evaluation; 0: the zero-shot pipeline; "
                           "absent: [0]")
-    few_shot_objective: Literal["pixel_f1", "aupro"] = Field(
-        "pixel_f1", description="what the few-shot post-processing search maximises over the shots")
+    few_shot_objective: FewShotObjective = field_from(FewShotSettings, "objective")
     few_shot_search: dict[str, Any] | None = Field(
-        None, description="the few-shot post-processing candidates: {sigma, open_size, min_area} lists "
-                          "(docs/few-shot.md); absent: the documented default")
-    few_shot_training: bool = Field(
-        True, description="pass the shots to detectors whose fit learns from anomalies (false: calibration only)")
+        None, description=f"{FewShotSettings.model_fields['search'].description}: {{sigma, open_size, min_area}} "
+                          "lists (docs/few-shot.md); absent: the documented default")
+    few_shot_training: bool = field_from(FewShotSettings, "train")
     flush_interval: float = Field(
         DEFAULT_FLUSH_INTERVAL_S, ge=0,
         description="seconds between rewrites of results.json, CSV, summary.md and report.html "
                     "(0: after every job); each job's own record is always written at once",
     )
+
+    @field_validator("val_fraction")
+    @classmethod
+    def _a_validation_split(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("a benchmark calibrates on held-out training images (never on test images); "
+                             "give a share above 0")
+        return value
 
     @field_validator("image_size")
     @classmethod
@@ -175,7 +172,7 @@ def grid_few_shot(config: BenchmarkConfig) -> list[int]:
 
 def few_shot_settings(config: BenchmarkConfig) -> dict[str, Any]:
     """The few-shot settings of the grid as a JobSpec carries them (checked)."""
-    from pyimgano.fewshot import FewShotSettings
+    from pyimgano.pipeline.fewshot import FewShotSettings
 
     try:
         settings = FewShotSettings.of({"objective": config.few_shot_objective, "search": config.few_shot_search or {},
@@ -199,8 +196,9 @@ def grid_seeds(config: BenchmarkConfig) -> list[int]:
     return list(config.seeds)
 
 
-class JobSpec(BaseModel):
-    """One (detector, data set, category, seed) run: plain, serialisable data."""
+class JobSpec(ResolvedSettings):
+    """One (detector, data set, category, seed) run: plain, serialisable data. Its pipeline
+    settings (:class:`~pyimgano.pipeline.settings.ResolvedSettings`) are resolved for its detector."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -217,11 +215,6 @@ class JobSpec(BaseModel):
     metrics: list[str] | None = Field(
         None, description="qualified names of the metrics to compute; None: every registered metric"
     )
-    postprocess: list[dict[str, Any]] = Field(default_factory=list, description="post-processing steps (resolved)")
-    image_threshold: dict[str, Any] = Field(
-        default_factory=lambda: {"strategy": "quantile", "q": 0.99}, description="image threshold strategy")
-    pixel_threshold: dict[str, Any] | None = Field(None, description="pixel threshold strategy; None: no masks")
-    val_fraction: float = Field(0.1, description="share of the training images held out for calibration")
     few_shot: int = Field(0, ge=0, description="K defective test images drawn to tune this run (0: zero-shot)")
     few_shot_settings: dict[str, Any] | None = Field(None, description="FewShotSettings of a few-shot run")
 
@@ -256,28 +249,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
 
 
-def parse_value(raw: str) -> Any:
-    """A ``--set`` value: JSON where it parses (numbers, true, null, lists), else the string."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def parse_assignment(item: str) -> tuple[str | None, str, Any]:
-    """``NAME.key=value`` -> (NAME, key, value); ``key=value`` -> (None, key, value)."""
-    left, sep, raw = item.partition("=")
-    left = left.strip()
-    if not sep or not left:
-        raise ConfigError(f"--set {item!r}: expected key=value or DETECTOR.key=value")
-    target, dot, key = left.rpartition(".")
-    if not dot:
-        target, key = "", left
-    if not key.isidentifier():
-        raise ConfigError(f"--set {item!r}: {key!r} is not a parameter name")
-    return (target or None), key, parse_value(raw)
-
-
 def default_config(out: str | None = None) -> BenchmarkConfig:
     """The embedded default: native PatchCore with the offline backbone on ``synthetic``."""
     return BenchmarkConfig(
@@ -285,11 +256,6 @@ def default_config(out: str | None = None) -> BenchmarkConfig:
         datasets=[DatasetEntry(name=DEFAULT_DATASET)],
         out=out,
     )
-
-
-def validation_problems(exc: ValidationError) -> str:
-    """A pydantic error as one line: ``field: message; field: message``."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
 def load_config_file(path: str | Path) -> BenchmarkConfig:
@@ -330,54 +296,12 @@ def load_config_file(path: str | Path) -> BenchmarkConfig:
     return config
 
 
-def apply_assignments(detectors: list[DetectorEntry], assignments: list[str]) -> None:
-    """Apply ``--set`` items to the detectors (in place).
-
-    ``NAME.key=value`` sets one detector's parameter (NAME as written on the command line,
-    qualified, or bare); ``key=value`` sets it on every detector whose parameters include
-    ``key``, and is an error when none does.
-    """
-    from pyimgano.plugins import get_registry
-
-    registry = get_registry()
-    for item in assignments:
-        target, key, value = parse_assignment(item)
-        if target is not None:
-            matched = [d for d in detectors if _names_match(registry, d.name, target)]
-            if not matched:
-                known = ", ".join(d.name for d in detectors) or "none"
-                raise ConfigError(f"--set {item!r}: no detector {target!r} in this benchmark (detectors: {known})")
-        else:
-            matched = [d for d in detectors if key in _param_fields(registry, d.name)]
-            if not matched:
-                raise ConfigError(
-                    f"--set {item!r}: no detector of this benchmark has a parameter {key!r} "
-                    f"(detectors: {', '.join(d.name for d in detectors)})"
-                )
-        for entry in matched:
-            entry.params[key] = value
-
-
-def _names_match(registry: Any, name: str, target: str) -> bool:
-    if name == target:
-        return True
-    try:
-        return registry.qualified_name("detector", name) == registry.qualified_name("detector", target)
-    except PyimganoError:
-        return False
-
-
-def _param_fields(registry: Any, name: str) -> set[str]:
-    spec, _ = registry.resolve("detector", name)
-    return set(spec.params.model_fields)
-
-
 def dataset_categories(entry: DatasetEntry) -> list[str]:
     """The categories to run: the entry's own, else every category the data set reports."""
     if entry.categories:
         return list(dict.fromkeys(entry.categories))
+    from pyimgano.factories import load_dataset
     from pyimgano.plugins import get_registry
-    from pyimgano.registry import load_dataset
 
     spec, _ = get_registry().resolve("dataset", entry.name)
     try:
@@ -469,7 +393,6 @@ def expand_jobs(config: BenchmarkConfig) -> list[JobSpec]:
                             seed=seed,
                             overlays=config.overlays,
                             metrics=metrics,
-                            val_fraction=config.val_fraction,
                             **pipeline,
                             **_few_shot_fields(k, shot_settings),
                         )
@@ -487,47 +410,28 @@ def _few_shot_fields(k: int, settings: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def entry_pipeline(config: BenchmarkConfig, entry: DetectorEntry, spec: Any, record: Any) -> dict[str, Any]:
-    """The resolved post-processing and threshold strategies of one detector entry (JobSpec
-    fields), checked before anything runs. An entry's own setting wins over the benchmark's;
-    the benchmark's post-processing and pixel threshold apply to detectors with maps only."""
-    from pyimgano.pipeline import (
-        DEFAULT,
-        DEFAULT_IMAGE_THRESHOLD,
-        DetectorTraits,
-        parse_postprocess,
-        pixel_strategy,
-        postprocess_config,
-    )
-    from pyimgano.thresholds import make_strategy
+    """The pipeline settings of one detector entry resolved for its detector (JobSpec fields),
+    checked before anything runs. An entry's own setting wins over the benchmark's; the
+    benchmark's settings that apply to detectors with maps only (post-processing, pixel
+    threshold) are left at their defaults for a detector without maps."""
+    from pyimgano.pipeline import DetectorTraits
 
-    caps = spec.capabilities
-    traits = DetectorTraits(f"{record.name}:{spec.name}", bool(caps.pixel_maps), caps.min_train_images,
-                            tuple(caps.default_postprocess))
-
-    def pick(field: str, maps_only: bool) -> Any:
-        own = getattr(entry, field)
+    traits = DetectorTraits.of_spec(f"{record.name}:{spec.name}", spec)
+    chosen: dict[str, Any] = {}
+    for name in PipelineSettings.model_fields:
+        own = getattr(entry, name)
         if own is not None:
-            return own
-        shared = getattr(config, field)
-        return None if (maps_only and not traits.pixel_maps) else shared
-
+            chosen[name] = own
+        elif traits.pixel_maps or not PipelineSettings.maps_only(name):
+            chosen[name] = getattr(config, name)
     try:
-        postprocess = pick("postprocess", True)
-        if isinstance(postprocess, str):
-            postprocess = parse_postprocess(postprocess, "postprocess")
-        steps = postprocess_config(DEFAULT if postprocess is None else postprocess, traits)
-        image = make_strategy(pick("image_threshold", False) or DEFAULT_IMAGE_THRESHOLD, "image_threshold")
-        pixel = pick("pixel_threshold", True)
-        if isinstance(pixel, str) and pixel.strip().lower() == "none":
-            pixel_spec = None
-        else:
-            pixel_spec = pixel_strategy(DEFAULT if pixel is None else pixel, traits)
-        for what, strategy in (("image_threshold", image), ("pixel_threshold", pixel_spec)):
-            if strategy is not None and strategy.needs_labels:
-                raise InvalidParams(f"{what} {strategy.spec()!r} needs labelled anomalous validation images, "
-                                    "which a benchmark does not have (it never calibrates on test images); "
+        resolved = PipelineSettings.of(chosen).resolve(traits)
+        for what in ("image_threshold", "pixel_threshold"):
+            strategy = getattr(resolved, what)
+            if strategy is not None and make_strategy(strategy).needs_labels:
+                raise InvalidParams(f"{what} {make_strategy(strategy).spec()!r} needs labelled anomalous validation "
+                                    "images, which a benchmark does not have (it never calibrates on test images); "
                                     "use quantile:Q or fixed:V")
     except PyimganoError as exc:
         raise ConfigError(f"detector {entry.name!r}: {exc}") from None
-    return {"postprocess": steps, "image_threshold": image.to_dict(),
-            "pixel_threshold": None if pixel_spec is None else pixel_spec.to_dict()}
+    return resolved.model_dump(mode="json")

@@ -11,47 +11,18 @@ curve up to the AUPRO FPR limit.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pyimgano.pipeline.calibration import image_figures, pixel_figures
+
+if TYPE_CHECKING:
+    from pyimgano.benchmark.results import Deployed
+
 MAX_CURVE_POINTS = 200
 
-
-def _ratio(num: int, den: int) -> float | None:
-    return num / den if den else None
-
-
-def image_figures(labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> dict[str, float | None]:
-    """Precision, recall, F1 and FPR of ``score > threshold`` against the labels."""
-    keys = ("image_precision", "image_recall", "image_f1", "image_fpr")
-    if threshold is None:
-        return dict.fromkeys(keys)
-    truth = np.asarray(labels).astype(bool)
-    flagged = np.asarray(scores, dtype=np.float64) > threshold
-    tp = int(np.count_nonzero(flagged & truth))
-    fp = int(np.count_nonzero(flagged & ~truth))
-    fn = int(np.count_nonzero(~flagged & truth))
-    n_good = int(np.count_nonzero(~truth))
-    return dict(zip(keys, (_ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn),
-                           _ratio(fp, n_good))))
-
-
-def pixel_figures(masks: list[np.ndarray] | None, maps: list[np.ndarray] | None,
-                  threshold: float | None) -> dict[str, float | None]:
-    """Precision, recall, F1 and IoU of ``map > threshold`` against the masks, over all pixels."""
-    keys = ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou")
-    if threshold is None or masks is None or maps is None:
-        return dict.fromkeys(keys)
-    tp = fp = fn = 0
-    for mask, amap in zip(masks, maps):
-        truth = np.asarray(mask, dtype=bool)
-        flagged = np.asarray(amap) > threshold
-        tp += int(np.count_nonzero(flagged & truth))
-        fp += int(np.count_nonzero(flagged & ~truth))
-        fn += int(np.count_nonzero(~flagged & truth))
-    return dict(zip(keys, (_ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn),
-                           _ratio(tp, tp + fp + fn))))
+__all__ = ["curves", "deployed_metrics", "image_figures", "pixel_figures", "pro_curve", "roc_curve"]
 
 
 def deployed_metrics(
@@ -61,11 +32,13 @@ def deployed_metrics(
     masks: list[np.ndarray] | None,
     maps: list[np.ndarray] | None,
     pixel_threshold: float | None,
-) -> dict[str, float | None]:
-    """results.json's ``deployed`` block (keys: :data:`pyimgano.benchmark.results.DEPLOYED_KEYS`)."""
+) -> Deployed:
+    """results.json's ``deployed`` block (:class:`pyimgano.benchmark.results.Deployed`)."""
+    from pyimgano.benchmark.results import Deployed
+
     pixel = pixel_threshold if (masks is not None and maps is not None) else None
-    return {"image_threshold": image_threshold, **image_figures(labels, scores, image_threshold),
-            "pixel_threshold": pixel, **pixel_figures(masks, maps, pixel)}
+    return Deployed(image_threshold=image_threshold, **image_figures(labels, scores, image_threshold),
+                    pixel_threshold=pixel, **pixel_figures(masks, maps, pixel))
 
 
 def _thin(x: np.ndarray, y: np.ndarray, n: int = MAX_CURVE_POINTS) -> list[list[float]]:

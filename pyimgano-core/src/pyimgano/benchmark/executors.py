@@ -56,8 +56,7 @@ def create_executor(name: str, **options: Any) -> Executor:
 
 def crashed_outcome(spec: JobSpec, message: str, **extra: Any) -> dict[str, Any]:
     """The outcome of a job whose worker died or was stopped (no result came back)."""
-    run = empty_run(spec)
-    run.update(status="error", error=message)
+    run = empty_run(spec).failed(message).model_dump(mode="json")
     return {"run": run, "scores": [], "overlays": [], "extra": {"job_id": spec.job_id, **extra}}
 
 

@@ -4,9 +4,9 @@ evaluation stays honest (docs/few-shot.md).
 For a job with ``few_shot = K > 0`` (:func:`draw`):
 
 1. the K shots are drawn from the category's defective test images (seeded by the job's
-   seed, defect types taking turns: :func:`pyimgano.fewshot.shot_order`) and removed from
+   seed, defect types taking turns: :func:`pyimgano.pipeline.fewshot.shot_order`) and removed from
    the evaluation set, which the job then scores as usual;
-2. the zero-shot pipeline is fitted as in every job (:meth:`FewShotJob.calibrate`);
+2. the zero-shot pipeline is fitted as in every job; then (:meth:`FewShotJob.calibrate`)
    the few-shot pipeline is that same detector tuned on the normal validation images and
    the shots, or, for a detector that learns from anomalies, a second detector trained on
    the training images and the shots, then tuned the same way;
@@ -17,6 +17,7 @@ For a job with ``few_shot = K > 0`` (:func:`draw`):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +25,15 @@ from typing import Any
 import numpy as np
 
 from pyimgano.benchmark.config import JobSpec
-
-
-def zero_shot_block() -> dict[str, Any]:
-    """results.json's ``few_shot`` of a zero-shot run."""
-    return {"k": 0, "shots": [], "tuned": {}}
+from pyimgano.benchmark.results import FewShotResult, ZeroShotFigures
+from pyimgano.benchmark.scoring import (
+    JobContext,
+    build_pipeline,
+    fpr_limit,
+    load_pair,
+    postprocess_each,
+    score_test_set,
+)
 
 
 @dataclass
@@ -54,7 +59,7 @@ class FewShotJob:
         None for a zero-shot job. Too few defective images: one clear error naming both counts."""
         if not spec.few_shot:
             return None
-        from pyimgano.fewshot import FewShotSettings, draw_shots
+        from pyimgano.pipeline.fewshot import FewShotSettings, draw_shots
 
         picked = draw_shots(test, spec.few_shot, spec.seed, f"{spec.dataset_label}/{spec.category}'s test split")
         chosen = set(picked)
@@ -62,40 +67,38 @@ class FewShotJob:
                    FewShotSettings.of(spec.few_shot_settings))
 
     # -- 2. calibration --------------------------------------------------------------------------------
-    def calibrate(self, spec: JobSpec, dataset: Any, pipe: Any, train_images: list, det_spec: Any,
-                  extra: dict[str, Any], zero_shot_fit_s: float) -> None:
+    def calibrate(self, ctx: JobContext) -> None:
         """Tune the few-shot pipeline on the zero-shot pipeline's validation images and the shots
         (training a second detector with them where the detector learns from anomalies)."""
-        from pyimgano.benchmark.job import build_pipeline, load_pair
-        from pyimgano.registry import create_detector
+        from pyimgano.factories import create_detector
         from pyimgano.seeding import seed_everything
 
-        pairs = [load_pair(dataset, s, spec.image_size) for s in self.shots]
+        spec, pipe, extra = ctx.spec, ctx.pipe, ctx.extra
+        zero_shot_fit_s = ctx.run.timing.fit_s or 0.0
+        pairs = [load_pair(ctx.dataset, s, spec.image_size) for s in self.shots]
         self.images = [p[0] for p in pairs]
         if all(p[1] is not None for p in pairs):
             self.masks = [p[1] for p in pairs]
         names = [str(s.image_path) for s in self.shots]
         held = set(pipe.val_indices_ or [])
-        val = [img for i, img in enumerate(train_images) if i in held]
-        caps = det_spec.capabilities
+        val = [img for i, img in enumerate(ctx.train_images) if i in held]
+        caps = ctx.det_spec.capabilities
         self.trained = bool(self.settings.train and caps.learns_from_anomalies)
         if self.trained and self.masks is None and caps.needs_anomaly_masks:
             self.trained = False
             self.notes.append(f"few-shot: {spec.detector} learns from anomalies with their masks only, and the "
                               "shots have none: it was not trained with them")
         started = time.perf_counter()
+        tuning = {"few_shot": self.settings, "anomaly_names": names}
         if self.trained:
             seed_everything(spec.seed)
             detector = create_detector(spec.detector, **spec.params)
             seed_everything(spec.seed)
             self.pipe = build_pipeline(spec, detector)
-            self.pipe.fit(train_images, anomalies=self.images, anomaly_masks=self.masks, few_shot=self.settings,
-                          anomaly_names=names)
-            self.calibration_only = pipe.copy().calibrate_few_shot(
-                val, self.images, self.masks, few_shot=self.settings, anomaly_names=names)
+            self.pipe.fit(ctx.train_images, anomalies=self.images, anomaly_masks=self.masks, **tuning)
+            self.calibration_only = pipe.copy().calibrate_few_shot(val, self.images, self.masks, **tuning)
         else:
-            self.pipe = pipe.copy().calibrate_few_shot(val, self.images, self.masks, few_shot=self.settings,
-                                                       anomaly_names=names)
+            self.pipe = pipe.copy().calibrate_few_shot(val, self.images, self.masks, **tuning)
         self.fit_s = time.perf_counter() - started + (0.0 if self.trained else zero_shot_fit_s)
         self.notes += self.pipe.few_shot_["notes"]
         extra["notes"] += [n if n.startswith("few-shot") else f"few-shot: {n}" for n in self.pipe.few_shot_["notes"]]
@@ -109,71 +112,57 @@ class FewShotJob:
         }
 
     # -- 3. evaluation on the reduced test set ----------------------------------------------------
-    def finish(self, spec: JobSpec, dataset: Any, pipe: Any, labels: np.ndarray, masks: list | None,
-               raw_maps: list | None, scored: dict[str, Any], metrics: list, run: dict[str, Any],
-               outcome: dict[str, Any], det_spec: Any, progress: Any) -> tuple[Any, dict[str, Any], list | None]:
+    def finish(self, ctx: JobContext) -> None:
         """Evaluate the few-shot pipeline on the images the zero-shot one was just evaluated on;
-        the run takes its figures and keeps the zero-shot ones beside them. Returns the
-        few-shot (pipeline, scored test set, post-processed maps) for the overlays."""
+        the run takes its figures and keeps the zero-shot ones beside them. The context then
+        holds the few-shot pipeline, scores and post-processed maps (for the overlays)."""
         from pyimgano.benchmark.deployed import curves, deployed_metrics
-        from pyimgano.benchmark.job import _fpr_limit, _score_test_set
         from pyimgano.benchmark.metric_set import compute_metrics
 
-        extra = outcome["extra"]
-        zero = {"metrics": run["metrics"], "deployed": run["deployed"]}
+        run, extra, scored, labels, masks = ctx.run, ctx.extra, ctx.scored, ctx.labels, ctx.masks
+        zero = ZeroShotFigures(metrics=run.metrics, deployed=run.deployed)
         extra["zero_shot"] = {"thresholds": extra.get("thresholds"), "raw_metrics": extra.get("raw_metrics"),
-                              "curves": extra.get("curves"), "predict_s": scored["predict_s"]}
+                              "curves": extra.get("curves"), "predict_s": scored.predict_s}
         evaluated = [str(s.image_path) for s in self.test]
         if self.trained:
-            fs_scored = _score_test_set(spec, dataset, self.test, self.pipe.detector, det_spec, progress)
-            fs_raw = fs_scored["maps"] if (fs_scored["maps"] is not None and det_spec.capabilities.pixel_maps) else None
+            fs_scored = score_test_set(ctx.spec, ctx.dataset, self.test, self.pipe.detector, ctx.det_spec,
+                                       ctx.progress)
+            fs_raw = fs_scored.maps if (fs_scored.maps is not None and ctx.det_spec.capabilities.pixel_maps) else None
         else:
-            fs_scored = {**scored, "predict_s": scored["predict_s"] - extra.get("postprocess_s", 0.0)}
-            fs_raw = raw_maps
-        fs_maps, postprocess_s = self._postprocess(self.pipe, fs_raw)
-        fs_scored["predict_s"] += postprocess_s
+            fs_scored = dataclasses.replace(scored, predict_s=scored.predict_s - extra.get("postprocess_s", 0.0))
+            fs_raw = ctx.raw_maps
+        fs_maps, postprocess_s = postprocess_each(self.pipe, fs_raw)
+        fs_scored.predict_s += postprocess_s
         notes: list[str] = []
-        fs_metrics, thresholds = compute_metrics(labels, fs_scored["scores"], masks, fs_maps, metrics, notes)
+        run.metrics, extra["thresholds"] = compute_metrics(labels, fs_scored.scores, masks, fs_maps, ctx.metrics,
+                                                           notes)
         extra["notes"] += [f"few-shot: {n}" for n in notes]
-        extra["thresholds"] = thresholds
         extra["postprocess_s"] = postprocess_s
-        run["metrics"] = fs_metrics
-        run["deployed"] = deployed_metrics(labels, fs_scored["scores"], self.pipe.image_threshold_, masks, fs_maps,
-                                           self.pipe.pixel_threshold_)
-        extra["curves"] = curves(labels, fs_scored["scores"], masks, fs_maps, _fpr_limit(metrics))
-        run["timing"]["fit_s"] = self.fit_s
-        run["timing"]["predict_s"] = fs_scored["predict_s"]
-        run["timing"]["images_per_s"] = len(self.test) / fs_scored["predict_s"] if fs_scored["predict_s"] > 0 else None
+        run.deployed = deployed_metrics(labels, fs_scored.scores, self.pipe.image_threshold_, masks, fs_maps,
+                                        self.pipe.pixel_threshold_)
+        extra["curves"] = curves(labels, fs_scored.scores, masks, fs_maps, fpr_limit(ctx.metrics))
+        ctx.set_timing(fs_scored.predict_s, fit_s=self.fit_s)
         record = self.pipe.few_shot_
-        run["few_shot"] = {"k": self.k, "shots": record["shots"], "tuned": record["tuned"],
-                           "objective": record["objective"], "image_only": record["image_only"],
-                           "trained": record["trained"], "zero_shot": zero, "notes": list(self.notes)}
-        if len(fs_scored["scores"]) != len(outcome["scores"]):
-            raise RuntimeError(f"the few-shot pipeline scored {len(fs_scored['scores'])} images, the zero-shot one "
-                               f"{len(outcome['scores'])}")
-        extra["few_shot"]["evaluated"] = {"zero_shot": [row["image"] for row in outcome["scores"]],
+        run.few_shot = FewShotResult(k=self.k, shots=record["shots"], tuned=record["tuned"],
+                                     objective=record["objective"], image_only=record["image_only"],
+                                     trained=record["trained"], zero_shot=zero, notes=list(self.notes))
+        if len(fs_scored.scores) != len(ctx.score_rows):
+            raise RuntimeError(f"the few-shot pipeline scored {len(fs_scored.scores)} images, the zero-shot one "
+                               f"{len(ctx.score_rows)}")
+        extra["few_shot"]["evaluated"] = {"zero_shot": [row["image"] for row in ctx.score_rows],
                                           "few_shot": evaluated}
         if self.calibration_only is not None:
-            co_maps, _ = self._postprocess(self.calibration_only, raw_maps)
-            co_metrics, _ = compute_metrics(labels, scored["scores"], masks, co_maps, metrics, [])
+            co_maps, _ = postprocess_each(self.calibration_only, ctx.raw_maps)
+            co_metrics, _ = compute_metrics(labels, scored.scores, masks, co_maps, ctx.metrics, [])
             extra["few_shot"]["calibration_only"] = {
                 "metrics": co_metrics,
-                "deployed": deployed_metrics(labels, scored["scores"], self.calibration_only.image_threshold_, masks,
-                                             co_maps, self.calibration_only.pixel_threshold_),
+                "deployed": deployed_metrics(labels, scored.scores, self.calibration_only.image_threshold_, masks,
+                                             co_maps, self.calibration_only.pixel_threshold_).model_dump(),
                 "tuned": self.calibration_only.few_shot_["tuned"],
             }
-        outcome["scores"] = [
+        ctx.score_rows = [
             {**row, "score": float(v), "predicted": int(v > self.pipe.image_threshold_),
              "zero_shot_score": row["score"], "zero_shot_predicted": row["predicted"]}
-            for row, v in zip(outcome["scores"], fs_scored["scores"])
+            for row, v in zip(ctx.score_rows, fs_scored.scores)
         ]
-        return self.pipe, fs_scored, fs_maps
-
-    @staticmethod
-    def _postprocess(pipe: Any, raw: list | None) -> tuple[list | None, float]:
-        """The pipeline's post-processing of raw maps (new arrays: ``raw`` stays as it is)."""
-        if raw is None:
-            return None, 0.0
-        started = time.perf_counter()
-        out = [pipe.postprocess_maps([amap])[0] for amap in raw]
-        return out, time.perf_counter() - started
+        ctx.pipe, ctx.scored, ctx.maps = self.pipe, fs_scored, fs_maps

@@ -1,10 +1,14 @@
-"""One benchmark job: build, fit, score, validate, measure, compute metrics.
+"""One benchmark job: load, fit, score, compute metrics and the deployed figures, draw.
 
 :func:`run_job` is the executor seam: a plain function of a serialisable
 :class:`~pyimgano.benchmark.config.JobSpec` that returns a plain dict, so it runs the same
 in this process, in a process pool or on a cluster worker. It never writes files (the
 driver does) and never raises for a failing detector: any exception, contract violations
 included, becomes ``status: "error"`` with its message.
+
+The job is a sequence of stage functions (:data:`STAGES`) over one
+:class:`~pyimgano.benchmark.scoring.JobContext`, which carries the typed run record
+(:class:`~pyimgano.benchmark.results.RunResult`) from the first stage to the last.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +26,25 @@ import numpy as np
 
 from pyimgano.benchmark.config import JobSpec
 from pyimgano.benchmark.deployed import curves, deployed_metrics
-from pyimgano.benchmark.few_shot import FewShotJob, zero_shot_block
+from pyimgano.benchmark.few_shot import FewShotJob
 from pyimgano.benchmark.metric_set import compute_metrics, metric_key, resolve_metrics
+from pyimgano.benchmark.results import RunResult
+from pyimgano.benchmark.scoring import (
+    JobContext,
+    ProgressFn,
+    build_pipeline,
+    fpr_limit,
+    load_pair,
+    no_progress,
+    score_test_set,
+)
 from pyimgano.detector import fitted_attributes
-from pyimgano.errors import ContractViolation, DatasetError
+from pyimgano.errors import ContractViolation, validation_problems
 from pyimgano.limits import sync_pil
 from pyimgano.seeding import seed_everything
 
-SCORE_BATCH = 16
-
-# progress(job_id, stage, completed, total); stage is "load", "fit", "score" or "metrics"
-ProgressFn = Callable[[str, str, int, int], None]
-
-
-def _no_progress(job_id: str, stage: str, completed: int, total: int) -> None:
-    pass
+__all__ = ["STAGES", "ProgressFn", "check_samples", "empty_run", "load_pair", "metric_keys", "pick_overlay_samples",
+           "run_job"]
 
 
 # -- peak memory ----------------------------------------------------------------------------
@@ -64,43 +71,6 @@ def peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-# -- images ------------------------------------------------------------------------------------
-def load_pair(dataset: Any, sample: Any, image_size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """An (HxWx3 uint8 image, HxW bool mask or None) pair, resized when asked."""
-    from pyimgano.images import as_rgb, read_image
-
-    try:
-        if hasattr(dataset, "load"):
-            image, mask = dataset.load(sample)
-        else:
-            image, mask = read_image(sample.image_path), None
-            if getattr(sample, "mask_path", None) is not None:
-                mask = read_image(sample.mask_path)
-    except Exception as exc:
-        named = [str(p) for p in (sample.image_path, getattr(sample, "mask_path", None)) if p is not None]
-        if any(name in str(exc) for name in named):
-            raise
-        raise DatasetError(f"{sample.image_path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
-    image = as_rgb(np.asarray(image), str(sample.image_path))
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.ndim == 3:
-            mask = mask[..., 0]
-        mask = mask > 0
-        if mask.shape != image.shape[:2]:
-            raise ContractViolation(
-                component=f"data set {getattr(sample, 'category', '')}",
-                field="mask",
-                expected=f"shape {image.shape[:2]} (the image's)",
-                actual=f"of shape {mask.shape} for {sample.image_path}",
-            )
-    if image_size is None:
-        return image, mask
-    from pyimgano.preprocess import Preprocess
-
-    return Preprocess(resize=image_size).apply(image, mask)
-
-
 # -- the job -----------------------------------------------------------------------------------
 def metric_keys(spec: JobSpec) -> list[str]:
     """The results.json metric keys of a job, in column order."""
@@ -108,40 +78,129 @@ def metric_keys(spec: JobSpec) -> list[str]:
     return [metric_key(name) for name in names]
 
 
-def empty_run(spec: JobSpec) -> dict[str, Any]:
-    """A results.json run entry with nothing measured yet."""
-    return {
-        "detector": spec.detector,
-        "dataset": spec.dataset_label,
-        "category": spec.category,
-        "status": "ok",
-        "error": None,
-        "params": dict(spec.params),
-        "pipeline": run_pipeline(spec),
-        "metrics": dict.fromkeys(metric_keys(spec)),
-        "deployed": None,
-        "timing": {"fit_s": None, "predict_s": None, "images_per_s": None},
-        "peak_rss_mb": None,
-        "n_train": 0,
-        "n_val": None,
-        "n_test": 0,
-        "few_shot": {**zero_shot_block(), "k": spec.few_shot},
-    }
+def empty_run(spec: JobSpec) -> RunResult:
+    """A job's run record with nothing measured yet."""
+    return RunResult.start(spec, metric_keys(spec))
 
 
-def run_pipeline(spec: JobSpec) -> dict[str, Any]:
-    """results.json's ``pipeline`` entry of a job: its post-processing and threshold specs."""
-    from pyimgano.thresholds import make_strategy, spec_of
+def load(ctx: JobContext) -> None:
+    """Open the data set, check its samples, draw the few-shot images, load the training images."""
+    spec, run = ctx.spec, ctx.run
+    ctx.metrics = resolve_metrics(spec.metrics)
+    seed_everything(spec.seed)
+    sync_pil()  # loaders that use PIL directly get the pyimgano image limit too
+    ctx.stage = "loading the data set"
+    ctx.dataset = _open_dataset(spec)
+    ctx.train = check_samples(spec, list(ctx.dataset.train), "train")
+    ctx.test = check_samples(spec, list(ctx.dataset.test), "test")
+    ctx.stage = "drawing the few-shot images"
+    ctx.few = FewShotJob.draw(spec, ctx.test)  # None: zero-shot
+    if ctx.few is not None:
+        ctx.test = ctx.few.test  # the shots never join the evaluated images
+    run.n_train, run.n_test = len(ctx.train), len(ctx.test)
+    if not ctx.train:
+        raise ValueError(f"{spec.dataset_label}/{spec.category} has no training images")
+    if not ctx.test:
+        raise ValueError(f"{spec.dataset_label}/{spec.category} has no test images")
+    ctx.stage = "loading training images"
+    t0 = time.perf_counter()
+    for i, sample in enumerate(ctx.train):
+        ctx.train_images.append(load_pair(ctx.dataset, sample, spec.image_size)[0])
+        ctx.progress(spec.job_id, "load", i + 1, len(ctx.train))
+    ctx.extra["load_train_s"] = time.perf_counter() - t0
 
-    pixel = None if spec.pixel_threshold is None else make_strategy(spec.pixel_threshold)
-    return {"postprocess": list(spec.postprocess), "image_threshold": make_strategy(spec.image_threshold).spec(),
-            "pixel_threshold": spec_of(pixel), "val_fraction": spec.val_fraction}
+
+def fit(ctx: JobContext) -> None:
+    """Build the detector and its pipeline; fit the detector, then calibrate on the held-out
+    training images (and tune the few-shot pipeline on the shots)."""
+    from pyimgano.factories import create_detector
+    from pyimgano.plugins import get_registry
+
+    spec = ctx.spec
+    ctx.stage = "building the detector"
+    ctx.det_spec, _ = get_registry().resolve("detector", spec.detector)
+    detector = create_detector(spec.detector, **spec.params)
+    seed_everything(spec.seed)  # the detector's import may have brought torch in
+    ctx.pipe = build_pipeline(spec, detector)
+    ctx.stage = "fit"
+    ctx.progress(spec.job_id, "fit", 0, 1)
+    t0 = time.perf_counter()
+    ctx.pipe.fit(ctx.train_images)
+    ctx.run.timing.fit_s = time.perf_counter() - t0
+    ctx.run.n_train, ctx.run.n_val = ctx.pipe.n_train_, ctx.pipe.n_val_
+    ctx.extra["pipeline"] = ctx.pipe.to_dict()
+    ctx.extra["fitted"] = fitted_attributes(ctx.pipe.detector)
+    if ctx.few is not None:
+        ctx.stage = "few-shot calibration"
+        ctx.few.calibrate(ctx)
+    ctx.progress(spec.job_id, "fit", 1, 1)
+    ctx.train_images = []
+
+
+def score(ctx: JobContext) -> None:
+    """Score the test split with the fitted detector."""
+    ctx.stage = "scoring"
+    ctx.scored = score_test_set(ctx.spec, ctx.dataset, ctx.test, ctx.pipe.detector, ctx.det_spec, ctx.progress)
+    ctx.extra["load_test_s"] = ctx.scored.load_s
+
+
+def metrics(ctx: JobContext) -> None:
+    """Post-process the test maps and compute every metric on them (the raw maps' pixel
+    metrics go to the extras)."""
+    ctx.stage = "computing metrics"
+    ctx.progress(ctx.spec.job_id, "metrics", 0, 1)
+    scored, notes = ctx.scored, ctx.extra["notes"]
+    ctx.labels = np.array([int(s.label) for s in ctx.test], dtype=np.int64)
+    maps = scored.maps if (scored.maps is not None and ctx.det_spec.capabilities.pixel_maps) else None
+    ctx.masks = _full_masks(scored.masks, scored.shapes) if _has_masks(ctx.dataset, ctx.test, scored.masks) else None
+    ctx.raw_maps = list(maps) if (ctx.few is not None and maps is not None) else None
+    ctx.maps = _postprocess_test_maps(ctx, maps)
+    ctx.set_timing(scored.predict_s)
+    ctx.run.metrics, ctx.extra["thresholds"] = compute_metrics(ctx.labels, scored.scores, ctx.masks, ctx.maps,
+                                                               ctx.metrics, notes)
+    if ctx.maps is None:
+        notes.append("pixel metrics: the detector gives no anomaly maps")
+    elif ctx.masks is None:
+        notes.append("pixel metrics: the data set has no masks")
+
+
+def deployed(ctx: JobContext) -> None:
+    """The figures at the calibrated thresholds, the report's curves, the per-image scores."""
+    scores, pipe = ctx.scored.scores, ctx.pipe
+    ctx.run.deployed = deployed_metrics(ctx.labels, scores, pipe.image_threshold_, ctx.masks, ctx.maps,
+                                        pipe.pixel_threshold_)
+    ctx.extra["curves"] = curves(ctx.labels, scores, ctx.masks, ctx.maps, fpr_limit(ctx.metrics))
+    ctx.score_rows = [
+        {"image": str(s.image_path), "label": int(s.label), "defect_type": getattr(s, "defect_type", ""),
+         "score": float(v), "predicted": int(v > pipe.image_threshold_)}
+        for s, v in zip(ctx.test, scores)
+    ]
+
+
+def few_shot(ctx: JobContext) -> None:
+    """A few-shot job: the tuned pipeline's figures on the same images replace the zero-shot
+    pipeline's, which stay beside them."""
+    if ctx.few is not None:
+        ctx.stage = "few-shot evaluation"
+        ctx.few.finish(ctx)
+
+
+def draw(ctx: JobContext) -> None:
+    """Overlays of a few test images (the job writes no file: the driver does)."""
+    ctx.stage = "drawing overlays"
+    if ctx.spec.overlays and ctx.maps is not None:
+        colours = (ctx.pipe.calibration_ or {}).get("heatmap_range")
+        ctx.overlays = _overlays(ctx.spec, ctx.dataset, ctx.test, ctx.scored.scores, ctx.maps, ctx.masks,
+                                 ctx.pipe.pixel_threshold_, colours)
+
+
+STAGES = (load, fit, score, metrics, deployed, few_shot, draw)
 
 
 def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Run one job; returns ``{"run", "scores", "overlays", "extra"}`` and never raises.
 
-    - ``run``: the results.json entry (the schema in docs/benchmark.md);
+    - ``run``: the results.json entry (:class:`~pyimgano.benchmark.results.RunResult`, as JSON data);
     - ``scores``: one row per test image (image, label, defect_type, score, predicted label);
     - ``overlays``: ``[(file name, JPEG bytes), ...]``;
     - ``extra``: what the schema has no room for (thresholds of the metrics that return
@@ -153,160 +212,43 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
     images, never on test images. Metrics are computed on the post-processed maps.
     """
     spec = spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
-    progress = progress or _no_progress
     reset_peak_rss()
     started = time.perf_counter()
-    run = empty_run(spec)
-    outcome: dict[str, Any] = {"run": run, "scores": [], "overlays": [], "extra": {}}
-    extra = outcome["extra"]
-    extra.update(job_id=spec.job_id, host=platform.node(), pid=os.getpid(), notes=[])
-    stage = "set-up"
+    ctx = JobContext(spec, empty_run(spec), progress or no_progress)
+    ctx.extra.update(job_id=spec.job_id, host=platform.node(), pid=os.getpid(), notes=[])
     try:
-        metrics = resolve_metrics(spec.metrics)
-        seed_everything(spec.seed)
-        sync_pil()  # loaders that use PIL directly get the pyimgano image limit too
-        stage = "loading the data set"
-        dataset = _open_dataset(spec)
-        train = check_samples(spec, list(dataset.train), "train")
-        test = check_samples(spec, list(dataset.test), "test")
-        stage = "drawing the few-shot images"
-        few = FewShotJob.draw(spec, test)  # None: zero-shot
-        if few is not None:
-            test = few.test  # the shots never join the evaluated images
-        run["n_train"], run["n_test"] = len(train), len(test)
-        if not train:
-            raise ValueError(f"{spec.dataset_label}/{spec.category} has no training images")
-        if not test:
-            raise ValueError(f"{spec.dataset_label}/{spec.category} has no test images")
-
-        stage = "loading training images"
-        t0 = time.perf_counter()
-        train_images = []
-        for i, sample in enumerate(train):
-            train_images.append(load_pair(dataset, sample, spec.image_size)[0])
-            progress(spec.job_id, "load", i + 1, len(train))
-        extra["load_train_s"] = time.perf_counter() - t0
-
-        stage = "building the detector"
-        from pyimgano.plugins import get_registry
-        from pyimgano.registry import create_detector
-
-        det_spec, _ = get_registry().resolve("detector", spec.detector)
-        detector = create_detector(spec.detector, **spec.params)
-        seed_everything(spec.seed)  # the detector's import may have brought torch in
-        pipe = build_pipeline(spec, detector)
-
-        stage = "fit"
-        progress(spec.job_id, "fit", 0, 1)
-        t0 = time.perf_counter()
-        pipe.fit(train_images)
-        run["timing"]["fit_s"] = time.perf_counter() - t0
-        run["n_train"], run["n_val"] = pipe.n_train_, pipe.n_val_
-        extra["pipeline"] = pipe.to_dict()
-        extra["fitted"] = fitted_attributes(pipe.detector)
-        if few is not None:
-            stage = "few-shot calibration"
-            few.calibrate(spec, dataset, pipe, train_images, det_spec, extra, run["timing"]["fit_s"])
-        progress(spec.job_id, "fit", 1, 1)
-        del train_images
-
-        stage = "scoring"
-        scored = _score_test_set(spec, dataset, test, detector, det_spec, progress)
-        extra["load_test_s"] = scored["load_s"]
-
-        stage = "computing metrics"
-        progress(spec.job_id, "metrics", 0, 1)
-        labels = np.array([int(s.label) for s in test], dtype=np.int64)
-        has_masks = _has_masks(dataset, test, scored["masks"])
-        maps = scored["maps"] if (scored["maps"] is not None and det_spec.capabilities.pixel_maps) else None
-        masks = _full_masks(scored["masks"], scored["shapes"]) if has_masks else None
-        raw_maps = list(maps) if (few is not None and maps is not None) else None  # for the few-shot pipeline
-        maps = _postprocess_test_maps(pipe, maps, masks, labels, scored, metrics, extra)
-        run["timing"]["predict_s"] = scored["predict_s"]
-        run["timing"]["images_per_s"] = len(test) / scored["predict_s"] if scored["predict_s"] > 0 else None
-        run["metrics"], extra["thresholds"] = compute_metrics(
-            labels, scored["scores"], masks, maps, metrics, extra["notes"]
-        )
-        if maps is None:
-            extra["notes"].append("pixel metrics: the detector gives no anomaly maps")
-        elif masks is None:
-            extra["notes"].append("pixel metrics: the data set has no masks")
-        run["deployed"] = deployed_metrics(labels, scored["scores"], pipe.image_threshold_, masks, maps,
-                                           pipe.pixel_threshold_)
-        extra["curves"] = curves(labels, scored["scores"], masks, maps, _fpr_limit(metrics))
-        outcome["scores"] = [
-            {
-                "image": str(s.image_path),
-                "label": int(s.label),
-                "defect_type": getattr(s, "defect_type", ""),
-                "score": float(v),
-                "predicted": int(v > pipe.image_threshold_),
-            }
-            for s, v in zip(test, scored["scores"])
-        ]
-        if few is not None:
-            stage = "few-shot evaluation"
-            pipe, scored, maps = few.finish(spec, dataset, pipe, labels, masks, raw_maps, scored, metrics, run,
-                                            outcome, det_spec, progress)
-
-        stage = "drawing overlays"
-        if spec.overlays and maps is not None:
-            colours = (pipe.calibration_ or {}).get("heatmap_range")
-            outcome["overlays"] = _overlays(spec, dataset, test, scored["scores"], maps, masks,
-                                            pipe.pixel_threshold_, colours)
+        for stage in STAGES:
+            stage(ctx)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - failure isolation: record, never raise
-        run["status"] = "error"
         kind = "contract violation" if isinstance(exc, ContractViolation) else type(exc).__name__
-        run["error"] = f"{stage}: {kind}: {exc}"
-        extra["traceback"] = traceback.format_exc()
-    run["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    extra["wall_s"] = time.perf_counter() - started
-    return outcome
+        ctx.run.failed(f"{ctx.stage}: {kind}: {exc}")
+        ctx.extra["traceback"] = traceback.format_exc()
+    ctx.run.peak_rss_mb = round(peak_rss_mb(), 1)
+    ctx.extra["wall_s"] = time.perf_counter() - started
+    return {"run": ctx.run.model_dump(mode="json"), "scores": ctx.score_rows, "overlays": ctx.overlays,
+            "extra": ctx.extra}
 
 
-# -- the inspection pipeline of a job ---------------------------------------------------------------
-def build_pipeline(spec: JobSpec, detector: Any) -> Any:
-    """The job's :class:`~pyimgano.Pipeline` around an unfitted detector."""
-    from pyimgano.pipeline import Pipeline
-
-    return Pipeline(detector, postprocess=spec.postprocess, image_threshold=spec.image_threshold,
-                    pixel_threshold=spec.pixel_threshold, val_fraction=spec.val_fraction, seed=spec.seed)
-
-
-def _postprocess_test_maps(
-    pipe: Any, maps: list | None, masks: list | None, labels: np.ndarray, scored: dict[str, Any],
-    metrics: list, extra: dict[str, Any],
-) -> list | None:
-    """Post-process the test maps one by one (peak memory: one extra map), after the raw
-    maps' pixel metrics went to ``extra["raw_metrics"]``; the time joins ``predict_s``."""
+def _postprocess_test_maps(ctx: JobContext, maps: list | None) -> list | None:
+    """Post-process the test maps one by one in place (peak memory: one extra map), after the
+    raw maps' pixel metrics went to ``extra["raw_metrics"]``; the time joins ``predict_s``."""
     if maps is None:
         return None
-    if pipe.postprocess:
-        if masks is not None:
-            pixel = [m for m in metrics if m.level == "pixel"]
-            extra["raw_metrics"] = compute_metrics(labels, scored["scores"], masks, maps, pixel, [])[0]
+    ctx.extra["postprocess_s"] = 0.0
+    if ctx.pipe.postprocess:
+        if ctx.masks is not None:
+            pixel = [m for m in ctx.metrics if m.level == "pixel"]
+            ctx.extra["raw_metrics"] = compute_metrics(ctx.labels, ctx.scored.scores, ctx.masks, maps, pixel, [])[0]
         t0 = time.perf_counter()
         for i, amap in enumerate(maps):
-            maps[i] = pipe.postprocess_maps([amap])[0]
-        extra["postprocess_s"] = time.perf_counter() - t0
-        scored["predict_s"] += extra["postprocess_s"]
-    else:
-        extra["postprocess_s"] = 0.0
+            maps[i] = ctx.pipe.postprocess_maps([amap])[0]
+        ctx.extra["postprocess_s"] = time.perf_counter() - t0
+        ctx.scored.predict_s += ctx.extra["postprocess_s"]
     return maps
 
 
-def _fpr_limit(metrics: list) -> float:
-    """The AUPRO FPR limit of the job's metrics (its spec's default when AUPRO is not among them)."""
-    from pyimgano.metrics.params import DEFAULT_FPR_LIMIT
-
-    for metric in metrics:
-        if "fpr_limit" in metric.params:
-            return float(metric.params["fpr_limit"])
-    return DEFAULT_FPR_LIMIT
-
-
 def _open_dataset(spec: JobSpec) -> Any:
-    from pyimgano.registry import load_dataset
+    from pyimgano.factories import load_dataset
 
     return load_dataset(spec.dataset, root=spec.root, category=spec.category, **spec.dataset_options)
 
@@ -322,7 +264,7 @@ def check_samples(spec: JobSpec, samples: list, split: str) -> list:
             try:
                 DatasetSample.model_validate(sample, from_attributes=True)
             except ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'sample'}: {e['msg']}" for e in exc.errors())
+                problems = validation_problems(exc, top="sample")
                 raise ContractViolation(
                     component=spec.dataset, field=f"{split} sample {i}",
                     expected="a DatasetSample (image_path, label 0/1, mask_path, defect_type, category)",
@@ -334,55 +276,6 @@ def check_samples(spec: JobSpec, samples: list, split: str) -> list:
                 actual=f"label {sample.label} for {sample.image_path}",
             )
     return samples
-
-
-def _score_test_set(
-    spec: JobSpec, dataset: Any, test: list, detector: Any, det_spec: Any, progress: ProgressFn
-) -> dict[str, Any]:
-    """Score the test split in batches.
-
-    ``predict_s`` is what a user waits for: decoding the images (and, a few milliseconds, their
-    masks), the benchmark's resize, and the detector's own preprocessing and scoring;
-    ``load_s`` is the decoding-and-resize part of it.
-    """
-    from pyimgano.contracts import validate_maps, validate_scores
-
-    scores: list[np.ndarray] = []
-    maps: list[np.ndarray] | None = []
-    masks: list[np.ndarray | None] = []
-    shapes: list[tuple[int, int]] = []
-    predict_s = load_s = 0.0
-    progress(spec.job_id, "score", 0, len(test))
-    for start in range(0, len(test), SCORE_BATCH):
-        batch = test[start : start + SCORE_BATCH]
-        t_load = time.perf_counter()
-        pairs = [load_pair(dataset, s, spec.image_size) for s in batch]
-        load_s += time.perf_counter() - t_load
-        images = [p[0] for p in pairs]
-        masks.extend(p[1] for p in pairs)
-        batch_shapes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
-        shapes.extend(batch_shapes)
-        if hasattr(detector, "score"):
-            batch_scores, batch_maps = detector.score(images)
-        else:  # a duck-typed detector that is not a pyimgano.Detector subclass
-            batch_scores = detector.decision_function(images)
-            batch_maps = detector.predict_anomaly_map(images) if det_spec.capabilities.pixel_maps else None
-        predict_s += time.perf_counter() - t_load
-        scores.append(validate_scores(batch_scores, len(images), component=spec.detector))
-        if batch_maps is None or maps is None:
-            maps = None
-        else:
-            checked = validate_maps(batch_maps, batch_shapes, component=spec.detector)
-            maps.extend(list(checked))
-        progress(spec.job_id, "score", min(start + SCORE_BATCH, len(test)), len(test))
-    return {
-        "scores": np.concatenate(scores) if scores else np.zeros(0),
-        "maps": maps,
-        "masks": masks,
-        "shapes": shapes,
-        "predict_s": predict_s,
-        "load_s": load_s,
-    }
 
 
 def _has_masks(dataset: Any, test: list, masks: list) -> bool:

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyimgano.benchmark.config import ConfigError
-from pyimgano.errors import ComponentNotFound, InvalidParams, MetricError, NameConflict
+from pyimgano.errors import ComponentNotFound, ConfigError, InvalidParams, MetricError, NameConflict
 from pyimgano.plugins import BUILTIN_PLUGIN, get_registry
 from pyimgano.specs import MetricSpec
 

@@ -270,15 +270,11 @@ def run_remote_job(spec: dict[str, Any], request: dict[str, Any], ledger: Any = 
     reason = unreadable_root(job.root)
     if reason is not None:
         where = node.get("node_ip") or node["hostname"]
-        run = empty_run(job)
-        run.update(
-            status="error",
-            error=(
-                f"worker on node {where} cannot read the data set root {job.root!r}: {reason}. "
-                "Every Ray node must see the data at the same path (shared file system or a "
-                "synced copy); see docs/scaling.md"
-            ),
-        )
+        run = empty_run(job).failed(
+            f"worker on node {where} cannot read the data set root {job.root!r}: {reason}. "
+            "Every Ray node must see the data at the same path (shared file system or a "
+            "synced copy); see docs/scaling.md"
+        ).model_dump(mode="json")
         outcome: dict[str, Any] = {"run": run, "scores": [], "overlays": [], "extra": {"job_id": job.job_id}}
     else:
         outcome = run_job(job)

@@ -52,43 +52,62 @@ SCORE_COLUMNS = ["image", "label", "defect_type", "score", "predicted"]
 FEW_SHOT_SCORE_COLUMNS = ["zero_shot_score", "zero_shot_predicted"]
 
 
+# A run record is built as these models from the start of a job (validate_assignment: a
+# wrong type fails where it is set, not when the file is written).
+RECORD_CONFIG = ConfigDict(extra="forbid", validate_assignment=True)
+
+
 class Timing(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = RECORD_CONFIG
 
-    fit_s: float | None
-    predict_s: float | None
-    images_per_s: float | None
+    fit_s: float | None = None
+    predict_s: float | None = None
+    images_per_s: float | None = None
 
 
-DEPLOYED_KEYS = ("image_threshold", "image_precision", "image_recall", "image_f1", "image_fpr",
-                 "pixel_threshold", "pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou")
+def _column(title: str, level: str) -> dict[str, Any]:
+    """json_schema_extra of a deployed figure the tables show: its column title and level."""
+    return {"title": title, "level": level}
 
 
 class Deployed(BaseModel):
     """What the calibrated pipeline does on the test split (docs/benchmark.md): image figures
-    over the test images at the image threshold (``image_fpr``: the share of good images
-    flagged), pixel figures over all test pixels at the pixel threshold; null where not
-    applicable (no maps, no masks, a class missing)."""
+    over the test images at the image threshold, pixel figures over all test pixels at the
+    pixel threshold; null where not applicable (no maps, no masks, a class missing). A figure
+    with a column title (``json_schema_extra``) is a column of the tables, the CSV and the
+    report, and of the log line of a finished run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = RECORD_CONFIG
 
-    image_threshold: float | None = None
+    image_threshold: float | None = Field(None, description="the calibrated image threshold")
     image_precision: float | None = None
     image_recall: float | None = None
-    image_f1: float | None = None
-    image_fpr: float | None = None
-    pixel_threshold: float | None = None
+    image_f1: float | None = Field(None, description="F1 of the image labels at the calibrated image threshold",
+                                   json_schema_extra=_column("img F1@thr", "image"))
+    image_fpr: float | None = Field(
+        None, description="share of good test images flagged at the calibrated image threshold (false rejects)",
+        json_schema_extra=_column("img FPR@thr", "image"))
+    pixel_threshold: float | None = Field(None, description="the calibrated pixel threshold")
     pixel_precision: float | None = None
     pixel_recall: float | None = None
-    pixel_f1: float | None = None
+    pixel_f1: float | None = Field(
+        None, description="F1 of the defect masks over all test pixels at the calibrated pixel threshold",
+        json_schema_extra=_column("px F1@thr", "pixel"))
     pixel_iou: float | None = None
+
+
+def deployed_columns() -> list[tuple[str, str, str, str]]:
+    """(key, title, description, level) of each deployed figure the tables show, in field order."""
+    return [(name, field.json_schema_extra["title"], field.description or "", field.json_schema_extra["level"])
+            for name, field in Deployed.model_fields.items() if isinstance(field.json_schema_extra, dict)]
 
 
 class RunPipeline(BaseModel):
     """How a run's maps were post-processed and its thresholds chosen (the strategies, not
-    the fitted values: those are in ``deployed`` and the job record)."""
+    the fitted values: those are in ``deployed`` and the job record);
+    :meth:`~pyimgano.pipeline.settings.ResolvedSettings.record` writes it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = RECORD_CONFIG
 
     postprocess: list[dict[str, Any]]
     image_threshold: str
@@ -99,7 +118,7 @@ class RunPipeline(BaseModel):
 class ZeroShotFigures(BaseModel):
     """The zero-shot pipeline on a few-shot run's evaluation images (the paired baseline)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = RECORD_CONFIG
 
     metrics: dict[str, float | None]
     deployed: Deployed | None = None
@@ -108,7 +127,7 @@ class ZeroShotFigures(BaseModel):
 class FewShotResult(BaseModel):
     """How a run used labelled defects (docs/few-shot.md): ``k`` 0 for the zero-shot pipeline."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = RECORD_CONFIG
 
     k: int = Field(description="defective test images drawn to tune the run (0: zero-shot)")
     shots: list[str] = Field(default_factory=list, description="the drawn images (removed from the evaluation)")
@@ -121,27 +140,40 @@ class FewShotResult(BaseModel):
 
 
 class RunResult(BaseModel):
-    """One entry of ``results.json`` ``runs`` (docs/benchmark.md)."""
+    """One entry of ``results.json`` ``runs`` (docs/benchmark.md). A job builds it from its
+    start (:meth:`start`) and fills it in stage by stage; a new field is one field here."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = RECORD_CONFIG
 
     detector: str
     dataset: str
     category: str
     seed: int | None = Field(None, description="the job's seed (null in files from before seeds were recorded)")
-    status: Literal["ok", "error"]
-    error: str | None
+    status: Literal["ok", "error"] = "ok"
+    error: str | None = None
     params: dict[str, Any]
     pipeline: RunPipeline | None = Field(None, description="post-processing and threshold strategies (null in "
                                                            "files from before the inspection pipeline)")
     metrics: dict[str, float | None] = Field(description="metric key -> value; null where it does not apply")
     deployed: Deployed | None = Field(None, description="figures at the calibrated thresholds")
-    timing: Timing
-    peak_rss_mb: float | None = Field(description="peak RSS of the process that ran the job, MiB")
-    n_train: int = Field(description="training images the detector was fitted on")
+    timing: Timing = Field(default_factory=Timing)
+    peak_rss_mb: float | None = Field(None, description="peak RSS of the process that ran the job, MiB")
+    n_train: int = Field(0, description="training images the detector was fitted on")
     n_val: int | None = Field(None, description="training images held out to calibrate (null: older files)")
-    n_test: int
+    n_test: int = 0
     few_shot: FewShotResult | None = Field(None, description="few-shot mode (null: files from before it)")
+
+    @classmethod
+    def start(cls, spec: JobSpec, metric_keys: list[str]) -> RunResult:
+        """The record of a job with nothing measured yet (every metric of ``metric_keys`` null)."""
+        return cls(detector=spec.detector, dataset=spec.dataset_label, category=spec.category, seed=spec.seed,
+                   params=dict(spec.params), pipeline=RunPipeline(**spec.resolved_settings().record()),
+                   metrics=dict.fromkeys(metric_keys), few_shot=FewShotResult(k=spec.few_shot))
+
+    def failed(self, message: str) -> RunResult:
+        """This record marked as an error with ``message``."""
+        self.status, self.error = "error", message
+        return self
 
 
 class ResultsFile(BaseModel):

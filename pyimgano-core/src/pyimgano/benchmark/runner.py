@@ -217,11 +217,8 @@ def one_line(run: dict[str, Any], with_seed: bool = False) -> str:
     m, t = run["metrics"], run["timing"]
     parts = [f"{c.title} {tables.fmt(m[c.key])}" for c in tables.metric_columns([run])
              if c.headline and (c.level == "image" or m[c.key] is not None)]
-    deployed = run.get("deployed") or {}
-    if deployed.get("image_f1") is not None or deployed.get("image_fpr") is not None:
-        parts.append(f"img F1@thr {tables.fmt(deployed.get('image_f1'))} (FPR {tables.fmt(deployed.get('image_fpr'))})")
-    if deployed.get("pixel_f1") is not None:
-        parts.append(f"px F1@thr {tables.fmt(deployed['pixel_f1'])}")
+    parts += [f"{c.title} {tables.fmt(tables.value_of(run, c.key))}" for c in tables.DEPLOYED_COLUMNS
+              if tables.value_of(run, c.key) is not None]
     parts += [f"fit {tables.fmt_seconds(t['fit_s'])} s", f"{tables.fmt(t['images_per_s'], 1)} img/s"]
     return f"[green]✓[/] {where}: " + ", ".join(parts)
 

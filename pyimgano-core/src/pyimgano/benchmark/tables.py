@@ -18,7 +18,6 @@ pixel threshold (:data:`DEPLOYED_COLUMNS`; absent for folders written before the
 from __future__ import annotations
 
 import functools
-import io
 import json
 import math
 from collections.abc import Iterable
@@ -26,18 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyimgano.benchmark.metric_set import MetricColumn, describe_keys
-from pyimgano.benchmark.results import rows_to_csv
+from pyimgano.benchmark.results import Deployed, deployed_columns, rows_to_csv
+from pyimgano.terminal import natural_width
 
 TIMING_TITLES = {"fit_s": "fit s", "predict_s": "predict s", "images_per_s": "img/s"}
 DEPLOYED = "deployed."  # column keys of the deployed block: deployed.<results.json key>
-DEPLOYED_COLUMNS = (
-    MetricColumn(f"{DEPLOYED}image_f1", "img F1@thr", "F1 of the image labels at the calibrated image threshold",
-                 "image"),
-    MetricColumn(f"{DEPLOYED}image_fpr", "img FPR@thr",
-                 "share of good test images flagged at the calibrated image threshold (false rejects)", "image"),
-    MetricColumn(f"{DEPLOYED}pixel_f1", "px F1@thr",
-                 "F1 of the defect masks over all test pixels at the calibrated pixel threshold", "pixel"),
-)
+DEPLOYED_COLUMNS = tuple(MetricColumn(f"{DEPLOYED}{key}", title, summary, level)
+                         for key, title, summary, level in deployed_columns())
 
 
 def value_of(run: dict[str, Any], key: str) -> float | None:
@@ -375,9 +369,7 @@ def where(run: dict[str, Any], with_seed: bool = False) -> str:
 def results_csv(runs: list[dict[str, Any]]) -> str:
     """One row per run: names, status, every metric key, timings, memory, seed, params, error."""
     labels = detector_labels(runs)
-    from pyimgano.benchmark.results import DEPLOYED_KEYS
-
-    deployed = [f"{DEPLOYED}{k}" for k in DEPLOYED_KEYS]
+    deployed = [f"{DEPLOYED}{k}" for k in Deployed.model_fields]
     columns = ["detector", "label", "dataset", "category", "status", *metric_keys_of(runs), *deployed,
                "fit_s", "predict_s", "images_per_s", "peak_rss_mb", "n_train", "n_val", "n_test", "seed", "params",
                "pipeline", "error"]
@@ -472,15 +464,6 @@ def _rich_table(
         table.add_row(*[cells[i] for i in columns], style=_STYLE.get(kind))
         previous = kind
     return table
-
-
-def natural_width(renderable: Any) -> int:
-    """Columns a renderable takes when nothing limits it (a table: every cell on one line)."""
-    from rich.console import Console
-    from rich.measure import Measurement
-
-    console = Console(width=100_000, file=io.StringIO())
-    return Measurement.get(console, console.options, renderable).maximum
 
 
 def _fits(renderables: list[Any], width: int | None) -> bool:
@@ -590,7 +573,7 @@ def _side_by_side(runs: list[dict[str, Any]], dataset: str, width: int | None) -
 
 
 # -- few-shot ----------------------------------------------------------------------------------------
-FEW_SHOT_FIGURES = (("image_f1", "img F1@thr"), ("image_fpr", "img FPR@thr"), ("pixel_f1", "px F1@thr"))
+FEW_SHOT_FIGURES = tuple((key, title) for key, title, _, _ in deployed_columns())
 
 
 def few_shot_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -610,7 +593,7 @@ def _tuned_summary(runs: list[dict[str, Any]]) -> str:
     only the image threshold was tuned."""
     from collections import Counter
 
-    from pyimgano.fewshot import describe_tuned
+    from pyimgano.pipeline.fewshot import describe_tuned
 
     if all((r["few_shot"] or {}).get("image_only") for r in runs):
         return "image threshold only"

@@ -17,12 +17,11 @@ the traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import NoReturn
 
 from pyimgano import __version__
-from pyimgano.errors import OutputExists, PyimganoError, os_reason
+from pyimgano.errors import OutputExists, PyimganoError, env_flag, os_reason
 from pyimgano.listing import BUILTIN_PLUGIN, PluginListing, get_listing
 
 # Commands of the project's other distributions: when one is missing, say what to install.
@@ -42,13 +41,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: :func:`version_text` as it is (argparse's own action would re-wrap the lines)."""
+
+    def __init__(self, option_strings: list[str], dest: str, listing: PluginListing, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.listing = listing
+
+    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+        print(version_text(self.listing))
+        parser.exit(0)
+
+
 def build_parser(listing: PluginListing, command: str | None = None) -> argparse.ArgumentParser:
     """The parser with every registered command; only ``command``'s options are added."""
     parser = _Parser(
         prog="pyimgano",
         description="Visual anomaly detection for industrial inspection: benchmark, fit and predict.",
     )
-    parser.add_argument("--version", action="version", version=f"pyimgano {__version__}")
+    parser.add_argument("--version", action=_VersionAction, listing=listing,
+                        help="show the version of pyimgano-core and of every plugin, then exit")
     parser.add_argument("--debug", action="store_true",
                         help=f"on an error, show its traceback (also {DEBUG_ENV}=1); before or after the command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -66,6 +78,32 @@ def build_parser(listing: PluginListing, command: str | None = None) -> argparse
                 sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                                         help=f"on an error, show its traceback (also {DEBUG_ENV}=1)")
     return parser
+
+
+def discover_registry() -> object:
+    """Discover the plugins (strict mode is left to the commands that use them)."""
+    from pyimgano.plugins import get_registry
+
+    return get_registry(strict=False)
+
+
+def current_listing() -> PluginListing:
+    """The plugin listing of this process: saved, or from :func:`discover_registry`."""
+    return get_listing(discover_registry)
+
+
+def version_text(listing: PluginListing) -> str:
+    """What ``pyimgano --version`` prints: the core's version, then one line per plugin (name,
+    distribution, version, and the status when it is not ok, with the first line of its error)."""
+    rows = [(r.name, r.distribution or "-", r.version or "-", r.status, r.error) for r in listing.plugins]
+    widths = [max([len(row[i]) for row in rows] + [0]) for i in range(3)]
+    lines = [f"pyimgano {__version__} (Python {sys.version.split()[0]})"]
+    for name, dist, version, status, error in rows:
+        line = f"  {name:<{widths[0]}}  {dist:<{widths[1]}}  {version:<{widths[2]}}"
+        if status != "ok":
+            line += f"  {status}: {_first_line(error)}"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def missing_command(name: str, listing: PluginListing) -> str | None:
@@ -93,7 +131,7 @@ def _first_line(text: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. No failure escapes as a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    debug = "--debug" in argv or env_flag(DEBUG_ENV)
     try:
         return _run(argv)
     except KeyboardInterrupt:
@@ -121,7 +159,7 @@ def _interrupted(exc: BaseException) -> bool:
 
 def _run(argv: list[str]) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
-    listing = get_listing()  # strict mode fails the commands that use plugins, not the parser
+    listing = current_listing()  # strict mode fails the commands that use plugins, not the parser
     known = listing.commands()
     if command is not None and command not in known:
         message = missing_command(command, listing)
@@ -129,6 +167,9 @@ def _run(argv: list[str]) -> int:
             raise UsageError(message)
     parser = build_parser(listing, command if command in known else None)
     args = parser.parse_args(argv)
+    from pyimgano.cli.options import apply_deprecated
+
+    apply_deprecated(args)  # old spellings of options, for one release
     if not getattr(args, "command", None):
         parser.print_help()
         return 0

@@ -24,10 +24,10 @@ examples:
       zero-shot, and 5 labelled test defects per run tuning the pipeline (docs/few-shot.md)
   pyimgano benchmark --config bench.toml
 
-Every run fits the detector on the training images less a seeded --val-fraction (default
-0.1), on which the post-processing statistics and both thresholds are fitted; metrics are
-computed on the post-processed maps, and the tables add image F1 / FPR and pixel F1 at
-the calibrated thresholds (docs/pipeline.md).
+Every run fits the detector on the training images less a seeded --val-fraction, on
+which the post-processing statistics and both thresholds are fitted; metrics are computed
+on the post-processed maps, and the tables add image F1 / FPR and pixel F1 at the
+calibrated thresholds (docs/pipeline.md).
 
 A rerun with the same --out skips runs that finished (--force redoes them); runs that
 ended in an error are retried. Exit status: 0 all ok, 1 when some run failed, 2 bad usage.
@@ -35,15 +35,15 @@ ended in an error are retried. Exit status: 0 all ok, 1 when some run failed, 2 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pyimgano.cli.fit import add_few_shot_tuning_arguments
+    from pyimgano.cli.options import add_few_shot_options, add_model_options, add_set_option
+    from pyimgano.pipeline.settings import PipelineSettings
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("--detector", action="append", default=[], metavar="NAME",
                         help="detector to run (repeatable); qualified plugin:name or bare name")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
-                        help="detector parameter (repeatable): NAME.key=value for one detector, key=value for "
-                             "every detector that has it; values are JSON where they parse (0.1, true, [1,2])")
+    add_set_option(parser, "detector parameter (repeatable): NAME.key=value for one detector, key=value for every "
+                           "detector that has it; values are JSON where they parse (0.1, true, [1,2])")
     parser.add_argument("--dataset", metavar="NAME", help="data set (default: synthetic)")
     parser.add_argument("--root", metavar="DIR", help="folder of the data set")
     parser.add_argument("--category", action="append", default=[], metavar="C",
@@ -70,22 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="metric to compute (repeatable; default: every registered metric, see "
                              "pyimgano list-plugins); pixel metrics need anomaly maps and masks")
     parser.add_argument("--overlays", type=int, metavar="N", help="heatmap overlays saved per category (default 4)")
-    parser.add_argument("--postprocess", metavar="CONFIG",
-                        help="post-processing of every detector with maps: 'default' (each detector's), 'none' "
-                             "(raw maps), a JSON list of steps or a JSON file; replaces the config file's settings")
-    parser.add_argument("--image-threshold", metavar="SPEC",
-                        help="image threshold of every detector: quantile:Q (default quantile:0.99) or fixed:V")
-    parser.add_argument("--pixel-threshold", metavar="SPEC",
-                        help="pixel threshold of every detector with maps: quantile:Q (default in docs/pipeline.md), "
-                             "fixed:V or none")
-    parser.add_argument("--val-fraction", type=float, metavar="F",
-                        help="share of each category's training images held out to calibrate (default 0.1)")
+    add_model_options(parser, PipelineSettings, suffix="; for every detector, replacing the config file's")
     parser.add_argument("--few-shot", action="append", type=int, dest="few_shot", metavar="K",
                         help="repeatable: K defective test images per run (drawn with its seed, removed from the "
                              "evaluation) tune the pipeline, reported beside the zero-shot pipeline on the same "
                              "images; 0: the zero-shot run on the whole test split (default). docs/few-shot.md")
-    add_few_shot_tuning_arguments(
-        parser, "calibration only: do not train detectors that learn from anomalies with the shots")
+    add_few_shot_options(parser, "calibration only: do not train detectors that learn from anomalies with the shots")
     parser.add_argument("--out", metavar="DIR", help="output folder (results.json, summary.md, report.html...)")
     parser.add_argument("--force", action="store_true", help="rerun runs that already finished in --out")
     parser.add_argument("--flush-interval", type=float, metavar="SECONDS",
@@ -107,12 +97,13 @@ def build_config(args: argparse.Namespace):
         ConfigError,
         DatasetEntry,
         DetectorEntry,
-        apply_assignments,
         grid_few_shot,
         grid_seeds,
         load_config_file,
-        validation_problems,
     )
+    from pyimgano.cli.options import given_settings
+    from pyimgano.errors import validation_problems
+    from pyimgano.pipeline.settings import PipelineSettings
 
     config = load_config_file(args.config) if args.config else BenchmarkConfig()
     if args.detector:
@@ -137,16 +128,14 @@ def build_config(args: argparse.Namespace):
     if args.seeds is not None:
         config.seed, config.seeds = None, list(args.seeds)
     apply_few_shot_flags(config, args)
-    for flag in ("image_size", "jobs", "job_timeout", "out", "overlays", "flush_interval", "metrics", "val_fraction"):
+    for flag in ("image_size", "jobs", "job_timeout", "out", "overlays", "flush_interval", "metrics"):
         value = getattr(args, flag)
         if value is not None:
             setattr(config, flag, value)
-    for flag in ("postprocess", "image_threshold", "pixel_threshold"):  # the flag decides for every detector
-        value = getattr(args, flag)
-        if value is not None:
-            setattr(config, flag, value)
-            for entry in config.detectors:
-                setattr(entry, flag, None)
+    for name, value in given_settings(args, PipelineSettings).items():  # the flag decides for every detector
+        setattr(config, name, value)
+        for entry in config.detectors:
+            setattr(entry, name, None)
     config.force = config.force or args.force
     try:
         config = BenchmarkConfig.model_validate(config.model_dump())
@@ -159,22 +148,53 @@ def build_config(args: argparse.Namespace):
 
 def apply_few_shot_flags(config, args: argparse.Namespace) -> None:
     """--few-shot K (repeatable), --few-shot-objective, --few-shot-search, --no-few-shot-training."""
-    import json
-
-    from pyimgano.benchmark.config import ConfigError
+    from pyimgano.cli.options import few_shot_given
 
     if args.few_shot is not None:
         config.few_shot = list(args.few_shot)
-    if args.few_shot_objective is not None:
-        config.few_shot_objective = args.few_shot_objective
-    if args.few_shot_search is not None:
+    for name, value in few_shot_given(args).items():
+        setattr(config, f"few_shot_{'training' if name == 'train' else name}", value)
+
+
+def apply_assignments(detectors: list, assignments: list[str]) -> None:
+    """Apply ``--set`` items to the detectors (in place).
+
+    ``NAME.key=value`` sets one detector's parameter (NAME as written on the command line,
+    qualified, or bare); ``key=value`` sets it on every detector whose parameters include
+    ``key``, and is an error when none does.
+    """
+    from pyimgano.benchmark.config import ConfigError
+    from pyimgano.cli.options import parse_assignment
+    from pyimgano.errors import PyimganoError
+    from pyimgano.plugins import get_registry
+
+    registry = get_registry()
+
+    def same(name: str, target: str) -> bool:
+        if name == target:
+            return True
         try:
-            config.few_shot_search = json.loads(args.few_shot_search)
-        except ValueError as exc:
-            raise ConfigError(f"--few-shot-search {args.few_shot_search!r}: not JSON ({exc}); e.g. "
-                              '\'{"sigma": [2, 4], "open_size": [], "min_area": [64]}\'') from None
-    if args.no_few_shot_training:
-        config.few_shot_training = False
+            return registry.qualified_name("detector", name) == registry.qualified_name("detector", target)
+        except PyimganoError:
+            return False
+
+    for item in assignments:
+        target, key, value = parse_assignment(item)
+        if target is not None:
+            matched = [d for d in detectors if same(d.name, target)]
+            if not matched:
+                known = ", ".join(d.name for d in detectors) or "none"
+                raise ConfigError(f"--set {item!r}: no detector {target!r} in this benchmark (detectors: {known})")
+        else:
+            matched = [d for d in detectors
+                       if key in registry.resolve("detector", d.name)[0].params.model_fields]
+            if not matched:
+                raise ConfigError(
+                    f"--set {item!r}: no detector of this benchmark has a parameter {key!r} "
+                    f"(detectors: {', '.join(d.name for d in detectors)})"
+                )
+        for entry in matched:
+            entry.params[key] = value
 
 
 def run(args: argparse.Namespace) -> int:

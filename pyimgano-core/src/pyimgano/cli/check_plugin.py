@@ -15,27 +15,28 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pyimgano.cli.options import add_json_option, add_set_option
+
     parser.add_argument("target", metavar="NAME_OR_COMPONENT",
                         help="a plugin name (checks all its components) or one component, 'plugin:name'")
-    parser.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
-                        help="a parameter (repeatable) on top of the spec's check_params: key=value for every "
-                             "component that has it, NAME.key=value for one; values are JSON where they parse")
+    add_set_option(parser, "a parameter (repeatable) on top of the spec's check_params: key=value for every "
+                           "component that has it, NAME.key=value for one; values are JSON where they parse")
     parser.add_argument("--known-failure", dest="known", action="append", type=_key_value, default=[],
                         metavar="CHECK=REASON", help="declare a check known to fail, with the reason")
     parser.add_argument("--check", dest="checks", action="append", metavar="CHECK",
                         help="run only this check (repeatable)")
     parser.add_argument("--root", help="data set root folder (for data set plugins)")
     parser.add_argument("--category", help="data set category (default: the first)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_json_option(parser, "the results")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyimgano.benchmark.config import parse_assignment
+    from pyimgano.cli.options import parse_assignment
     from pyimgano.testing.plugins import check_plugin, summarize
 
     params: dict[str, object] = {}
     component_params: dict[str, dict[str, object]] = {}
-    for item in args.params:
+    for item in args.assignments:
         name, key, value = parse_assignment(item)
         (component_params.setdefault(name, {}) if name else params)[key] = value
     results = check_plugin(
@@ -69,7 +70,7 @@ def _print_table(target: str, results: list, counts: dict[str, int], console: An
     lines, so no message is cut into word fragments."""
     from rich.console import Console
 
-    from pyimgano.benchmark.tables import natural_width
+    from pyimgano.terminal import natural_width
 
     console = console or Console(soft_wrap=False)
     title = f"pyimgano check-plugin {target}"

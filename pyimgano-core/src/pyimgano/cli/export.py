@@ -21,14 +21,18 @@ and must agree (scores within 1e-4 relative); --no-check skips that. See docs/de
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pyimgano.cli.options import add_json_option
+    from pyimgano.specs import EXPORT_FORMATS
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("--model", metavar="MODEL_DIR", help="a directory saved by pyimgano fit (or Detector.save)")
     parser.add_argument("--out", metavar="DIR", help="the export folder (replaced when the export is complete)")
-    parser.add_argument("--format", default="onnx", choices=("onnx", "openvino"), help="graph format (default onnx)")
+    parser.add_argument("--format", default=EXPORT_FORMATS[0], choices=EXPORT_FORMATS,
+                        help=f"graph format (default {EXPORT_FORMATS[0]})")
     parser.add_argument("--no-check", action="store_true", help="do not compare the runtime with the source detector")
     parser.add_argument("--list", action="store_true", help="list the detectors that can be exported, and exit")
-    parser.add_argument("--json", action="store_true", help="with --list: JSON; else the manifest's summary as JSON")
+    add_json_option(parser, "the exportable detectors (with --list) or the export's summary")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,13 +12,15 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    from pyimgano.cli.options import add_json_option
+
+    add_json_option(parser, "the plugins")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyimgano.listing import get_listing
+    from pyimgano.cli import current_listing
 
-    listing = get_listing()  # strict mode: still show what was found, then fail
+    listing = current_listing()  # strict mode: still show what was found, then fail
     strict_error = listing.strict_error
     records = listing.rows()
     if args.json:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +26,34 @@ NAME_MAX = 100
 EPILOG = """\
 examples:
   pyimgano predict --model model/ data/new/ --out predictions/
-  pyimgano predict --model model/ 'line3/*.png' part7.png --out predictions/ --json --save-maps
+  pyimgano predict --model model/ 'line3/*.png' part7.png --out predictions/ --save-json --save-maps
 
 Writes OUT/predictions.csv (per image: score, label, anomalous pixel fraction, number of
 defect regions, the largest region's area and bounding box, the files written),
 OUT/masks/*.png (255 where the post-processed map is above the pixel threshold) and
 OUT/heatmaps/*.png (the post-processed map over the image, at most 1024 px a side; blue
-normal, red anomalous, the pixel threshold halfway). --json adds OUT/predictions.json with
-every region's bounding box [x, y, width, height], area and peak map value.
+normal, red anomalous, the pixel threshold halfway). --save-json adds OUT/predictions.json
+with every region's bounding box [x, y, width, height], area and peak map value; --json
+prints the summary as JSON on stdout.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pyimgano.cli.options import add_deprecated, add_json_option
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="a folder saved by pyimgano fit")
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders (recursive) or globs")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--threshold", type=float, metavar="VALUE", help="image threshold instead of the model's")
-    parser.add_argument("--pixel-threshold", type=float, metavar="VALUE",
-                        help="pixel threshold (on post-processed maps) instead of the model's")
-    parser.add_argument("--json", action="store_true",
+    parser.add_argument("--image-threshold", metavar="SPEC",
+                        help="image threshold instead of the model's: V or fixed:V")
+    parser.add_argument("--pixel-threshold", metavar="SPEC",
+                        help="pixel threshold (on post-processed maps) instead of the model's: V or fixed:V")
+    parser.add_argument("--save-json", action="store_true",
                         help="also write OUT/predictions.json with every defect region of every image")
+    add_json_option(parser, "the summary (counts, thresholds, files written)")
+    add_deprecated(parser, "--threshold", "--image-threshold", "image_threshold", type=float)
     parser.add_argument("--save-maps", action="store_true",
                         help="also keep the post-processed float32 maps as OUT/maps/<name>.npy")
 
@@ -184,26 +190,26 @@ class _JsonWriter:
         Path(self.tmp).unlink(missing_ok=True)
 
 
-def _finite_override(value: float | None, flag: str) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise InvalidParams(f"{flag} {value}: must be a finite number")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from pyimgano.atomic import atomic_write
     from pyimgano.benchmark.results import rows_to_csv
-    from pyimgano.cli.fit import collect_images
+    from pyimgano.cli.inputs import collect_images
+    from pyimgano.cli.options import fixed_threshold
     from pyimgano.images import load_image
     from pyimgano.pipeline import load
 
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise OutputExists(f"{out}: exists and is not a folder; choose another --out")
-    image_override = _finite_override(args.threshold, "--threshold")
-    pixel_override = _finite_override(args.pixel_threshold, "--pixel-threshold")
+    image_override = fixed_threshold(args.image_threshold, "--image-threshold")
+    pixel_override = fixed_threshold(args.pixel_threshold, "--pixel-threshold")
+    save_json = args.save_json
+    if args.json and not save_json:  # the old meaning of --json, kept for one release
+        print("warning: --json prints the summary as JSON on stdout, as in every command; it writes "
+              "predictions.json in this release only: use --save-json for the file", file=sys.stderr)
+        save_json = True
     pipe = load(args.model)
     if image_override is not None:
         pipe.image_threshold_ = image_override
@@ -219,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     dirs = {"heatmaps": out / "heatmaps", "masks": out / "masks", "maps": out / "maps"}
     writer = None
-    if args.json:
+    if save_json:
         writer = _JsonWriter(out / "predictions.json", {
             "model": str(Path(args.model)), "detector": pipe.traits.name,
             "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
@@ -252,15 +258,25 @@ def run(args: argparse.Namespace) -> int:
     columns = ["image", "score", "label", "anomalous_fraction", "n_regions", "largest_area", "largest_x",
                "largest_y", "largest_width", "largest_height", "heatmap", "mask"] + (["map"] if args.save_maps else [])
     atomic_write(out / "predictions.csv", rows_to_csv(rows, columns))
+    written = [out / "predictions.csv"] + ([out / "predictions.json"] if save_json else [])
+    print(_summary(pipe, rows, written, as_json=args.json))
+    return 0
+
+
+def _summary(pipe: Any, rows: list[dict[str, Any]], written: list[Path], as_json: bool) -> str:
+    """What predict says at the end: one line, or with --json the same facts as JSON."""
     n_anomalous = sum(1 for r in rows if r["label"] == 1)
+    if as_json:
+        return json.dumps({"n_images": len(rows), "n_anomalous": None if pipe.image_threshold_ is None else n_anomalous,
+                           "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
+                           "files": [str(p) for p in written]}, indent=2)
     summary = f"{len(rows)} image(s) scored"
     if pipe.image_threshold_ is None:
-        summary += "; no threshold in the model: labels left empty (pass --threshold)"
+        summary += "; no threshold in the model: labels left empty (pass --image-threshold)"
     else:
         summary += f", {n_anomalous} anomalous (image threshold {pipe.image_threshold_:.6g}"
         summary += f", pixel threshold {pipe.pixel_threshold_:.6g})" if pipe.pixel_threshold_ is not None else ")"
-    print(f"{summary}; wrote {out / 'predictions.csv'}" + (f" and {out / 'predictions.json'}" if args.json else ""))
-    return 0
+    return f"{summary}; wrote {' and '.join(map(str, written))}"
 
 
 def _outputs(result: Any, k: int, image: np.ndarray, path: Path, name: str, dirs: dict[str, Path],

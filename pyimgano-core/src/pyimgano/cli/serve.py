@@ -16,8 +16,9 @@ import socket
 import sys
 from pathlib import Path
 
+from pyimgano.cli.options import add_model_options
 from pyimgano.errors import InvalidParams
-from pyimgano.service.settings import API_KEY_ENV, ServeSettings, add_options, settings_from_args
+from pyimgano.service.settings import API_KEY_ENV, ServeSettings, settings_from_args
 
 EXTRA_HINT = "pyimgano serve needs the serve extra: pip install 'pyimgano-core[serve]'"
 
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-image", metavar="IMAGE",
                         help="the image scored before /readyz says ready (default: a grey image of the "
                              "calibration images' size)")
-    add_options(parser, ServeSettings)
+    add_model_options(parser, ServeSettings)
 
 
 def read_api_key(path: str | None) -> str | None:
@@ -129,14 +130,14 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
+    # uvicorn re-raises the signal that stopped it once it has drained; with a handler of our
+    # own (which also stops a server not started yet), SIGTERM ends in exit status 0
+    previous = signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     warning = exposure_warning(args.host, api_key)
     if warning:
         print(warning, file=sys.stderr)
     print(f"serving {pipe.traits.name} from {args.model} on http://{shown}:{port} (review page /, API /docs); "
           "SIGTERM or Ctrl-C to stop", flush=True)
-    # uvicorn re-raises the signal that stopped it once it has drained; with a handler of our
-    # own, SIGTERM ends in exit status 0 after the accepted requests are answered
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         server.run(sockets=[sock])
     finally:

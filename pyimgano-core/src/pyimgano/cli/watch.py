@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import signal
 
-from pyimgano.service.settings import WatchSettings, add_options, settings_from_args
+from pyimgano.cli.options import add_model_options
+from pyimgano.service.settings import WatchSettings, settings_from_args
 
 EPILOG = """\
 examples:
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a folder saved by pyimgano fit or written by pyimgano export")
     parser.add_argument("--out", required=True, metavar="OUT", help="where results and filed images go")
     parser.add_argument("--once", action="store_true", help="score what IN holds, then exit (instead of watching)")
-    add_options(parser, WatchSettings)
+    add_model_options(parser, WatchSettings)
 
 
 def run(args: argparse.Namespace) -> int:

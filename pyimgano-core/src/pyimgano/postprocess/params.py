@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -60,3 +60,31 @@ class RemoveSmallParams(_Params):
 
 class ThresholdParams(_Params):
     value: float = Field(0.5, description="pixels scoring above this become 1, the rest 0")
+
+
+class BuiltinStep(NamedTuple):
+    """A built-in step as registered and as built: its name, its class in
+    :mod:`pyimgano.postprocess.steps`, its params model, whether it fits statistics, its summary."""
+
+    name: str
+    class_name: str
+    params: type[BaseModel]
+    fits_statistics: bool
+    summary: str
+
+
+# The one list of the core's post-processing steps: _builtin.py registers these, and
+# steps.py gives each class its name and params model from here. A new step is its params
+# model above, its class in steps.py and one row here.
+BUILTIN_STEPS = (
+    BuiltinStep("minmax", "MinMax", MinMaxParams, True, "Min-max normalisation by training/calibration maps (or per image)"),
+    BuiltinStep("percentile", "Percentile", PercentileParams, True,
+                "Robust normalisation: low/high percentiles of training/calibration maps (or per image) to 0/1"),
+    BuiltinStep("standardize", "Standardize", StandardizeParams, True,
+                "z-score by mean/std (or median/MAD) of training/calibration maps"),
+    BuiltinStep("gaussian", "Gaussian", GaussianParams, False, "Gaussian smoothing of each map"),
+    BuiltinStep("open", "Open", MorphologyParams, False, "Grey-level morphological opening"),
+    BuiltinStep("close", "Close", MorphologyParams, False, "Grey-level morphological closing"),
+    BuiltinStep("remove_small", "RemoveSmall", RemoveSmallParams, False, "Remove connected components smaller than an area"),
+    BuiltinStep("threshold", "Threshold", ThresholdParams, False, "Binary mask of scores above a value"),
+)

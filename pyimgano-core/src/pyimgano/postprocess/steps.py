@@ -109,9 +109,6 @@ class _Normalizer(Step):
 class MinMax(_Normalizer):
     """Rescale so that the training/calibration (or the map's own) min -> 0 and max -> 1."""
 
-    name = "minmax"
-    params_model = P.MinMaxParams
-
     def _statistics(self, pixels: np.ndarray) -> dict[str, float]:
         low, high = float(pixels.min()), float(pixels.max())
         return {"offset": low, "scale": high - low}
@@ -120,9 +117,6 @@ class MinMax(_Normalizer):
 class Percentile(_Normalizer):
     """Robust rescaling: the low percentile -> 0 and the high percentile -> 1."""
 
-    name = "percentile"
-    params_model = P.PercentileParams
-
     def _statistics(self, pixels: np.ndarray) -> dict[str, float]:
         low, high = np.percentile(pixels, [self.params.low, self.params.high])
         return {"offset": float(low), "scale": float(high - low)}
@@ -130,9 +124,6 @@ class Percentile(_Normalizer):
 
 class Standardize(_Normalizer):
     """z-score by the mean and standard deviation (or median and MAD) of training maps."""
-
-    name = "standardize"
-    params_model = P.StandardizeParams
 
     def _statistics(self, pixels: np.ndarray) -> dict[str, float]:
         if self.params.robust:
@@ -143,9 +134,6 @@ class Standardize(_Normalizer):
 
 class Gaussian(Step):
     """Gaussian smoothing of each map (reflecting at the borders)."""
-
-    name = "gaussian"
-    params_model = P.GaussianParams
 
     def _apply(self, amap: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(amap, sigma=self.params.sigma, truncate=self.params.truncate, mode="reflect")
@@ -162,9 +150,6 @@ def _footprint(size: int, shape: str) -> np.ndarray:
 class Open(Step):
     """Grey-level morphological opening: removes bright details smaller than the element."""
 
-    name = "open"
-    params_model = P.MorphologyParams
-
     def _apply(self, amap: np.ndarray) -> np.ndarray:
         return ndimage.grey_opening(amap, footprint=_footprint(self.params.size, self.params.shape), mode="reflect")
 
@@ -172,18 +157,12 @@ class Open(Step):
 class Close(Step):
     """Grey-level morphological closing: fills dark gaps smaller than the element."""
 
-    name = "close"
-    params_model = P.MorphologyParams
-
     def _apply(self, amap: np.ndarray) -> np.ndarray:
         return ndimage.grey_closing(amap, footprint=_footprint(self.params.size, self.params.shape), mode="reflect")
 
 
 class RemoveSmall(Step):
     """Set connected components (of pixels above ``threshold``) smaller than ``min_area`` to ``fill``."""
-
-    name = "remove_small"
-    params_model = P.RemoveSmallParams
 
     def _apply(self, amap: np.ndarray) -> np.ndarray:
         structure = ndimage.generate_binary_structure(2, 2 if self.params.connectivity == 8 else 1)
@@ -200,13 +179,16 @@ class RemoveSmall(Step):
 class Threshold(Step):
     """Binary mask: 1 where the score is above ``value``, else 0."""
 
-    name = "threshold"
-    params_model = P.ThresholdParams
-
     def _apply(self, amap: np.ndarray) -> np.ndarray:
         return amap > self.params.value
 
 
-BUILTIN_STEPS: dict[str, type[Step]] = {
-    cls.name: cls for cls in (MinMax, Percentile, Standardize, Gaussian, Open, Close, RemoveSmall, Threshold)
-}
+def _named(row: P.BuiltinStep) -> type[Step]:
+    """The class of a built-in step, given its name and params model from the one list
+    (:data:`pyimgano.postprocess.params.BUILTIN_STEPS`)."""
+    cls = globals()[row.class_name]
+    cls.name, cls.params_model = row.name, row.params
+    return cls
+
+
+BUILTIN_STEPS: dict[str, type[Step]] = {row.name: _named(row) for row in P.BUILTIN_STEPS}

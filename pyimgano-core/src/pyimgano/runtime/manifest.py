@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pyimgano.errors import ModelLoadError
+from pyimgano.errors import ModelLoadError, validation_problems
+from pyimgano.specs import ExportFormat
 
 EXPORT_FILE = "pyimgano-export.json"
 EXPORT_FORMAT = 1
@@ -83,7 +84,7 @@ class ExportManifest(GraphSpec):
     """The whole manifest as written to ``pyimgano-export.json``."""
 
     format: int = EXPORT_FORMAT
-    export_format: Literal["onnx", "openvino"] = "onnx"
+    export_format: ExportFormat = "onnx"
     files: dict[str, FileEntry] = Field(description="every file the runtime reads, with its size and SHA-256")
     source: SourceInfo
     check: dict[str, Any] | None = Field(None, description="the export's own comparison with the source detector")
@@ -130,9 +131,7 @@ def read_manifest(directory: str | Path) -> ExportManifest:
     try:
         manifest = ExportManifest.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ModelLoadError(f"{path}: invalid manifest: {where}: {first['msg']}") from None
+        raise ModelLoadError(f"{path}: invalid manifest: {validation_problems(exc)}") from None
     verify_files(directory, manifest)
     return manifest
 

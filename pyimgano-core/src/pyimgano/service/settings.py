@@ -1,5 +1,6 @@
 """The settings of ``pyimgano serve`` and ``pyimgano watch``: each default, bound and help
-text is written once, on a pydantic field; the command-line options are built from them."""
+text is written once, on a pydantic field; the command-line options are built from them
+(``pyimgano.cli.options.add_model_options``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pyimgano.errors import InvalidParams
+from pyimgano.errors import InvalidParams, validation_problems
 
 API_KEY_ENV = "PYIMGANO_API_KEY"
 
@@ -48,21 +49,13 @@ class WatchSettings(BaseModel):
     max_batch: int = Field(8, ge=1, le=256, description="images scored together at most")
 
 
-def add_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
-    """One ``--option`` per field of ``model``, with its type, default and description."""
-    for name, field in model.model_fields.items():
-        kind = field.annotation if field.annotation in (int, float) else str
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=field.default,
-                            metavar=name.rsplit("_", 1)[-1].upper() if name.endswith(("_s", "_ms", "_mb"))
-                            else "N", help=f"{field.description} (default {field.default:g})")
-
-
 def settings_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:
-    """The settings of ``model`` from parsed options; a bad value is one line naming its option."""
-    values = {name: getattr(args, name) for name in model.model_fields}
+    """The settings of ``model`` from options made by ``cli.options.add_model_options`` (those
+    not given keep the field's default); a bad value is one line naming the field."""
+    from pyimgano.cli.options import given_settings
+
+    values = given_settings(args, model)
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        name = str(error["loc"][0])
-        raise InvalidParams(f"--{name.replace('_', '-')} {values[name]}: {error['msg'].lower()}") from None
+        raise InvalidParams(validation_problems(exc, model, values=values)) from None

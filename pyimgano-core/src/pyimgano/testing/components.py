@@ -75,7 +75,7 @@ class DatasetTarget:
 
     def open(self) -> Any:
         if self._opened is None:
-            from pyimgano.registry import load_dataset
+            from pyimgano.factories import load_dataset
 
             try:
                 self._opened = ("ok", load_dataset(self.label, root=self.root, category=self.category, **self.options))
@@ -417,7 +417,7 @@ def postprocessor_target(step: Any, *, params: Mapping[str, Any] | None = None,
     if isinstance(step, PostprocessorTarget):
         return step
     if isinstance(step, str):
-        from pyimgano.registry import create_postprocessor
+        from pyimgano.factories import create_postprocessor
 
         spec, qualified = _resolve("postprocessor", step)
         kwargs = dict(params or {})

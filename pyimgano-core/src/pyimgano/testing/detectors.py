@@ -134,8 +134,8 @@ def detector_target(
         return detector
     known = dict(known_failures or {})
     if isinstance(detector, str):
+        from pyimgano.factories import create_detector
         from pyimgano.plugins import get_registry
-        from pyimgano.registry import create_detector
 
         registry = get_registry()
         spec, record = registry.resolve("detector", detector)
@@ -222,10 +222,20 @@ def _needs(capability: str) -> Callable[[DetectorTarget], str | None]:
 DETECTOR_CHECKS: list[Check] = []
 
 
-def _check(applies: Callable[[Any], str | None] = always) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def _fitting(applies: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    """A check that fits the detector on the kit's images applies to detectors that fit on images only."""
+    def fits(target: DetectorTarget) -> str | None:
+        return _needs("fits_on_images")(target) or applies(target)
+
+    return fits
+
+
+def _check(applies: Callable[[Any], str | None] = always,
+           fits: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a check; ``fits``: it fits the detector on the kit's generated images."""
     def register(func: Callable[..., None]) -> Callable[..., None]:
         wrapped = wrap_check(func.__name__, func, detector_target)
-        DETECTOR_CHECKS.append(Check(func.__name__, wrapped, applies))
+        DETECTOR_CHECKS.append(Check(func.__name__, wrapped, _fitting(applies) if fits else applies))
         return wrapped
 
     return register
@@ -246,7 +256,7 @@ def _registered(target: DetectorTarget) -> str | None:
     return None if target.registry_name else "not a registered detector (a factory)"
 
 
-@_check(_registered)
+@_check(_registered, fits=False)
 def check_params_match_spec(target: DetectorTarget) -> None:
     """``get_params()`` validates against the spec's params model (``load`` rebuilds from it)."""
     from pyimgano.plugins import get_registry
@@ -269,7 +279,7 @@ def check_params_match_spec(target: DetectorTarget) -> None:
                     f"params_model = {spec.params.__name__} (one source of truth)")
 
 
-@_check()
+@_check(fits=False)
 def check_use_before_fit_raises(target: DetectorTarget) -> None:
     """Scoring an unfitted detector raises a clear error (``NotFittedError``), not garbage."""
     detector = target.make(SEED)
@@ -619,7 +629,7 @@ def check_grayscale_and_rgba_input(target: DetectorTarget) -> None:
             raise CheckFailed("check_grayscale_and_rgba_input", f"{kind} input: {describe(exc)}") from exc
 
 
-@_check()
+@_check(fits=False)
 def check_empty_training_set_rejected(target: DetectorTarget) -> None:
     """``fit([])`` (and fewer than ``min_train_images``) raises a clear ``ValueError``."""
     minimum = target.capabilities.min_train_images

@@ -15,8 +15,11 @@ threshold) plus ``pyimgano-pipeline.json`` (see :data:`PIPELINE_FILE` and docs/p
 A folder saved by a plain detector loads as a pipeline without post-processing whose
 pixel threshold is the image threshold, so it predicts as it always did.
 
-The calibration steps are module functions (:func:`split_validation`,
-:func:`fit_postprocessing`, :func:`pixel_threshold_value`), reusable on their own.
+The package, by job: :mod:`~pyimgano.pipeline.settings` (the settings, declared once, and
+their resolution for a detector), :mod:`~pyimgano.pipeline.calibration` (the validation
+split, statistics and threshold values, module functions reusable on their own),
+:mod:`~pyimgano.pipeline.fewshot` (few-shot mode: settings, draw, tuning), and here the
+:class:`Pipeline` with prediction and save/load.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import copy
 import json
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -34,178 +36,34 @@ from typing import Any
 import numpy as np
 
 from pyimgano.atomic import check_output_dir
-from pyimgano.errors import InvalidParams, MetricError, ModelLoadError, NotFittedError
-from pyimgano.thresholds import DEFAULT_IMAGE_QUANTILE, DEFAULT_PIXEL_QUANTILE, make_strategy
+from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError
+from pyimgano.pipeline.calibration import (
+    finite,
+    fit_postprocessing,
+    heatmap_range,
+    needs_data,
+    pixel_threshold_value,
+    split_validation,
+)
+from pyimgano.pipeline.fewshot import FewShotMixin
+from pyimgano.pipeline.settings import (
+    DEFAULT,
+    DEFAULT_PIXEL_THRESHOLD,
+    DetectorTraits,
+    PipelineSettings,
+    ResolvedSettings,
+    detector_traits,
+    parse_postprocess,
+    postprocess_config,
+)
+from pyimgano.thresholds import make_strategy
+
+__all__ = ["DEFAULT", "DEFAULT_PIXEL_THRESHOLD", "PIPELINE_FILE", "DetectorTraits", "Pipeline", "PipelineOutput",
+           "PipelineSettings", "ResolvedSettings", "detector_traits", "find_regions", "fit_postprocessing", "load",
+           "parse_postprocess", "pixel_threshold_value", "postprocess_config", "split_validation"]
 
 PIPELINE_FILE = "pyimgano-pipeline.json"
 PIPELINE_FORMAT = 1
-DEFAULT = "default"
-DEFAULT_IMAGE_THRESHOLD = f"quantile:{DEFAULT_IMAGE_QUANTILE}"
-DEFAULT_PIXEL_THRESHOLD = f"quantile:{DEFAULT_PIXEL_QUANTILE}"
-DEFAULT_VAL_FRACTION = 0.1
-
-
-# -- what a detector declares ------------------------------------------------------------------
-@dataclass(frozen=True)
-class DetectorTraits:
-    """What the pipeline needs to know about a detector before fitting it."""
-
-    name: str
-    pixel_maps: bool
-    min_train_images: int = 1
-    default_postprocess: tuple[dict[str, Any], ...] = ()
-    learns_from_anomalies: bool = False
-    needs_anomaly_masks: bool = False
-
-
-def detector_traits(detector: Any) -> DetectorTraits:
-    """The traits of a detector object: from its registered spec, else from its class."""
-    name = getattr(detector, "component", None) or type(detector).__name__
-    if name and name != "detector":
-        from pyimgano.errors import PyimganoError
-        from pyimgano.plugins import get_registry
-
-        try:
-            spec, _ = get_registry().resolve("detector", name)
-        except PyimganoError:
-            spec = None
-        if spec is not None:
-            caps = spec.capabilities
-            return DetectorTraits(name, bool(caps.pixel_maps) and getattr(detector, "supports_maps", True),
-                                  caps.min_train_images, tuple(caps.default_postprocess),
-                                  bool(caps.learns_from_anomalies) and getattr(detector, "learns_from_anomalies", False),
-                                  bool(caps.needs_anomaly_masks))
-    return DetectorTraits(str(name), bool(getattr(detector, "supports_maps", True)),
-                          learns_from_anomalies=bool(getattr(detector, "learns_from_anomalies", False)))
-
-
-# -- configuration ------------------------------------------------------------------------------
-def postprocess_config(postprocess: Any, traits: DetectorTraits) -> list[dict[str, Any]]:
-    """The concrete, validated step list: ``"default"`` is the detector's declared default,
-    ``None``/``[]`` the raw maps; steps are checked against the registry (unknown names
-    and bad parameters are one-line errors). Steps for a detector without maps are an error."""
-    from pyimgano.postprocess.chain import PostProcessing
-
-    explicit = not (isinstance(postprocess, str) and postprocess == DEFAULT)
-    if not explicit:
-        config: Any = [dict(step) for step in traits.default_postprocess] if traits.pixel_maps else []
-    else:
-        config = [] if postprocess is None else postprocess
-    chain = PostProcessing.from_config(config)
-    if chain.steps and not traits.pixel_maps:
-        raise InvalidParams(
-            f"postprocess {config!r}: detector {traits.name} gives no anomaly maps to post-process; "
-            "leave postprocess unset"
-        )
-    return chain.to_config()
-
-
-def pixel_strategy(pixel_threshold: Any, traits: DetectorTraits) -> Any:
-    """The pixel threshold strategy: ``"default"`` is :data:`DEFAULT_PIXEL_THRESHOLD` for a
-    detector with maps and none without; a strategy for a detector without maps is an error."""
-    if isinstance(pixel_threshold, str) and pixel_threshold == DEFAULT:
-        return make_strategy(DEFAULT_PIXEL_THRESHOLD, "pixel_threshold") if traits.pixel_maps else None
-    if pixel_threshold is None:
-        return None
-    strategy = make_strategy(pixel_threshold, "pixel_threshold")
-    if not traits.pixel_maps:
-        raise InvalidParams(
-            f"pixel_threshold {pixel_threshold!r}: detector {traits.name} gives no anomaly maps, so there "
-            "are no pixels to threshold; leave pixel_threshold unset"
-        )
-    return strategy
-
-
-def parse_postprocess(text: str, what: str = "--postprocess") -> Any:
-    """A post-processing config from the command line or a config file: ``default``, ``none``
-    (raw maps), a JSON list of steps, or the path of a JSON file holding one."""
-    from pyimgano.userfiles import read_text
-
-    value = text.strip()
-    if value.lower() == DEFAULT:
-        return DEFAULT
-    if value.lower() in ("none", "raw"):
-        return []
-    path = Path(value).expanduser()
-    if value[:1] not in "[{" and path.is_file():
-        value = read_text(path, InvalidParams)
-        what = f"{what} {path}"
-    try:
-        return json.loads(value)
-    except ValueError as exc:
-        raise InvalidParams(
-            f"{what} {text!r}: not a JSON list of steps nor a file holding one ({exc}); e.g. "
-            '\'[{"name": "gaussian", "sigma": 2}, {"name": "standardize"}]\', default or none'
-        ) from None
-
-
-def check_val_fraction(value: Any) -> float:
-    try:
-        fraction = float(value)
-    except (TypeError, ValueError):
-        fraction = math.nan
-    if isinstance(value, bool) or not (math.isfinite(fraction) and 0.0 <= fraction < 1.0):
-        raise InvalidParams(f"val_fraction {value!r}: must be a number at least 0 and below 1 (e.g. 0.1)")
-    return fraction
-
-
-# -- calibration, step by step --------------------------------------------------------------------
-def split_validation(
-    n: int, val_fraction: float, seed: int, min_train_images: int = 1, detector: str = "the detector"
-) -> tuple[list[int], list[int]]:
-    """Indices (fit, validation) of ``n`` training images: a seeded random ``val_fraction``
-    of them (at least one) is held out, and at least ``min_train_images`` stay for fitting."""
-    if n <= 0:
-        raise InvalidParams("no training images")
-    n_val = max(1, int(math.floor(n * val_fraction + 0.5)))
-    if n - n_val < min_train_images:
-        raise InvalidParams(
-            f"val_fraction {val_fraction} of {n} training image(s) holds out {n_val} for validation and leaves "
-            f"{n - n_val} to fit {detector}, which needs at least {min_train_images} (min_train_images); "
-            "give more training images, a smaller val_fraction, or val_images"
-        )
-    held = set(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
-    return [i for i in range(n) if i not in held], sorted(held)
-
-
-def fit_postprocessing(config: list[dict[str, Any]], normal_maps: list[np.ndarray]) -> Any:
-    """A fresh :class:`~pyimgano.postprocess.PostProcessing` of ``config``, its statistics
-    fitted on the maps of normal validation (or training) images."""
-    from pyimgano.postprocess.chain import PostProcessing
-
-    chain = PostProcessing.from_config(config)
-    if chain.needs_fit:
-        if not normal_maps:
-            raise InvalidParams(f"post-processing {config} needs statistics of normal validation maps; got none")
-        chain.fit(list(normal_maps))
-    return chain
-
-
-def pixel_threshold_value(
-    strategy: Any, maps: list[np.ndarray], labels: np.ndarray | None = None, masks: list | None = None
-) -> float:
-    """The pixel threshold of ``strategy`` on post-processed validation maps: a quantile of
-    the pixels of the normal images, F1-optimal on labelled masks, or the fixed value."""
-    from pyimgano.thresholds import FixedThreshold, QuantileThreshold
-
-    if isinstance(strategy, FixedThreshold):
-        return float(strategy.value)
-    if isinstance(strategy, QuantileThreshold):
-        normal = [m for i, m in enumerate(maps) if labels is None or not labels[i]]
-        pixels = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in normal]) if normal else []
-        return _finite(strategy.compute(pixels), "pixel threshold")
-    if masks is None:
-        raise InvalidParams(f"pixel_threshold {strategy.spec()!r} needs defect masks of the validation images")
-    truth = np.concatenate([np.zeros(np.shape(m), bool).ravel() if k is None else (np.asarray(k) > 0).ravel()
-                            for m, k in zip(maps, masks)])
-    pixels = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
-    return _finite(strategy.compute(pixels, truth), "pixel threshold")
-
-
-def _finite(value: float, what: str) -> float:
-    if not math.isfinite(value):
-        raise MetricError(f"the {what} came out as {value}; the validation maps or scores are not finite")
-    return float(value)
 
 
 # -- regions --------------------------------------------------------------------------------------
@@ -261,19 +119,18 @@ class PipelineOutput:
 
 
 # -- the pipeline ---------------------------------------------------------------------------------
-class Pipeline:
+class Pipeline(FewShotMixin):
     """A detector + post-processing + an image threshold + a pixel threshold.
 
     Args:
         detector: a :class:`~pyimgano.Detector`, or a registered name (``"faiss:patchcore"``)
             built with ``params``.
-        postprocess: ``"default"`` (the detector spec's ``default_postprocess``), ``None`` or
-            ``[]`` (raw maps), or a step config (docs/postprocess.md).
-        image_threshold: a strategy, dict or spec (``quantile:Q``, ``fixed:V``, ``f1``) for scores.
-        pixel_threshold: the same for post-processed map pixels; ``"default"`` is
-            :data:`DEFAULT_PIXEL_THRESHOLD` for detectors with maps, none otherwise.
-        val_fraction: share of the training images held out for calibration when ``fit``
-            gets no ``val_images`` (seeded by ``seed``).
+        settings: a :class:`~pyimgano.pipeline.settings.PipelineSettings` (or a dict of it);
+            keyword arguments named like its fields (``postprocess``, ``image_threshold``,
+            ``pixel_threshold``, ``val_fraction``) go on top. Each field says what it takes
+            and its default; ``"default"`` post-processing and pixel threshold adapt to the
+            detector (its declared steps; :data:`DEFAULT_PIXEL_THRESHOLD` with maps, none without).
+        seed: seeds the validation split.
 
     Every argument is checked here, so a bad one fails before anything is fitted.
     """
@@ -281,28 +138,26 @@ class Pipeline:
     def __init__(
         self,
         detector: Any,
+        settings: PipelineSettings | dict[str, Any] | None = None,
         *,
         params: dict[str, Any] | None = None,
-        postprocess: Any = DEFAULT,
-        image_threshold: Any = DEFAULT_IMAGE_THRESHOLD,
-        pixel_threshold: Any = DEFAULT,
-        val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
+        **fields: Any,
     ) -> None:
         if isinstance(detector, str):
-            from pyimgano.registry import create_detector
+            from pyimgano.factories import create_detector
 
             detector = create_detector(detector, **(params or {}))
         elif params:
             raise InvalidParams("params= goes with a detector name; set a detector object's parameters on it")
         self.detector = detector
         self.traits = detector_traits(detector)
-        self.postprocess = postprocess_config(postprocess, self.traits)
-        if image_threshold is None:
-            raise InvalidParams(f"image_threshold None: give a strategy, e.g. {DEFAULT_IMAGE_THRESHOLD!r}")
-        self.image_threshold = make_strategy(image_threshold, "image_threshold")
-        self.pixel_threshold = pixel_strategy(pixel_threshold, self.traits)
-        self.val_fraction = check_val_fraction(val_fraction)
+        self.settings = PipelineSettings.of(settings, **fields)
+        resolved = self.settings.resolve(self.traits)
+        self.postprocess = resolved.postprocess
+        self.image_threshold = make_strategy(resolved.image_threshold, "image_threshold")
+        self.pixel_threshold = None if resolved.pixel_threshold is None else make_strategy(resolved.pixel_threshold)
+        self.val_fraction = resolved.val_fraction
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidParams(f"seed {seed!r}: must be a whole number >= 0")
         self.seed = int(seed)
@@ -381,7 +236,7 @@ class Pipeline:
         switch on few-shot mode (docs/few-shot.md): a detector that learns from anomalies is
         trained with them (unless ``few_shot={"train": False}``), then post-processing and
         both thresholds are tuned on the normal validation images and the anomalies
-        (:meth:`calibrate_few_shot`; ``few_shot``: :class:`pyimgano.fewshot.FewShotSettings`
+        (:meth:`calibrate_few_shot`; ``few_shot``: :class:`pyimgano.pipeline.fewshot.FewShotSettings`
         or a dict of it; ``anomaly_names``: how the record names them, default their paths).
         """
         from pyimgano.images import load_images
@@ -452,20 +307,20 @@ class Pipeline:
         normal_maps = None if raw is None else [m for i, m in enumerate(raw) if y is None or not y[i]]
         self.postprocessing = fit_postprocessing(self.postprocess, normal_maps or [])
         processed = None if raw is None else self.postprocessing(raw)
-        if not len(scores) and _needs_data(self.image_threshold):
+        if not len(scores) and needs_data(self.image_threshold):
             raise InvalidParams(f"image_threshold {self.image_threshold.spec()!r} needs validation images; got none")
-        self.image_threshold_ = _finite(self.image_threshold.compute(scores, y), "image threshold")
+        self.image_threshold_ = finite(self.image_threshold.compute(scores, y), "image threshold")
         self.detector.threshold_ = self.image_threshold_  # the detector's own predict() agrees
         self.pixel_threshold_ = None
         if self.pixel_threshold is not None:
-            if processed is None and _needs_data(self.pixel_threshold):
+            if processed is None and needs_data(self.pixel_threshold):
                 raise InvalidParams(f"pixel_threshold {self.pixel_threshold.spec()!r} needs validation images")
             self.pixel_threshold_ = pixel_threshold_value(self.pixel_threshold, processed or [], y, mask_list)
         self.n_val_ = n
         self.calibration_ = {
             "n_normal": int(n - (int(y.sum()) if y is not None else 0)),
             "n_anomalous": int(y.sum()) if y is not None else 0,
-            "heatmap_range": _heatmap_range(
+            "heatmap_range": heatmap_range(
                 [m for i, m in enumerate(processed) if y is None or not y[i]] if processed else [],
                 self.pixel_threshold_),
             # the scores of the normal validation images: p-values and the review page's histogram
@@ -475,136 +330,6 @@ class Pipeline:
         self.few_shot_ = None
         self.is_fitted_ = True
         return self
-
-    # -- few-shot mode (docs/few-shot.md) ---------------------------------------------------------
-    def _fit_few_shot(self, train_images: Any, val_images: Any, anomalies: Any, anomaly_masks: Any,
-                      few_shot: Any, names: list[str] | None) -> Pipeline:
-        """:meth:`fit` with labelled anomalies: the detector (trained with them when it can),
-        then zero-shot calibration on the validation images, then few-shot tuning."""
-        from pyimgano.fewshot import FewShotSettings, load_anomalies
-        from pyimgano.images import load_images
-
-        settings = FewShotSettings.of(few_shot)
-        sized = isinstance(train_images, (list, tuple))
-        self.check_fit(len(train_images) if sized else None, val_images is not None)
-        names = self._anomaly_names(anomalies, names)
-        defects, masks = load_anomalies(anomalies, anomaly_masks, "anomalies")
-        train = load_images(train_images)
-        if not train:
-            raise InvalidParams(f"Pipeline.fit: no training images for {self.traits.name}")
-        self.val_indices_ = None
-        if val_images is not None:
-            val = load_images(val_images)
-            if not val:
-                raise InvalidParams("val_images is empty: an empty validation split; give at least one image")
-        else:
-            if self.val_fraction == 0:
-                raise InvalidParams("val_fraction 0 leaves no normal validation images, which few-shot calibration "
-                                    "needs beside the anomalies; give val_images or a val_fraction above 0")
-            fit_idx, val_idx = split_validation(len(train), self.val_fraction, self.seed,
-                                                self.traits.min_train_images, self.traits.name)
-            train, val = [train[i] for i in fit_idx], [train[i] for i in val_idx]
-            self.val_indices_ = val_idx
-        notes = []
-        trained = settings.train and self.traits.learns_from_anomalies
-        if trained and masks is None and self.traits.needs_anomaly_masks:
-            trained = False
-            notes.append(f"{self.traits.name} learns from anomalies with their defect masks only; without masks it "
-                         "was trained on normal images only")
-        if trained:
-            self.detector.fit(train, anomalies=defects, anomaly_masks=masks)
-        else:
-            self.detector.fit(train)
-        self.n_train_ = len(train)
-        del train
-        return self.calibrate_few_shot(val, defects, masks, few_shot=settings, anomaly_names=names,
-                                       trained=trained, notes=notes)
-
-    @staticmethod
-    def _anomaly_names(anomalies: Any, names: list[str] | None) -> list[str] | None:
-        if names is not None:
-            return [str(n) for n in names]
-        if isinstance(anomalies, (list, tuple)) and all(isinstance(a, (str, os.PathLike)) for a in anomalies):
-            return [str(a) for a in anomalies]
-        return None
-
-    def calibrate_few_shot(
-        self,
-        images: Any,
-        anomalies: Any,
-        anomaly_masks: Any = None,
-        *,
-        few_shot: Any = None,
-        anomaly_names: list[str] | None = None,
-        trained: bool = False,
-        notes: Sequence[str] = (),
-    ) -> Pipeline:
-        """Calibrate on normal validation ``images`` and a few labelled ``anomalies`` (the
-        detector stays as it is): the zero-shot calibration first (:meth:`calibrate`), then
-        post-processing and both thresholds tuned on both (:func:`pyimgano.fewshot.tune_few_shot`).
-        ``trained``: whether the detector was trained with these anomalies (for the record)."""
-        from pyimgano.fewshot import FewShotSettings, load_anomalies, tune_few_shot
-        from pyimgano.images import load_images
-
-        self._check_detector_fitted()
-        settings = FewShotSettings.of(few_shot)
-        names = self._anomaly_names(anomalies, anomaly_names)
-        defects, masks = load_anomalies(anomalies, anomaly_masks, "anomalies")
-        val = load_images(images)
-        if not val:
-            raise InvalidParams("few-shot calibration needs normal validation images; got none")
-        val_scores, val_maps = self.detector.score(val)
-        shot_scores, shot_maps = self.detector.score(defects)
-        self._restore_zero_shot()
-        self._calibrate_scored(val_scores, val_maps, None, None)
-        val_list = None if val_maps is None or not self.traits.pixel_maps else list(val_maps)
-        shot_list = None if shot_maps is None or not self.traits.pixel_maps else list(shot_maps)
-        calibration = tune_few_shot(self.postprocess, val_scores, val_list, shot_scores, shot_list, masks, settings)
-        return self.apply_few_shot(calibration, shots=names or [f"anomaly {i}" for i in range(len(defects))],
-                                   trained=trained, notes=notes)
-
-    def apply_few_shot(self, calibration: Any, *, shots: list[str], trained: bool = False,
-                       notes: Sequence[str] = ()) -> Pipeline:
-        """Take a :class:`pyimgano.fewshot.FewShotCalibration` (tuned on this pipeline's
-        detector): its post-processing and thresholds replace the zero-shot ones, and
-        ``few_shot_`` records the shots, what was tuned and why (saved with the pipeline)."""
-        from pyimgano.thresholds import F1Threshold
-
-        if self.pixel_threshold is None and calibration.pixel_threshold is not None:
-            calibration.pixel_threshold = None  # a pipeline without masks stays without masks
-        zero_shot = (self.few_shot_ or {}).get("zero_shot") or {
-            "postprocess": self.postprocess, "image_threshold": self.image_threshold.to_dict(),
-            "pixel_threshold": None if self.pixel_threshold is None else self.pixel_threshold.to_dict()}
-        self.postprocess = calibration.postprocess
-        self.postprocessing = calibration.postprocessing
-        self.image_threshold, self.image_threshold_ = F1Threshold(), float(calibration.image_threshold)
-        self.detector.threshold_ = self.image_threshold_
-        if calibration.pixel_threshold is not None:
-            self.pixel_threshold, self.pixel_threshold_ = F1Threshold(), float(calibration.pixel_threshold)
-        self.calibration_ = {**self.calibration_, "n_anomalous": calibration.n_shots,
-                             "heatmap_range": calibration.heatmap_range or self.calibration_.get("heatmap_range")}
-        self.tuning_trials_ = list(calibration.trials)  # every candidate tried (not saved)
-        self.few_shot_ = {
-            "k": calibration.n_shots,
-            "shots": list(shots),
-            "objective": calibration.objective,
-            "image_only": calibration.image_only,
-            "trained": bool(trained),
-            "tuned": calibration.tuned(),
-            "notes": [*notes, *calibration.notes],
-            "zero_shot": zero_shot,
-        }
-        self.is_fitted_ = True
-        return self
-
-    def _restore_zero_shot(self) -> None:
-        """Back to the strategies the pipeline had before few-shot tuning (a recalibration)."""
-        before = (self.few_shot_ or {}).get("zero_shot")
-        if before:
-            self.postprocess = postprocess_config(before["postprocess"], self.traits)
-            self.image_threshold = make_strategy(before["image_threshold"], "image_threshold")
-            pixel = before["pixel_threshold"]
-            self.pixel_threshold = None if pixel is None else make_strategy(pixel, "pixel_threshold")
 
     def copy(self) -> Pipeline:
         """A pipeline sharing this one's detector, with calibration of its own (the benchmark
@@ -700,24 +425,6 @@ class Pipeline:
                 f"val_fraction={self.val_fraction}, seed={self.seed})")
 
 
-def _needs_data(strategy: Any) -> bool:
-    from pyimgano.thresholds import FixedThreshold
-
-    return not isinstance(strategy, FixedThreshold)
-
-
-def _heatmap_range(normal_maps: list[np.ndarray], pixel_threshold: float | None) -> list[float] | None:
-    """A colour range for heatmaps: from the lowest normal validation value, with the pixel
-    threshold halfway (so warm colours mean above it); None without maps."""
-    if not normal_maps:
-        return None
-    lo = float(min(np.min(m) for m in normal_maps))
-    if pixel_threshold is not None and pixel_threshold > lo:
-        return [lo, float(2 * pixel_threshold - lo)]
-    hi = float(max(np.max(m) for m in normal_maps))
-    return [lo, hi if hi > lo else lo + 1.0]
-
-
 def load(directory: str | os.PathLike) -> Pipeline:
     """Load a saved pipeline (``pyimgano.load``); a plain detector folder loads as a pipeline
     with no post-processing and its threshold as both image and pixel threshold."""
@@ -746,12 +453,13 @@ def load(directory: str | os.PathLike) -> Pipeline:
         if data.get("format") != PIPELINE_FORMAT:
             raise ModelLoadError(f"{path}: pipeline format {data.get('format')!r} is not supported "
                                  f"(this pyimgano reads format {PIPELINE_FORMAT})")
+        # the strategy with its fitted value; make_strategy keeps "value" for fixed:V only
         image, pixel = dict(data["image_threshold"]), data["pixel_threshold"]
-        image_value = _finite(float(image.pop("value")), "image threshold")
+        image_value = finite(float(image["value"]), "image threshold")
         pixel_value = None
         if pixel is not None:
             pixel = dict(pixel)
-            pixel_value = _finite(float(pixel.pop("value")), "pixel threshold")
+            pixel_value = finite(float(pixel["value"]), "pixel threshold")
         steps = data["postprocess"]
         pipe = Pipeline(detector, postprocess=[{k: v for k, v in s.items() if k != "state"} for s in steps],
                         image_threshold=image, pixel_threshold=pixel, val_fraction=data.get("val_fraction", 0.0),

@@ -22,14 +22,17 @@ The protocol (docs/few-shot.md, which this module follows step by step):
 
   Without masks (or maps) only the image threshold is tuned, and the calibration says so.
 
-Everything is numbers in, numbers out: the caller scores the images (a detector, or the
-scores a benchmark already has) and applies the result (:meth:`pyimgano.Pipeline.apply_few_shot`).
+Tuning is numbers in, numbers out: the caller scores the images (a detector, or the
+scores a benchmark already has) and applies the result (:meth:`FewShotMixin.apply_few_shot`,
+which :class:`pyimgano.Pipeline` inherits with the rest of its few-shot mode).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,10 +40,19 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pyimgano.errors import InvalidParams
+from pyimgano.errors import InvalidParams, validation_problems
+from pyimgano.pipeline.calibration import (
+    fit_postprocessing,
+    heatmap_range,
+    image_figures,
+    pixel_figures,
+    split_validation,
+)
+from pyimgano.pipeline.settings import postprocess_config
+from pyimgano.thresholds import make_strategy
 
-OBJECTIVES = ("pixel_f1", "aupro")
-DEFAULT_OBJECTIVE = "pixel_f1"
+FewShotObjective = Literal["pixel_f1", "aupro"]  # what the post-processing search maximises over the shots
+OBJECTIVES: tuple[str, ...] = typing.get_args(FewShotObjective)
 FEW_SHOT_STREAM = 15  # the draw's random stream: [FEW_SHOT_STREAM, seed], apart from the validation split's
 REFERENCE_SIDE = 256  # the default search space is written for maps of this side and scaled to others
 DEFAULT_SIGMAS = (1.0, 2.0, 4.0)
@@ -93,8 +105,8 @@ class FewShotSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    objective: Literal["pixel_f1", "aupro"] = Field(
-        DEFAULT_OBJECTIVE, description="what the post-processing search maximises over the shots")
+    objective: FewShotObjective = Field(
+        "pixel_f1", description="what the post-processing search maximises over the shots")
     search: SearchSpace = Field(default_factory=SearchSpace, description="the post-processing candidates")
     train: bool = Field(True, description="a detector whose fit learns from anomalies gets the shots too")
 
@@ -106,9 +118,7 @@ class FewShotSettings(BaseModel):
         try:
             return cls.model_validate(value or {})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'few_shot'}: {e['msg']}"
-                                 for e in exc.errors())
-            raise InvalidParams(f"few-shot settings {value!r}: {problems}") from None
+            raise InvalidParams(f"few-shot settings {value!r}: {validation_problems(exc, top='few_shot')}") from None
 
 
 # -- the draw ----------------------------------------------------------------------------------------
@@ -152,34 +162,6 @@ def draw_shots(samples: Sequence[Any], k: int, seed: int, where: str = "the test
             f"few-shot {k}: {where} has {len(order)} defective image(s), and {k} shot(s) would leave "
             f"{max(0, len(order) - k)} to evaluate; K must be at most {len(order) - 1}")
     return order[:k]
-
-
-# -- labelled anomalies as given by a user ----------------------------------------------------------
-def load_anomalies(anomalies: Any, masks: Any, component: str = "fit") -> tuple[list[np.ndarray], list | None]:
-    """Defective images and their masks (arrays or mask files; None: no masks) as HxWx3 uint8
-    images and HxW bool masks; a count or size that does not match is one clear line."""
-    from pyimgano.images import load_images, read_mask
-
-    images = load_images(anomalies)
-    if not images:
-        raise InvalidParams(f"{component}: anomalies is empty; give at least one defective image or leave it unset")
-    if masks is None:
-        return images, None
-    mask_list = list(masks)
-    if len(mask_list) != len(images):
-        raise InvalidParams(f"{component}: {len(mask_list)} anomaly mask(s) for {len(images)} anomalous image(s)")
-    out = []
-    for i, (mask, image) in enumerate(zip(mask_list, images)):
-        is_file = isinstance(mask, str) or hasattr(mask, "__fspath__")
-        name = str(mask) if is_file else f"anomaly mask {i}"
-        array = read_mask(mask) if is_file else np.asarray(mask)
-        if array.ndim == 3:
-            array = array[..., 0]
-        if array.shape != image.shape[:2]:
-            raise InvalidParams(f"{component}: {name} has shape {array.shape}; its image is "
-                                f"{image.shape[0]}x{image.shape[1]}")
-        out.append(array > 0)
-    return images, out
 
 
 # -- tuning -------------------------------------------------------------------------------------------
@@ -243,14 +225,10 @@ def search_configs(base: list[dict[str, Any]], candidates: dict[str, list[Any]])
 
 
 def _pixel_f1(masks: list[np.ndarray], maps: list[np.ndarray], threshold: float) -> float:
-    from pyimgano.benchmark.deployed import pixel_figures
-
     return pixel_figures(masks, maps, threshold)["pixel_f1"] or 0.0
 
 
 def _image_f1(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
-    from pyimgano.benchmark.deployed import image_figures
-
     return image_figures(labels, scores, threshold)["image_f1"] or 0.0
 
 
@@ -266,7 +244,6 @@ def tune_few_shot(
     """Tune post-processing and both thresholds on normal validation images and K shots (the
     module docstring and docs/few-shot.md say exactly how). Raw detector outputs in: scores,
     and maps (None for a detector without maps); ``shot_masks`` None: image threshold only."""
-    from pyimgano.pipeline import _heatmap_range, fit_postprocessing
     from pyimgano.postprocess.chain import PostProcessing, search_postprocessing
     from pyimgano.thresholds import F1Threshold
 
@@ -290,7 +267,7 @@ def tune_few_shot(
         processed = chain(list(val_maps)) if val_maps else []
         notes.append(f"{why}: only the image threshold is tuned (post-processing and pixel threshold as zero-shot)")
         return FewShotCalibration(chain, image_threshold, None, None, True, **common,
-                                  heatmap_range=None if not processed else _heatmap_range(processed, None),
+                                  heatmap_range=None if not processed else heatmap_range(processed, None),
                                   notes=notes, tuning_s=time.perf_counter() - started)
 
     if val_maps is None or shot_maps is None:
@@ -337,7 +314,7 @@ def tune_few_shot(
     return FewShotCalibration(
         chain, image_threshold, float(threshold), settings.objective, False, **common,
         objective_value=objective_value, pixel_f1=pixel_f1, min_area=min_area,
-        heatmap_range=_heatmap_range(processed[len(shot_maps):], float(threshold)),
+        heatmap_range=heatmap_range(processed[len(shot_maps):], float(threshold)),
         trials=trials, notes=notes, tuning_s=time.perf_counter() - started)
 
 
@@ -357,3 +334,136 @@ def describe_tuned(tuned: dict[str, Any]) -> str:
             parts.append(name)
     return "+".join(parts) or "none"
 
+
+# -- few-shot mode of a pipeline -----------------------------------------------------------------------
+class FewShotMixin:
+    """The few-shot mode of :class:`pyimgano.Pipeline` (docs/few-shot.md): fit with labelled
+    anomalies, calibrate on them, apply a tuning. It works on the pipeline's own attributes
+    (detector, traits, thresholds, ``calibrate``) and imports nothing of the pipeline."""
+
+    def _fit_few_shot(self, train_images: Any, val_images: Any, anomalies: Any, anomaly_masks: Any,
+                      few_shot: Any, names: list[str] | None) -> Any:
+        """:meth:`fit` with labelled anomalies: the detector (trained with them when it can),
+        then zero-shot calibration on the validation images, then few-shot tuning."""
+        from pyimgano.images import load_anomalies, load_images
+
+        settings = FewShotSettings.of(few_shot)
+        sized = isinstance(train_images, (list, tuple))
+        self.check_fit(len(train_images) if sized else None, val_images is not None)
+        names = self._anomaly_names(anomalies, names)
+        defects, masks = load_anomalies(anomalies, anomaly_masks, "anomalies")
+        train = load_images(train_images)
+        if not train:
+            raise InvalidParams(f"Pipeline.fit: no training images for {self.traits.name}")
+        self.val_indices_ = None
+        if val_images is not None:
+            val = load_images(val_images)
+            if not val:
+                raise InvalidParams("val_images is empty: an empty validation split; give at least one image")
+        else:
+            if self.val_fraction == 0:
+                raise InvalidParams("val_fraction 0 leaves no normal validation images, which few-shot calibration "
+                                    "needs beside the anomalies; give val_images or a val_fraction above 0")
+            fit_idx, val_idx = split_validation(len(train), self.val_fraction, self.seed,
+                                                self.traits.min_train_images, self.traits.name)
+            train, val = [train[i] for i in fit_idx], [train[i] for i in val_idx]
+            self.val_indices_ = val_idx
+        notes = []
+        trained = settings.train and self.traits.learns_from_anomalies
+        if trained and masks is None and self.traits.needs_anomaly_masks:
+            trained = False
+            notes.append(f"{self.traits.name} learns from anomalies with their defect masks only; without masks it "
+                         "was trained on normal images only")
+        if trained:
+            self.detector.fit(train, anomalies=defects, anomaly_masks=masks)
+        else:
+            self.detector.fit(train)
+        self.n_train_ = len(train)
+        del train
+        return self.calibrate_few_shot(val, defects, masks, few_shot=settings, anomaly_names=names,
+                                       trained=trained, notes=notes)
+
+    @staticmethod
+    def _anomaly_names(anomalies: Any, names: list[str] | None) -> list[str] | None:
+        if names is not None:
+            return [str(n) for n in names]
+        if isinstance(anomalies, (list, tuple)) and all(isinstance(a, (str, os.PathLike)) for a in anomalies):
+            return [str(a) for a in anomalies]
+        return None
+
+    def calibrate_few_shot(
+        self,
+        images: Any,
+        anomalies: Any,
+        anomaly_masks: Any = None,
+        *,
+        few_shot: Any = None,
+        anomaly_names: list[str] | None = None,
+        trained: bool = False,
+        notes: Sequence[str] = (),
+    ) -> Any:
+        """Calibrate on normal validation ``images`` and a few labelled ``anomalies`` (the
+        detector stays as it is): the zero-shot calibration first (:meth:`calibrate`), then
+        post-processing and both thresholds tuned on both (:func:`pyimgano.pipeline.fewshot.tune_few_shot`).
+        ``trained``: whether the detector was trained with these anomalies (for the record)."""
+        from pyimgano.images import load_anomalies, load_images
+
+        self._check_detector_fitted()
+        settings = FewShotSettings.of(few_shot)
+        names = self._anomaly_names(anomalies, anomaly_names)
+        defects, masks = load_anomalies(anomalies, anomaly_masks, "anomalies")
+        val = load_images(images)
+        if not val:
+            raise InvalidParams("few-shot calibration needs normal validation images; got none")
+        val_scores, val_maps = self.detector.score(val)
+        shot_scores, shot_maps = self.detector.score(defects)
+        self._restore_zero_shot()
+        self._calibrate_scored(val_scores, val_maps, None, None)
+        val_list = None if val_maps is None or not self.traits.pixel_maps else list(val_maps)
+        shot_list = None if shot_maps is None or not self.traits.pixel_maps else list(shot_maps)
+        calibration = tune_few_shot(self.postprocess, val_scores, val_list, shot_scores, shot_list, masks, settings)
+        return self.apply_few_shot(calibration, shots=names or [f"anomaly {i}" for i in range(len(defects))],
+                                   trained=trained, notes=notes)
+
+    def apply_few_shot(self, calibration: Any, *, shots: list[str], trained: bool = False,
+                       notes: Sequence[str] = ()) -> Any:
+        """Take a :class:`pyimgano.pipeline.fewshot.FewShotCalibration` (tuned on this pipeline's
+        detector): its post-processing and thresholds replace the zero-shot ones, and
+        ``few_shot_`` records the shots, what was tuned and why (saved with the pipeline)."""
+        from pyimgano.thresholds import F1Threshold
+
+        if self.pixel_threshold is None and calibration.pixel_threshold is not None:
+            calibration.pixel_threshold = None  # a pipeline without masks stays without masks
+        zero_shot = (self.few_shot_ or {}).get("zero_shot") or {
+            "postprocess": self.postprocess, "image_threshold": self.image_threshold.to_dict(),
+            "pixel_threshold": None if self.pixel_threshold is None else self.pixel_threshold.to_dict()}
+        self.postprocess = calibration.postprocess
+        self.postprocessing = calibration.postprocessing
+        self.image_threshold, self.image_threshold_ = F1Threshold(), float(calibration.image_threshold)
+        self.detector.threshold_ = self.image_threshold_
+        if calibration.pixel_threshold is not None:
+            self.pixel_threshold, self.pixel_threshold_ = F1Threshold(), float(calibration.pixel_threshold)
+        self.calibration_ = {**self.calibration_, "n_anomalous": calibration.n_shots,
+                             "heatmap_range": calibration.heatmap_range or self.calibration_.get("heatmap_range")}
+        self.tuning_trials_ = list(calibration.trials)  # every candidate tried (not saved)
+        self.few_shot_ = {
+            "k": calibration.n_shots,
+            "shots": list(shots),
+            "objective": calibration.objective,
+            "image_only": calibration.image_only,
+            "trained": bool(trained),
+            "tuned": calibration.tuned(),
+            "notes": [*notes, *calibration.notes],
+            "zero_shot": zero_shot,
+        }
+        self.is_fitted_ = True
+        return self
+
+    def _restore_zero_shot(self) -> None:
+        """Back to the strategies the pipeline had before few-shot tuning (a recalibration)."""
+        before = (self.few_shot_ or {}).get("zero_shot")
+        if before:
+            self.postprocess = postprocess_config(before["postprocess"], self.traits)
+            self.image_threshold = make_strategy(before["image_threshold"], "image_threshold")
+            pixel = before["pixel_threshold"]
+            self.pixel_threshold = None if pixel is None else make_strategy(pixel, "pixel_threshold")

@@ -1,0 +1,117 @@
+"""faiss:patchcore's context view: a coarse second view with its own memory bank (docs/patchcore.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyimgano.errors import InvalidParams
+
+OFFLINE = {"backbone": "efficientnet_lite0", "progress": False}
+
+
+def _images(n: int, side: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    xx = np.arange(side)[None, :, None]
+    return [np.clip(120 + 40 * np.sin(xx / 6.0) + rng.normal(0, 8, (side, side, 3)), 0, 255).astype(np.uint8)
+            for _ in range(n)]
+
+
+def test_auto_adds_a_context_view_to_large_inputs_only():
+    import pyimgano
+
+    large = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=384, coreset_ratio=0.2)
+    large.fit(_images(3, 400))
+    assert large.context_ == 2 and large.context_bank_ is not None
+    assert large.context_grid_ == (24, 24) and large.grid_ == (48, 48)
+    (m0, q0), (m1, q1) = large.view_scales_
+    assert q0 > m0 > 0 and q1 > m1 > 0
+    small = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=128, coreset_ratio=0.2)
+    small.fit(_images(3, 128))
+    assert small.context_ is None and small.context_bank_ is None
+
+
+def test_without_a_context_view_results_are_those_of_one_view(small_category):
+    """context='auto' on small inputs must change nothing: same bank, scores and maps as context=None."""
+    import pyimgano
+
+    train, test = small_category[0], small_category[1][:4]
+    auto = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=96, coreset_ratio=0.2).fit(train)
+    none = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=96, coreset_ratio=0.2,
+                                    context=None).fit(train)
+    np.testing.assert_array_equal(auto.memory_bank_, none.memory_bank_)
+    (sa, ma), (sn, mn) = auto.score(test), none.score(test)
+    np.testing.assert_array_equal(sa, sn)
+    np.testing.assert_array_equal(ma, mn)
+
+
+def test_a_context_model_saves_and_loads_with_the_same_outputs(tmp_path, small_category):
+    import pyimgano
+
+    train, test = small_category[0], small_category[1][:4]
+    det = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=96, coreset_ratio=0.2, context=2)
+    det.fit(train)
+    scores, maps = det.score(test)
+    loaded = pyimgano.load_detector(det.save(tmp_path / "m"))
+    assert loaded.context_ == 2
+    s2, m2 = loaded.score(test)
+    np.testing.assert_allclose(s2, scores, rtol=1e-6)
+    np.testing.assert_allclose(m2, maps, atol=1e-5)
+    # maps are in units of the views' normal scale: defects stand out of it, good images stay near it
+    labels = small_category[2][:4]
+    if labels.any() and (~labels.astype(bool)).any():
+        assert scores[labels == 1].max() > scores[labels == 0].min()
+
+
+def test_the_context_view_finds_a_missing_part():
+    """Three parts in a row; a test scene lacks the middle one. Where it was, every stride-8 patch
+    looks like background found elsewhere; the context view sees the row with a gap."""
+    import pyimgano
+    from pyimgano.metrics.pixel import pixel_auroc
+
+    rng = np.random.default_rng(1)
+
+    def scene(missing: bool) -> tuple[np.ndarray, np.ndarray]:
+        img = np.clip(rng.normal(150, 6, (400, 400, 3)), 0, 255)
+        mask = np.zeros((400, 400), bool)
+        for i, x in enumerate((60, 180, 300)):
+            if missing and i == 1:
+                mask[180:220, x:x + 40] = True
+            else:
+                img[180:220, x:x + 40] = 40
+        return img.astype(np.uint8), mask
+
+    train = [scene(False)[0] for _ in range(6)]
+    pairs = [scene(False) for _ in range(4)] + [scene(True) for _ in range(4)]
+    images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+    results = {}
+    for context in (None, "auto"):
+        det = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=384, coreset_ratio=0.2, context=context)
+        results[context] = pixel_auroc(masks, list(det.fit(train).predict_anomaly_map(images)))
+    assert results["auto"] > 0.98 and results["auto"] > results[None] + 0.05, results
+
+
+def test_context_with_tiles_is_one_clear_error():
+    import pyimgano
+
+    with pytest.raises(InvalidParams, match="context=2.*tile_size"):
+        pyimgano.create_detector("faiss:patchcore", **OFFLINE, context=2, tile_size=256)
+    det = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size="original", tile_size=128)
+    assert det.context == "auto"  # auto with tiles: no context view (decided at fit)
+
+
+def test_leave_one_image_out_distances_skip_the_images_own_rows():
+    from pyimgano_faiss.patchcore import PatchCore
+    from pyimgano_faiss.search import build_index
+
+    rng = np.random.default_rng(0)
+    bank = rng.normal(size=(200, 8)).astype(np.float32)
+    owners = np.repeat(np.arange(4), 50)
+    rows = bank[:50] + 0.01 * rng.normal(size=(50, 8)).astype(np.float32)  # image 0's own rows, nearly
+    got = PatchCore._distances_without(rows, bank, build_index(bank, "flat"), owners, 0)
+    others = bank[owners != 0]
+    want = np.sqrt(((rows[:, None, :] - others[None]) ** 2).sum(-1)).min(1)
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    # a single training image: there is no other image, so its own rows are used
+    alone = PatchCore._distances_without(rows, bank[:50], build_index(bank[:50], "flat"), owners[:50], 0)
+    assert alone.max() < 0.1
