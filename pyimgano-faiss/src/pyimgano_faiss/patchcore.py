@@ -5,6 +5,9 @@ deeper map bilinearly upsampled to the shallower one, concatenated, optionally r
 to ``target_dim`` channels by adaptive average pooling), a memory bank chosen by greedy
 k-center selection on randomly projected features (:mod:`pyimgano_faiss.coreset`; by
 default 10% of the patches, at most about 102 per training input at high resolution).
+Out-of-fold (``score_out_of_fold``, calibration without a holdout): each training image
+is scored against the memory bank without the rows its own patches gave, an exact
+leave-one-image-out search of the bank fit chose (``bank_image_`` records each row's image).
 Score: each patch's distance to its nearest memory-bank patch; the image score is the
 largest (optionally the paper's neighbourhood reweighting); the map is the patch-score
 grid upsampled bilinearly to the network input size, Gaussian-smoothed (sigma 4 there)
@@ -77,6 +80,7 @@ class PatchCore(BackboneDetector):
     """
 
     params_model = PatchCoreParams
+    supports_out_of_fold = True
     state_arrays = {
         "memory_bank": StateArray("float", ("bank_rows", "feature_dim")),
         "grid": StateArray("int", (2,)),
@@ -96,6 +100,8 @@ class PatchCore(BackboneDetector):
         self._index = None
         self._bank_tensor: torch.Tensor | None = None
         self._bank_norms: np.ndarray | None = None
+        self.bank_image_: np.ndarray | None = None  # per bank row, the training image it came from (not saved)
+        self.n_fit_images_: int | None = None
 
     # -- features -----------------------------------------------------------------
     def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -122,21 +128,26 @@ class PatchCore(BackboneDetector):
         ratio = self.coreset_ratio
         self.coreset_ratio_ = auto_coreset_ratio(n / len(units)) if ratio == "auto" else float(ratio)
         grids: list[tuple[int, int]] = []
+        origins: list[np.ndarray] = []  # per streamed row, its image
 
         def row_batches():
             with torch.inference_mode():
-                for _, feats in self._features(images, "patchcore fit", units):
+                for batch, feats in self._features(images, "patchcore fit", units):
                     emb = self._embed(feats)
                     grids.append(tuple(emb.shape[-2:]))
+                    origins.append(np.repeat([unit.image for unit in batch], emb.shape[-2] * emb.shape[-1]))
                     yield self._rows(emb)
 
-        self.memory_bank_, self.coreset_chunks_ = self._select_bank(row_batches(), n)
+        self.memory_bank_, self.coreset_chunks_, chosen = self._select_bank(row_batches(), n)
+        self.bank_image_ = np.concatenate(origins)[chosen]
+        self.n_fit_images_ = len(images)
         self.grid_ = (int(grids[0][0]), int(grids[0][1]))
         self.n_patches_ = n
         self._build_search()
 
-    def _select_bank(self, row_batches, n: int) -> tuple[np.ndarray, int]:
-        """(memory bank, chunks used) from a stream of N x D patch-feature batches, ``n`` rows in all."""
+    def _select_bank(self, row_batches, n: int) -> tuple[np.ndarray, int, np.ndarray]:
+        """(memory bank, chunks used, the bank rows' stream positions) from a stream of N x D
+        patch-feature batches, ``n`` rows in all."""
         rng = np.random.default_rng(self.seed)
         coreset: ChunkedCoreset | None = None
         if self._device is not None and self._device.startswith("cuda"):
@@ -159,7 +170,7 @@ class PatchCore(BackboneDetector):
                         budget_mb=self.max_embedding_mb,
                     )
                 coreset.add(rows)
-            return coreset.finish(), coreset.n_chunks
+            return coreset.finish(), coreset.n_chunks, coreset.chosen_rows
         finally:
             if coreset is not None:
                 coreset.close()
@@ -237,22 +248,62 @@ class PatchCore(BackboneDetector):
             bound = dist[active, order[active, nxt]] if nxt < n_patch else np.full(len(active), -np.inf)
             done[active] = bound <= best[active]
 
-    def _reweighted(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray) -> np.ndarray:
-        """Paper eq. 7: s* scaled by 1 - softmax weight of m* among m*'s bank neighbours."""
+    def _reweighted(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray,
+                    owners: list[int] | None = None) -> np.ndarray:
+        """Paper eq. 7: s* scaled by 1 - softmax weight of m* among m*'s bank neighbours
+        (``owners``: out-of-fold, the neighbours exclude each input's own image's rows)."""
         b, n_patch = dist.shape
         top = dist.argmax(1)
         s_star = dist[np.arange(b), top]
         feats = rows.reshape(b, n_patch, -1)[np.arange(b), top]
         m_star = nn_idx[np.arange(b), top]
         k = min(self.reweight_neighbors, len(self.memory_bank_))
-        _, support = search(self._index, self.memory_bank_[m_star], k)
+        if owners is None:
+            _, support = search(self._index, self.memory_bank_[m_star], k)
+        else:
+            centre = self.memory_bank_[m_star]
+            d2 = ((self.memory_bank_[None] - centre[:, None]) ** 2).sum(-1)
+            d2[self.bank_image_[None] == np.asarray(owners)[:, None]] = np.inf
+            support = np.argsort(d2, axis=1, kind="stable")[:, :k]
         diffs = self.memory_bank_[support] - feats[:, None, :]
         d = np.sqrt(np.einsum("bkd,bkd->bk", diffs, diffs))
         d = d - d.max(1, keepdims=True)
         soft = np.exp(d) / np.exp(d).sum(1, keepdims=True)
         return (1.0 - soft[:, 0]) * s_star
 
-    def _score(self, images: list[np.ndarray]):
+    def _leave_out_distances(self, rows: np.ndarray, owners: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(b x P distances, b x P bank indices) of b inputs' patches to their nearest bank row
+        not taken from the input's own training image (``owners``): exact, whatever the index."""
+        bank = torch.from_numpy(self.memory_bank_)
+        bank_sq = (bank * bank).sum(1)
+        per = len(rows) // len(owners)
+        dist = np.empty((len(owners), per), dtype=np.float32)
+        nn_idx = np.empty((len(owners), per), dtype=np.int64)
+        for j, owner in enumerate(owners):
+            own = torch.from_numpy(self.bank_image_ == owner)
+            for start in range(0, per, 2048):  # bounds the patches x bank matrix
+                q = torch.from_numpy(rows[j * per + start : j * per + min(per, start + 2048)])
+                d2 = (q * q).sum(1, keepdim=True) - 2.0 * q @ bank.T + bank_sq[None]
+                d2[:, own] = torch.inf
+                best, idx = d2.min(1)
+                dist[j, start : start + len(q)] = best.clamp_min_(0).sqrt_().numpy()
+                nn_idx[j, start : start + len(q)] = idx.numpy()
+        return dist, nn_idx
+
+    def _score_out_of_fold(self, images: list[np.ndarray]):
+        """Each training image scored against the bank without its own rows (see the module docstring)."""
+        from pyimgano.errors import InvalidParams
+
+        if self.bank_image_ is None or self.n_fit_images_ != len(images):
+            raise InvalidParams(
+                f"{self.component}: score_out_of_fold takes the {self.n_fit_images_ or 'N'} images fit just learnt "
+                f"from, in the same order (got {len(images)}; a loaded model has no record of them)")
+        if len(np.unique(self.bank_image_)) < 2:
+            raise InvalidParams(f"{self.component}: out-of-fold scores need a memory bank from at least 2 training "
+                                "images")
+        return self._score(images, leave_out=True)
+
+    def _score(self, images: list[np.ndarray], leave_out: bool = False):
         self._prepare()
         if self._index is None:
             self._build_search()
@@ -268,9 +319,10 @@ class PatchCore(BackboneDetector):
                 emb = self._embed(feats)
                 b, _, h, w = emb.shape
                 rows = self._rows(emb)
-                dist, nn_idx = self._patch_distances(rows, b)
+                owners = [unit.image for unit in batch]
+                dist, nn_idx = self._leave_out_distances(rows, owners) if leave_out else self._patch_distances(rows, b)
                 if self.reweight:
-                    batch_scores = self._reweighted(rows, dist, nn_idx)
+                    batch_scores = self._reweighted(rows, dist, nn_idx, owners if leave_out else None)
                 for j, unit in enumerate(batch):
                     grid = dist[j].reshape(h, w)
                     if not unit.tiled:
