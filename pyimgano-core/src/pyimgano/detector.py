@@ -93,7 +93,7 @@ class Detector:
     plugin: str | None = None
     supports_maps: ClassVar[bool] = True
     learns_from_anomalies: ClassVar[bool] = False  # fit(..., anomalies=...) is implemented
-    supports_out_of_fold: ClassVar[bool] = False  # _score_out_of_fold is implemented
+    supports_out_of_fold: ClassVar[bool] = False  # _fit_out_of_fold is implemented
     params_model: ClassVar[type[BaseModel] | None] = None
     state_arrays: ClassVar[Mapping[str, StateArray] | None] = None
     config: BaseModel | None = None
@@ -129,12 +129,12 @@ class Detector:
         raise NotImplementedError(f"{type(self).__name__} declares learns_from_anomalies but has no "
                                   "_fit_with_anomalies")
 
-    def _score_out_of_fold(self, images: list[np.ndarray]) -> tuple[np.ndarray, Any]:
-        """(scores, maps) of the images ``fit`` just learnt from, in the same order, each as if
-        it had been left out of training; detectors with ``supports_out_of_fold = True``
+    def _fit_out_of_fold(self, images: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        """Fit on ``images`` as ``_fit`` does and return their (scores, maps), each as if the
+        image had been left out of training; detectors with ``supports_out_of_fold = True``
         implement it (a memory bank: search the bank without the image's own rows)."""
         raise NotImplementedError(f"{type(self).__name__} declares supports_out_of_fold but has no "
-                                  "_score_out_of_fold")
+                                  "_fit_out_of_fold")
 
     def _get_state(self) -> dict[str, np.ndarray]:
         """Fitted state as named numeric arrays (saved to npz, no pickle)."""
@@ -255,9 +255,10 @@ class Detector:
             maps = validate_maps(maps, image_shapes(arrays), component=self.component, plugin=self.plugin)
         return scores, maps
 
-    def score_out_of_fold(self, images: ImageInput | Sequence[ImageInput]) -> tuple[np.ndarray, Any]:
-        """Out-of-fold scores and maps of the training images (the same images, in the order
-        ``fit`` got them): calibration evidence without holding images out of training.
+    def fit_out_of_fold(self, images: ImageInput | Sequence[ImageInput]) -> tuple[np.ndarray, Any]:
+        """Fit on normal ``images`` (as :meth:`fit`) and return their out-of-fold scores and
+        maps, each as if the image had been left out: calibration evidence without holding
+        images out of training, usually for little more than the fit.
 
         Only detectors that declare ``supports_out_of_fold`` offer it; for any other,
         :func:`pyimgano.calibration.cross_fit_scores` gives the same by K-fold cross-fitting.
@@ -265,9 +266,12 @@ class Detector:
         if not self.supports_out_of_fold:
             raise InvalidParams(f"{self.component} has no out-of-fold scoring (supports_out_of_fold); "
                                 "use K-fold cross-fitting (calibration='kfold') or a holdout")
-        self._check_fitted()
         arrays = load_images(images)
-        return self._checked_output(arrays, *self._score_out_of_fold(arrays))
+        if not arrays:
+            raise ValueError(f"{self.component}: fit_out_of_fold() needs at least one training image, got none")
+        scores, maps = self._fit_out_of_fold(arrays)
+        self.is_fitted_ = True
+        return self._checked_output(arrays, scores, maps)
 
     def decision_function(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """Anomaly score per image (float64, higher = more anomalous)."""

@@ -43,7 +43,7 @@ class DetectorCapabilities(BaseModel):
     save_load: bool = Field(True, description="save(dir)/load(dir) round-trip is supported")
     min_train_images: int = Field(1, ge=1, description="fewest normal images fit accepts")
     out_of_fold: bool = Field(
-        False, description="score_out_of_fold gives each training image a score as if it had been left out "
+        False, description="fit_out_of_fold fits and gives each training image a score as if it had been left out "
         "(calibration without a holdout; docs/pipeline.md)")
     uses_gpu: bool = Field(False, description="runs on a GPU when one is present")
     cpus: float = Field(1, gt=0, description="CPU cores one fit wants (scheduling hint)")

@@ -5,9 +5,10 @@ deeper map bilinearly upsampled to the shallower one, concatenated, optionally r
 to ``target_dim`` channels by adaptive average pooling), a memory bank chosen by greedy
 k-center selection on randomly projected features (:mod:`pyimgano_faiss.coreset`; by
 default 10% of the patches, at most about 102 per training input at high resolution).
-Out-of-fold (``score_out_of_fold``, calibration without a holdout): each training image
-is scored against the memory bank without the rows its own patches gave, an exact
-leave-one-image-out search of the bank fit chose (``bank_image_`` records each row's image).
+Out-of-fold (``fit_out_of_fold``, calibration without a holdout): fit, keeping the patch
+features it computed, then each training image is scored against the memory bank without
+the rows its own patches gave (``bank_image_`` records each row's image): an exact search
+of the bank minus the image's rows, with no second pass through the backbone.
 Score: each patch's distance to its nearest memory-bank patch; the image score is the
 largest (optionally the paper's neighbourhood reweighting); the map is the patch-score
 grid upsampled bilinearly to the network input size, Gaussian-smoothed (sigma 4 there)
@@ -35,6 +36,7 @@ from pyimgano_faiss.coreset import (
     greedy_coreset,
     greedy_coreset_torch,
 )
+from pyimgano_faiss.embeddings import EmbeddingStore
 from pyimgano_faiss.plugin import PatchCoreParams
 from pyimgano_faiss.search import build_index, deserialize_index, is_exact, search, serialize_index
 
@@ -101,7 +103,6 @@ class PatchCore(BackboneDetector):
         self._bank_tensor: torch.Tensor | None = None
         self._bank_norms: np.ndarray | None = None
         self.bank_image_: np.ndarray | None = None  # per bank row, the training image it came from (not saved)
-        self.n_fit_images_: int | None = None
 
     # -- features -----------------------------------------------------------------
     def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -121,7 +122,9 @@ class PatchCore(BackboneDetector):
         return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).float().cpu().numpy()
 
     # -- fit ------------------------------------------------------------------------
-    def _fit(self, images: list[np.ndarray]) -> None:
+    def _fit(self, images: list[np.ndarray], keep: EmbeddingStore | None = None) -> list[tuple[list[Unit], tuple]]:
+        """Fit the bank; with ``keep``, every patch row also goes there, and the return value
+        says which rows each batch of units gave: ``[(units, (h, w)), ...]`` in stream order."""
         self._resolve_fit_geometry(images)
         units = self.plan(images)
         n = sum(h * w for h, w in (self.grid_shape(unit.shape) for unit in units))
@@ -129,21 +132,26 @@ class PatchCore(BackboneDetector):
         self.coreset_ratio_ = auto_coreset_ratio(n / len(units)) if ratio == "auto" else float(ratio)
         grids: list[tuple[int, int]] = []
         origins: list[np.ndarray] = []  # per streamed row, its image
+        batches: list[tuple[list[Unit], tuple]] = []
 
         def row_batches():
             with torch.inference_mode():
                 for batch, feats in self._features(images, "patchcore fit", units):
                     emb = self._embed(feats)
                     grids.append(tuple(emb.shape[-2:]))
+                    batches.append((batch, tuple(emb.shape[-2:])))
                     origins.append(np.repeat([unit.image for unit in batch], emb.shape[-2] * emb.shape[-1]))
-                    yield self._rows(emb)
+                    rows = self._rows(emb)
+                    if keep is not None:
+                        keep.append(rows)
+                    yield rows
 
         self.memory_bank_, self.coreset_chunks_, chosen = self._select_bank(row_batches(), n)
         self.bank_image_ = np.concatenate(origins)[chosen]
-        self.n_fit_images_ = len(images)
         self.grid_ = (int(grids[0][0]), int(grids[0][1]))
         self.n_patches_ = n
         self._build_search()
+        return batches
 
     def _select_bank(self, row_batches, n: int) -> tuple[np.ndarray, int, np.ndarray]:
         """(memory bank, chunks used, the bank rows' stream positions) from a stream of N x D
@@ -290,51 +298,68 @@ class PatchCore(BackboneDetector):
                 nn_idx[j, start : start + len(q)] = idx.numpy()
         return dist, nn_idx
 
-    def _score_out_of_fold(self, images: list[np.ndarray]):
-        """Each training image scored against the bank without its own rows (see the module docstring)."""
+    def _fit_out_of_fold(self, images: list[np.ndarray]):
+        """Fit, then score each training image against the bank without its own rows, from
+        the patch features fit computed (see the module docstring)."""
         from pyimgano.errors import InvalidParams
 
-        if self.bank_image_ is None or self.n_fit_images_ != len(images):
-            raise InvalidParams(
-                f"{self.component}: score_out_of_fold takes the {self.n_fit_images_ or 'N'} images fit just learnt "
-                f"from, in the same order (got {len(images)}; a loaded model has no record of them)")
-        if len(np.unique(self.bank_image_)) < 2:
-            raise InvalidParams(f"{self.component}: out-of-fold scores need a memory bank from at least 2 training "
-                                "images")
-        return self._score(images, leave_out=True)
+        if len(images) < 2:
+            raise InvalidParams(f"{self.component}: out-of-fold scores need at least 2 training images")
+        store = EmbeddingStore(self.max_embedding_mb)
+        try:
+            batches = self._fit(images, keep=store)
 
-    def _score(self, images: list[np.ndarray], leave_out: bool = False):
+            def distances():
+                start = 0
+                for batch, (h, w) in batches:
+                    rows = store.gather(np.arange(start, start + len(batch) * h * w))
+                    start += len(rows)
+                    owners = [unit.image for unit in batch]
+                    yield batch, rows, (h, w), owners, *self._leave_out_distances(rows, owners)
+
+            return self._assemble(images, [u for batch, _ in batches for u in batch], distances())
+        finally:
+            store.close()
+
+    def _score(self, images: list[np.ndarray]):
         self._prepare()
         if self._index is None:
             self._build_search()
         units = self.plan(images)
+
+        def distances():
+            with torch.inference_mode():
+                for batch, feats in self._features(images, "patchcore score", units):
+                    emb = self._embed(feats)
+                    rows = self._rows(emb)
+                    yield batch, rows, tuple(emb.shape[-2:]), None, *self._patch_distances(rows, len(batch))
+
+        return self._assemble(images, units, distances())
+
+    def _assemble(self, images: list[np.ndarray], units: list[Unit], distances):
+        """Scores and maps from ``(units, rows, (h, w), owners, distances, bank indices)`` per
+        batch (``owners``: out-of-fold, the image each input's patches may not match)."""
         per_image: dict[int, list[tuple[Unit, np.ndarray]]] = {}
         remaining = {}
         for unit in units:
             remaining[unit.image] = remaining.get(unit.image, 0) + 1
         scores = np.empty(len(images), dtype=np.float64)
         maps: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
-        with torch.inference_mode():
-            for batch, feats in self._features(images, "patchcore score", units):
-                emb = self._embed(feats)
-                b, _, h, w = emb.shape
-                rows = self._rows(emb)
-                owners = [unit.image for unit in batch]
-                dist, nn_idx = self._leave_out_distances(rows, owners) if leave_out else self._patch_distances(rows, b)
-                if self.reweight:
-                    batch_scores = self._reweighted(rows, dist, nn_idx, owners if leave_out else None)
-                for j, unit in enumerate(batch):
-                    grid = dist[j].reshape(h, w)
-                    if not unit.tiled:
-                        scores[unit.image] = batch_scores[j] if self.reweight else grid.max()
-                        maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
-                        continue
-                    per_image.setdefault(unit.image, []).append((unit, grid))
-                    remaining[unit.image] -= 1
-                    if remaining[unit.image] == 0:
-                        grid = self._stitch(per_image.pop(unit.image))
-                        scores[unit.image] = grid.max()
-                        maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
+        for batch, rows, (h, w), owners, dist, nn_idx in distances:
+            if self.reweight:
+                batch_scores = self._reweighted(rows, dist, nn_idx, owners)
+            for j, unit in enumerate(batch):
+                grid = dist[j].reshape(h, w)
+                if not unit.tiled:
+                    scores[unit.image] = batch_scores[j] if self.reweight else grid.max()
+                    maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
+                    continue
+                per_image.setdefault(unit.image, []).append((unit, grid))
+                remaining[unit.image] -= 1
+                if remaining[unit.image] == 0:
+                    grid = self._stitch(per_image.pop(unit.image))
+                    scores[unit.image] = grid.max()
+                    maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
         if all(m.shape == maps[0].shape for m in maps):
             return scores, np.stack(maps)
         return scores, maps

@@ -61,10 +61,15 @@ def deployed_metrics(
     masks: list[np.ndarray] | None,
     maps: list[np.ndarray] | None,
     pixel_threshold: float | None,
+    promise: Any = None,
 ) -> dict[str, float | None]:
-    """results.json's ``deployed`` block (keys: :data:`pyimgano.benchmark.results.DEPLOYED_KEYS`)."""
+    """results.json's ``deployed`` block (keys: :data:`pyimgano.benchmark.results.DEPLOYED_KEYS`);
+    ``promise``: the pipeline's :class:`pyimgano.calibration.Promise`, if it has one."""
     pixel = pixel_threshold if (masks is not None and maps is not None) else None
-    return {"image_threshold": image_threshold, **image_figures(labels, scores, image_threshold),
+    promised = {"image_fpr_target": None if promise is None else promise.target,
+                "image_fpr_upper": None if promise is None else promise.upper,
+                "n_calibration": None if promise is None else promise.n}
+    return {"image_threshold": image_threshold, **image_figures(labels, scores, image_threshold), **promised,
             "pixel_threshold": pixel, **pixel_figures(masks, maps, pixel)}
 
 

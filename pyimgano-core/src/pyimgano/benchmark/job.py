@@ -232,7 +232,7 @@ def run_job(spec: JobSpec | dict, progress: ProgressFn | None = None) -> dict[st
         elif masks is None:
             extra["notes"].append("pixel metrics: the data set has no masks")
         run["deployed"] = deployed_metrics(labels, scored["scores"], pipe.image_threshold_, masks, maps,
-                                           pipe.pixel_threshold_)
+                                           pipe.pixel_threshold_, pipe.promise_)
         extra["curves"] = curves(labels, scored["scores"], masks, maps, _fpr_limit(metrics))
         outcome["scores"] = [
             {

@@ -61,14 +61,16 @@ class Timing(BaseModel):
 
 
 DEPLOYED_KEYS = ("image_threshold", "image_precision", "image_recall", "image_f1", "image_fpr",
-                 "pixel_threshold", "pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou")
+                 "image_fpr_target", "image_fpr_upper", "n_calibration", "pixel_threshold", "pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou")
 
 
 class Deployed(BaseModel):
     """What the calibrated pipeline does on the test split (docs/benchmark.md): image figures
     over the test images at the image threshold (``image_fpr``: the share of good images
     flagged), pixel figures over all test pixels at the pixel threshold; null where not
-    applicable (no maps, no masks, a class missing)."""
+    applicable (no maps, no masks, a class missing). Beside the measured ``image_fpr``, the
+    promise calibration made: ``image_fpr_target`` (the rate asked for), ``image_fpr_upper``
+    (its 95% upper bound from ``n_calibration`` normal calibration scores; docs/pipeline.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +79,9 @@ class Deployed(BaseModel):
     image_recall: float | None = None
     image_f1: float | None = None
     image_fpr: float | None = None
+    image_fpr_target: float | None = None
+    image_fpr_upper: float | None = None
+    n_calibration: int | None = None
     pixel_threshold: float | None = None
     pixel_precision: float | None = None
     pixel_recall: float | None = None

@@ -27,10 +27,13 @@ examples:
       --image-threshold quantile:0.995 --pixel-threshold quantile:0.9995 --out model/
 
 The detector fits on the training images; the post-processing statistics, the image
-threshold (on validation scores) and the pixel threshold (on validation maps) fit on
-validation images: --val (held-out good images), else a seeded --val-fraction (default
-0.1) of the training images, kept out of the detector's fit. Threshold specs:
-quantile:Q (of validation scores or pixels), fixed:V, f1 (labelled images only).
+threshold (on normal calibration scores) and the pixel threshold (on their maps) fit on
+calibration images: --val (held-out good images), else --calibration: auto (out-of-fold
+scores of every training image when the detector offers them, else holdout), holdout (a
+seeded --val-fraction, default 0.1, kept out of the detector's fit), oof, or kfold[:K].
+Threshold specs: fpr:ALPHA (a false-reject rate for good parts, e.g. fpr:0.01), quantile:Q
+(of calibration scores or pixels), fixed:V, f1 (labelled images only). fit prints the
+promise: the target rate and its 95% upper bound from the number of calibration scores.
 
 Few-shot: --defects DIR (a few labelled defective images) and --defect-masks DIR tune the
 post-processing and both thresholds on the validation images and the defects (F1-optimal),
@@ -56,11 +59,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", "--holdout", type=float, default=None, metavar="F", dest="val_fraction",
                         help="without --val: share of the training images held out to calibrate (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation split (default 0)")
+    parser.add_argument("--calibration", metavar="SOURCE", default=None,
+                        help="without --val, where calibration scores come from: "
+                             + "; ".join(f"{k}: {v}" for k, v in calibration_sources().items())
+                             + f" (default {default_calibration()})")
     parser.add_argument("--postprocess", metavar="CONFIG",
                         help="post-processing: 'default' (the detector's), 'none' (raw maps), a JSON list of "
                              "steps or a JSON file (docs/postprocess.md)")
     parser.add_argument("--image-threshold", metavar="SPEC",
-                        help="image threshold: quantile:Q of validation scores (default quantile:0.99), fixed:V or f1")
+                        help="image threshold: fpr:ALPHA (false-reject rate of good parts), quantile:Q of "
+                             f"calibration scores, fixed:V or f1 (default {default_image_threshold()})")
     parser.add_argument("--pixel-threshold", metavar="SPEC",
                         help="pixel threshold: quantile:Q of validation map pixels (default: the documented "
                              "quantile), fixed:V, or none (no masks)")
@@ -74,6 +82,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "anomalies")
     parser.add_argument("--quantile", type=float, metavar="Q", help="shorthand for --image-threshold quantile:Q")
     parser.add_argument("--threshold", type=float, metavar="VALUE", help="shorthand for --image-threshold fixed:VALUE")
+
+
+def calibration_sources() -> dict[str, str]:
+    from pyimgano.calibration import CALIBRATION_SOURCES
+
+    return CALIBRATION_SOURCES
+
+
+def default_calibration() -> str:
+    from pyimgano.calibration import DEFAULT_CALIBRATION
+
+    return DEFAULT_CALIBRATION
+
+
+def default_image_threshold() -> str:
+    from pyimgano.thresholds import DEFAULT_IMAGE_THRESHOLD
+
+    return DEFAULT_IMAGE_THRESHOLD
 
 
 def collect_images(items: list[str], what: str = "images", flag: str | None = None) -> list[Path]:
@@ -191,8 +217,6 @@ def parse_params(assignments: list[str]) -> dict[str, Any]:
 
 def image_threshold_spec(args: argparse.Namespace) -> str:
     """--image-threshold, or its shorthands --quantile / --threshold (one of them at most)."""
-    from pyimgano.pipeline import DEFAULT_IMAGE_THRESHOLD
-
     given = [f for f, v in (("--image-threshold", args.image_threshold), ("--quantile", args.quantile),
                             ("--threshold", args.threshold)) if v is not None]
     if len(given) > 1:
@@ -202,7 +226,7 @@ def image_threshold_spec(args: argparse.Namespace) -> str:
         return f"quantile:{args.quantile!r}"
     if args.threshold is not None:
         return f"fixed:{args.threshold!r}"
-    return args.image_threshold or DEFAULT_IMAGE_THRESHOLD
+    return args.image_threshold or default_image_threshold()
 
 
 def build_pipeline(args: argparse.Namespace) -> Any:
@@ -222,8 +246,11 @@ def build_pipeline(args: argparse.Namespace) -> Any:
         raise InvalidParams("give --val (held-out images) or --val-fraction (a share of --train), not both")
     val_fraction = DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction
     detector = create_detector(name, **params)
+    if args.val_fraction is not None and args.calibration not in (None, "holdout"):
+        raise InvalidParams(f"--val-fraction holds images out, --calibration {args.calibration} does not; give one")
+    calibration = "holdout" if args.val_fraction is not None else (args.calibration or default_calibration())
     return Pipeline(detector, postprocess=postprocess, image_threshold=image_threshold, pixel_threshold=pixel,
-                    val_fraction=0.0 if args.val else val_fraction, seed=args.seed)
+                    val_fraction=0.0 if args.val else val_fraction, seed=args.seed, calibration=calibration)
 
 
 def describe_fit(pipe: Any) -> str:
@@ -237,8 +264,12 @@ def describe_fit(pipe: Any) -> str:
         parts.append(f"tuned on {record['k']} defective image(s)"
                      + (" (image threshold only)" if record["image_only"] else "")
                      + (", detector trained with them" if record["trained"] else ""))
+    if pipe.promise_ is not None and not pipe.few_shot_:
+        parts.append(pipe.promise_.line())
     chosen = describe_choices(pipe.detector)
-    return (f"{pipe.n_train_} train, {pipe.n_val_} validation image(s); " + (f"{chosen}; " if chosen else "")
+    n_cal = f"{pipe.n_val_} validation" if pipe.calibration_.get("source") in ("holdout", "validation") \
+        else f"{pipe.n_val_} out-of-fold calibration"
+    return (f"{pipe.n_train_} train, {n_cal} image(s); " + (f"{chosen}; " if chosen else "")
             + f"post-processing: {steps}; " + "; ".join(parts))
 
 
@@ -278,6 +309,8 @@ def run(args: argparse.Namespace) -> int:
     pipe.check_fit(len(files), val_files is not None)
     console.print(f"fitting {pipe.traits.name} on {len(files)} image(s)"
                   + (f", calibrating on {len(val_files)}" if val_files else
+                     f", calibrating on out-of-fold scores of each ({pipe.calibration_source})"
+                     if pipe.calibration_source != "holdout" else
                      f" ({pipe.val_fraction:g} held out to calibrate, seed {pipe.seed})" if pipe.val_fraction else "")
                   + (f"; few-shot with {len(defects)} defective image(s)" + ("" if masks else " (no masks)")
                      if defects else ""))
@@ -288,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             pipe.fit(files, val_images=val_files)
     fit_s = time.perf_counter() - started
-    for note in (pipe.few_shot_ or {}).get("notes", []):
+    for note in [*pipe.calibration_.get("notes", []), *(pipe.few_shot_ or {}).get("notes", [])]:
         console.print(f"note: {note}")
     held = set(pipe.val_indices_ or [])
     if val_files is None:
@@ -301,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
         "train": [str(p) for p in files],
         "val": [str(p) for p in val_files],
         "val_fraction": None if not held else pipe.val_fraction,
+        "calibration": pipe.calibration_.get("source"),
         "seed": pipe.seed,
         "fit_s": round(fit_s, 3),
     }
