@@ -87,3 +87,33 @@ def run_cli(*args: str, pythonpath: list[Path] | None = None, env: dict[str, str
     return subprocess.run(
         [sys.executable, "-m", "pyimgano", *args], capture_output=True, text=True, env=full_env, timeout=timeout
     )
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@contextmanager
+def headless_chromium() -> Iterator:
+    """A selenium WebDriver on headless Chromium (Debian's ``chromium`` and ``chromedriver``),
+    with a fresh profile and nothing that reaches the network by itself; the test is
+    skipped when Chromium is not installed."""
+    import tempfile
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
+    from selenium.webdriver.chrome.service import Service
+
+    with tempfile.TemporaryDirectory(prefix="pyimgano-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     f"--user-data-dir={profile}"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+        try:
+            yield driver
+        finally:
+            driver.quit()
