@@ -41,12 +41,13 @@ PARAMS = {"backbone": "efficientnet_lite0", "progress": False}  # the default ba
 
 
 def _datasets(args: argparse.Namespace):
+    """The small sets first, so a run cut short still covers most of them."""
     import pyimgano
 
-    for category in args.synthetic:
-        yield f"synthetic/{category}", pyimgano.load_dataset("synthetic", category=category)
     if args.mvtec_grid:
         yield "mvtec/grid", pyimgano.load_dataset("mvtec", root=args.mvtec_grid, category="grid")
+    for category in args.synthetic:
+        yield f"synthetic/{category}", pyimgano.load_dataset("synthetic", category=category)
     if args.mvtec_transistor:
         yield "mvtec/transistor", pyimgano.load_dataset("mvtec", root=args.mvtec_transistor, category="transistor")
     if args.visa:
