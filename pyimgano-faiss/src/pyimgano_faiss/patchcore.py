@@ -282,20 +282,19 @@ class PatchCore(BackboneDetector):
     def _leave_out_distances(self, rows: np.ndarray, owners: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(b x P distances, b x P bank indices) of b inputs' patches to their nearest bank row
         not taken from the input's own training image (``owners``): exact, whatever the index."""
-        bank = torch.from_numpy(self.memory_bank_)
-        bank_sq = (bank * bank).sum(1)
         per = len(rows) // len(owners)
         dist = np.empty((len(owners), per), dtype=np.float32)
         nn_idx = np.empty((len(owners), per), dtype=np.int64)
         for j, owner in enumerate(owners):
-            own = torch.from_numpy(self.bank_image_ == owner)
+            kept = np.flatnonzero(self.bank_image_ != owner)  # the bank without the image's rows
+            bank = torch.from_numpy(self.memory_bank_[kept])
+            bank_sq = (bank * bank).sum(1)[None]
             for start in range(0, per, 2048):  # bounds the patches x bank matrix
                 q = torch.from_numpy(rows[j * per + start : j * per + min(per, start + 2048)])
-                d2 = (q * q).sum(1, keepdim=True) - 2.0 * q @ bank.T + bank_sq[None]
-                d2[:, own] = torch.inf
+                d2 = torch.addmm(bank_sq, q, bank.T, alpha=-2.0).add_((q * q).sum(1, keepdim=True))
                 best, idx = d2.min(1)
                 dist[j, start : start + len(q)] = best.clamp_min_(0).sqrt_().numpy()
-                nn_idx[j, start : start + len(q)] = idx.numpy()
+                nn_idx[j, start : start + len(q)] = kept[idx.numpy()]
         return dist, nn_idx
 
     def _fit_out_of_fold(self, images: list[np.ndarray]):
