@@ -215,3 +215,22 @@ def test_the_pipeline_calibrates_patchcore_out_of_fold_by_default(small_category
     assert (pipe.n_train_, pipe.n_val_, pipe.promise_.n, pipe.promise_.method) == (10, 10, 10, "conformal")
     out = pipe.predict(test)
     assert out.p_values.shape == (len(test),) and out.p_values[labels == 1].mean() < out.p_values[labels == 0].mean()
+
+
+def test_out_of_fold_scores_are_exact_with_an_approximate_index_too(small_category):
+    import copy
+
+    import pyimgano
+
+    train = small_category[0]
+    det = pyimgano.create_detector("faiss:patchcore", backbone="efficientnet_lite0", image_size=96,
+                                   coreset_ratio=0.2, index="ivf", nprobe=1, progress=False)
+    scores, maps = det.fit_out_of_fold(train)
+    assert np.isfinite(scores).all() and all(np.isfinite(m).all() for m in maps)
+    exact = copy.copy(det)
+    exact.set_params(index="flat")  # rebuilds the search over the same bank
+    for i in range(len(train)):
+        alone = copy.copy(exact)
+        alone.memory_bank_ = det.memory_bank_[det.bank_image_ != i]
+        alone._build_search()
+        assert scores[i] == pytest.approx(alone.score([train[i]])[0][0], rel=1e-4)

@@ -22,13 +22,16 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from pyimgano.errors import InvalidParams, MetricError
 
-DEFAULT_IMAGE_QUANTILE = 0.99
-# the pixel threshold's default: this quantile of the pixels of the normal validation maps
-# (chosen from the measurements in docs/pipeline.md, "Choosing the defaults")
-DEFAULT_PIXEL_QUANTILE = 0.9999
-# the pipeline's default strategies (docs/pipeline.md, "Choosing the defaults"): written
-# here once; the CLI, bench.toml and Pipeline read these
-DEFAULT_IMAGE_THRESHOLD = f"quantile:{DEFAULT_IMAGE_QUANTILE}"
+DEFAULT_IMAGE_QUANTILE = 0.99  # what a bare ``quantile`` means
+# the image threshold's default: reject at most this share of good parts (a conformal rank
+# of the normal calibration scores, exact from 19 scores on)
+DEFAULT_FPR = 0.05
+# the pixel threshold's default: this quantile of the pixels of the normal calibration maps
+# (out-of-fold maps where the detector gives them)
+DEFAULT_PIXEL_QUANTILE = 0.99999
+# the pipeline's default strategies, chosen from the measurements in docs/pipeline.md
+# ("Choosing the defaults"): written here once; the CLI, bench.toml and Pipeline read these
+DEFAULT_IMAGE_THRESHOLD = f"fpr:{DEFAULT_FPR}"
 DEFAULT_PIXEL_THRESHOLD = f"quantile:{DEFAULT_PIXEL_QUANTILE}"
 SPEC_FORMS = ("quantile:Q (0 < Q <= 1), fpr:ALPHA (a false-reject rate, 0 < ALPHA < 1; fpr:ALPHA:strict refuses "
               "too few calibration scores), fixed:V (a finite number) or f1")

@@ -38,7 +38,14 @@ from pyimgano_faiss.coreset import (
 )
 from pyimgano_faiss.embeddings import EmbeddingStore
 from pyimgano_faiss.plugin import PatchCoreParams
-from pyimgano_faiss.search import build_index, deserialize_index, is_exact, search, serialize_index
+from pyimgano_faiss.search import (
+    build_index,
+    deserialize_index,
+    is_exact,
+    search,
+    search_excluding,
+    serialize_index,
+)
 
 
 @lru_cache(maxsize=32)
@@ -226,8 +233,10 @@ class PatchCore(BackboneDetector):
             self._exact_top(rows, dist, nn_idx)
         return dist, nn_idx
 
-    def _exact_top(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray, step: int = 16) -> None:
-        """Search each input's top patches exactly, in place, until its largest distance is exact.
+    def _exact_top(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray, step: int = 16,
+                   owners: list[int] | None = None) -> None:
+        """Search each input's top patches exactly, in place, until its largest distance is exact
+        (``owners``: out-of-fold, each input's own image's bank rows left out).
 
         An approximate index returns the distance to *some* bank patch, an upper bound on the
         nearest one. Patches are re-searched exactly in decreasing order of their bound; once
@@ -248,6 +257,9 @@ class PatchCore(BackboneDetector):
             flat = (active[:, None] * n_patch + cols).ravel()
             q = rows[flat]
             d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ self.memory_bank_.T) + self._bank_norms[None]
+            if owners is not None:
+                query_owner = np.repeat(np.asarray(owners)[active], cols.shape[1])
+                d2[self.bank_image_[None, :] == query_owner[:, None]] = np.inf
             idx = d2.argmin(1)
             exact = np.sqrt(np.maximum(d2[np.arange(len(idx)), idx], 0.0))
             dist.flat[flat], nn_idx.flat[flat] = exact, idx
@@ -281,20 +293,34 @@ class PatchCore(BackboneDetector):
 
     def _leave_out_distances(self, rows: np.ndarray, owners: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(b x P distances, b x P bank indices) of b inputs' patches to their nearest bank row
-        not taken from the input's own training image (``owners``): exact, whatever the index."""
-        per = len(rows) // len(owners)
-        dist = np.empty((len(owners), per), dtype=np.float32)
-        nn_idx = np.empty((len(owners), per), dtype=np.int64)
+        not taken from the input's own training image (``owners``).
+
+        With the exact flat index, an exact product against the bank without those rows; with an
+        approximate one, the index searched with those rows excluded, then each input's largest
+        distance made exact as :meth:`_patch_distances` does, so image scores are exact either way.
+        """
+        b = len(owners)
+        per = len(rows) // b
+        dist = np.empty((b, per), dtype=np.float32)
+        nn_idx = np.empty((b, per), dtype=np.int64)
+        exact = is_exact(self._index)
         for j, owner in enumerate(owners):
+            part = rows[j * per : (j + 1) * per]
+            if not exact:
+                d, i = search_excluding(self._index, part, np.flatnonzero(self.bank_image_ == owner))
+                dist[j], nn_idx[j] = d[:, 0], i[:, 0]
+                continue
             kept = np.flatnonzero(self.bank_image_ != owner)  # the bank without the image's rows
             bank = torch.from_numpy(self.memory_bank_[kept])
             bank_sq = (bank * bank).sum(1)[None]
             for start in range(0, per, 2048):  # bounds the patches x bank matrix
-                q = torch.from_numpy(rows[j * per + start : j * per + min(per, start + 2048)])
+                q = torch.from_numpy(part[start : start + 2048])
                 d2 = torch.addmm(bank_sq, q, bank.T, alpha=-2.0).add_((q * q).sum(1, keepdim=True))
                 best, idx = d2.min(1)
                 dist[j, start : start + len(q)] = best.clamp_min_(0).sqrt_().numpy()
                 nn_idx[j, start : start + len(q)] = kept[idx.numpy()]
+        if not exact:
+            self._exact_top(rows, dist, nn_idx, owners=owners)
         return dist, nn_idx
 
     def _fit_out_of_fold(self, images: list[np.ndarray]):
