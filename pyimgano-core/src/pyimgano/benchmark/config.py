@@ -46,6 +46,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pyimgano.errors import ComponentNotFound, DatasetError, InvalidParams, PyimganoError
+from pyimgano.thresholds import DEFAULT_IMAGE_THRESHOLD
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -114,13 +115,14 @@ class BenchmarkConfig(BaseModel):
         None, description="post-processing of every detector with maps (an entry's own setting wins); "
                           "absent or 'default': each detector's declared default; 'none': raw maps")
     image_threshold: str | float | dict[str, Any] | None = Field(
-        None, description="image threshold spec of every detector (default quantile:0.99)")
+        None, description=f"image threshold spec of every detector (default {DEFAULT_IMAGE_THRESHOLD})")
     pixel_threshold: str | float | dict[str, Any] | None = Field(
         None, description="pixel threshold spec of every detector with maps (default: docs/pipeline.md); 'none': "
                           "no masks")
     val_fraction: float = Field(
         0.1, gt=0, lt=1, description="share of each category's training images held out (seeded by the job's "
-                                     "seed) to fit post-processing statistics and thresholds")
+                                     "seed) to fit post-processing statistics and thresholds, for detectors "
+                                     "without out-of-fold scoring")
     metrics: list[str] | None = Field(
         None, description="metrics to compute (names as list-plugins shows them); absent: every registered metric"
     )
@@ -492,7 +494,6 @@ def entry_pipeline(config: BenchmarkConfig, entry: DetectorEntry, spec: Any, rec
     the benchmark's post-processing and pixel threshold apply to detectors with maps only."""
     from pyimgano.pipeline import (
         DEFAULT,
-        DEFAULT_IMAGE_THRESHOLD,
         DetectorTraits,
         parse_postprocess,
         pixel_strategy,

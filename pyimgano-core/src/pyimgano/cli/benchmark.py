@@ -36,6 +36,7 @@ ended in an error are retried. Exit status: 0 all ok, 1 when some run failed, 2 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pyimgano.cli.fit import add_few_shot_tuning_arguments
+    from pyimgano.thresholds import DEFAULT_IMAGE_THRESHOLD
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
@@ -74,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="post-processing of every detector with maps: 'default' (each detector's), 'none' "
                              "(raw maps), a JSON list of steps or a JSON file; replaces the config file's settings")
     parser.add_argument("--image-threshold", metavar="SPEC",
-                        help="image threshold of every detector: quantile:Q (default quantile:0.99) or fixed:V")
+                        help="image threshold of every detector: fpr:ALPHA (a false-reject rate), quantile:Q or "
+                             f"fixed:V (default {DEFAULT_IMAGE_THRESHOLD})")
     parser.add_argument("--pixel-threshold", metavar="SPEC",
                         help="pixel threshold of every detector with maps: quantile:Q (default in docs/pipeline.md), "
                              "fixed:V or none")
