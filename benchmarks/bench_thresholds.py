@@ -157,6 +157,67 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+BEFORE = ("holdout", "quantile:0.99", "quantile:0.9999")  # the defaults before out-of-fold calibration
+AFTER = ("oof", "fpr:0.05", "quantile:0.9999")
+
+
+def before_after(rows: list[dict]) -> str:
+    """The closing table: per data set, the old and the new defaults (means over seeds)."""
+    def fmt(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    out = ["| data set | defaults | n | target | bound (95%) | measured FRR (seeds within) | image F1 / F1-max | "
+           "pixel F1 / F1-max | fit s |", "|---|---|---|---|---|---|---|---|---|"]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        for name, (calibration, image_rule, pixel_rule) in (("before", BEFORE), ("after", AFTER)):
+            image = [r for r in rows if (r["dataset"], r["calibration"], r["kind"], r["rule"]) ==
+                     (dataset, calibration, "image", image_rule)]
+            pixel = [r for r in rows if (r["dataset"], r["calibration"], r["kind"], r["rule"]) ==
+                     (dataset, calibration, "pixel", pixel_rule)]
+            if not image:
+                continue
+            within = sum(1 for r in image if r["measured_fpr"] is not None and r["measured_fpr"] <= r["upper"])
+            out.append(f"| {dataset} | {name}: {calibration}, {image_rule} | {image[0]['n_calibration']} | "
+                       f"{fmt(image[0]['target'])} | {fmt(_mean(r['upper'] for r in image))} | "
+                       f"{fmt(_mean(r['measured_fpr'] for r in image))} ({within}/{len(image)}) | "
+                       f"{fmt(_mean(r['f1'] for r in image))} / {fmt(_mean(r['f1_max'] for r in image))} | "
+                       f"{fmt(_mean(r['f1'] for r in pixel))} / {fmt(_mean(r['f1_max'] for r in pixel))} | "
+                       f"{_mean(r['fit_s'] for r in image):.1f} |")
+    return "\n".join(out)
+
+
+def closeness(rows: list[dict]) -> str:
+    """Per data set and calibration: how close calibration scores are to the test split's good ones."""
+    out = ["| data set | calibration | n | median calibration / test good | KS statistic | fit s |", "|---|---|---|---|---|---|"]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        for calibration in ("holdout", "oof", "kfold"):
+            group = [r for r in rows if (r["dataset"], r["calibration"], r["kind"], r["rule"]) ==
+                     (dataset, calibration, "image", IMAGE_RULES[0])]
+            if group:
+                out.append(f"| {dataset} | {calibration} | {group[0]['n_calibration']} | "
+                           f"{_mean(r['median_ratio'] for r in group):.3f} | {_mean(r['ks'] for r in group):.3f} | "
+                           f"{_mean(r['fit_s'] for r in group):.1f} |")
+    return "\n".join(out)
+
+
+def pixel_table(rows: list[dict]) -> str:
+    """Pixel F1 at each pixel rule / pixel F1-max, per data set (columns) and calibration."""
+    sets = list(dict.fromkeys(r["dataset"] for r in rows))
+    out = ["| calibration | pixel rule | " + " | ".join(sets) + " | mean |", "|---|---|" + "---|" * (len(sets) + 1)]
+    for calibration in ("holdout", "oof"):
+        for rule in PIXEL_RULES:
+            cells, f1s = [], []
+            for dataset in sets:
+                group = [r for r in rows if (r["dataset"], r["calibration"], r["kind"], r["rule"]) ==
+                         (dataset, calibration, "pixel", rule)]
+                f1, top = _mean(r["f1"] for r in group), _mean(r["f1_max"] for r in group)
+                cells.append("-" if f1 is None else f"{f1:.3f} / {top:.3f}")
+                if f1 is not None:
+                    f1s.append(f1)
+            out.append(f"| {calibration} | {rule} | " + " | ".join(cells) + f" | {np.mean(f1s):.3f} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--synthetic", nargs="*", default=list(SYNTHETIC), help="synthetic categories")
@@ -166,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kfold", nargs="*", default=[], help="data set names also calibrated by kfold:5")
     parser.add_argument("--json", type=Path, help="write every row here")
+    parser.add_argument("--tables", type=Path, help="print the tables of a --json file written earlier, measure nothing")
     args = parser.parse_args(argv)
+    if args.tables:
+        rows = json.loads(args.tables.read_text())
+        print(before_after(rows), closeness(rows), pixel_table(rows), summary(rows), sep="\n\n")
+        return 0
     rows: list[dict] = []
     warm = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
     _fit(list(warm), "holdout", 0)  # the backbone's first build is no calibration's cost
@@ -175,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += measure(name, dataset, args.seeds, calibrations)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
-    print(summary(rows))
+    print(before_after(rows), closeness(rows), pixel_table(rows), summary(rows), sep="\n\n")
     return 0
 
 
