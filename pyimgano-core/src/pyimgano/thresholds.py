@@ -155,7 +155,7 @@ def _normal(scores: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
 
 
 ThresholdStrategy = Annotated[
-    FprThreshold | FixedThreshold | QuantileThreshold | F1Threshold, Field(discriminator="strategy")
+    FixedThreshold | QuantileThreshold | F1Threshold | FprThreshold, Field(discriminator="strategy")
 ]
 _adapter: TypeAdapter[Any] = TypeAdapter(ThresholdStrategy)
 
