@@ -80,8 +80,7 @@ def detector_traits(detector: Any) -> DetectorTraits:
                                   caps.min_train_images, tuple(caps.default_postprocess),
                                   bool(caps.learns_from_anomalies) and getattr(detector, "learns_from_anomalies", False),
                                   bool(caps.needs_anomaly_masks),
-                                  bool(getattr(caps, "out_of_fold", False))
-                                  and getattr(detector, "supports_out_of_fold", False))
+                                  bool(caps.out_of_fold) and getattr(detector, "supports_out_of_fold", False))
     return DetectorTraits(str(name), bool(getattr(detector, "supports_maps", True)),
                           learns_from_anomalies=bool(getattr(detector, "learns_from_anomalies", False)),
                           out_of_fold=bool(getattr(detector, "supports_out_of_fold", False)))
@@ -415,14 +414,12 @@ class Pipeline:
 
     def check_calibration_size(self, n: int | None) -> None:
         """``fpr:ALPHA:strict`` with fewer calibration scores than ALPHA needs: one line."""
-        from pyimgano.calibration import small_n_message
+        from pyimgano.calibration import min_calibration, small_n_message
         from pyimgano.thresholds import FprThreshold
 
         strategy = self.image_threshold
         if n is None or not isinstance(strategy, FprThreshold) or strategy.small_n != "strict":
             return
-        from pyimgano.calibration import min_calibration
-
         if n < min_calibration(strategy.alpha):
             raise InvalidParams(f"image_threshold {strategy.spec()!r}: {small_n_message(strategy.alpha, n)} "
                                 f"({self.calibration_source} calibration); give more training images, a larger "
