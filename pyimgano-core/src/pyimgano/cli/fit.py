@@ -309,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
     pipe.check_fit(len(files), val_files is not None)
     console.print(f"fitting {pipe.traits.name} on {len(files)} image(s)"
                   + (f", calibrating on {len(val_files)}" if val_files else
-                     f", calibrating on out-of-fold scores of each ({pipe.calibration_source})"
+                     f", calibrating on their out-of-fold scores ({pipe.calibration_source})"
                      if pipe.calibration_source != "holdout" else
                      f" ({pipe.val_fraction:g} held out to calibrate, seed {pipe.seed})" if pipe.val_fraction else "")
                   + (f"; few-shot with {len(defects)} defective image(s)" + ("" if masks else " (no masks)")
