@@ -158,7 +158,7 @@ def summary(rows: list[dict]) -> str:
 
 
 BEFORE = ("holdout", "quantile:0.99", "quantile:0.9999")  # the defaults before out-of-fold calibration
-AFTER = ("oof", "fpr:0.05", "quantile:0.9999")
+AFTER = ("oof", "fpr:0.05", "quantile:0.999")
 
 
 def before_after(rows: list[dict]) -> str:
