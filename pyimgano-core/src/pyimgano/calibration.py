@@ -64,13 +64,13 @@ def conformal_rank(n: int, alpha: float) -> int | None:
 
 def clopper_pearson_upper(exceed: int, n: int, confidence: float = BOUND_CONFIDENCE) -> float | None:
     """One-sided upper confidence limit of a rate seen ``exceed`` times in ``n``; None for n = 0."""
-    from scipy.stats import beta
+    from scipy.special import betaincinv  # the beta distribution's quantile (scipy.stats.beta.ppf)
 
     if n <= 0:
         return None
     if exceed >= n:
         return 1.0
-    return float(beta.ppf(confidence, exceed + 1, n - exceed))
+    return float(betaincinv(exceed + 1, n - exceed, confidence))
 
 
 def p_values(calibration_scores: Any, scores: Any) -> np.ndarray:
