@@ -124,15 +124,15 @@ categories = ["alpha"]
     (run,) = json.loads((tmp_path / "a" / "results.json").read_text())["runs"]
     assert run["pipeline"] == {"postprocess": [{"name": "minmax", "per_image": False, "clip": False}],
                                "image_threshold": "fixed:0.3", "pixel_threshold": "quantile:0.95",
-                               "val_fraction": 0.2}
+                               "val_fraction": 0.2, "calibration": "auto"}
     assert run["deployed"]["image_threshold"] == 0.3 and run["n_val"] == 1
     # flags decide for every detector, over the file's entries
     assert main(["benchmark", "--config", str(config), "--out", str(tmp_path / "b"), "--no-progress",
                  "--postprocess", "none", "--pixel-threshold", "none", "--image-threshold", "quantile:1",
-                 "--val-fraction", "0.5"]) == 0
+                 "--val-fraction", "0.5", "--calibration", "holdout"]) == 0
     (run,) = json.loads((tmp_path / "b" / "results.json").read_text())["runs"]
     assert run["pipeline"] == {"postprocess": [], "image_threshold": "quantile:1.0", "pixel_threshold": None,
-                               "val_fraction": 0.5}
+                               "val_fraction": 0.5, "calibration": "holdout"}
     assert run["deployed"]["pixel_f1"] is None and run["n_val"] == 3
     capsys.readouterr()
     assert main(["benchmark", "--config", str(config), "--out", str(tmp_path / "c"), "--no-progress",

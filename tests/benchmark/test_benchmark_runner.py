@@ -19,7 +19,7 @@ from pyimgano.benchmark.runner import run_benchmark
 RUN_KEYS = {"detector", "dataset", "category", "seed", "status", "error", "params", "pipeline", "metrics",
             "deployed", "timing", "peak_rss_mb", "n_train", "n_val", "n_test", "few_shot"}
 DEPLOYED_KEYS = {"image_threshold", "image_precision", "image_recall", "image_f1", "image_fpr",
-                 "pixel_threshold", "pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou"}
+                 "image_fpr_target", "image_fpr_upper", "n_calibration", "pixel_threshold", "pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou"}
 TIMING_KEYS = {"fit_s", "predict_s", "images_per_s"}
 
 

@@ -101,17 +101,23 @@ def test_context_with_tiles_is_one_clear_error():
 
 
 def test_leave_one_image_out_distances_skip_the_images_own_rows():
-    from pyimgano_faiss.patchcore import PatchCore
+    import pyimgano
     from pyimgano_faiss.search import build_index
 
     rng = np.random.default_rng(0)
+    det = pyimgano.create_detector("faiss:patchcore", **OFFLINE)
     bank = rng.normal(size=(200, 8)).astype(np.float32)
-    owners = np.repeat(np.arange(4), 50)
+    det.memory_bank_, det.bank_image_ = bank, np.repeat(np.arange(4), 50)
     rows = bank[:50] + 0.01 * rng.normal(size=(50, 8)).astype(np.float32)  # image 0's own rows, nearly
-    got = PatchCore._distances_without(rows, bank, build_index(bank, "flat"), owners, 0)
-    others = bank[owners != 0]
-    want = np.sqrt(((rows[:, None, :] - others[None]) ** 2).sum(-1)).min(1)
-    np.testing.assert_allclose(got, want, rtol=1e-4)
+    want = np.sqrt(((rows[:, None, :] - bank[50:][None]) ** 2).sum(-1)).min(1)
+    for kind in ("flat", "ivf"):
+        det._index = build_index(bank, kind)
+        got, idx = det._leave_out_distances(rows, [0])
+        assert (det.bank_image_[idx] != 0).all()
+        assert got.max() == pytest.approx(want.max(), rel=1e-4)  # image scores exact either way
+        if kind == "flat":
+            np.testing.assert_allclose(got[0], want, rtol=1e-4)
     # a single training image: there is no other image, so its own rows are used
-    alone = PatchCore._distances_without(rows, bank[:50], build_index(bank[:50], "flat"), owners[:50], 0)
+    det.memory_bank_, det.bank_image_, det._index = bank[:50], np.zeros(50, int), build_index(bank[:50], "flat")
+    alone, _ = det._leave_out_distances(rows, [0])
     assert alone.max() < 0.1

@@ -176,3 +176,61 @@ def _tensor(det, images):
     from pyimgano_faiss.backbones import images_to_tensor
 
     return images_to_tensor([det.geometry.apply_to_image(img.astype(np.float32)) for img in images])
+
+
+def test_out_of_fold_scores_equal_scoring_against_the_bank_without_the_images_own_rows(small_category,
+                                                                                       fitted_patchcore):
+    import copy
+
+    import pyimgano
+
+    train = small_category[0]
+    det = pyimgano.create_detector("faiss:patchcore", backbone="efficientnet_lite0", image_size=96,
+                                   coreset_ratio=0.2, progress=False)
+    scores, maps = det.fit_out_of_fold(train)
+    np.testing.assert_array_equal(det.memory_bank_, fitted_patchcore.memory_bank_)  # the same fit as fit()
+    assert det.bank_image_.shape == (len(det.memory_bank_),) and set(det.bank_image_) == set(range(len(train)))
+    in_fold, _ = det.score(train)
+    assert (scores > in_fold).all()  # its own patches are no longer there to match it
+    for i in (0, 7):
+        other = copy.copy(det)  # shares the backbone; gets a bank and an index of its own
+        other.memory_bank_ = det.memory_bank_[det.bank_image_ != i]
+        other._build_search()
+        alone, alone_maps = other.score([train[i]])
+        assert scores[i] == pytest.approx(alone[0], rel=1e-4)
+        np.testing.assert_allclose(maps[i], alone_maps[0], rtol=1e-4, atol=1e-4)
+    with pytest.raises(pyimgano.InvalidParams, match="at least 2 training images"):
+        det.fit_out_of_fold(train[:1])
+
+
+def test_the_pipeline_calibrates_patchcore_out_of_fold_by_default(small_category):
+    import pyimgano
+
+    train, test, labels, _ = small_category
+    pipe = pyimgano.Pipeline("faiss:patchcore", params={"backbone": "efficientnet_lite0", "image_size": 96,
+                                                        "coreset_ratio": 0.2, "progress": False},
+                             image_threshold="fpr:0.1")
+    pipe.fit(train)
+    assert pipe.calibration_source == "oof" and pipe.calibration_["source"] == "oof"
+    assert (pipe.n_train_, pipe.n_val_, pipe.promise_.n, pipe.promise_.method) == (10, 10, 10, "conformal")
+    out = pipe.predict(test)
+    assert out.p_values.shape == (len(test),) and out.p_values[labels == 1].mean() < out.p_values[labels == 0].mean()
+
+
+def test_out_of_fold_scores_are_exact_with_an_approximate_index_too(small_category):
+    import copy
+
+    import pyimgano
+
+    train = small_category[0]
+    det = pyimgano.create_detector("faiss:patchcore", backbone="efficientnet_lite0", image_size=96,
+                                   coreset_ratio=0.2, index="ivf", nprobe=1, progress=False)
+    scores, maps = det.fit_out_of_fold(train)
+    assert np.isfinite(scores).all() and all(np.isfinite(m).all() for m in maps)
+    exact = copy.copy(det)
+    exact.set_params(index="flat")  # rebuilds the search over the same bank
+    for i in range(len(train)):
+        alone = copy.copy(exact)
+        alone.memory_bank_ = det.memory_bank_[det.bank_image_ != i]
+        alone._build_search()
+        assert scores[i] == pytest.approx(alone.score([train[i]])[0][0], rel=1e-4)

@@ -10,6 +10,7 @@ import pytest
 
 import pyimgano
 from pyimgano.errors import InvalidParams
+from pyimgano.thresholds import DEFAULT_IMAGE_THRESHOLD, make_strategy
 
 
 def files(root: Path, category: str = "alpha"):
@@ -31,7 +32,7 @@ def test_a_few_shot_pipeline_saves_what_it_tuned_and_predicts_the_same_after_loa
     assert pipe.image_threshold.spec() == "f1" and pipe.pixel_threshold.spec() == "f1"
     assert record["tuned"]["image_threshold"] == pipe.image_threshold_
     assert record["tuned"]["pixel_threshold"] == pipe.pixel_threshold_
-    assert record["zero_shot"]["image_threshold"] == {"strategy": "quantile", "q": 0.99}
+    assert record["zero_shot"]["image_threshold"] == make_strategy(DEFAULT_IMAGE_THRESHOLD).to_dict()
     assert pipe.n_val_ == 2 and pipe.n_train_ == 8 and pipe.calibration_["n_anomalous"] == 2
     out = pipe.predict(defects[2:] + good)
     pipe.save(tmp_path / "model")

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pyimgano.benchmark import BenchmarkConfig, DatasetEntry, DetectorEntry
@@ -42,11 +43,12 @@ def job_on(root: Path, detector: DetectorEntry, seed: int) -> dict:
     return outcome
 
 
-def test_thresholds_and_statistics_ignore_the_test_split(plugin, toy, tmp_path):
+@pytest.mark.parametrize("image_threshold", ["quantile:0.9", "fpr:0.2"])
+def test_thresholds_and_statistics_ignore_the_test_split(plugin, toy, tmp_path, image_threshold):
     other = altered_copy(toy, tmp_path / "altered")
     detector = DetectorEntry(name="benchtest:mean", postprocess=[{"name": "gaussian", "sigma": 1},
                                                                  {"name": "standardize", "robust": True}],
-                             image_threshold="quantile:0.9", pixel_threshold="quantile:0.999")
+                             image_threshold=image_threshold, pixel_threshold="quantile:0.999")
     for seed in (0, 3):
         a, b = job_on(toy, detector, seed), job_on(other, detector, seed)
         assert a["run"]["n_test"] == 7 and b["run"]["n_test"] == 5
@@ -57,4 +59,8 @@ def test_thresholds_and_statistics_ignore_the_test_split(plugin, toy, tmp_path):
         assert set(state) == {"offset", "scale"} and all(np.isfinite(v) for v in state.values())
         for key in ("image_threshold", "pixel_threshold"):
             assert a["run"]["deployed"][key] == b["run"]["deployed"][key] == fitted_a[key]["value"]
+        # the promise (target, bound, n) and the calibration scores behind the p-values
+        assert fitted_a["calibration"]["normal_scores"] and fitted_a["calibration"]["image_promise"]["n"] == 1
+        for key in ("image_fpr_target", "image_fpr_upper", "n_calibration"):
+            assert a["run"]["deployed"][key] == b["run"]["deployed"][key] is not None
         assert (a["run"]["n_train"], a["run"]["n_val"]) == (b["run"]["n_train"], b["run"]["n_val"]) == (9, 1)

@@ -13,7 +13,7 @@ from pyimgano.cli import benchmark as benchmark_cli
 from pyimgano.cli import fit as fit_cli
 from pyimgano.errors import InvalidParams
 from pyimgano.pipeline.settings import PipelineOverrides, PipelineSettings, ResolvedSettings
-from pyimgano.thresholds import make_strategy
+from pyimgano.thresholds import DEFAULT_IMAGE_THRESHOLD, make_strategy
 
 
 def _help(module) -> str:
@@ -48,8 +48,11 @@ def test_a_detector_entry_and_a_job_carry_the_same_settings():
 def test_bad_settings_are_one_line_naming_the_setting_and_its_value():
     with pytest.raises(InvalidParams, match=r"^val_fraction 1.5: Input should be less than 1$"):
         PipelineSettings.of(val_fraction=1.5)
-    with pytest.raises(InvalidParams, match=r"^image_threshold None: give a strategy, e.g. 'quantile:0.99'$"):
+    with pytest.raises(InvalidParams, match=rf"^image_threshold None: give a strategy, e.g. '{DEFAULT_IMAGE_THRESHOLD}'$"):
         PipelineSettings.of(image_threshold=None)
+    with pytest.raises(InvalidParams, match=r"^calibration 'loo': .*expected one of auto, holdout, oof, kfold"):
+        PipelineSettings.of(calibration="loo")
+    assert PipelineSettings.of(calibration=" KFold:3 ").calibration == "kfold:3"
     with pytest.raises(InvalidParams, match=r"^threshold 0.5: unknown parameter \(did you mean"):
         PipelineSettings.of(threshold=0.5)
     assert PipelineSettings.of(pixel_threshold="None").pixel_threshold is None  # 'none': no masks

@@ -108,7 +108,7 @@ def mad(example_plugin):
                                        "less than or equal to 1; expected " + SPEC_FORMS),
     ({"strategy": "quantile", "qq": 0.5}, "threshold {'strategy': 'quantile', 'qq': 0.5}: qq: Extra inputs "
                                           "are not permitted; expected " + SPEC_FORMS),
-    ({"strategy": "nope"}, "threshold {'strategy': 'nope'}: unknown strategy; choose one of fixed, quantile, f1"),
+    ({"strategy": "nope"}, "threshold {'strategy': 'nope'}: unknown strategy; choose one of fixed, quantile, f1, fpr"),
     (float("nan"), "threshold nan: value: must be a finite number, got nan; expected " + SPEC_FORMS),
     ([0.5], "threshold [0.5]: expected " + SPEC_FORMS + ", a dict such as {'strategy': 'quantile', 'q': 0.99}, "
             "or a number"),

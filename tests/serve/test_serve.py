@@ -19,6 +19,7 @@ from servetest import metric, serving
 
 import pyimgano
 from pyimgano.cli.serve import exposure_warning
+from pyimgano.thresholds import DEFAULT_IMAGE_THRESHOLD, make_strategy
 from pyimgano_testutils import plugin_on_path
 
 
@@ -64,7 +65,7 @@ def test_the_endpoints_describe_the_model_count_in_metrics_and_are_documented(se
         schema = httpx.get(server.url + "/openapi.json").json()
         assert httpx.get(server.url + "/docs").status_code == 200
     assert model["detector"] == "benchtest:mean" and model["params"]["sigma"] == 1.0
-    assert model["image_threshold"]["strategy"] == "quantile" and model["pixel_threshold"]["value"] is not None
+    assert model["image_threshold"]["strategy"] == make_strategy(DEFAULT_IMAGE_THRESHOLD).strategy and model["pixel_threshold"]["value"] is not None
     assert len(model["calibration"]["normal_scores"]) == model["calibration"]["n_normal"] == 2
     assert model["calibration"]["image_size"] == [24, 24] and model["versions"]["pyimgano"] == pyimgano.__version__
     assert metric(text, "pyimgano_images_scored_total") == 4 + 0  # the warm-up image is not counted

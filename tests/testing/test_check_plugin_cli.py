@@ -32,12 +32,15 @@ def test_kit_passes_on_the_example_plugin(example_plugin):
     results = check_plugin("example")
     assert {r.component for r in results} == {"example", "example:mad", "example:recall_at_fpr"}
     assert [r.check for r in results if r.component == "example:mad"] == check_names()
-    assert {r.status for r in results} == {"passed"}, [r for r in results if r.status != "passed"]
+    # the example declares no out-of-fold scoring (capabilities.out_of_fold), so that check does not apply
+    status = {(r.component, r.check): r.status for r in results}
+    assert status.pop(("example:mad", "check_out_of_fold")) == "not applicable"
+    assert set(status.values()) == {"passed"}, [r for r in results if r.status != "passed"]
 
 
 def test_check_detector_by_name_uses_spec_capabilities_and_params(example_plugin):
     results = check_detector("example:mad", params={"image_size": 16, "sigma": 0.0})
-    assert {r.status for r in results} == {"passed"}
+    assert {r.status for r in results if r.check != "check_out_of_fold"} == {"passed"}
     from pyimgano.errors import InvalidParams
 
     with pytest.raises(InvalidParams, match="image_size"):
@@ -47,7 +50,8 @@ def test_check_detector_by_name_uses_spec_capabilities_and_params(example_plugin
 def test_cli_table_and_exit_code_zero(example_plugin_site):
     proc = run_cli("check-plugin", "example", pythonpath=[example_plugin_site], env={"COLUMNS": "200"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    total = len(check_names()) + 2 + len(metric_check_names())  # the plugin-level checks, the metric's
+    total = len(check_names()) - 1 + 2 + len(metric_check_names())  # the plugin-level checks, the metric's
+    # (less check_out_of_fold, which does not apply to the example)
     for name in ("example:mad", "check_save_load_round_trip", "check_registration_module_is_light",
                  "example:recall_at_fpr", f"{total} passed"):
         assert name in proc.stdout
@@ -92,7 +96,7 @@ def test_cli_json_one_component_with_known_failure(example_plugin_site):
     by_check = {r["check"]: r for r in data["results"]}
     assert set(by_check) == set(check_names())
     assert by_check["check_unseen_image_size"]["status"] == "fixed"
-    assert data["summary"] == {"passed": len(check_names()) - 1, "fixed": 1}
+    assert data["summary"] == {"passed": len(check_names()) - 2, "fixed": 1, "not applicable": 1}
 
 
 def test_cli_exit_one_naming_the_failed_check(tmp_path):

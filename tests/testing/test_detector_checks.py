@@ -30,6 +30,7 @@ def test_conforming_detector_passes_every_check():
     assert [r.check for r in results] == check_names()
     status = {r.check: r.status for r in results}
     assert status.pop("check_params_match_spec") == "not applicable"  # only for registered detectors
+    assert status.pop("check_out_of_fold") == "not applicable"  # only where capabilities.out_of_fold
     assert set(status.values()) == {"passed"}, [r for r in results if r.status != "passed"]
 
 
@@ -190,3 +191,47 @@ def test_set_params_check_is_not_applicable_without_a_params_model_or_a_changeab
     results = _by_check(check_detector(OnlyText, checks=["check_set_params_round_trip"]))
     assert results["check_set_params_round_trip"].status == "not applicable"
     assert "no parameter of Text" in results["check_set_params_round_trip"].message
+
+
+class LeaveOneOutMean(GoodDetector):
+    """Out-of-fold: each training image against the mean of the others (exact leave-one-out)."""
+
+    supports_out_of_fold = True
+
+    def _fit_out_of_fold(self, images):
+        grey = np.array([_gray_of(img, self.size) for img in images])
+        self.mean_ = grey.mean(axis=0)
+        out = []
+        for i in range(len(images)):
+            others = (grey.sum(axis=0) - grey[i]) / (len(images) - 1)
+            out.append(np.abs(grey[i] - others))
+        return np.array([h.max() for h in out]), [_upsample_of(h, *img.shape[:2]) for h, img in zip(out, images)]
+
+
+class OutOfFoldFitsSomethingElse(LeaveOneOutMean):
+    def _fit_out_of_fold(self, images):
+        scores, maps = super()._fit_out_of_fold(images)
+        self.mean_ = self.mean_ + 0.5  # not what fit() would have learnt
+        return scores, maps
+
+
+def _gray_of(img, size):
+    from broken_detectors import _gray
+
+    return _gray(img, size)
+
+
+def _upsample_of(h, height, width):
+    from broken_detectors import _upsample
+
+    return _upsample(h, height, width)
+
+
+def test_out_of_fold_is_checked_only_where_declared_and_catches_a_different_fit():
+    declared = {"out_of_fold": True}
+    assert _by_check(check_detector(GoodDetector))["check_out_of_fold"].status == "not applicable"
+    assert _by_check(check_detector(LeaveOneOutMean, capabilities=declared))["check_out_of_fold"].status == "passed"
+    failed = _by_check(check_detector(OutOfFoldFitsSomethingElse, capabilities=declared))["check_out_of_fold"]
+    assert failed.status == "failed" and "differently from one fitted with fit()" in failed.message
+    lying = _by_check(check_detector(GoodDetector, capabilities=declared))["check_out_of_fold"]
+    assert lying.status == "failed" and "does not set supports_out_of_fold" in lying.message

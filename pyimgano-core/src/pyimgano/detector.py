@@ -101,6 +101,7 @@ class Detector:
     plugin: str | None = None
     supports_maps: ClassVar[bool] = True
     learns_from_anomalies: ClassVar[bool] = False  # fit(..., anomalies=...) is implemented
+    supports_out_of_fold: ClassVar[bool] = False  # _fit_out_of_fold is implemented
     params_model: ClassVar[type[BaseModel] | None] = None
     state_arrays: ClassVar[Mapping[str, StateArray] | None] = None
     config: BaseModel | None = None
@@ -135,6 +136,13 @@ class Detector:
         detectors with ``learns_from_anomalies = True`` implement it."""
         raise NotImplementedError(f"{type(self).__name__} declares learns_from_anomalies but has no "
                                   "_fit_with_anomalies")
+
+    def _fit_out_of_fold(self, images: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        """Fit on ``images`` as ``_fit`` does and return their (scores, maps), each as if the
+        image had been left out of training; detectors with ``supports_out_of_fold = True``
+        implement it (a memory bank: search the bank without the image's own rows)."""
+        raise NotImplementedError(f"{type(self).__name__} declares supports_out_of_fold but has no "
+                                  "_fit_out_of_fold")
 
     def _get_state(self) -> dict[str, np.ndarray]:
         """Fitted state as named numeric arrays (saved to npz, no pickle)."""
@@ -247,11 +255,31 @@ class Detector:
         arrays = load_images(images)
         if not arrays:
             return np.zeros(0), np.zeros((0, 0, 0), dtype=np.float32)
-        scores, maps = self._score(arrays)
+        return self._checked_output(arrays, *self._score(arrays))
+
+    def _checked_output(self, arrays: list[np.ndarray], scores: Any, maps: Any) -> tuple[np.ndarray, Any]:
         scores = validate_scores(scores, len(arrays), component=self.component, plugin=self.plugin)
         if maps is not None:
             maps = validate_maps(maps, image_shapes(arrays), component=self.component, plugin=self.plugin)
         return scores, maps
+
+    def fit_out_of_fold(self, images: ImageInput | Sequence[ImageInput]) -> tuple[np.ndarray, Any]:
+        """Fit on normal ``images`` (as :meth:`fit`) and return their out-of-fold scores and
+        maps, each as if the image had been left out: calibration evidence without holding
+        images out of training, usually for little more than the fit.
+
+        Only detectors that declare ``supports_out_of_fold`` offer it; for any other,
+        :func:`pyimgano.calibration.cross_fit_scores` gives the same by K-fold cross-fitting.
+        """
+        if not self.supports_out_of_fold:
+            raise InvalidParams(f"{self.component} has no out-of-fold scoring (supports_out_of_fold); "
+                                "use K-fold cross-fitting (calibration='kfold') or a holdout")
+        arrays = load_images(images)
+        if not arrays:
+            raise ValueError(f"{self.component}: fit_out_of_fold() needs at least one training image, got none")
+        scores, maps = self._fit_out_of_fold(arrays)
+        self.is_fitted_ = True
+        return self._checked_output(arrays, scores, maps)
 
     def decision_function(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """Anomaly score per image (float64, higher = more anomalous)."""

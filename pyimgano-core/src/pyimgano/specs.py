@@ -51,6 +51,9 @@ class DetectorCapabilities(BaseModel):
                           "elsewhere (core:exported): the conformance checks that fit it on generated images do not "
                           "apply")
     min_train_images: int = Field(1, ge=1, description="fewest normal images fit accepts")
+    out_of_fold: bool = Field(
+        False, description="fit_out_of_fold fits and gives each training image a score as if it had been left out "
+        "(calibration without a holdout; docs/pipeline.md)")
     uses_gpu: bool = Field(False, description="runs on a GPU when one is present")
     cpus: float = Field(1, gt=0, description="CPU cores one fit wants (scheduling hint)")
     gpus: float = Field(0, ge=0, description="GPUs one fit wants (scheduling hint)")

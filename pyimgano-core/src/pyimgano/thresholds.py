@@ -7,7 +7,8 @@ benchmark.
 
 One parser, :func:`make_strategy`, reads every form the CLI, ``bench.toml`` and Python
 accept: a strategy object, a float (fixed), a dict (``{"strategy": "quantile", "q": 0.99}``)
-or a spec string: ``quantile`` / ``quantile:Q``, ``fixed:V``, ``f1``.
+or a spec string: ``fpr:ALPHA`` (``fpr:ALPHA:strict``), ``quantile`` / ``quantile:Q``,
+``fixed:V``, ``f1``. The statistics of ``fpr`` live in :mod:`pyimgano.calibration`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from pyimgano.errors import InvalidParams, MetricError
 
-DEFAULT_IMAGE_QUANTILE = 0.99
-# the pixel threshold's default: this quantile of the pixels of the normal validation maps
-# (chosen from the measurements in docs/pipeline.md, "Choosing the defaults")
-DEFAULT_PIXEL_QUANTILE = 0.9999
-SPEC_FORMS = "quantile:Q (0 < Q <= 1), fixed:V (a finite number) or f1"
+DEFAULT_IMAGE_QUANTILE = 0.99  # what a bare ``quantile`` means
+# the image threshold's default: reject at most this share of good parts (a conformal rank
+# of the normal calibration scores, exact from 19 scores on)
+DEFAULT_FPR = 0.05
+# the pixel threshold's default: this quantile of the pixels of the normal calibration maps
+# (out-of-fold maps where the detector gives them; higher quantiles collapse on capsules)
+DEFAULT_PIXEL_QUANTILE = 0.999
+# the pipeline's default strategies, chosen from the measurements in docs/pipeline.md
+# ("Choosing the defaults"): written here once; the CLI, bench.toml and Pipeline read these
+DEFAULT_IMAGE_THRESHOLD = f"fpr:{DEFAULT_FPR}"
+DEFAULT_PIXEL_THRESHOLD = f"quantile:{DEFAULT_PIXEL_QUANTILE}"
+SPEC_FORMS = ("quantile:Q (0 < Q <= 1), fpr:ALPHA (a false-reject rate, 0 < ALPHA < 1; fpr:ALPHA:strict refuses "
+              "too few calibration scores), fixed:V (a finite number) or f1")
 
 
 class _Strategy(BaseModel):
@@ -72,17 +81,36 @@ class QuantileThreshold(_Strategy):
     q: float = Field(DEFAULT_IMAGE_QUANTILE, gt=0.0, le=1.0)
 
     def compute(self, scores: np.ndarray, labels: np.ndarray | None = None) -> float:
-        scores = np.asarray(scores, dtype=np.float64).ravel()
-        if labels is not None:
-            labels = np.asarray(labels).ravel()
-            if labels.any():
-                scores = scores[labels == 0]
+        scores = _normal(scores, labels)
         if scores.size == 0:
             raise MetricError("quantile threshold needs at least one normal calibration image")
         return float(np.quantile(scores, self.q))
 
     def spec(self) -> str:
         return f"quantile:{self.q!r}"
+
+
+class FprThreshold(_Strategy):
+    """A false-reject rate: the conformal order statistic of normal calibration scores that
+    keeps the share of good parts above the threshold at or below ``alpha``
+    (:func:`pyimgano.calibration.fpr_threshold`; ``small_n`` says what happens when there
+    are too few scores for ``alpha``: ``tail`` extrapolates and says so, ``strict`` refuses)."""
+
+    strategy: Literal["fpr"] = "fpr"
+    alpha: float = Field(gt=0.0, lt=1.0)
+    small_n: Literal["tail", "strict"] = "tail"
+
+    def fit(self, scores: np.ndarray, labels: np.ndarray | None = None) -> Any:
+        """The :class:`pyimgano.calibration.FprFit` (threshold, n, method, note)."""
+        from pyimgano.calibration import fpr_threshold
+
+        return fpr_threshold(_normal(scores, labels), self.alpha, self.small_n)
+
+    def compute(self, scores: np.ndarray, labels: np.ndarray | None = None) -> float:
+        return self.fit(scores, labels).threshold
+
+    def spec(self) -> str:
+        return f"fpr:{self.alpha!r}" + (":strict" if self.small_n == "strict" else "")
 
 
 class F1Threshold(_Strategy):
@@ -116,8 +144,18 @@ class F1Threshold(_Strategy):
         return "f1"
 
 
+def _normal(scores: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """The scores of the normal images (labels, if given and not all 0, pick them)."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels is not None:
+        labels = np.asarray(labels).ravel()
+        if labels.any():
+            scores = scores[labels == 0]
+    return scores
+
+
 ThresholdStrategy = Annotated[
-    FixedThreshold | QuantileThreshold | F1Threshold, Field(discriminator="strategy")
+    FixedThreshold | QuantileThreshold | F1Threshold | FprThreshold, Field(discriminator="strategy")
 ]
 _adapter: TypeAdapter[Any] = TypeAdapter(ThresholdStrategy)
 
@@ -131,8 +169,10 @@ def strategy_names() -> list[str]:
 def _from_string(text: str, what: str) -> dict[str, Any]:
     name, sep, arg = text.strip().partition(":")
     name, arg = name.strip().lower(), arg.strip()
-    if name not in ("quantile", "fixed", "f1"):
+    if name not in strategy_names():
         raise InvalidParams(f"{what} {text!r} does not parse; expected {SPEC_FORMS}")
+    if name == "fpr":
+        return _fpr_from_string(text, arg, what)
     if name == "f1":
         if sep:
             raise InvalidParams(f"{what} {text!r}: f1 takes no value; expected {SPEC_FORMS}")
@@ -146,6 +186,21 @@ def _from_string(text: str, what: str) -> dict[str, Any]:
     except ValueError:
         raise InvalidParams(f"{what} {text!r}: {arg!r} is not a number; expected {SPEC_FORMS}") from None
     return {"strategy": name, ("q" if name == "quantile" else "value"): number}
+
+
+def _fpr_from_string(text: str, arg: str, what: str) -> dict[str, Any]:
+    value, _, rule = arg.partition(":")
+    rule = rule.strip().lower()
+    if not value.strip():
+        raise InvalidParams(f"{what} {text!r}: fpr needs a target rate, e.g. fpr:0.01")
+    if rule and rule != "strict":
+        raise InvalidParams(f"{what} {text!r}: {rule!r} is not a rule for too few scores; fpr:ALPHA or "
+                            "fpr:ALPHA:strict")
+    try:
+        alpha = float(value)
+    except ValueError:
+        raise InvalidParams(f"{what} {text!r}: {value.strip()!r} is not a number; expected {SPEC_FORMS}") from None
+    return {"strategy": "fpr", "alpha": alpha, **({"small_n": "strict"} if rule else {})}
 
 
 def make_strategy(spec: Any, what: str = "threshold") -> _Strategy:

@@ -194,7 +194,7 @@ class ChunkedCoreset:
         self._projected: list[np.ndarray] = []
         self._buffered = 0
         self._bank: list[np.ndarray] = []
-        self._chosen: list[np.ndarray] = []
+        self._chosen: list[np.ndarray] = []  # stream positions of the bank's rows
 
     def _quota(self, rows: int) -> int:
         """Picks due for the first ``rows`` rows."""
@@ -229,7 +229,7 @@ class ChunkedCoreset:
                 chosen = np.asarray(self.select(points, picks, int(self.rng.integers(n))))
             del points
             self._bank.append(self._store.gather(chosen))
-            self._chosen.append(np.asarray(chosen, dtype=np.int64) + self._done)
+            self._chosen.append(self._done + np.asarray(chosen, dtype=np.int64))
         self._store.close()
         self._store = EmbeddingStore(self.budget_mb)
         self._projected = []
@@ -248,9 +248,9 @@ class ChunkedCoreset:
             self.close()
 
     @property
-    def indices(self) -> np.ndarray:
-        """The stream positions (0 .. total_rows - 1) of the memory bank's rows, in bank order."""
-        return np.concatenate(self._chosen) if self._chosen else np.empty(0, dtype=np.int64)
+    def chosen_rows(self) -> np.ndarray:
+        """The bank's rows as positions in the stream of added rows (after :meth:`finish`)."""
+        return np.concatenate(self._chosen) if self._chosen else np.zeros(0, dtype=np.int64)
 
     def close(self) -> None:
         self._store.close()

@@ -5,6 +5,10 @@ deeper map bilinearly upsampled to the shallower one, concatenated, optionally r
 to ``target_dim`` channels by adaptive average pooling), a memory bank chosen by greedy
 k-center selection on randomly projected features (:mod:`pyimgano_faiss.coreset`; by
 default 10% of the patches, at most about 102 per training input at high resolution).
+Out-of-fold (``fit_out_of_fold``, calibration without a holdout): fit, keeping the patch
+features it computed, then each training image is scored against the memory bank without
+the rows its own patches gave (``bank_image_`` records each row's image): an exact search
+of the bank minus the image's rows, with no second pass through the backbone.
 Score: each patch's distance to its nearest memory-bank patch; the image score is the
 largest (optionally the paper's neighbourhood reweighting); the map is the patch-score
 grid upsampled bilinearly to the network input size, Gaussian-smoothed (sigma 4 there)
@@ -42,16 +46,21 @@ from pyimgano_faiss.coreset import (
     greedy_coreset,
     greedy_coreset_torch,
 )
+from pyimgano_faiss.embeddings import EmbeddingStore
 from pyimgano_faiss.plugin import CONTEXT_AUTO_MIN_SIDE, PatchCoreParams
-from pyimgano_faiss.search import build_index, deserialize_index, is_exact, search, serialize_index
+from pyimgano_faiss.search import (
+    build_index,
+    deserialize_index,
+    is_exact,
+    search,
+    search_excluding,
+    serialize_index,
+)
 
 # the normal scale of a view: the median and this quantile of out-of-image map values
 SCALE_QUANTILE = 0.999
 # training images scored without their own patches to measure each view's normal scale
 SCALE_IMAGES = 8
-# nearest bank rows searched per patch to find one from another image (exact search of the
-# other images' rows where all of them are the image's own)
-SCALE_NEIGHBOURS = 16
 
 
 @lru_cache(maxsize=32)
@@ -95,6 +104,7 @@ class PatchCore(BackboneDetector):
     """
 
     params_model = PatchCoreParams
+    supports_out_of_fold = True
     state_arrays = {
         "memory_bank": StateArray("float", ("bank_rows", "feature_dim")),
         "grid": StateArray("int", (2,)),
@@ -120,6 +130,8 @@ class PatchCore(BackboneDetector):
         self._index = None
         self._bank_tensor: torch.Tensor | None = None
         self._bank_norms: np.ndarray | None = None
+        self.bank_image_: np.ndarray | None = None  # per bank row, the training image it came from (not saved)
+        self.context_bank_image_: np.ndarray | None = None  # the same for the context bank
         self.context_: int | None = None
         self.context_bank_: np.ndarray | None = None
         self.context_grid_: tuple[int, int] | None = None
@@ -167,7 +179,10 @@ class PatchCore(BackboneDetector):
         return shape[0] // self.context_, shape[1] // self.context_
 
     # -- fit ------------------------------------------------------------------------
-    def _fit(self, images: list[np.ndarray]) -> None:
+    def _fit(self, images: list[np.ndarray], keep: list[EmbeddingStore] | None = None) -> list[tuple[list[Unit], list]]:
+        """Fit the bank(s); with ``keep`` (one store per view), every patch row also goes there,
+        and the return value says which rows each batch of units gave: ``[(units, [(h, w) per
+        view]), ...]`` in stream order."""
         self._resolve_fit_geometry(images)
         self.context_ = self._resolve_context()
         self.context_bank_ = None
@@ -191,13 +206,18 @@ class PatchCore(BackboneDetector):
         offsets = [0] * n_views
         grids: list[tuple[int, int] | None] = [None] * n_views
         coresets: list[ChunkedCoreset | None] = [None] * n_views
+        batches: list[tuple[list[Unit], list]] = []
         try:
             with torch.inference_mode():
                 for batch, outputs in self._features(images, "patchcore fit", units):
+                    batches.append((batch, []))
                     for v, feats in enumerate(self._views(outputs)):
                         emb = self._embed(feats)
                         rows = self._rows(emb)
                         per = emb.shape[-2] * emb.shape[-1]
+                        batches[-1][1].append((int(emb.shape[-2]), int(emb.shape[-1])))
+                        if keep is not None:
+                            keep[v].append(rows)
                         if grids[v] is None:
                             grids[v] = (int(emb.shape[-2]), int(emb.shape[-1]))
                         if coresets[v] is None:
@@ -211,23 +231,24 @@ class PatchCore(BackboneDetector):
                                 kept[v][unit.image] = (rows[j * per:(j + 1) * per].copy(), grid, unit.frame)
                         offsets[v] += len(rows)
             banks = [c.finish() for c in coresets]
-            bank_owners = [np.asarray(owners[v])[np.searchsorted(starts[v], coresets[v].indices, "right") - 1]
+            bank_owners = [np.asarray(owners[v])[np.searchsorted(starts[v], coresets[v].chosen_rows, "right") - 1]
                            for v in range(n_views)]
             self.coreset_chunks_ = coresets[0].n_chunks
         finally:
             for c in coresets:
                 if c is not None:
                     c.close()
-        self.memory_bank_, self.grid_ = banks[0], grids[0]
+        self.memory_bank_, self.grid_, self.bank_image_ = banks[0], grids[0], bank_owners[0]
         self.n_patches_ = counts[0]
         self._build_search()
         if not self.context_:
             self.context_bank_ = self.context_grid_ = self.view_scales_ = self._context_index = None
-            return
-        self.context_bank_, self.context_grid_ = banks[1], grids[1]
+            self.context_bank_image_ = None
+            return batches
+        self.context_bank_, self.context_grid_, self.context_bank_image_ = banks[1], grids[1], bank_owners[1]
         self._build_context_search()
-        self.view_scales_ = np.array([
-            self._normal_scale(v, kept[v], bank_owners[v]) for v in range(n_views)], dtype=np.float64)
+        self.view_scales_ = np.array([self._normal_scale(v, kept[v]) for v in range(n_views)], dtype=np.float64)
+        return batches
 
     def _coreset(self, n: int, ratio: float, dim: int) -> ChunkedCoreset:
         """Greedy k-center selection of ``ratio`` of ``n`` streamed rows of width ``dim``."""
@@ -248,36 +269,16 @@ class PatchCore(BackboneDetector):
             budget_mb=self.max_embedding_mb,
         )
 
-    def _normal_scale(self, view: int, kept: dict, bank_owners: np.ndarray) -> tuple[float, float]:
+    def _normal_scale(self, view: int, kept: dict) -> tuple[float, float]:
         """(median, SCALE_QUANTILE quantile) of a view's map values over the kept training images,
         each scored against the bank without the rows it gave (leave one image out)."""
-        bank, index = self._view_bank(view)
         values = []
         for image, (rows, grid, frame) in sorted(kept.items()):
-            dist = self._distances_without(rows, bank, index, bank_owners, image)
+            dist, _ = self._leave_out_distances(rows, [image], view)
             values.append(self._view_map(view, dist.reshape(grid), frame, frame).ravel())
         pixels = np.concatenate(values)
         median, top = float(np.median(pixels)), float(np.quantile(pixels, SCALE_QUANTILE))
         return median, max(top, median + 1e-6 * max(abs(median), 1.0))
-
-    @staticmethod
-    def _distances_without(rows: np.ndarray, bank: np.ndarray, index, bank_owners: np.ndarray, image: int) -> np.ndarray:
-        """Each row's distance to the nearest bank row that ``image`` did not give."""
-        others = bank_owners != image
-        if not others.any():  # one training image: its own rows are all there is
-            return search(index, rows, 1)[0][:, 0]
-        k = min(SCALE_NEIGHBOURS, len(bank))
-        dist, idx = search(index, rows, k)
-        foreign = others[np.maximum(idx, 0)] & (idx >= 0)
-        first = foreign.argmax(1)
-        out = dist[np.arange(len(rows)), first]
-        missing = np.flatnonzero(~foreign.any(1))
-        if len(missing):
-            rest = bank[others]
-            q = rows[missing]
-            d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ rest.T) + np.einsum("ij,ij->i", rest, rest)[None]
-            out[missing] = np.sqrt(np.maximum(d2.min(1), 0.0))
-        return out
 
     def _build_search(self) -> None:
         queries = None if self.grid_ is None else self.grid_[0] * self.grid_[1]
@@ -295,6 +296,14 @@ class PatchCore(BackboneDetector):
     def _view_bank(self, view: int):
         """(memory bank, search index) of view 0 (detail) or 1 (context)."""
         return (self.memory_bank_, self._index) if view == 0 else (self.context_bank_, self._context_index)
+
+    def _view_owners(self, view: int) -> np.ndarray:
+        """Per bank row of a view, the training image it came from (known after fit, not saved)."""
+        owners = self.bank_image_ if view == 0 else self.context_bank_image_
+        if owners is None:
+            raise ValueError(f"{self.component}: which training image each bank row came from is known only "
+                             "in the process that fitted the detector")
+        return owners
 
     def _view_map(self, view: int, grid: np.ndarray, frame: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
         """A view's patch-distance grid -> its map at ``shape`` (the context view is blurred at its own scale)."""
@@ -346,8 +355,10 @@ class PatchCore(BackboneDetector):
             self._exact_top(rows, dist, nn_idx, view)
         return dist, nn_idx
 
-    def _exact_top(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray, view: int = 0, step: int = 16) -> None:
-        """Search each input's top patches exactly, in place, until its largest distance is exact.
+    def _exact_top(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray, view: int = 0, step: int = 16,
+                   owners: list[int] | None = None) -> None:
+        """Search each input's top patches exactly, in place, until its largest distance is exact
+        (``owners``: out-of-fold, each input's own image's bank rows left out).
 
         An approximate index returns the distance to *some* bank patch, an upper bound on the
         nearest one. Patches are re-searched exactly in decreasing order of their bound; once
@@ -375,6 +386,9 @@ class PatchCore(BackboneDetector):
             flat = (active[:, None] * n_patch + cols).ravel()
             q = rows[flat]
             d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ bank.T) + norms[None]
+            if owners is not None:
+                query_owner = np.repeat(np.asarray(owners)[active], cols.shape[1])
+                d2[self._view_owners(view)[None, :] == query_owner[:, None]] = np.inf
             idx = d2.argmin(1)
             exact = np.sqrt(np.maximum(d2[np.arange(len(idx)), idx], 0.0))
             dist.flat[flat], nn_idx.flat[flat] = exact, idx
@@ -383,62 +397,144 @@ class PatchCore(BackboneDetector):
             bound = dist[active, order[active, nxt]] if nxt < n_patch else np.full(len(active), -np.inf)
             done[active] = bound <= best[active]
 
-    def _reweighted(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray) -> np.ndarray:
-        """Paper eq. 7: s* scaled by 1 - softmax weight of m* among m*'s bank neighbours."""
+    def _reweighted(self, rows: np.ndarray, dist: np.ndarray, nn_idx: np.ndarray,
+                    owners: list[int] | None = None) -> np.ndarray:
+        """Paper eq. 7: s* scaled by 1 - softmax weight of m* among m*'s bank neighbours
+        (``owners``: out-of-fold, the neighbours exclude each input's own image's rows)."""
         b, n_patch = dist.shape
         top = dist.argmax(1)
         s_star = dist[np.arange(b), top]
         feats = rows.reshape(b, n_patch, -1)[np.arange(b), top]
         m_star = nn_idx[np.arange(b), top]
         k = min(self.reweight_neighbors, len(self.memory_bank_))
-        _, support = search(self._index, self.memory_bank_[m_star], k)
+        if owners is None:
+            _, support = search(self._index, self.memory_bank_[m_star], k)
+        else:
+            centre = self.memory_bank_[m_star]
+            d2 = ((self.memory_bank_[None] - centre[:, None]) ** 2).sum(-1)
+            d2[self.bank_image_[None] == np.asarray(owners)[:, None]] = np.inf
+            support = np.argsort(d2, axis=1, kind="stable")[:, :k]
         diffs = self.memory_bank_[support] - feats[:, None, :]
         d = np.sqrt(np.einsum("bkd,bkd->bk", diffs, diffs))
         d = d - d.max(1, keepdims=True)
         soft = np.exp(d) / np.exp(d).sum(1, keepdims=True)
         return (1.0 - soft[:, 0]) * s_star
 
+    def _leave_out_distances(self, rows: np.ndarray, owners: list[int], view: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(b x P distances, b x P bank indices) of b inputs' patches to their nearest bank row
+        of a view not taken from the input's own training image (``owners``).
+
+        With the exact flat index, an exact product against the bank without those rows; with an
+        approximate one, the index searched with those rows excluded, then each input's largest
+        distance made exact as :meth:`_patch_distances` does, so image scores are exact either way.
+        A bank whose every row is the image's own (one training image) is searched whole.
+        """
+        bank_all, index = self._view_bank(view)
+        origin = self._view_owners(view)
+        b = len(owners)
+        per = len(rows) // b
+        dist = np.empty((b, per), dtype=np.float32)
+        nn_idx = np.empty((b, per), dtype=np.int64)
+        exact = is_exact(index)
+        for j, owner in enumerate(owners):
+            part = rows[j * per : (j + 1) * per]
+            kept = np.flatnonzero(origin != owner)  # the bank without the image's rows
+            if not len(kept):
+                kept = np.arange(len(bank_all))
+            elif not exact:
+                d, i = search_excluding(index, part, np.flatnonzero(origin == owner))
+                dist[j], nn_idx[j] = d[:, 0], i[:, 0]
+                continue
+            bank = torch.from_numpy(bank_all[kept])
+            bank_sq = (bank * bank).sum(1)[None]
+            for start in range(0, per, 2048):  # bounds the patches x bank matrix
+                q = torch.from_numpy(np.ascontiguousarray(part[start : start + 2048]))
+                d2 = torch.addmm(bank_sq, q, bank.T, alpha=-2.0).add_((q * q).sum(1, keepdim=True))
+                best, idx = d2.min(1)
+                dist[j, start : start + len(q)] = best.clamp_min_(0).sqrt_().numpy()
+                nn_idx[j, start : start + len(q)] = kept[idx.numpy()]
+        if not exact and (origin != owners[0]).any():
+            self._exact_top(rows, dist, nn_idx, view, owners=owners)
+        return dist, nn_idx
+
+    def _fit_out_of_fold(self, images: list[np.ndarray]):
+        """Fit, then score each training image against the bank(s) without its own rows, from
+        the patch features fit computed (see the module docstring)."""
+        from pyimgano.errors import InvalidParams
+
+        if len(images) < 2:
+            raise InvalidParams(f"{self.component}: out-of-fold scores need at least 2 training images")
+        stores = [EmbeddingStore(self.max_embedding_mb) for _ in range(2)]
+        try:
+            batches = self._fit(images, keep=stores)
+            starts = [0, 0]
+
+            def distances():
+                for batch, grids in batches:
+                    owners = [unit.image for unit in batch]
+                    views = []
+                    for v, (h, w) in enumerate(grids):
+                        rows = stores[v].gather(np.arange(starts[v], starts[v] + len(batch) * h * w))
+                        starts[v] += len(rows)
+                        views.append((rows, (h, w), *self._leave_out_distances(rows, owners, v)))
+                    yield batch, owners, views
+
+            return self._assemble(images, [u for batch, _ in batches for u in batch], distances())
+        finally:
+            for store in stores:
+                store.close()
+
     def _score(self, images: list[np.ndarray]):
         self._prepare()
         if self._index is None:
             self._build_search()
         units = self.plan(images)
+
+        def distances():
+            with torch.inference_mode():
+                for batch, outputs in self._features(images, "patchcore score", units):
+                    views = []
+                    for v, feats in enumerate(self._views(outputs)):
+                        emb = self._embed(feats)
+                        rows = self._rows(emb)
+                        views.append((rows, tuple(emb.shape[-2:]), *self._patch_distances(rows, len(batch), v)))
+                    yield batch, None, views
+
+        return self._assemble(images, units, distances())
+
+    def _assemble(self, images: list[np.ndarray], units: list[Unit], distances):
+        """Scores and maps from ``(units, owners, views)`` per batch, each view ``(rows, (h, w),
+        distances, bank indices)`` (``owners``: out-of-fold, the image each input's patches may
+        not match)."""
         per_image: dict[int, list[tuple[Unit, np.ndarray]]] = {}
         remaining = {}
         for unit in units:
             remaining[unit.image] = remaining.get(unit.image, 0) + 1
         scores = np.empty(len(images), dtype=np.float64)
         maps: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
-        with torch.inference_mode():
-            for batch, outputs in self._features(images, "patchcore score", units):
-                views = self._views(outputs)
-                emb = self._embed(views[0])
-                b, _, h, w = emb.shape
-                rows = self._rows(emb)
-                dist, nn_idx = self._patch_distances(rows, b)
-                if self.reweight:
-                    batch_scores = self._reweighted(rows, dist, nn_idx)
-                if self.context_:
-                    emb_c = self._embed(views[1])
-                    dist_c, _ = self._patch_distances(self._rows(emb_c), b, view=1)
-                for j, unit in enumerate(batch):
-                    grid = dist[j].reshape(h, w)
-                    if not unit.tiled:
-                        score = batch_scores[j] if self.reweight else grid.max()
-                        shape = images[unit.image].shape
-                        if self.context_:
-                            grid_c = dist_c[j].reshape(emb_c.shape[-2:])
-                            score, amap = self._combine(score, grid, grid_c.max(), grid_c, unit.frame, shape)
-                        else:
-                            amap = self._map(grid, unit.frame, shape)
-                        scores[unit.image], maps[unit.image] = score, amap
-                        continue
-                    per_image.setdefault(unit.image, []).append((unit, grid))
-                    remaining[unit.image] -= 1
-                    if remaining[unit.image] == 0:
-                        grid = self._stitch(per_image.pop(unit.image))
-                        scores[unit.image] = grid.max()
-                        maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
+        for batch, owners, views in distances:
+            rows, (h, w), dist, nn_idx = views[0]
+            if self.reweight:
+                batch_scores = self._reweighted(rows, dist, nn_idx, owners)
+            for j, unit in enumerate(batch):
+                grid = dist[j].reshape(h, w)
+                if not unit.tiled:
+                    score = batch_scores[j] if self.reweight else grid.max()
+                    shape = images[unit.image].shape
+                    if self.context_:
+                        _, grid_shape_c, dist_c, _ = views[1]
+                        grid_c = dist_c[j].reshape(grid_shape_c)
+                        score, amap = self._combine(score, grid, grid_c.max(), grid_c, unit.frame, shape)
+                    else:
+                        amap = self._map(grid, unit.frame, shape)
+                    scores[unit.image], maps[unit.image] = score, amap
+                    continue
+                per_image.setdefault(unit.image, []).append((unit, grid))
+                remaining[unit.image] -= 1
+                if remaining[unit.image] == 0:
+                    grid = self._stitch(per_image.pop(unit.image))
+                    scores[unit.image] = grid.max()
+                    maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
         if all(m.shape == maps[0].shape for m in maps):
             return scores, np.stack(maps)
         return scores, maps
@@ -454,10 +550,15 @@ class PatchCore(BackboneDetector):
         fused = np.maximum((self._view_map(0, grid, frame, frame) - m0) / (q0 - m0),
                            weight * (self._view_map(1, grid_c, frame, frame) - m1) / (q1 - m1))
         out = (int(shape[0]), int(shape[1]))
-        if out != tuple(frame):
+        fused = torch.from_numpy(np.ascontiguousarray(fused, dtype=np.float32))
+        if out[0] >= frame[0] and out[1] >= frame[1] and out != tuple(frame):
+            # enlarging: the shared bilinear resize is torch's (a few taps per pixel, not two dense products)
+            fused = F.interpolate(fused[None, None], size=out, mode="bilinear", align_corners=False)[0, 0]
+        elif out != tuple(frame):
             rows_m = torch.from_numpy(resize_matrix(frame[0], out[0]).astype(np.float32))
             cols_m = torch.from_numpy(resize_matrix(frame[1], out[1]).astype(np.float32))
-            fused = (rows_m @ torch.from_numpy(np.ascontiguousarray(fused, dtype=np.float32)) @ cols_m.T).numpy()
+            fused = rows_m @ fused @ cols_m.T
+        fused = fused.numpy()
         return max((score - m0) / (q0 - m0), weight * (score_c - m1) / (q1 - m1)), fused.astype(np.float32)
 
     def _stitch(self, tiles: list[tuple[Unit, np.ndarray]]) -> np.ndarray:

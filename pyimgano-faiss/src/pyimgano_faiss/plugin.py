@@ -148,6 +148,7 @@ def pyimgano_register_detectors() -> list[DetectorSpec]:
             params=PatchCoreParams,
             capabilities=DetectorCapabilities(
                 pixel_maps=True,
+                out_of_fold=True,
                 uses_gpu=True,
                 cpus=2,
                 memory_mb=3000,

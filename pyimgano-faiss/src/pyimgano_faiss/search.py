@@ -82,3 +82,21 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(Euclidean distances, bank indices), each N x k."""
     d2, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), int(k))
     return np.sqrt(np.maximum(d2, 0.0)), idx
+
+
+def search_excluding(index, queries: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Euclidean distances, bank indices), N x 1, of the nearest bank rows not in ``excluded``
+    (faiss's ID selector; an IVF index probes as it is set to). A query whose probed rows are
+    all excluded gets an infinite distance and index -1."""
+    import faiss
+
+    if isinstance(index, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(nprobe=index.nprobe)
+    elif isinstance(index, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=index.hnsw.efSearch)
+    else:
+        params = faiss.SearchParameters()
+    params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.ascontiguousarray(excluded, dtype=np.int64)))
+    d2, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), 1, params=params)
+    d2 = np.where(idx < 0, np.inf, d2)
+    return np.sqrt(np.maximum(d2, 0.0)), idx

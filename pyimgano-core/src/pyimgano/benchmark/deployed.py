@@ -32,12 +32,16 @@ def deployed_metrics(
     masks: list[np.ndarray] | None,
     maps: list[np.ndarray] | None,
     pixel_threshold: float | None,
+    promise: Any = None,
 ) -> Deployed:
-    """results.json's ``deployed`` block (:class:`pyimgano.benchmark.results.Deployed`)."""
+    """results.json's ``deployed`` block (:class:`pyimgano.benchmark.results.Deployed`);
+    ``promise``: the pipeline's :class:`pyimgano.calibration.Promise`, if it has one."""
     from pyimgano.benchmark.results import Deployed
 
     pixel = pixel_threshold if (masks is not None and maps is not None) else None
-    return Deployed(image_threshold=image_threshold, **image_figures(labels, scores, image_threshold),
+    promised = {} if promise is None else {"image_fpr_target": promise.target, "image_fpr_upper": promise.upper,
+                                           "n_calibration": promise.n}
+    return Deployed(image_threshold=image_threshold, **image_figures(labels, scores, image_threshold), **promised,
                     pixel_threshold=pixel, **pixel_figures(masks, maps, pixel))
 
 

@@ -168,7 +168,7 @@ def deployed(ctx: JobContext) -> None:
     """The figures at the calibrated thresholds, the report's curves, the per-image scores."""
     scores, pipe = ctx.scored.scores, ctx.pipe
     ctx.run.deployed = deployed_metrics(ctx.labels, scores, pipe.image_threshold_, ctx.masks, ctx.maps,
-                                        pipe.pixel_threshold_)
+                                        pipe.pixel_threshold_, pipe.promise_)
     ctx.extra["curves"] = curves(ctx.labels, scores, ctx.masks, ctx.maps, fpr_limit(ctx.metrics))
     ctx.score_rows = [
         {"image": str(s.image_path), "label": int(s.label), "defect_type": getattr(s, "defect_type", ""),

@@ -3,7 +3,9 @@
 Per data set: the result table (threshold-free metrics on the post-processed maps, and the
 figures at the calibrated thresholds) and the side-by-side comparisons; then per (data set,
 category) the picture of :mod:`~pyimgano.benchmark.figures` (score histograms with the image
-threshold, ROC and PRO curves) and the heatmap overlays of each detector.
+threshold, ROC and PRO curves), a threshold explorer per detector
+(:mod:`~pyimgano.benchmark.explorer`: a slider over the image threshold with the test
+split's figures) and the heatmap overlays of each detector.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pyimgano.benchmark import tables
+from pyimgano.benchmark import explorer, tables
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px 32px; color: #1d1d1f; }
@@ -94,7 +96,7 @@ def render_report(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
+        f"<title>{_e(title)}</title><style>{CSS}{explorer.STYLE}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<div class="meta">{len(runs)} runs: {len(runs) - n_err} ok, {n_err} error &middot; generated {stamp} '
         f"&middot; pyimgano {_e(__version__)} &middot; {_e(platform.node())} ({_e(platform.machine())}, "
@@ -143,7 +145,10 @@ def render_report(
         parts.append("<h2>Errors</h2><ul class='errors'>")
         parts += [f"<li>{_e(tables.where(r, several))}: {_e(r['error'])}</li>" for r in failed]
         parts.append("</ul>")
-    parts.append(_category_section(records, out, labels))
+    section = _category_section(records, out, labels)
+    parts.append(section)
+    if 'class="explorer"' in section:
+        parts.append(f"<script>{explorer.SCRIPT}</script>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -165,6 +170,8 @@ def _category_section(records: list[dict[str, Any]], out: Path, labels: dict) ->
         + ("Pictures: per detector, a histogram of the good and defective test images' scores with the "
            "calibrated image threshold (dashed); the image ROC curves and the PRO curves of the detectors. "
            if plots else f"<b>{_e(figures.MISSING)}</b> ")
+        + "Threshold explorers: move the slider over the image threshold to see the test split's false-reject "
+        "rate, recall, precision and F1 there, beside the calibrated threshold's. "
         + "Heatmaps: the test image &middot; the post-processed anomaly map over it (blue = normal, red = "
         "anomalous; the pixel threshold halfway) with the ground-truth outline in white &middot; the image with "
         "the ground truth outlined in green and the predicted mask (map above the pixel threshold) in magenta."
@@ -176,12 +183,16 @@ def _category_section(records: list[dict[str, Any]], out: Path, labels: dict) ->
         groups.setdefault((record["run"]["dataset"], record["run"]["category"]), []).append(record)
     for (dataset, category), members in groups.items():
         parts.append(f"<h3>{_e(dataset)} / {_e(category)}</h3>")
+        series = [figures.series_of(r, out, tables.label_of(r["run"], labels)) for r in members]
         if plots:
-            series = [figures.series_of(r, out, tables.label_of(r["run"], labels)) for r in members]
             path = figures.category_figure(out, dataset, category, series)
             if path is not None:
                 parts.append(f'<figure class="plot">{_image_tag(path, f"{dataset} {category} scores and curves")}'
                              "</figure>")
+        for record, one in zip(members, series):
+            data = explorer.explorer_data(one.good, one.defective, record["run"].get("deployed") or {})
+            if data is not None:
+                parts.append(explorer.explorer_html(one.label, data))
         for record in members:
             if not record.get("overlays"):
                 continue

@@ -4,7 +4,7 @@
 ("Output folder") and checked by :class:`RunResult` before anything is written::
 
     {"runs": [{"detector", "dataset", "category", "seed", "status": "ok"|"error", "error",
-               "params", "pipeline": {postprocess, image_threshold, pixel_threshold, val_fraction},
+               "params", "pipeline": {postprocess, image_threshold, pixel_threshold, val_fraction, calibration},
                "metrics": {key: value or null, one per metric of the run},
                "deployed": {image_threshold, image_precision, ..., pixel_iou},
                "timing": {fit_s, predict_s, images_per_s}, "peak_rss_mb", "n_train", "n_val", "n_test",
@@ -73,7 +73,10 @@ def _column(title: str, level: str) -> dict[str, Any]:
 class Deployed(BaseModel):
     """What the calibrated pipeline does on the test split (docs/benchmark.md): image figures
     over the test images at the image threshold, pixel figures over all test pixels at the
-    pixel threshold; null where not applicable (no maps, no masks, a class missing). A figure
+    pixel threshold; null where not applicable (no maps, no masks, a class missing). Beside the
+    measured ``image_fpr``, the promise calibration made: ``image_fpr_target`` (the rate asked
+    for), ``image_fpr_upper`` (its 95% upper bound from ``n_calibration`` normal calibration
+    scores; docs/pipeline.md); null when the image threshold strategy makes no promise. A figure
     with a column title (``json_schema_extra``) is a column of the tables, the CSV and the
     report, and of the log line of a finished run."""
 
@@ -87,6 +90,11 @@ class Deployed(BaseModel):
     image_fpr: float | None = Field(
         None, description="share of good test images flagged at the calibrated image threshold (false rejects)",
         json_schema_extra=_column("img FPR@thr", "image"))
+    image_fpr_target: float | None = Field(
+        None, description="the false-reject rate calibration was asked for (fpr:ALPHA; docs/pipeline.md)")
+    image_fpr_upper: float | None = Field(
+        None, description="95% upper bound of the calibrated false-reject rate (docs/pipeline.md)")
+    n_calibration: int | None = Field(None, description="normal calibration scores behind the promise")
     pixel_threshold: float | None = Field(None, description="the calibrated pixel threshold")
     pixel_precision: float | None = None
     pixel_recall: float | None = None
@@ -113,6 +121,8 @@ class RunPipeline(BaseModel):
     image_threshold: str
     pixel_threshold: str | None
     val_fraction: float
+    calibration: str | None = Field(None, description="where the calibration scores came from without validation "
+                                                      "images (the setting; null in files from before it)")
 
 
 class ZeroShotFigures(BaseModel):

@@ -26,10 +26,13 @@ examples:
       --image-threshold quantile:0.995 --pixel-threshold quantile:0.9995 --out model/
 
 The detector fits on the training images; the post-processing statistics, the image
-threshold (on validation scores) and the pixel threshold (on validation maps) fit on
-validation images: --val (held-out good images), else a seeded --val-fraction of the
-training images, kept out of the detector's fit. Threshold specs: quantile:Q (of
-validation scores or pixels), fixed:V, f1 (labelled images only).
+threshold (on normal calibration scores) and the pixel threshold (on their maps) fit on
+calibration images: --val (held-out good images), else --calibration: auto (out-of-fold
+scores of every training image when the detector offers them, else holdout), holdout (a
+seeded --val-fraction, default 0.1, kept out of the detector's fit), oof, or kfold[:K].
+Threshold specs: fpr:ALPHA (a false-reject rate for good parts, e.g. fpr:0.01), quantile:Q
+(of calibration scores or pixels), fixed:V, f1 (labelled images only). fit prints the
+promise: the target rate and its 95% upper bound from the number of calibration scores.
 
 Few-shot: --defects DIR (a few labelled defective images) and --defect-masks DIR tune the
 post-processing and both thresholds on the validation images and the defects (F1-optimal),
@@ -85,6 +88,11 @@ def build_pipeline(args: argparse.Namespace) -> Any:
     if args.val:
         settings = settings.model_copy(update={"val_fraction": 0.0})
     detector = create_detector(name, **params)
+    if args.val_fraction is not None:
+        if args.calibration not in (None, "holdout"):
+            raise InvalidParams(f"--val-fraction holds images out, --calibration {args.calibration} does not; "
+                                "give one")
+        settings = settings.model_copy(update={"calibration": "holdout"})
     return Pipeline(detector, settings, seed=args.seed)
 
 
@@ -99,8 +107,12 @@ def describe_fit(pipe: Any) -> str:
         parts.append(f"tuned on {record['k']} defective image(s)"
                      + (" (image threshold only)" if record["image_only"] else "")
                      + (", detector trained with them" if record["trained"] else ""))
+    if pipe.promise_ is not None and not pipe.few_shot_:
+        parts.append(pipe.promise_.line())
     chosen = describe_choices(pipe.detector)
-    return (f"{pipe.n_train_} train, {pipe.n_val_} validation image(s); " + (f"{chosen}; " if chosen else "")
+    n_cal = f"{pipe.n_val_} validation" if pipe.calibration_.get("source") in ("holdout", "validation") \
+        else f"{pipe.n_val_} out-of-fold calibration"
+    return (f"{pipe.n_train_} train, {n_cal} image(s); " + (f"{chosen}; " if chosen else "")
             + f"post-processing: {steps}; " + "; ".join(parts))
 
 
@@ -144,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     pipe.check_fit(len(files), val_files is not None)
     console.print(f"fitting {pipe.traits.name} on {len(files)} image(s)"
                   + (f", calibrating on {len(val_files)}" if val_files else
+                     f", calibrating on their out-of-fold scores ({pipe.calibration_source})"
+                     if pipe.calibration_source != "holdout" else
                      f" ({pipe.val_fraction:g} held out to calibrate, seed {pipe.seed})" if pipe.val_fraction else "")
                   + (f"; few-shot with {len(defects)} defective image(s)" + ("" if masks else " (no masks)")
                      if defects else ""))
@@ -154,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             pipe.fit(files, val_images=val_files)
     fit_s = time.perf_counter() - started
-    for note in (pipe.few_shot_ or {}).get("notes", []):
+    for note in [*pipe.calibration_.get("notes", []), *(pipe.few_shot_ or {}).get("notes", [])]:
         console.print(f"note: {note}")
     held = set(pipe.val_indices_ or [])
     if val_files is None:
@@ -167,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         "train": [str(p) for p in files],
         "val": [str(p) for p in val_files],
         "val_fraction": None if not held else pipe.val_fraction,
+        "calibration": pipe.calibration_.get("source"),
         "seed": pipe.seed,
         "fit_s": round(fit_s, 3),
     }

@@ -28,8 +28,9 @@ examples:
   pyimgano predict --model model/ data/new/ --out predictions/
   pyimgano predict --model model/ 'line3/*.png' part7.png --out predictions/ --save-json --save-maps
 
-Writes OUT/predictions.csv (per image: score, label, anomalous pixel fraction, number of
-defect regions, the largest region's area and bounding box, the files written),
+Writes OUT/predictions.csv (per image: score, p-value (the share of the model's normal
+calibration scores at or above the image's score, conformal: small first), label,
+anomalous pixel fraction, number of defect regions, the largest region's area and bounding box, the files written),
 OUT/masks/*.png (255 where the post-processed map is above the pixel threshold) and
 OUT/heatmaps/*.png (the post-processed map over the image, at most 1024 px a side; blue
 normal, red anomalous, the pixel threshold halfway). --save-json adds OUT/predictions.json
@@ -229,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         writer = _JsonWriter(out / "predictions.json", {
             "model": str(Path(args.model)), "detector": pipe.traits.name,
             "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
+            "promise": None if pipe.promise_ is None else pipe.promise_.to_dict(),
             "bbox": "[x, y, width, height] in pixels of the image, origin top left",
         })
     rows: list[dict[str, Any]] = []
@@ -245,7 +247,8 @@ def run(args: argparse.Namespace) -> int:
                     row, regions = _outputs(result, k, images[k], files[i], names[i], dirs, scale, args.save_maps)
                     rows.append(row)
                     if writer is not None:
-                        writer.add({key: row[key] for key in ("image", "score", "label", "anomalous_fraction",
+                        writer.add({key: row[key] for key in ("image", "score", "p_value", "label",
+                                                              "anomalous_fraction",
                                                               "heatmap", "mask") if key in row} | {"regions": regions})
                 progress.advance(task, len(group))
                 del images, result
@@ -255,20 +258,23 @@ def run(args: argparse.Namespace) -> int:
         raise
     if writer is not None:
         writer.close()
-    columns = ["image", "score", "label", "anomalous_fraction", "n_regions", "largest_area", "largest_x",
+    columns = ["image", "score", "p_value", "label", "anomalous_fraction", "n_regions", "largest_area", "largest_x",
                "largest_y", "largest_width", "largest_height", "heatmap", "mask"] + (["map"] if args.save_maps else [])
     atomic_write(out / "predictions.csv", rows_to_csv(rows, columns))
     written = [out / "predictions.csv"] + ([out / "predictions.json"] if save_json else [])
-    print(_summary(pipe, rows, written, as_json=args.json))
+    print(_summary(pipe, rows, written, as_json=args.json, promise=None if image_override is not None else pipe.promise_))
     return 0
 
 
-def _summary(pipe: Any, rows: list[dict[str, Any]], written: list[Path], as_json: bool) -> str:
-    """What predict says at the end: one line, or with --json the same facts as JSON."""
+def _summary(pipe: Any, rows: list[dict[str, Any]], written: list[Path], as_json: bool, promise: Any = None) -> str:
+    """What predict says at the end: one line, or with --json the same facts as JSON;
+    ``promise``: the image threshold's :class:`pyimgano.calibration.Promise` (None when the
+    threshold was overridden: it promises nothing)."""
     n_anomalous = sum(1 for r in rows if r["label"] == 1)
     if as_json:
         return json.dumps({"n_images": len(rows), "n_anomalous": None if pipe.image_threshold_ is None else n_anomalous,
                            "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
+                           "promise": None if promise is None else promise.to_dict(),
                            "files": [str(p) for p in written]}, indent=2)
     summary = f"{len(rows)} image(s) scored"
     if pipe.image_threshold_ is None:
@@ -276,6 +282,8 @@ def _summary(pipe: Any, rows: list[dict[str, Any]], written: list[Path], as_json
     else:
         summary += f", {n_anomalous} anomalous (image threshold {pipe.image_threshold_:.6g}"
         summary += f", pixel threshold {pipe.pixel_threshold_:.6g})" if pipe.pixel_threshold_ is not None else ")"
+        if promise is not None:
+            summary += f"; {promise.line()}"
     return f"{summary}; wrote {' and '.join(map(str, written))}"
 
 
@@ -287,6 +295,7 @@ def _outputs(result: Any, k: int, image: np.ndarray, path: Path, name: str, dirs
     from pyimgano.pipeline import find_regions
 
     row: dict[str, Any] = {"image": str(path), "score": float(result.scores[k]),
+                           "p_value": None if result.p_values is None else round(float(result.p_values[k]), 6),
                            "label": None if result.labels is None else int(result.labels[k])}
     regions: list[dict[str, Any]] = []
     amap = None if result.maps is None else result.maps[k]

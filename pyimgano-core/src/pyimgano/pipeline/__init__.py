@@ -36,19 +36,20 @@ from typing import Any
 import numpy as np
 
 from pyimgano.atomic import check_output_dir
+from pyimgano.calibration import DEFAULT_CALIBRATION, p_values, parse_calibration, promise
 from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError
 from pyimgano.pipeline.calibration import (
     finite,
     fit_postprocessing,
     heatmap_range,
     needs_data,
+    normal_pixels,
     pixel_threshold_value,
     split_validation,
 )
 from pyimgano.pipeline.fewshot import FewShotMixin
 from pyimgano.pipeline.settings import (
     DEFAULT,
-    DEFAULT_PIXEL_THRESHOLD,
     DetectorTraits,
     PipelineSettings,
     ResolvedSettings,
@@ -56,11 +57,12 @@ from pyimgano.pipeline.settings import (
     parse_postprocess,
     postprocess_config,
 )
-from pyimgano.thresholds import make_strategy
+from pyimgano.thresholds import DEFAULT_IMAGE_THRESHOLD, DEFAULT_PIXEL_THRESHOLD, make_strategy
 
-__all__ = ["DEFAULT", "DEFAULT_PIXEL_THRESHOLD", "PIPELINE_FILE", "DetectorTraits", "Pipeline", "PipelineOutput",
-           "PipelineSettings", "ResolvedSettings", "detector_traits", "find_regions", "fit_postprocessing", "load",
-           "parse_postprocess", "pixel_threshold_value", "postprocess_config", "split_validation"]
+__all__ = ["DEFAULT", "DEFAULT_IMAGE_THRESHOLD", "DEFAULT_PIXEL_THRESHOLD", "PIPELINE_FILE", "DetectorTraits",
+           "Pipeline", "PipelineOutput", "PipelineSettings", "ResolvedSettings", "detector_traits", "find_regions",
+           "fit_postprocessing", "load", "normal_pixels", "parse_postprocess", "pixel_threshold_value",
+           "postprocess_config", "split_validation"]
 
 PIPELINE_FILE = "pyimgano-pipeline.json"
 PIPELINE_FORMAT = 1
@@ -105,6 +107,9 @@ class PipelineOutput:
     image_threshold: float | None = None
     pixel_threshold: float | None = None
     postprocess_s: float = field(default=0.0, repr=False)
+    #: per image, the conformal p-value of its score among the normal calibration scores
+    #: (small: few good parts scored as high; None for a pipeline saved without them)
+    p_values: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -127,10 +132,14 @@ class Pipeline(FewShotMixin):
             built with ``params``.
         settings: a :class:`~pyimgano.pipeline.settings.PipelineSettings` (or a dict of it);
             keyword arguments named like its fields (``postprocess``, ``image_threshold``,
-            ``pixel_threshold``, ``val_fraction``) go on top. Each field says what it takes
-            and its default; ``"default"`` post-processing and pixel threshold adapt to the
-            detector (its declared steps; :data:`DEFAULT_PIXEL_THRESHOLD` with maps, none without).
-        seed: seeds the validation split.
+            ``pixel_threshold``, ``val_fraction``, ``calibration``) go on top. Each field says
+            what it takes and its default; ``"default"`` post-processing and pixel threshold
+            adapt to the detector (its declared steps; :data:`DEFAULT_PIXEL_THRESHOLD` with maps,
+            none without). ``calibration`` is where the normal calibration scores and maps come
+            from when ``fit`` gets no ``val_images`` (:data:`pyimgano.calibration.CALIBRATION_SOURCES`):
+            ``auto`` (out-of-fold when the detector offers it, else holdout), ``holdout``,
+            ``oof`` or ``kfold[:K]``.
+        seed: seeds the validation split and the folds.
 
     Every argument is checked here, so a bad one fails before anything is fitted.
     """
@@ -158,6 +167,7 @@ class Pipeline(FewShotMixin):
         self.image_threshold = make_strategy(resolved.image_threshold, "image_threshold")
         self.pixel_threshold = None if resolved.pixel_threshold is None else make_strategy(resolved.pixel_threshold)
         self.val_fraction = resolved.val_fraction
+        self.calibration, self.folds = parse_calibration(resolved.calibration)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidParams(f"seed {seed!r}: must be a whole number >= 0")
         self.seed = int(seed)
@@ -169,6 +179,23 @@ class Pipeline(FewShotMixin):
         self.calibration_: dict[str, Any] = {}
         self.few_shot_: dict[str, Any] | None = None
         self.is_fitted_ = False
+
+    @property
+    def calibration_source(self) -> str:
+        """``holdout``, ``oof`` or ``kfold``: how ``fit`` without ``val_images`` calibrates."""
+        if self.calibration == "auto":
+            return "oof" if self.traits.out_of_fold else "holdout"
+        return self.calibration
+
+    def expected_calibration_size(self, n_train: int | None, n_val: int | None = None) -> int | None:
+        """How many normal calibration scores ``fit`` will have (None when unknown yet)."""
+        if n_val is not None:
+            return n_val
+        if n_train is None:
+            return None
+        if self.calibration_source != "holdout":
+            return n_train
+        return max(1, int(math.floor(n_train * self.val_fraction + 0.5))) if self.val_fraction > 0 else 0
 
     # -- fitting ------------------------------------------------------------------------------
     @property
@@ -203,7 +230,8 @@ class Pipeline(FewShotMixin):
         if not has_val_images and (val_labels is not None or val_masks is not None):
             raise InvalidParams("val_labels/val_masks describe val_images; give val_images too")
         self.check_calibration_inputs(val_labels, val_masks)
-        if not has_val_images and self.val_fraction == 0 and self.needs_validation:
+        holdout = self.calibration_source == "holdout"
+        if not has_val_images and holdout and self.val_fraction == 0 and self.needs_validation:
             raise InvalidParams(
                 f"val_fraction 0 leaves an empty validation split, and image_threshold "
                 f"{self.image_threshold.spec()!r}"
@@ -211,8 +239,28 @@ class Pipeline(FewShotMixin):
                 + " or the post-processing statistics need one; give val_images, a val_fraction above 0, "
                 "or fixed:V thresholds"
             )
-        if n_train is not None and not has_val_images and self.val_fraction > 0:
+        if n_train is not None and not has_val_images and holdout and self.val_fraction > 0:
             split_validation(n_train, self.val_fraction, self.seed, self.traits.min_train_images, self.traits.name)
+        if n_train is not None and not has_val_images and self.calibration_source == "kfold":
+            kept = n_train - math.ceil(n_train / min(self.folds, n_train))
+            if kept < self.traits.min_train_images:
+                raise InvalidParams(f"calibration kfold:{self.folds} on {n_train} training image(s) fits "
+                                    f"{self.traits.name} on {kept}, which needs at least "
+                                    f"{self.traits.min_train_images} (min_train_images); use fewer folds or more images")
+        self.check_calibration_size(self.expected_calibration_size(n_train if not has_val_images else None))
+
+    def check_calibration_size(self, n: int | None) -> None:
+        """``fpr:ALPHA:strict`` with fewer calibration scores than ALPHA needs: one line."""
+        from pyimgano.calibration import min_calibration, small_n_message
+        from pyimgano.thresholds import FprThreshold
+
+        strategy = self.image_threshold
+        if n is None or not isinstance(strategy, FprThreshold) or strategy.small_n != "strict":
+            return
+        if n < min_calibration(strategy.alpha):
+            raise InvalidParams(f"image_threshold {strategy.spec()!r}: {small_n_message(strategy.alpha, n)} "
+                                f"({self.calibration_source} calibration); give more training images, a larger "
+                                "rate, or drop :strict to accept a fitted tail")
 
     def fit(
         self,
@@ -252,7 +300,8 @@ class Pipeline(FewShotMixin):
         self.check_fit(len(train_images) if sized else None, val_images is not None, val_labels, val_masks)
         self.val_indices_: list[int] | None = None  # which training images were held out, if any
         need = self.traits.min_train_images
-        split = val_images is None and self.val_fraction > 0
+        source = "validation" if val_images is not None else self.calibration_source
+        split = source == "holdout" and self.val_fraction > 0
         train = load_images(train_images)
         if not train:
             raise InvalidParams(f"Pipeline.fit: no training images for {self.traits.name}")
@@ -268,15 +317,37 @@ class Pipeline(FewShotMixin):
             fit_idx, val_idx = split_validation(len(train), self.val_fraction, self.seed, need, self.traits.name)
             train, val = [train[i] for i in fit_idx], [train[i] for i in val_idx]
             self.val_indices_ = val_idx
+        elif source in ("oof", "kfold"):
+            return self._fit_out_of_fold(train, source)
         self.detector.fit(train)
         self.n_train_ = len(train)
         del train
-        self.calibrate(val, val_labels, val_masks)
+        self.calibrate(val, val_labels, val_masks, source=source)
         return self
 
-    def calibrate(self, images: Any, labels: Any = None, masks: Any = None) -> Pipeline:
+    def _fit_out_of_fold(self, train: list[np.ndarray], source: str) -> Pipeline:
+        """Fit on every training image and calibrate on their out-of-fold scores and maps."""
+        from pyimgano.calibration import cross_fit_scores
+
+        if len(train) < self.traits.min_train_images:
+            raise InvalidParams(f"{len(train)} training image(s): {self.traits.name} needs at least "
+                                f"{self.traits.min_train_images} (min_train_images)")
+        self.check_calibration_size(len(train))
+        if source == "kfold":
+            scores, maps = cross_fit_scores(self.detector, train, self.folds, self.seed)
+            self.detector.fit(train)
+        else:
+            scores, maps = self.detector.fit_out_of_fold(train)
+        self.n_train_ = len(train)
+        del train
+        self._calibrate_scored(scores, maps, None, None, source=source)
+        return self
+
+    def calibrate(self, images: Any, labels: Any = None, masks: Any = None, *, source: str = "validation"
+                  ) -> Pipeline:
         """Fit the post-processing statistics and both thresholds on validation images (the
-        detector stays as it is). ``labels`` (0/1) and ``masks`` describe anomalous ones."""
+        detector stays as it is). ``labels`` (0/1) and ``masks`` describe anomalous ones;
+        ``source`` is how the record names them."""
         from pyimgano.contracts import validate_labels
         from pyimgano.images import load_images
 
@@ -290,15 +361,25 @@ class Pipeline(FewShotMixin):
         if mask_list is not None and len(mask_list) != len(arrays):
             raise InvalidParams(f"val_masks: {len(mask_list)} masks for {len(arrays)} validation images")
         scores, maps = (self.detector.score(arrays) if arrays else (np.zeros(0), None))
-        return self._calibrate_scored(scores, maps, y, mask_list)
+        return self._calibrate_scored(scores, maps, y, mask_list, source)
 
     def _check_detector_fitted(self) -> None:
         if not getattr(self.detector, "is_fitted_", True):
             raise NotFittedError(f"{self.traits.name} is not fitted; call fit(train_images) first")
 
-    def _calibrate_scored(self, scores: np.ndarray, maps: Any, y: np.ndarray | None, mask_list: list | None
-                          ) -> Pipeline:
+    @property
+    def promise_(self) -> Any:
+        """The image threshold's :class:`pyimgano.calibration.Promise` (None before calibration)."""
+        from pyimgano.calibration import Promise
+
+        data = (self.calibration_ or {}).get("image_promise")
+        return None if not data else Promise(**data)
+
+    def _calibrate_scored(self, scores: np.ndarray, maps: Any, y: np.ndarray | None, mask_list: list | None,
+                          source: str = "validation") -> Pipeline:
         """:meth:`calibrate` once the validation images are scored."""
+        from pyimgano.thresholds import FprThreshold
+
         n = len(scores)
         if n and maps is None and (self.postprocess or self.pixel_threshold is not None):
             raise InvalidParams(f"{self.traits.name} returned no anomaly maps; post-processing and a pixel "
@@ -309,7 +390,9 @@ class Pipeline(FewShotMixin):
         processed = None if raw is None else self.postprocessing(raw)
         if not len(scores) and needs_data(self.image_threshold):
             raise InvalidParams(f"image_threshold {self.image_threshold.spec()!r} needs validation images; got none")
-        self.image_threshold_ = finite(self.image_threshold.compute(scores, y), "image threshold")
+        fitted = self.image_threshold.fit(scores, y) if isinstance(self.image_threshold, FprThreshold) else None
+        value = fitted.threshold if fitted is not None else self.image_threshold.compute(scores, y)
+        self.image_threshold_ = finite(value, "image threshold")
         self.detector.threshold_ = self.image_threshold_  # the detector's own predict() agrees
         self.pixel_threshold_ = None
         if self.pixel_threshold is not None:
@@ -317,14 +400,21 @@ class Pipeline(FewShotMixin):
                 raise InvalidParams(f"pixel_threshold {self.pixel_threshold.spec()!r} needs validation images")
             self.pixel_threshold_ = pixel_threshold_value(self.pixel_threshold, processed or [], y, mask_list)
         self.n_val_ = n
+        normal_scores = np.asarray(scores, dtype=np.float64)[~y] if y is not None else np.asarray(scores, np.float64)
+        image_promise = promise(self.image_threshold, self.image_threshold_, normal_scores, source,
+                                None if fitted is None else fitted.method)
         self.calibration_ = {
             "n_normal": int(n - (int(y.sum()) if y is not None else 0)),
             "n_anomalous": int(y.sum()) if y is not None else 0,
+            "source": source,
             "heatmap_range": heatmap_range(
                 [m for i, m in enumerate(processed) if y is None or not y[i]] if processed else [],
                 self.pixel_threshold_),
-            # the scores of the normal validation images: p-values and the review page's histogram
-            "normal_scores": sorted(float(s) for i, s in enumerate(scores) if y is None or not y[i]),
+            "image_promise": image_promise.to_dict(),
+            "notes": [fitted.note] if fitted is not None and fitted.note else [],
+            # the normal calibration scores, sorted: p-values (pyimgano.calibration.p_values) and
+            # the review page's histogram
+            "normal_scores": sorted(float(v) for v in normal_scores),
             "image_size": None if raw is None or not raw else list(raw[0].shape[:2]),
         }
         self.few_shot_ = None
@@ -358,8 +448,9 @@ class Pipeline(FewShotMixin):
         masks = None
         if processed is not None and self.pixel_threshold_ is not None:
             masks = [m > self.pixel_threshold_ for m in processed]
+        normal = (self.calibration_ or {}).get("normal_scores")
         return PipelineOutput(scores, labels, processed, masks, self.image_threshold_, self.pixel_threshold_,
-                              postprocess_s)
+                              postprocess_s, None if not normal else p_values(normal, scores))
 
     def _check_fitted(self) -> None:
         if not self.is_fitted_:
@@ -387,6 +478,7 @@ class Pipeline(FewShotMixin):
             "n_val": self.n_val_,
             "val_fraction": self.val_fraction,
             "seed": self.seed,
+            "calibration_setting": self.calibration if self.calibration != "kfold" else f"kfold:{self.folds}",
             "calibration": self.calibration_,
             **({"few_shot": self.few_shot_} if self.few_shot_ is not None else {}),
             "versions": versions,
@@ -422,7 +514,15 @@ class Pipeline(FewShotMixin):
         pixel = None if self.pixel_threshold is None else self.pixel_threshold.spec()
         return (f"Pipeline({self.detector!r}, postprocess={self.postprocess!r}, "
                 f"image_threshold={self.image_threshold.spec()!r}, pixel_threshold={pixel!r}, "
-                f"val_fraction={self.val_fraction}, seed={self.seed})")
+                f"val_fraction={self.val_fraction}, seed={self.seed}, calibration={self.calibration!r})")
+
+
+def _loadable_calibration(data: dict[str, Any], detector: Any) -> str:
+    """The saved calibration setting, or ``auto`` when it asks for what the loaded detector lacks."""
+    setting = str(data.get("calibration_setting", DEFAULT_CALIBRATION))
+    if setting == "oof" and not getattr(detector, "supports_out_of_fold", False):
+        return DEFAULT_CALIBRATION
+    return setting
 
 
 def load(directory: str | os.PathLike) -> Pipeline:
@@ -463,7 +563,7 @@ def load(directory: str | os.PathLike) -> Pipeline:
         steps = data["postprocess"]
         pipe = Pipeline(detector, postprocess=[{k: v for k, v in s.items() if k != "state"} for s in steps],
                         image_threshold=image, pixel_threshold=pixel, val_fraction=data.get("val_fraction", 0.0),
-                        seed=data.get("seed", 0))
+                        seed=data.get("seed", 0), calibration=_loadable_calibration(data, detector))
         from pyimgano.postprocess.chain import PostProcessing
 
         pipe.postprocessing = PostProcessing.from_config(steps)

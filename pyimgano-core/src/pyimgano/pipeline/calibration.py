@@ -6,11 +6,17 @@ few-shot tuning (:mod:`pyimgano.pipeline.fewshot`) call them, and so can anyone.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from pyimgano.errors import InvalidParams, MetricError
+
+# a quantile pixel threshold reads at most about this many normal pixels, evenly strided
+# across the maps (out-of-fold maps of every training image can be far more; 2**24 pixels
+# leave about 1,700 above the 0.9999 quantile)
+MAX_CALIBRATION_PIXELS = 2**24
 
 
 # -- calibration, step by step-----------------------------------------------------------------
@@ -50,20 +56,29 @@ def pixel_threshold_value(
 ) -> float:
     """The pixel threshold of ``strategy`` on post-processed validation maps: a quantile of
     the pixels of the normal images, F1-optimal on labelled masks, or the fixed value."""
-    from pyimgano.thresholds import FixedThreshold, QuantileThreshold
+    from pyimgano.thresholds import FixedThreshold, FprThreshold, QuantileThreshold
 
     if isinstance(strategy, FixedThreshold):
         return float(strategy.value)
-    if isinstance(strategy, QuantileThreshold):
+    if isinstance(strategy, (QuantileThreshold, FprThreshold)):
         normal = [m for i, m in enumerate(maps) if labels is None or not labels[i]]
-        pixels = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in normal]) if normal else []
-        return finite(strategy.compute(pixels), "pixel threshold")
+        return finite(strategy.compute(normal_pixels(normal)), "pixel threshold")
     if masks is None:
         raise InvalidParams(f"pixel_threshold {strategy.spec()!r} needs defect masks of the validation images")
     truth = np.concatenate([np.zeros(np.shape(m), bool).ravel() if k is None else (np.asarray(k) > 0).ravel()
                             for m, k in zip(maps, masks)])
     pixels = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
     return finite(strategy.compute(pixels, truth), "pixel threshold")
+
+
+def normal_pixels(maps: Sequence[np.ndarray], limit: int = MAX_CALIBRATION_PIXELS) -> np.ndarray:
+    """The pixels of normal maps as one float64 array; past ``limit`` pixels in all, every
+    k-th pixel of each map (the same stride everywhere, so each map keeps its share)."""
+    total = sum(int(np.size(m)) for m in maps)
+    if total == 0:
+        return np.zeros(0)
+    step = max(1, math.ceil(total / limit))
+    return np.concatenate([np.asarray(m, dtype=np.float64).ravel()[::step] for m in maps])
 
 
 def finite(value: float, what: str) -> float:

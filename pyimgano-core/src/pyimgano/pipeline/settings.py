@@ -1,7 +1,7 @@
 """The settings of an inspection pipeline, declared once.
 
 :class:`PipelineSettings` is the one place where a pipeline setting (post-processing, the
-image and pixel threshold specs, the validation share) has its type, default, bounds and
+image and pixel threshold specs, the validation share, where calibration scores come from) has its type, default, bounds and
 description. Everything else derives from it:
 
 - :class:`pyimgano.Pipeline` takes its fields as keyword arguments;
@@ -28,11 +28,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from pyimgano.calibration import CALIBRATION_SOURCES, DEFAULT_CALIBRATION, parse_calibration
 from pyimgano.errors import InvalidParams, validation_problems
-from pyimgano.thresholds import DEFAULT_IMAGE_QUANTILE, DEFAULT_PIXEL_QUANTILE, make_strategy, spec_of
+from pyimgano.thresholds import DEFAULT_IMAGE_THRESHOLD, DEFAULT_PIXEL_THRESHOLD, make_strategy, spec_of
 
 DEFAULT = "default"
-DEFAULT_PIXEL_THRESHOLD = f"quantile:{DEFAULT_PIXEL_QUANTILE}"
 NO_MASKS = "none"  # the pixel threshold written on a command line or in bench.toml: no masks
 # json_schema_extra of a field: "maps_only", a setting for detectors with anomaly maps only;
 # "metavar", how the command line names its value
@@ -50,18 +50,24 @@ class PipelineSettings(BaseModel):
         description="post-processing of the anomaly maps: 'default' (the detector's declared default), 'none' "
                     "(raw maps), a list of steps, or a JSON text or file holding one (docs/postprocess.md)")
     image_threshold: str | float | dict[str, Any] = Field(
-        f"quantile:{DEFAULT_IMAGE_QUANTILE}", json_schema_extra=SPEC,
-        description="image threshold: quantile:Q of the normal validation images' scores, fixed:V, or f1 "
-                    "(labelled validation images only)")
+        DEFAULT_IMAGE_THRESHOLD, json_schema_extra=SPEC,
+        description="image threshold: fpr:ALPHA (a false-reject rate of at most ALPHA on good parts; "
+                    "fpr:ALPHA:strict refuses too few calibration scores), quantile:Q of the normal calibration "
+                    "scores, fixed:V, or f1 (labelled validation images only)")
     pixel_threshold: str | float | dict[str, Any] | None = Field(
         DEFAULT, json_schema_extra={"maps_only": True, **SPEC},
         description=f"pixel threshold on the post-processed maps: quantile:Q of the normal validation pixels "
-                    f"('default': quantile:{DEFAULT_PIXEL_QUANTILE} for a detector with maps), fixed:V, f1, or "
+                    f"('default': {DEFAULT_PIXEL_THRESHOLD} for a detector with maps), fixed:V, f1, or "
                     f"{NO_MASKS} (no masks)")
     val_fraction: float = Field(
         0.1, ge=0, lt=1,
-        description="without validation images: the share of the training images held out (seeded) to fit the "
-                    "post-processing statistics and both thresholds, never the detector")
+        description="without validation images and with holdout calibration: the share of the training images "
+                    "held out (seeded) to fit the post-processing statistics and both thresholds, never the "
+                    "detector")
+    calibration: str = Field(
+        DEFAULT_CALIBRATION, json_schema_extra={"metavar": "SOURCE"},
+        description="without validation images, where the normal calibration scores and maps come from: "
+                    + "; ".join(f"{name}: {what}" for name, what in CALIBRATION_SOURCES.items()))
 
     @field_validator("image_threshold", mode="before")
     @classmethod
@@ -69,6 +75,15 @@ class PipelineSettings(BaseModel):
         if value is None:
             raise ValueError(f"give a strategy, e.g. {cls.default('image_threshold')!r}")
         return value
+
+    @field_validator("calibration")
+    @classmethod
+    def _a_source(cls, value: str) -> str:
+        try:
+            parse_calibration(value)
+        except InvalidParams as exc:  # the setting and value lead the line already
+            raise ValueError(str(exc).removeprefix(f"calibration {value!r}: ")) from None
+        return value.strip().lower()
 
     @field_validator("pixel_threshold", mode="before")
     @classmethod
@@ -111,9 +126,12 @@ class PipelineSettings(BaseModel):
         steps = postprocess_config(postprocess, traits)
         image = make_strategy(self.image_threshold, "image_threshold")
         pixel = pixel_strategy(self.pixel_threshold, traits)
+        if parse_calibration(self.calibration)[0] == "oof" and not traits.out_of_fold:
+            raise InvalidParams(f"calibration 'oof': detector {traits.name} has no out-of-fold scoring "
+                                "(supports_out_of_fold); use kfold (K-fold cross-fitting) or holdout")
         return ResolvedSettings(postprocess=steps, image_threshold=image.to_dict(),
                                 pixel_threshold=None if pixel is None else pixel.to_dict(),
-                                val_fraction=self.val_fraction)
+                                val_fraction=self.val_fraction, calibration=self.calibration)
 
 
 def field_from(model: type[BaseModel], name: str, **changes: Any) -> Any:
@@ -162,6 +180,8 @@ class ResolvedSettings(BaseModel):
     pixel_threshold: dict[str, Any] | None = Field(None, description="pixel threshold strategy; None: no masks")
     val_fraction: float = Field(PipelineSettings.default("val_fraction"),
                                 description=PipelineSettings.model_fields["val_fraction"].description)
+    calibration: str = Field(PipelineSettings.default("calibration"),
+                             description=PipelineSettings.model_fields["calibration"].description)
 
     def resolved_settings(self) -> ResolvedSettings:
         """These settings alone (a job spec drops its other fields)."""
@@ -171,7 +191,8 @@ class ResolvedSettings(BaseModel):
         """results.json's ``pipeline`` entry: the steps and the strategies as spec strings."""
         pixel = None if self.pixel_threshold is None else make_strategy(self.pixel_threshold)
         return {"postprocess": list(self.postprocess), "image_threshold": make_strategy(self.image_threshold).spec(),
-                "pixel_threshold": spec_of(pixel), "val_fraction": self.val_fraction}
+                "pixel_threshold": spec_of(pixel), "val_fraction": self.val_fraction,
+                "calibration": self.calibration}
 
 
 def parse_postprocess(text: str, what: str = "--postprocess") -> Any:
@@ -208,13 +229,14 @@ class DetectorTraits:
     default_postprocess: tuple[dict[str, Any], ...] = ()
     learns_from_anomalies: bool = False
     needs_anomaly_masks: bool = False
+    out_of_fold: bool = False  # Detector.fit_out_of_fold (capability out_of_fold)
 
     @classmethod
     def of_spec(cls, name: str, spec: Any) -> DetectorTraits:
         """The traits a registered :class:`~pyimgano.DetectorSpec` declares."""
         caps = spec.capabilities
         return cls(name, bool(caps.pixel_maps), caps.min_train_images, tuple(caps.default_postprocess),
-                   bool(caps.learns_from_anomalies), bool(caps.needs_anomaly_masks))
+                   bool(caps.learns_from_anomalies), bool(caps.needs_anomaly_masks), bool(caps.out_of_fold))
 
 
 def detector_traits(detector: Any) -> DetectorTraits:
@@ -233,9 +255,11 @@ def detector_traits(detector: Any) -> DetectorTraits:
             return DetectorTraits(name, bool(caps.pixel_maps) and getattr(detector, "supports_maps", True),
                                   caps.min_train_images, tuple(caps.default_postprocess),
                                   bool(caps.learns_from_anomalies) and getattr(detector, "learns_from_anomalies", False),
-                                  bool(caps.needs_anomaly_masks))
+                                  bool(caps.needs_anomaly_masks),
+                                  bool(caps.out_of_fold) and getattr(detector, "supports_out_of_fold", False))
     return DetectorTraits(str(name), bool(getattr(detector, "supports_maps", True)),
-                          learns_from_anomalies=bool(getattr(detector, "learns_from_anomalies", False)))
+                          learns_from_anomalies=bool(getattr(detector, "learns_from_anomalies", False)),
+                          out_of_fold=bool(getattr(detector, "supports_out_of_fold", False)))
 
 
 # -- configuration ------------------------------------------------------------------------------

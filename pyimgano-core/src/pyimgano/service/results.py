@@ -12,19 +12,10 @@ from typing import Any
 import numpy as np
 
 
-def p_value(normal_scores: list[float] | None, score: float) -> float | None:
-    """The share of normal validation images scoring at least ``score`` (conformal:
-    ``(1 + count) / (n + 1)``); None when the pipeline kept no validation scores."""
-    if not normal_scores:
-        return None
-    ranked = np.asarray(normal_scores, dtype=np.float64)
-    at_least = len(ranked) - int(np.searchsorted(ranked, score, side="left"))
-    return (1 + at_least) / (len(ranked) + 1)
-
-
 def image_record(pipe: Any, output: Any, k: int) -> dict[str, Any]:
     """Image ``k`` of a :class:`~pyimgano.pipeline.PipelineOutput`: score, label, the image
-    threshold, margin (score minus threshold), p-value, anomalous pixel fraction and regions
+    threshold, margin (score minus threshold), p-value (:func:`pyimgano.calibration.p_values`,
+    as predict computes it), anomalous pixel fraction and regions
     (``bbox`` [x, y, width, height], ``area``, ``peak``; largest first)."""
     from pyimgano.pipeline import find_regions
 
@@ -37,7 +28,7 @@ def image_record(pipe: Any, output: Any, k: int) -> dict[str, Any]:
         "label": None if output.labels is None else int(output.labels[k]),
         "image_threshold": threshold,
         "margin": None if threshold is None else score - threshold,
-        "p_value": p_value((pipe.calibration_ or {}).get("normal_scores"), score),
+        "p_value": None if output.p_values is None else float(output.p_values[k]),
         "pixel_threshold": output.pixel_threshold,
         "anomalous_fraction": None if mask is None else round(float(mask.mean()), 6),
         "regions": [] if mask is None else find_regions(mask, amap),

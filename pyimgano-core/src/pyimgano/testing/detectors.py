@@ -415,6 +415,33 @@ def check_deterministic_with_seed(target: DetectorTarget) -> None:
                         f"anomaly maps (max abs difference {float(np.max(np.abs(a - b))):.3g})")
 
 
+@_check(_needs("out_of_fold"))
+def check_out_of_fold(target: DetectorTarget) -> None:
+    """``fit_out_of_fold(train)`` gives one finite score (and a map at each image's size) per
+    training image, and leaves the detector fitted as ``fit(train)`` does."""
+    name = "check_out_of_fold"
+    images = target.images
+    target.fitted()
+    seed_everything(SEED)
+    detector = target.make(SEED)
+    if not getattr(detector, "supports_out_of_fold", False):
+        raise CheckFailed(name, "capabilities.out_of_fold is True but the detector class does not set "
+                                "supports_out_of_fold = True (and implement _fit_out_of_fold)")
+    scores, maps = detector.fit_out_of_fold(images.train)
+    validate_scores(scores, len(images.train), component=target.label)
+    if target.capabilities.pixel_maps:
+        if maps is None:
+            raise CheckFailed(name, "fit_out_of_fold returned no maps although capabilities.pixel_maps is True")
+        shapes = [tuple(np.asarray(m).shape) for m in maps]
+        if shapes != [tuple(img.shape[:2]) for img in images.train]:
+            raise CheckFailed(name, f"out-of-fold maps have shapes {shapes[:3]}...; expected each training image's size")
+    if target.capabilities.deterministic:
+        after, plain = _scores(target, detector, images.test), _scores(target, target.fitted(), images.test)
+        if not np.allclose(after, plain, rtol=1e-5, atol=1e-7):
+            raise CheckFailed(name, "after fit_out_of_fold the detector scores the test images differently from one "
+                                    f"fitted with fit() (max abs difference {float(np.max(np.abs(after - plain))):.3g})")
+
+
 def _reload(target: DetectorTarget, detector: Any, directory: Path) -> Any:
     """``load`` of a model the kit saved in a temporary folder (named ``<saved model>`` in errors)."""
     from pyimgano.errors import ModelLoadError
