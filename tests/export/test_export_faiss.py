@@ -14,6 +14,7 @@ import pytest
 from pyimgano import load_detector
 from pyimgano.cli import main
 from pyimgano.export import check_images, compare
+from pyimgano.pipeline import detector_traits
 from pyimgano_testutils import optional
 
 pytestmark = [pytest.mark.torch]
@@ -49,6 +50,8 @@ def test_knn_runtime_matches_the_source(knn_export, images_dir):
     source, runtime = load_detector(source_dir), load_detector(exported)
     np.testing.assert_allclose(runtime.decision_function(files), source.decision_function(files), rtol=SCORE_RTOL)
     assert runtime.score(files)[1] is None
+    # core:exported may have maps; this graph has none, and the instance, its traits and predict agree
+    assert not runtime.supports_maps and not detector_traits(runtime).pixel_maps
 
 
 @pytest.mark.slow

@@ -77,7 +77,6 @@ class AnomalibDetector(Detector):
             cls.params_model = entry.params
             cls.component = f"anomalib:{entry.name}"
             cls.plugin = "anomalib"
-            cls.supports_maps = entry.maps
         super().__init_subclass__(**kwargs)
 
     def __init__(self, **params: Any) -> None:

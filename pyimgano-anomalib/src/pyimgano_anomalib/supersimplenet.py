@@ -25,7 +25,6 @@ from pyimgano_anomalib.adapter import AnomalibDetector
 
 class SupersimplenetDetector(AnomalibDetector):
     model_name = "supersimplenet"
-    learns_from_anomalies = True
     state_arrays: ClassVar[dict[str, StateArray]] = {
         **AnomalibDetector.state_arrays,
         "supersimplenet_supervised": StateArray("bool", (1,), required=False),  # absent in older saves

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +46,7 @@ from pyimgano.modelfile import (
     read_state,
     state_path,
 )
+from pyimgano.specs import DetectorCapabilities
 from pyimgano.thresholds import finite_threshold, make_strategy
 
 __all__ = [
@@ -82,6 +84,61 @@ class Param:
         return f"Param({self.name!r})"
 
 
+_LEGACY_ATTRIBUTES = {"supports_maps": "pixel_maps", "learns_from_anomalies": "learns_from_anomalies",
+                      "supports_out_of_fold": "out_of_fold"}
+
+
+def _warn_legacy(what: str, *fields: str) -> None:
+    warnings.warn(f"{what} is deprecated and goes in the next release; declare {', '.join(fields)} in the "
+                  f"DetectorCapabilities of the detector's spec (docs/plugins.md)", DeprecationWarning, stacklevel=3)
+
+
+def _capability_view(attr: str, field: str, doc: str) -> property:
+    """A read view of ``capabilities.<field>``; setting it (deprecated) narrows the instance's."""
+
+    def get(self: Detector) -> bool:
+        return getattr(self.capabilities, field)
+
+    def set_(self: Detector, value: bool) -> None:
+        _warn_legacy(f"{type(self).__name__}: setting {attr} on a detector", field)
+        self.capabilities = self.capabilities.model_copy(update={field: bool(value)})
+
+    return property(get, set_, doc=doc)
+
+
+def registered_capabilities(cls: type, component: str | None = None) -> DetectorCapabilities | None:
+    """The capabilities of the registered spec for ``component`` (``plugin:name`` or bare),
+    else of the spec whose factory names ``cls``; None when no plugin registers it."""
+    from pyimgano.errors import PyimganoError
+    from pyimgano.plugins import get_registry
+
+    try:
+        registry = get_registry()
+    except PyimganoError:  # a broken plugin in strict mode: the detector still works, with defaults
+        return None
+    if component and component != "detector":
+        try:
+            return registry.resolve("detector", component)[0].capabilities
+        except PyimganoError:
+            pass
+    factory = f"{cls.__module__}:{cls.__qualname__}"
+    return next((spec.capabilities for spec, _ in registry.components("detector").values()
+                 if spec.factory == factory), None)
+
+
+def capabilities_of(cls: type, component: str | None = None) -> DetectorCapabilities:
+    """A detector class's capabilities: its registered spec's (:func:`registered_capabilities`),
+    else the defaults. A deprecated class attribute (``supports_maps = False``) is reconciled
+    here, once: with a spec it can only narrow the spec's value, without one it is the value."""
+    registered = registered_capabilities(cls, component)
+    caps = registered or DetectorCapabilities()
+    legacy = getattr(cls, "_legacy_capabilities", {})
+    if not legacy:
+        return caps
+    update = {k: getattr(caps, k) and v for k, v in legacy.items()} if registered else legacy
+    return caps.model_copy(update=update)
+
+
 class Detector:
     """Base class of anomaly detectors.
 
@@ -95,13 +152,16 @@ class Detector:
         state_arrays: what ``_get_state`` returns and ``_set_state`` accepts, by array name
             (class attribute, :class:`StateArray`): a saved state is checked against it before
             ``_set_state`` sees it, and a fitted one before it is saved. ``None``: unchecked.
+        capabilities: what the detector can do (:class:`DetectorCapabilities`): its registered
+            spec's, found by ``component`` or by the class the spec's factory names; defaults
+            for a detector no plugin registers. An instance may narrow them (``core:exported``
+            has maps only when its graph does). ``supports_maps`` and ``learns_from_anomalies``
+            read ``capabilities.pixel_maps`` and ``capabilities.learns_from_anomalies``.
     """
 
     component: str = "detector"
     plugin: str | None = None
-    supports_maps: ClassVar[bool] = True
-    learns_from_anomalies: ClassVar[bool] = False  # fit(..., anomalies=...) is implemented
-    supports_out_of_fold: ClassVar[bool] = False  # _fit_out_of_fold is implemented
+    _legacy_capabilities: ClassVar[dict[str, bool]] = {}
     params_model: ClassVar[type[BaseModel] | None] = None
     state_arrays: ClassVar[Mapping[str, StateArray] | None] = None
     config: BaseModel | None = None
@@ -111,6 +171,34 @@ class Detector:
         model = cls.__dict__.get("params_model")
         if model is not None:
             _install_params(cls, model)
+        legacy = {field: cls.__dict__[attr] for attr, field in _LEGACY_ATTRIBUTES.items()
+                  if attr in cls.__dict__ and not isinstance(cls.__dict__[attr], property)}
+        if legacy:
+            attrs = [attr for attr, field in _LEGACY_ATTRIBUTES.items() if field in legacy]
+            for attr in attrs:
+                delattr(cls, attr)
+            _warn_legacy(f"{cls.__module__}.{cls.__qualname__}: declaring {', '.join(attrs)} as class attributes", *legacy)
+            cls._legacy_capabilities = {**cls._legacy_capabilities, **{k: bool(v) for k, v in legacy.items()}}
+
+    # -- capabilities: one declaration, the spec's ----------------------------------
+    @property
+    def capabilities(self) -> DetectorCapabilities:
+        caps = self.__dict__.get("_capabilities")
+        if caps is None:
+            caps = self._capabilities = capabilities_of(type(self), self.component)
+        return caps
+
+    @capabilities.setter
+    def capabilities(self, value: DetectorCapabilities | Mapping[str, Any]) -> None:
+        self._capabilities = value if isinstance(value, DetectorCapabilities) else DetectorCapabilities(**value)
+
+    supports_maps = _capability_view(
+        "supports_maps", "pixel_maps", "``capabilities.pixel_maps``: ``predict_anomaly_map`` returns maps")
+    learns_from_anomalies = _capability_view(
+        "learns_from_anomalies", "learns_from_anomalies",
+        "``capabilities.learns_from_anomalies``: ``fit(..., anomalies=...)`` is implemented")
+    supports_out_of_fold = _capability_view(
+        "supports_out_of_fold", "out_of_fold", "``capabilities.out_of_fold``: ``_fit_out_of_fold`` is implemented")
 
     def __init__(self, **params: Any) -> None:
         model = type(self).params_model

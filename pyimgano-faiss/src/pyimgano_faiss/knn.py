@@ -22,7 +22,6 @@ from pyimgano_faiss.search import build_index, search
 class GlobalKNN(BackboneDetector):
     """Image-level kNN; parameters: :class:`pyimgano_faiss.plugin.KNNParams`."""
 
-    supports_maps = False
     params_model = KNNParams
     state_arrays = {"embeddings": StateArray("float", ("n_train", "feature_dim")), **GEOMETRY_STATE}
 

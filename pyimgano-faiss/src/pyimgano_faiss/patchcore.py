@@ -104,7 +104,6 @@ class PatchCore(BackboneDetector):
     """
 
     params_model = PatchCoreParams
-    supports_out_of_fold = True
     state_arrays = {
         "memory_bank": StateArray("float", ("bank_rows", "feature_dim")),
         "grid": StateArray("int", (2,)),

@@ -99,8 +99,6 @@ class LearningDetector(MeanDetector):
     """Learns from labelled anomalies: the defect pixels' mean colour (``anomaly_colour_``)
     raises the map where an image looks like it, so training with the shots changes scores."""
 
-    learns_from_anomalies = True
-
     def __init__(self, sigma: float = 1.0) -> None:
         Detector.__init__(self, sigma=sigma)
         self.sigma = sigma

@@ -232,34 +232,25 @@ class DetectorTraits:
     out_of_fold: bool = False  # Detector.fit_out_of_fold (capability out_of_fold)
 
     @classmethod
-    def of_spec(cls, name: str, spec: Any) -> DetectorTraits:
-        """The traits a registered :class:`~pyimgano.DetectorSpec` declares."""
-        caps = spec.capabilities
+    def of_capabilities(cls, name: str, caps: Any) -> DetectorTraits:
+        """The traits a :class:`~pyimgano.DetectorCapabilities` declares."""
         return cls(name, bool(caps.pixel_maps), caps.min_train_images, tuple(caps.default_postprocess),
                    bool(caps.learns_from_anomalies), bool(caps.needs_anomaly_masks), bool(caps.out_of_fold))
 
+    @classmethod
+    def of_spec(cls, name: str, spec: Any) -> DetectorTraits:
+        """The traits a registered :class:`~pyimgano.DetectorSpec` declares."""
+        return cls.of_capabilities(name, spec.capabilities)
+
 
 def detector_traits(detector: Any) -> DetectorTraits:
-    """The traits of a detector object: from its registered spec, else from its class."""
-    name = getattr(detector, "component", None) or type(detector).__name__
-    if name and name != "detector":
-        from pyimgano.errors import PyimganoError
-        from pyimgano.plugins import get_registry
+    """The traits of a detector object: its ``capabilities`` (a :class:`~pyimgano.Detector`'s are
+    its registered spec's, docs/plugins.md); for a duck-typed detector, its registered spec's."""
+    from pyimgano.detector import Detector, capabilities_of
 
-        try:
-            spec, _ = get_registry().resolve("detector", name)
-        except PyimganoError:
-            spec = None
-        if spec is not None:
-            caps = spec.capabilities
-            return DetectorTraits(name, bool(caps.pixel_maps) and getattr(detector, "supports_maps", True),
-                                  caps.min_train_images, tuple(caps.default_postprocess),
-                                  bool(caps.learns_from_anomalies) and getattr(detector, "learns_from_anomalies", False),
-                                  bool(caps.needs_anomaly_masks),
-                                  bool(caps.out_of_fold) and getattr(detector, "supports_out_of_fold", False))
-    return DetectorTraits(str(name), bool(getattr(detector, "supports_maps", True)),
-                          learns_from_anomalies=bool(getattr(detector, "learns_from_anomalies", False)),
-                          out_of_fold=bool(getattr(detector, "supports_out_of_fold", False)))
+    name = getattr(detector, "component", None) or type(detector).__name__
+    caps = detector.capabilities if isinstance(detector, Detector) else capabilities_of(type(detector), name)
+    return DetectorTraits.of_capabilities(str(name), caps)
 
 
 # -- configuration ------------------------------------------------------------------------------

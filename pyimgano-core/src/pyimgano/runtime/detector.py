@@ -66,7 +66,8 @@ class ExportedDetector(Detector):
         engine = open_engine(directory / manifest.graph, self.engine, manifest.input.name, self.num_threads)
         self._check_input(directory, manifest, geometry, engine)
         self.manifest_, self.geometry_, self._engine, self._directory = manifest, geometry, engine, directory
-        self.supports_maps = manifest.outputs.map is not None
+        # the spec says core:exported may have maps; this instance has them when its graph does
+        self.capabilities = self.capabilities.model_copy(update={"pixel_maps": manifest.outputs.map is not None})
         if self.threshold_ is None and manifest.source.threshold is not None:
             self.threshold_ = float(manifest.source.threshold)
         self.is_fitted_ = True

@@ -424,9 +424,11 @@ def check_out_of_fold(target: DetectorTarget) -> None:
     target.fitted()
     seed_everything(SEED)
     detector = target.make(SEED)
-    if not getattr(detector, "supports_out_of_fold", False):
-        raise CheckFailed(name, "capabilities.out_of_fold is True but the detector class does not set "
-                                "supports_out_of_fold = True (and implement _fit_out_of_fold)")
+    from pyimgano.detector import Detector
+
+    if not getattr(detector, "supports_out_of_fold", False) or type(detector)._fit_out_of_fold is Detector._fit_out_of_fold:
+        raise CheckFailed(name, "capabilities.out_of_fold is True but the detector does not implement "
+                                "_fit_out_of_fold")
     scores, maps = detector.fit_out_of_fold(images.train)
     validate_scores(scores, len(images.train), component=target.label)
     if target.capabilities.pixel_maps:
