@@ -234,4 +234,4 @@ def test_out_of_fold_is_checked_only_where_declared_and_catches_a_different_fit(
     failed = _by_check(check_detector(OutOfFoldFitsSomethingElse, capabilities=declared))["check_out_of_fold"]
     assert failed.status == "failed" and "differently from one fitted with fit()" in failed.message
     lying = _by_check(check_detector(GoodDetector, capabilities=declared))["check_out_of_fold"]
-    assert lying.status == "failed" and "does not set supports_out_of_fold" in lying.message
+    assert lying.status == "failed" and "does not implement _fit_out_of_fold" in lying.message
