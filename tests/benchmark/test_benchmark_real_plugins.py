@@ -46,7 +46,9 @@ def test_patchcore_on_a_tiny_synthetic_category(tmp_path):
     outcome = run_benchmark(config, console=Console(file=io.StringIO(), width=200))
     (run,) = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
     assert run["status"] == "ok", run["error"]
-    assert (run["n_train"], run["n_val"], run["n_test"]) == (3, 1, 6)
+    # calibration="auto": faiss:patchcore fits on all four training images and calibrates on their
+    # out-of-fold scores (docs/pipeline.md), so every training image is also a calibration image
+    assert (run["n_train"], run["n_val"], run["n_test"]) == (4, 4, 6)
     assert all(v is not None for v in run["metrics"].values())
     assert run["peak_rss_mb"] > 100  # torch and a backbone were loaded in this job
     assert len(outcome.records[0]["overlays"]) == 2
