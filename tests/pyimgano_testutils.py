@@ -180,3 +180,16 @@ def headless_chromium(width: int = 1280, height: int = 900) -> Iterator[object]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def benchtest_module():
+    """``tests/benchmark/benchtest.py`` (the fake benchmark plugin and toy data), imported once by path."""
+    import importlib.util
+
+    if "benchtest" not in sys.modules:
+        path = Path(__file__).resolve().parent / "benchmark" / "benchtest.py"
+        spec = importlib.util.spec_from_file_location("benchtest", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["benchtest"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["benchtest"]

@@ -1,18 +1,12 @@
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-_path = Path(__file__).resolve().parents[1] / "benchmark" / "benchtest.py"
-if "benchtest" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("benchtest", _path)
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules["benchtest"] = _module
-    _spec.loader.exec_module(_module)
-benchtest = sys.modules["benchtest"]
+from pyimgano_testutils import benchtest_module
+
+benchtest = benchtest_module()
 
 
 @pytest.fixture(scope="session")

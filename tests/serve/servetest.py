@@ -3,7 +3,6 @@ port, Prometheus samples, the fake plugin's environment."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -14,13 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_path = Path(__file__).resolve().parents[1] / "benchmark" / "benchtest.py"
-if "benchtest" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("benchtest", _path)
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules["benchtest"] = _module
-    _spec.loader.exec_module(_module)
-benchtest = sys.modules["benchtest"]
+from pyimgano_testutils import benchtest_module
+
+benchtest = benchtest_module()
 
 
 def cli_env(site: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
