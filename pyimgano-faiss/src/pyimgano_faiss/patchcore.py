@@ -128,7 +128,7 @@ class PatchCore(BackboneDetector):
         self.coreset_chunks_: int | None = None
         self._index = None
         self._bank_tensor: torch.Tensor | None = None
-        self._bank_norms: np.ndarray | None = None
+        self._bank_norms: dict[int, np.ndarray] = {}  # per view, |row|^2 of its bank (exact re-search)
         self.bank_image_: np.ndarray | None = None  # per bank row, the training image it came from (not saved)
         self.context_bank_image_: np.ndarray | None = None  # the same for the context bank
         self.context_: int | None = None
@@ -136,7 +136,6 @@ class PatchCore(BackboneDetector):
         self.context_grid_: tuple[int, int] | None = None
         self.view_scales_: np.ndarray | None = None
         self._context_index = None
-        self._context_norms: np.ndarray | None = None
 
     # -- features -----------------------------------------------------------------
     def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -283,14 +282,14 @@ class PatchCore(BackboneDetector):
         queries = None if self.grid_ is None else self.grid_[0] * self.grid_[1]
         self._index = build_index(self.memory_bank_, self.index, nprobe=self.nprobe, queries=queries)
         self._bank_tensor = None
-        self._bank_norms = None
+        self._bank_norms = {}
         if self.context_bank_ is not None:
             self._build_context_search()
 
     def _build_context_search(self) -> None:
         queries = None if self.context_grid_ is None else self.context_grid_[0] * self.context_grid_[1]
         self._context_index = build_index(self.context_bank_, self.index, nprobe=self.nprobe, queries=queries)
-        self._context_norms = None
+        self._bank_norms.pop(1, None)
 
     def _view_bank(self, view: int):
         """(memory bank, search index) of view 0 (detail) or 1 (context)."""
@@ -365,14 +364,9 @@ class PatchCore(BackboneDetector):
         can exceed it: the image score is exactly the flat index's (in steps of ``step`` patches).
         """
         bank = self._view_bank(view)[0]
-        if view == 0:
-            if self._bank_norms is None:
-                self._bank_norms = np.einsum("ij,ij->i", bank, bank)
-            norms = self._bank_norms
-        else:
-            if self._context_norms is None:
-                self._context_norms = np.einsum("ij,ij->i", bank, bank)
-            norms = self._context_norms
+        if view not in self._bank_norms:
+            self._bank_norms[view] = np.einsum("ij,ij->i", bank, bank)
+        norms = self._bank_norms[view]
         b, n_patch = dist.shape
         order = np.argsort(-dist, axis=1, kind="stable")
         done = np.zeros(b, dtype=bool)
@@ -655,6 +649,6 @@ class PatchCore(BackboneDetector):
             self._context_index = deserialize_index(state["context_index"])
             if self._context_index.d != width:
                 raise ValueError(f"saved context index has dimension {self._context_index.d}, bank {width}")
-            self._context_norms = None
+            self._bank_norms.pop(1, None)
         else:
             self._build_context_search()
