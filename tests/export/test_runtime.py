@@ -16,7 +16,14 @@ from pyimgano import ModelLoadError, load_detector
 from pyimgano.cli import main
 from pyimgano.errors import ExportError
 from pyimgano.preprocess import Preprocess
-from pyimgano.runtime.manifest import EXPORT_FILE, ExportManifest, SourceInfo, file_entry, write_manifest
+from pyimgano.runtime.manifest import (
+    EXPORT_FILE,
+    ExportManifest,
+    SourceInfo,
+    content_digest,
+    file_entry,
+    write_manifest,
+)
 from pyimgano_testutils import optional
 
 optional("onnxruntime")
@@ -139,12 +146,18 @@ def test_a_truncated_graph_is_refused(tmp_path, capsys, image_file):
     assert f"{len(data) // 3} of {len(data)} bytes: truncated after export" in err
 
 
+def rewrite_manifest(folder: Path, manifest: dict) -> None:
+    """Write an edited manifest with its own checksum renewed (the edit is what a test is about)."""
+    manifest["content_sha256"] = content_digest(manifest)
+    (folder / EXPORT_FILE).write_text(json.dumps(manifest))
+
+
 def test_a_graph_that_cannot_load_names_the_file(tmp_path, capsys, image_file):
     folder = make_export(tmp_path / "m")
     (folder / "model.onnx").write_bytes(b"not a graph")
     manifest = json.loads((folder / EXPORT_FILE).read_text())
     manifest["files"]["model.onnx"] = file_entry(folder / "model.onnx").model_dump()
-    (folder / EXPORT_FILE).write_text(json.dumps(manifest))
+    rewrite_manifest(folder, manifest)
     err = _cli_error(capsys, folder, tmp_path, image_file)
     assert "model.onnx: onnxruntime cannot load the graph" in err
 
@@ -163,7 +176,7 @@ def test_a_geometry_that_does_not_fit_a_fixed_size_graph_is_refused(tmp_path, ca
     folder = make_export(tmp_path / "m", size=32, resize=32)
     manifest = json.loads((folder / EXPORT_FILE).read_text())
     manifest["geometry"]["resize"] = 48  # the policy was changed by hand
-    (folder / EXPORT_FILE).write_text(json.dumps(manifest))
+    rewrite_manifest(folder, manifest)
     err = _cli_error(capsys, folder, tmp_path, image_file)
     assert "model.onnx: the graph takes 32x32 images, but the manifest's geometry makes 48x48" in err
 
@@ -181,7 +194,7 @@ def test_not_an_export_and_a_corrupt_manifest(tmp_path):
     with pytest.raises(ModelLoadError, match="not an exported pyimgano model"):
         read_manifest(tmp_path)
     (tmp_path / EXPORT_FILE).write_text("{")
-    with pytest.raises(ModelLoadError, match="unreadable manifest"):
+    with pytest.raises(ModelLoadError, match="corrupt export manifest"):
         read_manifest(tmp_path)
     (tmp_path / EXPORT_FILE).write_text(json.dumps({"format": 1, "graph": "model.onnx"}))
     with pytest.raises(ModelLoadError, match="invalid manifest: input: Field required"):

@@ -181,8 +181,9 @@ def test_a_damaged_pipeline_file_is_a_clear_error(plugin, toy, tmp_path):
     saved = json.loads((folder / PIPELINE_FILE).read_text())
     for damage, message in [
         ({**saved, "format": 9}, "pipeline format 9 is not supported"),
-        ({**saved, "postprocess": [{"name": "nope"}]}, "corrupt pipeline file"),
-        ({**saved, "image_threshold": {"strategy": "quantile", "q": 0.99, "value": "NaN"}}, "not finite"),
+        ({**saved, "postprocess": [{"name": "nope"}]}, r"post-processing step 0 \(nope\)"),
+        ({**saved, "image_threshold": {"strategy": "quantile", "q": 0.99, "value": "NaN"}},
+         "image_threshold.value: Input should be a finite number"),
         ({**saved, "postprocess": [{"name": "minmax"}]}, "needs statistics has none saved"),
     ]:
         (folder / PIPELINE_FILE).write_text(json.dumps(damage))
