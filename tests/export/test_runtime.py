@@ -223,3 +223,65 @@ def test_export_capability_is_validated():
         DetectorCapabilities(export_formats=("onnx",))
     with pytest.raises(ValidationError, match="are not among"):
         DetectorCapabilities(exporter="pkg.mod:export", export_formats=("tensorrt",))
+
+
+BOUNDED_PREDICT = """
+import resource, sys
+limit = 3 * 1024**3  # a bounded address space: a 16384 x 16384 float input alone would need 3 GiB
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from pyimgano.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("resize", [16384, 100000])
+def test_a_geometry_beyond_the_largest_network_input_is_refused_in_bounded_memory(tmp_path, image_file, resize):
+    import subprocess
+    import sys
+
+    from pyimgano.runtime.manifest import MAX_GRAPH_SIDE
+
+    folder = make_export(tmp_path / "m", size=None, resize=32)
+    manifest = json.loads((folder / EXPORT_FILE).read_text())
+    manifest["geometry"]["resize"] = resize  # checksum renewed: only the bound can stop it
+    rewrite_manifest(folder, manifest)
+    proc = subprocess.run([sys.executable, "-c", BOUNDED_PREDICT, "predict", "--model", str(folder), str(image_file),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        f"error: {folder / EXPORT_FILE}: invalid manifest: geometry: resize {resize}: sides must be whole numbers "
+        f"between 1 and {MAX_GRAPH_SIDE} (the largest network input)")
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda m: m.update(max_batch=10**9), "max_batch: Input should be less than or equal to 1024"),
+    (lambda m: m["input"].update(min_size=0), "input.min_size: Input should be greater than or equal to 1"),
+    (lambda m: m["input"].update(pixel_divisor=-1), "input.pixel_divisor: Input should be greater than 0"),
+    (lambda m: m["geometry"].update(multiple=10**6), "geometry: multiple 1000000: must be a whole number"),
+    (lambda m: m["files"]["model.onnx"].update(sha256="abc"), "files.model.onnx.sha256: String should match"),
+])
+def test_every_number_of_the_manifest_is_bounded(tmp_path, capsys, image_file, change, problem):
+    folder = make_export(tmp_path / "m")
+    manifest = json.loads((folder / EXPORT_FILE).read_text())
+    change(manifest)
+    rewrite_manifest(folder, manifest)
+    assert problem in _cli_error(capsys, folder, tmp_path, image_file)
+
+
+def test_an_edited_manifest_is_refused_by_its_own_checksum(tmp_path, capsys, image_file):
+    folder = make_export(tmp_path / "m", size=None)
+    manifest = json.loads((folder / EXPORT_FILE).read_text())
+    assert manifest["content_sha256"] == content_digest(manifest)
+    manifest["input"]["pixel_divisor"] = 1.0  # in bounds, but not what was exported
+    (folder / EXPORT_FILE).write_text(json.dumps(manifest))
+    err = _cli_error(capsys, folder, tmp_path, image_file)
+    assert f"{folder / EXPORT_FILE}: does not match its own checksum (content_sha256): edited after export" in err
+
+
+def test_an_oversized_manifest_is_refused_before_it_is_read(tmp_path, capsys, image_file):
+    from pyimgano.runtime.manifest import MAX_MANIFEST_BYTES
+
+    folder = make_export(tmp_path / "m")
+    with open(folder / EXPORT_FILE, "r+b") as handle:
+        handle.truncate(MAX_MANIFEST_BYTES + 1)
+    assert "far more than an export manifest holds" in _cli_error(capsys, folder, tmp_path, image_file)

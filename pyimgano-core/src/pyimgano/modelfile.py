@@ -99,7 +99,8 @@ def read_json_object(path: Path, what: str, error: type[Exception] = ModelLoadEr
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise error(f"{path}: {size:,} bytes, far more than a {what} holds (at most {max_bytes:,}); refused")
+            article = "an" if what[:1] in "aeiou" else "a"
+            raise error(f"{path}: {size:,} bytes, far more than {article} {what} holds (at most {max_bytes:,}); refused")
         text = path.read_bytes().decode("utf-8-sig")
         raw = json.loads(text) if allow_nan else json.loads(text, parse_constant=_refuse_constant)
     except OSError as exc:
