@@ -184,8 +184,27 @@ def test_a_geometry_that_does_not_fit_a_fixed_size_graph_is_refused(tmp_path, ca
 def test_an_image_below_the_graphs_minimum_is_one_line(tmp_path):
     folder = make_export(tmp_path / "m", size=None, resize=None)
     detector = load_detector(folder)
-    with pytest.raises(ExportError, match="becomes 4x4 at the graph's input, below its minimum side of 8"):
+    with pytest.raises(ExportError, match=r"becomes 4x4 at the graph's input, below its minimum side of 8 pixels "
+                                          r"\(this export refuses images with a side below 8 pixels; the source "
+                                          r"detector scores them\)"):
         detector.score([np.zeros((4, 4, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("geometry, min_size, refused", [
+    ({"resize": None}, 8, "images with a side below 8 pixels"),
+    ({"resize": 32}, 8, None),  # every image becomes 32 x 32
+    ({"resize": 4}, 8, "every image"),
+    ({"resize": 256, "aspect": "keep", "multiple": 8}, 8, None),  # sides are rounded to at least 8
+    ({"resize": 256, "aspect": "keep", "multiple": 8}, 32, "images more elongated than 83.5:1"),
+])
+def test_what_an_export_refuses_is_known_from_its_geometry(geometry, min_size, refused):
+    from pyimgano.runtime.detector import refused_inputs
+
+    said = refused_inputs(Preprocess(**geometry), min_size)
+    assert (said is None) if refused is None else said.startswith(refused)
+    if said and "elongated" in said:  # the rule is the one the runtime applies
+        policy = Preprocess(**geometry)
+        assert min(policy.output_shape((1000, 83_500))) >= min_size > min(policy.output_shape((1000, 83_700)))
 
 
 def test_not_an_export_and_a_corrupt_manifest(tmp_path):

@@ -131,6 +131,9 @@ def export_model(
     try:
         say(f"writing the graph of {name}")
         graph = _graph_spec(caps.exporter, exporter(detector, staging))
+        refused = _refused_note(graph)
+        if refused:
+            graph.notes.append(refused)
         if format == "openvino":
             say("converting the graph to OpenVINO IR")
             graph = _to_openvino(staging, graph)
@@ -176,6 +179,16 @@ def _runtime_pipeline(pipeline: Any, runtime: Any) -> Any:
     exported.detector = runtime
     exported.traits = dataclasses.replace(pipeline.traits, name=runtime.component)
     return exported
+
+
+def _refused_note(graph: Any) -> str | None:
+    """What the runtime will refuse that the source scores, said at export time (a manifest note)."""
+    from pyimgano.preprocess import Preprocess
+    from pyimgano.runtime.detector import refused_inputs
+
+    refused = refused_inputs(Preprocess.model_validate(graph.geometry), graph.input.min_size)
+    return None if refused is None else (f"the export refuses {refused}, which the source detector scores; "
+                                         "predict with the source model for those")
 
 
 def _graph_spec(exporter: str, returned: Any) -> Any:
