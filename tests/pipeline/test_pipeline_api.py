@@ -62,7 +62,7 @@ def test_save_and_load_round_trip_bit_for_bit(plugin, toy, tmp_path):
                              image_threshold="quantile:0.9", pixel_threshold="quantile:0.99", val_fraction=0.3)
     pipe.fit(train_files(toy))
     folder = pipe.save(tmp_path / "model")
-    assert sorted(p.name for p in folder.iterdir()) == ["pyimgano-model.json", PIPELINE_FILE, "state.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == [".pyimgano-contents.json", "pyimgano-model.json", PIPELINE_FILE, "state.npz"]
     saved = json.loads((folder / PIPELINE_FILE).read_text())
     assert saved["format"] == 1 and saved["detector"] == "benchtest:mean"
     assert saved["postprocess"][1]["name"] == "minmax" and set(saved["postprocess"][1]["state"]) == {"offset", "scale"}

@@ -28,9 +28,7 @@ from pyimgano.errors import (
     InvalidParams,
     ModelLoadError,
     NotFittedError,
-    OutputError,
     PyimganoError,
-    os_reason,
     validation_problems,
 )
 from pyimgano.images import ImageInput, image_shapes, load_image, load_images
@@ -436,12 +434,13 @@ class Detector:
         saved model (else :class:`~pyimgano.errors.OutputExists`). Raises :class:`OutputError` when it
         cannot be written.
         """
-        from pyimgano.atomic import check_output_dir, replacing_dir
+        from pyimgano.atomic import replacing_dir
+        from pyimgano.modelfile import check_model_output
 
         self._check_fitted()
         directory = Path(directory)
         target = directory.resolve() if directory.is_symlink() else directory  # a link keeps pointing at the model
-        check_output_dir(target, MODEL_CONFIG_FILE)
+        check_model_output(target)
         state = {k: np.asarray(v) for k, v in self._get_state().items()}
         check_saved_state(self, state)
         try:
@@ -460,15 +459,10 @@ class Detector:
             raise InvalidParams(f"{self._describe()} cannot be saved: {problem}") from None
         except ValueError as exc:  # a threshold or parameter JSON cannot hold (NaN, infinity)
             raise InvalidParams(f"{self._describe()} cannot be saved: {exc}") from None
-        try:
-            with replacing_dir(target) as tmp:
-                np.savez(tmp / MODEL_STATE_FILE, **state)
-                self._save_files(tmp)
-                (tmp / MODEL_CONFIG_FILE).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            kept = "the model saved there before is intact" if target.exists() else "nothing was left there"
-            reason = os_reason(exc, with_file=False)
-            raise OutputError(f"{directory}: the model could not be saved ({reason}); {kept}") from None
+        with replacing_dir(target) as tmp:  # a full disk: OutputError naming the folder
+            np.savez(tmp / MODEL_STATE_FILE, **state)
+            self._save_files(tmp)
+            (tmp / MODEL_CONFIG_FILE).write_text(text, encoding="utf-8")
         return directory
 
     @classmethod

@@ -98,8 +98,8 @@ def export_model(
     import tempfile
 
     from pyimgano import __version__
-    from pyimgano.atomic import check_output_dir
-    from pyimgano.detector import MODEL_CONFIG_FILE, load_detector
+    from pyimgano.detector import load_detector
+    from pyimgano.modelfile import check_model_output
     from pyimgano.pipeline import PIPELINE_FILE
     from pyimgano.pipeline import load as load_pipeline
     from pyimgano.plugins import get_registry
@@ -109,7 +109,7 @@ def export_model(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.resolve() == model_dir.resolve():
         raise ExportError(f"{out_dir}: the export would replace the model it exports; choose another --out")
-    check_output_dir(out_dir, MODEL_CONFIG_FILE)  # the save at the end would refuse it: say so before exporting
+    check_model_output(out_dir)  # the save at the end would refuse it: say so before exporting
     pipeline = load_pipeline(model_dir) if (model_dir / PIPELINE_FILE).is_file() else None
     detector = pipeline.detector if pipeline is not None else load_detector(model_dir)
     name = detector.component

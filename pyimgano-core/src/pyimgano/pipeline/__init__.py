@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from pyimgano.atomic import check_output_dir
 from pyimgano.calibration import DEFAULT_CALIBRATION, p_values, parse_calibration, promise
 from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError, PyimganoError
 from pyimgano.pipeline.calibration import (
@@ -491,11 +490,11 @@ class Pipeline(FewShotMixin):
         A path that is a file, or a folder of other files, is refused (:class:`OutputExists`).
         """
         from pyimgano.atomic import replacing_dir
-        from pyimgano.detector import MODEL_CONFIG_FILE
+        from pyimgano.modelfile import check_model_output
 
         self._check_fitted()
         directory = Path(directory)
-        check_output_dir(directory, MODEL_CONFIG_FILE)
+        check_model_output(directory)
         content = json.dumps(self.to_dict(), indent=2) + "\n"
         self.detector.threshold_ = self.image_threshold_  # pyimgano-model.json's threshold: the image threshold
         with replacing_dir(directory) as tmp:
