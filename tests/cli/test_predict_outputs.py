@@ -182,3 +182,12 @@ def test_a_full_disk_during_fit_names_the_out_folder_not_a_hidden_one(cli_plugin
     assert err == (f"error: {model}: the model could not be saved (No space left on device); "
                    "the model saved there before is intact")
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before and _beside(model) == []
+
+
+def test_predicting_through_a_link_replaces_the_folder_it_points_to(model, images, tmp_path):
+    real, link = tmp_path / "real", tmp_path / "current"
+    one = sorted(images.glob("*.png"))[0]
+    assert main(["predict", "--model", str(model), str(one), "--out", str(real)]) == 0
+    link.symlink_to(real)
+    assert main(["predict", "--model", str(model), str(images), "--out", str(link)]) == 1
+    assert link.is_symlink() and len(_rows(real)) == 4

@@ -435,7 +435,6 @@ class Detector:
         cannot be written.
         """
         from pyimgano.atomic import replacing_dir
-        from pyimgano.modelfile import check_model_output
 
         self._check_fitted()
         directory = Path(directory)
@@ -563,6 +562,23 @@ def _compatible(saved: str | None, installed: str | None) -> bool:
     if s[0] != i[0]:
         return False
     return not (s[0] == "0" and len(s) > 1 and len(i) > 1 and s[1] != i[1])
+
+
+# the files of a model folder saved before folders recorded their contents (atomic.CONTENTS_FILE):
+# the model, pipeline, training and export files, the state, a graph and its weights, safetensors
+_SAVED_SUFFIXES = frozenset({".json", ".npz", ".onnx", ".xml", ".bin", ".safetensors"})
+
+
+def _older_model_file(name: str) -> bool:
+    return "/" not in name and Path(name).suffix in _SAVED_SUFFIXES
+
+
+def check_model_output(directory: str | Path) -> None:
+    """Refuse (:class:`~pyimgano.errors.OutputExists`) a model output folder that is neither new,
+    empty, nor a saved model holding only its own files (:func:`pyimgano.atomic.check_output_dir`)."""
+    from pyimgano.atomic import check_output_dir
+
+    check_output_dir(directory, MODEL_CONFIG_FILE, legacy=_older_model_file)
 
 
 def load_detector(directory: str | os.PathLike) -> Detector:

@@ -98,8 +98,7 @@ def export_model(
     import tempfile
 
     from pyimgano import __version__
-    from pyimgano.detector import load_detector
-    from pyimgano.modelfile import check_model_output
+    from pyimgano.detector import check_model_output, load_detector
     from pyimgano.pipeline import PIPELINE_FILE
     from pyimgano.pipeline import load as load_pipeline
     from pyimgano.plugins import get_registry

@@ -129,23 +129,6 @@ def read_model_file(directory: Path) -> ModelFile:
         raise ModelLoadError(f"{path}: invalid model file: {problems}") from None
 
 
-# the files of a model folder saved before folders recorded their contents (atomic.CONTENTS_FILE):
-# the model, pipeline, training and export files, the state, a graph and its weights, safetensors
-_SAVED_SUFFIXES = frozenset({".json", ".npz", ".onnx", ".xml", ".bin", ".safetensors"})
-
-
-def _older_model_file(name: str) -> bool:
-    return "/" not in name and Path(name).suffix in _SAVED_SUFFIXES
-
-
-def check_model_output(directory: str | Path) -> None:
-    """Refuse (:class:`~pyimgano.errors.OutputExists`) a model output folder that is neither new,
-    empty, nor a saved model holding only its own files (:func:`pyimgano.atomic.check_output_dir`)."""
-    from pyimgano.atomic import check_output_dir
-
-    check_output_dir(directory, MODEL_CONFIG_FILE, legacy=_older_model_file)
-
-
 def state_path(directory: Path, model: ModelFile) -> Path:
     """The state file the model names, confined to ``directory``."""
     from pyimgano.userfiles import confine

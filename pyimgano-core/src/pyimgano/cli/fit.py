@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pyimgano.cli.inputs import collect_images, find_masks
     from pyimgano.cli.options import few_shot_given
-    from pyimgano.modelfile import check_model_output
+    from pyimgano.detector import check_model_output
     from pyimgano.pipeline.fewshot import FewShotSettings
 
     console = Console(stderr=True)

@@ -253,8 +253,9 @@ def run(args: argparse.Namespace) -> int:
               "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
               "promise": None if pipe.promise_ is None else pipe.promise_.to_dict(),
               "bbox": "[x, y, width, height] in pixels of the image, origin top left"}
+    target = out.resolve() if out.is_symlink() else out  # a link keeps pointing at the output
     with sigterm_exits("terminated: nothing written; the output folder holds what it held before"), \
-            replacing_dir(out, what=OUTPUT_KIND, wait=False) as staged:
+            replacing_dir(target, what=OUTPUT_KIND, wait=False) as staged:
         rows = _predict_into(staged, pipe, files, groups, failed, header if save_json else None, args)
     written = [out / PREDICTIONS_CSV] + ([out / "predictions.json"] if save_json else [])
     print(_summary(pipe, rows, written, as_json=args.json, promise=None if image_override is not None else pipe.promise_))

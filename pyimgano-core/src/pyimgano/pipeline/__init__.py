@@ -490,7 +490,7 @@ class Pipeline(FewShotMixin):
         A path that is a file, or a folder of other files, is refused (:class:`OutputExists`).
         """
         from pyimgano.atomic import replacing_dir
-        from pyimgano.modelfile import check_model_output
+        from pyimgano.detector import check_model_output
 
         self._check_fitted()
         directory = Path(directory)
