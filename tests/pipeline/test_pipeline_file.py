@@ -117,3 +117,9 @@ def test_an_untouched_file_loads_with_the_same_calibration(saved, toy):
     assert pipe.postprocessing.steps[0][1].state == before["postprocess"][0]["state"]
     pipe.save(saved)  # and saves back to the same content
     assert json.loads((saved / PIPELINE_FILE).read_text())["calibration"] == before["calibration"]
+
+
+def test_an_image_threshold_that_disagrees_with_the_model_file_is_refused(saved):
+    _edit(saved, lambda data: data["image_threshold"].update(value=data["image_threshold"]["value"] + 1))
+    _refused(saved, "image_threshold.value .* is not the threshold .* of pyimgano-model.json: one of the two files "
+                    "was edited")

@@ -544,6 +544,10 @@ def read_pipeline_file(path: Path, detector: Any) -> dict[str, Any]:
     if record.detector != detector.component:
         raise ModelLoadError(f"{path}: detector {record.detector!r} is not the model's {detector.component!r} "
                              f"({MODEL_CONFIG_FILE}): was it copied from another model?")
+    saved = detector.threshold_  # save() writes the image threshold into both files
+    if saved is not None and not math.isclose(saved, record.image_threshold.value, rel_tol=1e-12, abs_tol=0.0):
+        raise ModelLoadError(f"{path}: image_threshold.value {record.image_threshold.value!r} is not the threshold "
+                             f"{saved!r} of {MODEL_CONFIG_FILE}: one of the two files was edited")
     return record.model_dump() | {"calibration": record.calibration.model_dump(exclude_unset=True)}
 
 
