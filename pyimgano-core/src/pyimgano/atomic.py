@@ -157,13 +157,17 @@ def output_lock(target: str | os.PathLike, wait: bool = True) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def replacing_dir(target: str | os.PathLike, what: str = "model", wait: bool = True) -> Iterator[Path]:
+def replacing_dir(target: str | os.PathLike, what: str = "model", wait: bool = True,
+                  durable: bool = True) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``target`` to write into; when the block ends
     without an error, the sibling (with its :data:`CONTENTS_FILE`) becomes ``target`` (an
     older ``target`` is replaced), otherwise it is deleted and ``target`` stays as it was.
 
     ``target`` is locked meanwhile (:func:`output_lock`; ``wait=False`` refuses a folder in
-    use). A file system error (a full disk) is one :class:`OutputError` naming ``target``
+    use). ``durable``: every file is on disk before the swap (a power cut leaves the old
+    folder or the whole new one); False for outputs cheap to write again (a predict output,
+    one ``fsync`` per file saved), whose swap then guards against kills and errors only.
+    A file system error (a full disk) is one :class:`OutputError` naming ``target``
     and ``what`` was being saved. The swap is two renames; a process killed between them
     leaves the old folder beside the target as ``.<name>.old-*`` rather than losing it.
     ``target`` must not be a file.
@@ -179,7 +183,8 @@ def replacing_dir(target: str | os.PathLike, what: str = "model", wait: bool = T
             try:
                 yield tmp
                 _record_contents(tmp)
-                _fsync_tree(tmp)
+                if durable:
+                    _fsync_tree(tmp)
                 os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders
                 if target.exists():
                     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))

@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
               "bbox": "[x, y, width, height] in pixels of the image, origin top left"}
     target = out.resolve() if out.is_symlink() else out  # a link keeps pointing at the output
     with sigterm_exits("terminated: nothing written; the output folder holds what it held before"), \
-            replacing_dir(target, what=OUTPUT_KIND, wait=False) as staged:
+            replacing_dir(target, what=OUTPUT_KIND, wait=False, durable=False) as staged:
         rows = _predict_into(staged, pipe, files, groups, failed, header if save_json else None, args)
     written = [out / PREDICTIONS_CSV] + ([out / "predictions.json"] if save_json else [])
     print(_summary(pipe, rows, written, as_json=args.json, promise=None if image_override is not None else pipe.promise_))
