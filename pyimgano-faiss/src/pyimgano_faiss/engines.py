@@ -3,8 +3,8 @@
 On CPUs torch runs EfficientNet-Lite's depthwise convolutions far from the hardware's speed;
 OpenVINO's CPU plugin runs the same float32 network about 2.5x faster (``docs/patchcore.md``,
 "Where the time goes"). ``engine="auto"`` (the default of the faiss detectors) uses it when the
-detector computes on the CPU in float32 and the ``openvino`` package is installed, and torch
-otherwise; the features agree with torch's to float32 rounding (about 1e-5 of their scale), so
+detector computes on the CPU in float32 and the ``openvino`` package is installed (a dependency
+of pyimgano-faiss), and torch otherwise; the features agree with torch's to float32 rounding (about 1e-5 of their scale), so
 scores and maps do not change beyond noise.
 
 The network is traced once per (backbone, thread count) in a process (a few seconds: the
