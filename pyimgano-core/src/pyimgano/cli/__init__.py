@@ -88,8 +88,15 @@ def discover_registry() -> object:
 
 
 def current_listing() -> PluginListing:
-    """The plugin listing of this process: saved, or from :func:`discover_registry`."""
-    return get_listing(discover_registry)
+    """The plugin listing of this process: saved, or found by a discovery child with a time
+    bound per plugin (:mod:`pyimgano.discovery`; :func:`discover_registry` when it cannot)."""
+    return get_listing(_discover_bounded)
+
+
+def _discover_bounded(search_path: list[str]) -> tuple[PluginListing, dict]:
+    from pyimgano.discovery import discover_bounded  # imported only when the saved listing cannot serve
+
+    return discover_bounded(discover_registry, search_path)
 
 
 def version_text(listing: PluginListing) -> str:
