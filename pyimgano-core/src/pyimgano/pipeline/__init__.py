@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from pyimgano.atomic import check_output_dir
+from pyimgano.bounds import SEED_MAX
 from pyimgano.calibration import DEFAULT_CALIBRATION, p_values, parse_calibration, promise
 from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError
 from pyimgano.pipeline.calibration import (
@@ -168,8 +169,8 @@ class Pipeline(FewShotMixin):
         self.pixel_threshold = None if resolved.pixel_threshold is None else make_strategy(resolved.pixel_threshold)
         self.val_fraction = resolved.val_fraction
         self.calibration, self.folds = parse_calibration(resolved.calibration)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InvalidParams(f"seed {seed!r}: must be a whole number >= 0")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+            raise InvalidParams(f"seed {seed!r}: must be a whole number from 0 to {SEED_MAX}")
         self.seed = int(seed)
         self.postprocessing: Any = None
         self.image_threshold_: float | None = None
