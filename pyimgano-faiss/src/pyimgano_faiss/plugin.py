@@ -53,7 +53,8 @@ class _BackboneParams(BaseModel):
         description="backbone arithmetic: 'bfloat16' (about 1.8x faster on CPUs with native bf16, features "
         "within ~3%), 'auto' (bfloat16 where the CPU has it natively, else float32; fixed at fit)",
     )
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]{1,3})?)$",
+                        description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
     num_threads: int | None = Field(None, ge=1, le=1024, description="torch and faiss threads; default: the CPUs this process may use")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of every random choice (projection, coreset start, k-means)")
     progress: bool = Field(True, description="progress bar on stderr for long feature extraction")
