@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 import pyimgano
 from pyimgano import InvalidParams
 from pyimgano.benchmark.config import BenchmarkConfig
-from pyimgano.bounds import Finite, unbounded_numbers
+from pyimgano.bounds import VALIDATED_BOUND, Finite, unbounded_numbers
 from pyimgano.pipeline.fewshot import FewShotSettings
 from pyimgano.pipeline.settings import PipelineSettings
 from pyimgano.plugins import KINDS, OWN_PLUGINS, get_registry
@@ -51,6 +51,7 @@ def test_the_bounds_check_finds_what_is_unbounded():
         inner: Inner = Inner()
         choice: str | float = "auto"
         flag: bool = False
+        by_validator: int = Field(8, ge=8, json_schema_extra={VALIDATED_BOUND: "a limit known at run time"})
 
     assert unbounded_numbers(Model) == ["low_only", "items[]", "inner.size", "choice"]
 

@@ -37,14 +37,26 @@ TIMEOUT_MAX_S = 7 * 24 * 3600.0
 """The longest timeout in seconds (a week): beyond it, none is meant (use 0 or None)."""
 
 
+VALIDATED_BOUND = "validated_bound"
+"""``json_schema_extra`` key of a field whose bound a validator checks against a limit known
+only at run time (the image pixel limit): its value says which, for the docs and the test."""
+
+
 def unbounded_numbers(model: type[BaseModel]) -> list[str]:
     """The fields of ``model`` (nested models and list items included, as ``a.b[]``) holding
     an ``int`` or ``float`` without both a lower and an upper bound (a :data:`Finite` float
     counts as bounded)."""
     found: list[str] = []
-    for name, info in model.model_fields.items():
-        _walk(info.annotation, list(info.metadata), name, found, {model})
+    _walk_model(model, "", found, set())
     return found
+
+
+def _walk_model(model: type[BaseModel], prefix: str, found: list[str], seen: set[type]) -> None:
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get(VALIDATED_BOUND):
+            continue  # a validator of the model bounds it (a limit known at run time), and says which
+        _walk(info.annotation, list(info.metadata), f"{prefix}{name}", found, seen | {model})
 
 
 def _walk(kind: Any, metadata: list[Any], path: str, found: list[str], seen: set[type]) -> None:
@@ -61,8 +73,7 @@ def _walk(kind: Any, metadata: list[Any], path: str, found: list[str], seen: set
                 _walk(member, [], f"{path}[]", found, seen)
     elif isinstance(kind, type) and issubclass(kind, BaseModel):
         if kind not in seen:
-            for name, info in kind.model_fields.items():
-                _walk(info.annotation, list(info.metadata), f"{path}.{name}", found, seen | {kind})
+            _walk_model(kind, f"{path}.", found, seen)
     elif kind in (int, float) and not _bounded(kind, metadata):
         found.append(path)
 

@@ -45,7 +45,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pyimgano.bounds import TIMEOUT_MAX_S, Seed
+from pyimgano.bounds import TIMEOUT_MAX_S, VALIDATED_BOUND, Seed
 from pyimgano.errors import (
     ComponentNotFound,
     ConfigError,
@@ -100,7 +100,7 @@ class BenchmarkConfig(PipelineSettings):
     detectors: list[DetectorEntry] = Field(default_factory=list)
     datasets: list[DatasetEntry] = Field(default_factory=list)
     image_size: int | None = Field(
-        None, ge=8, le=65_536,
+        None, ge=8, json_schema_extra={VALIDATED_BOUND: "the image pixel limit (pyimgano.limits)"},
         description="resize images and masks to N x N before the detector (squashing other aspect "
         "ratios; N x N within the image pixel limit); None: each image at its own size",
     )
