@@ -129,7 +129,10 @@ def _run_child(search_path: list[str], given_up: dict[tuple[str, str], str], tim
                 current = message
             else:
                 answer = message
-        status = child.wait()
+        try:
+            status = child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # answered, yet something a plugin started keeps it alive
+            status = 0 if answer is not None else -9  # killed below
         if answer is not None and status == 0:
             return answer
         if current is None:
@@ -185,3 +188,5 @@ def child_main(request: dict[str, Any]) -> None:
     say({"listing": listing.to_data(), "strict_error": listing.strict_error, "files": files,
          "finders": finders})
     answer.close()
+    sys.stderr.flush()
+    os._exit(0)  # nothing a plugin started (a thread, an atexit hook) keeps the child alive
