@@ -50,6 +50,16 @@ import os, signal
 os.kill(os.getpid(), signal.SIGSEGV)
 """
 
+LINGERING = """
+import threading, time
+threading.Thread(target=time.sleep, args=(3600,)).start()  # not a daemon: it would keep a process alive
+from pyimgano import DetectorSpec, hookimpl
+
+@hookimpl
+def pyimgano_register_detectors():
+    return [DetectorSpec(name="lingers", summary="starts a thread", factory="lingering_plugin:Nothing")]
+"""
+
 # A plugin with a command that asks the real registry: the command that follows discovery.
 ASKING = """
 from pyimgano import CommandSpec, hookimpl
@@ -157,6 +167,16 @@ def test_a_plugin_ending_the_interpreter_at_import_is_named_and_skipped(tmp_path
     assert crashing["status"] == "error"
     assert crashing["error"].startswith("import of 'crashing_plugin' ended the discovery process (killed by SIGSEGV)")
     assert _rows(result.stdout)["core"]["status"] == "ok"
+
+
+def test_a_plugin_leaving_a_thread_behind_does_not_hold_the_listing(tmp_path):
+    site = _site(tmp_path, "lingering", LINGERING)
+    started = time.monotonic()
+    result = run_cli("list-plugins", "--json", pythonpath=[site], env={"PYIMGANO_CACHE_DIR": str(tmp_path / "c")},
+                     timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert _rows(result.stdout)["lingering"]["detectors"] == ["lingers"]
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "soon", "1e400"])
