@@ -20,7 +20,6 @@ import types
 import typing
 from typing import Annotated, Any
 
-import annotated_types
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
 
@@ -83,12 +82,9 @@ def _bounded(kind: type, metadata: list[Any]) -> bool:
     for item in metadata:
         flat.extend(item.metadata if isinstance(item, FieldInfo) else [item])
     low = high = False
-    for item in flat:
-        if isinstance(item, annotated_types.Interval):
-            low = low or item.ge is not None or item.gt is not None
-            high = high or item.le is not None or item.lt is not None
-        low = low or isinstance(item, (annotated_types.Ge, annotated_types.Gt))
-        high = high or isinstance(item, (annotated_types.Le, annotated_types.Lt))
+    for item in flat:  # pydantic's constraint objects (annotated_types Ge, Le, Interval...) by their attributes
+        low = low or getattr(item, "ge", None) is not None or getattr(item, "gt", None) is not None
+        high = high or getattr(item, "le", None) is not None or getattr(item, "lt", None) is not None
         if kind is float and getattr(item, "allow_inf_nan", None) is False:
             return True
     return low and high
