@@ -184,9 +184,9 @@ categories = ["alpha"]
     runs = json.loads((tmp_path / "b" / "results.json").read_text())["runs"]
     assert [r["few_shot"]["k"] for r in runs] == [2] and runs[0]["few_shot"]["objective"] == "pixel_f1"
     capsys.readouterr()
-    for flags, message in ((["--few-shot", "-1"], "K must be 0 (zero-shot) or more"),
+    for flags, message in ((["--few-shot", "-1"], "few_shot.0: Input should be greater than or equal to 0"),
                            (["--few-shot", "1", "--few-shot", "1"], "1 given more than once"),
-                           (["--few-shot-search", '{"sigma": [0]}'], "sigmas must be positive"),
+                           (["--few-shot-search", '{"sigma": [0]}'], "sigma.0: Input should be greater than 0"),
                            (["--few-shot-search", "{sigma"], "--few-shot-search '{sigma': not JSON")):
         assert main(["benchmark", "--config", str(config), "--out", str(tmp_path / "c"), "--no-progress",
                      *flags]) == 2

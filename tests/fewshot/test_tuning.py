@@ -83,7 +83,7 @@ def test_default_search_space_scales_with_the_maps():
     space = SearchSpace()
     assert space.resolve(256) == {"sigma": [1.0, 2.0, 4.0], "open_size": [3, 5, 7], "min_area": [16, 64, 256]}
     assert space.resolve(512) == {"sigma": [2.0, 4.0, 8.0], "open_size": [5, 9, 13], "min_area": [64, 256, 1024]}
-    with pytest.raises(InvalidParams, match="search.sigma: sigmas must be positive numbers"):
+    with pytest.raises(InvalidParams, match=r"search.sigma.0: Input should be greater than 0"):
         FewShotSettings.of({"search": {"sigma": [-1]}})
     with pytest.raises(InvalidParams, match="objective"):
         FewShotSettings.of({"objective": "auroc"})

@@ -21,6 +21,9 @@ def pyimgano_register_commands():
 
 COMMAND = """
 import errno
+import os
+import signal
+import time
 
 from pyimgano.errors import DatasetError
 
@@ -38,7 +41,8 @@ def run(args):
         raise OSError(errno.ENOSPC, "No space left on device", "out/predictions.csv")
     if args.how == "ctrl-c-in-import":  # what Python raises for a Ctrl-C while a class is created
         try:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: its handler raises KeyboardInterrupt
+            time.sleep(30)
         except KeyboardInterrupt as exc:
             raise RuntimeError("Error calling __set_name__ on 'x' instance 'y' in 'Z'") from exc
     raise RuntimeError("first line\\n  second line")

@@ -116,6 +116,18 @@ class PluginListing:
         ]
         return cls(plugins, registry.strict_error())
 
+    def to_data(self) -> list[dict[str, Any]]:
+        """The plugins as JSON data (the saved listing's ``plugins``; a discovery child's answer)."""
+        return [{"module": p.module, "row": p.row, "commands": p.commands} for p in self.plugins]
+
+    @classmethod
+    def from_data(cls, data: list[dict[str, Any]], strict_error: str | None = None,
+                  from_cache: bool = False) -> PluginListing:
+        """The listing :meth:`to_data` wrote (KeyError, TypeError: not such data)."""
+        plugins = [ListedPlugin(p["module"], p["row"], [ListedCommand(*command) for command in p["commands"]])
+                   for p in data]
+        return cls(plugins, strict_error, from_cache)
+
     @property
     def cacheable(self) -> bool:
         """No plugin failed: a broken plugin is rediscovered every time, never served saved."""
@@ -164,15 +176,30 @@ class PluginListing:
 
 
 _listing: PluginListing | None = None
+# Plugins (entry point name, value) whose import a bounded discovery could not finish, with
+# why: this process's registry records them as errors instead of importing them.
+_unresponsive: dict[tuple[str, str], str] = {}
 
 
-def get_listing(discover: Callable[[], Any]) -> PluginListing:
+def unresponsive_plugins() -> dict[tuple[str, str], str]:
+    """The plugins :func:`pyimgano.discovery.discover_bounded` gave up on in this process, by
+    (entry point name, value), with the reason."""
+    return _unresponsive
+
+
+def mark_unresponsive(plugins: dict[tuple[str, str], str]) -> None:
+    """Record plugins whose import must not be tried again in this process."""
+    _unresponsive.update(plugins)
+
+
+def get_listing(discover: Callable[[list[str]], tuple[PluginListing, dict[str, Any]]]) -> PluginListing:
     """The installed plugins for listing and dispatch.
 
     The process's registry when it is loaded (tests and library code that loaded or set
     one see exactly it); otherwise the saved listing when nothing it depends on changed;
-    otherwise the registry ``discover()`` returns (:func:`pyimgano.plugins.get_registry`;
-    the caller passes it, so this module, which the registry uses, never imports it), saved
+    otherwise what ``discover(sys.path)`` finds (a listing and the snapshot of the files it
+    depends on: :func:`discover_here`, or :func:`pyimgano.discovery.discover_bounded`; the
+    caller passes it, so this module, which the registry uses, never imports either), saved
     for the next process.
     """
     global _listing
@@ -223,16 +250,21 @@ def _saved_or_discovered(discover: Callable[[], Any]) -> PluginListing:
         if saved is not None:
             return saved
     started = time.time_ns()
-    before = set(sys.modules)
-    listing = PluginListing.from_registry(discover())
+    listing, files = discover(environment["path"])
     if path is not None and listing.cacheable:
-        files = _snapshot(listing, environment["path"], [name for name in list(sys.modules) if name not in before])
         newest = max((stat[0] for stat in files.values() if stat is not None), default=0)
         if newest < started - _SETTLE_NS:
-            _write(path, {"environment": environment, "files": files,
-                          "plugins": [{"module": p.module, "row": p.row, "commands": p.commands}
-                                      for p in listing.plugins]})
+            _write(path, {"environment": environment, "files": files, "plugins": listing.to_data()})
     return listing
+
+
+def discover_here(discover: Callable[[], Any], search_path: list[str]) -> tuple[PluginListing, dict[str, Any]]:
+    """Discover in this process (``discover()`` returns the registry): the listing, and the
+    snapshot of the files it depends on (:func:`_snapshot`; ``search_path`` is the parent's
+    ``sys.path`` when this runs in a discovery child)."""
+    before = set(sys.modules)
+    listing = PluginListing.from_registry(discover())
+    return listing, _snapshot(listing, search_path, [name for name in list(sys.modules) if name not in before])
 
 
 def _environment() -> dict[str, Any]:
@@ -242,10 +274,15 @@ def _environment() -> dict[str, Any]:
         "pyimgano": __version__,
         "python": [sys.executable, sys.version],
         "path": [os.path.abspath(entry) for entry in sys.path if isinstance(entry, str)],
-        "finders": [_qualified_name(item) for item in (*sys.meta_path, *sys.path_hooks)],
+        "finders": import_finders(),
         "env": {key: value for key, value in sorted(os.environ.items())
                 if key.startswith("PYIMGANO_") and key not in _UNKEYED_ENV},
     }
+
+
+def import_finders() -> list[str]:
+    """The import machinery (``sys.meta_path``, ``sys.path_hooks``) by qualified names."""
+    return [_qualified_name(item) for item in (*sys.meta_path, *sys.path_hooks)]
 
 
 def _qualified_name(obj: object) -> str:
@@ -325,11 +362,9 @@ def _read(path: str, environment: dict[str, Any]) -> PluginListing | None:
         for file, recorded in data["files"].items():
             if _stat(file) != recorded:
                 return None
-        plugins = [ListedPlugin(p["module"], p["row"], [ListedCommand(*command) for command in p["commands"]])
-                   for p in data["plugins"]]
+        return PluginListing.from_data(data["plugins"], from_cache=True)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # absent, unreadable or not ours: discover
-    return PluginListing(plugins, from_cache=True)
 
 
 def _write(path: str, data: dict[str, Any]) -> None:

@@ -169,9 +169,11 @@ def read_state(path: Path) -> dict[str, np.ndarray]:
     header against its member's size (numpy allocates what a header claims).
     """
     from pyimgano.limits import ENV_MAX_STATE_BYTES, MAX_STATE_INFLATION, STATE_INFLATION_FLOOR, max_state_bytes
+    from pyimgano.userfiles import not_a_file
 
-    if not path.is_file():
-        raise _refuse(path, "the model state file is missing")
+    problem = not_a_file(path)
+    if problem is not None:
+        raise _refuse(path, f"the model state file {problem}")
     limit = max_state_bytes()
     try:
         with zipfile.ZipFile(path) as archive:

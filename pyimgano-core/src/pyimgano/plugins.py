@@ -23,11 +23,13 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -46,7 +48,14 @@ from pyimgano.errors import (
     short_error,
     validation_problems,
 )
-from pyimgano.listing import BUILTIN_PLUGIN, DISABLE_ENV, PluginListing, forget_listing, provider_label
+from pyimgano.listing import (
+    BUILTIN_PLUGIN,
+    DISABLE_ENV,
+    PluginListing,
+    forget_listing,
+    provider_label,
+    unresponsive_plugins,
+)
 from pyimgano.specs import SPEC_TYPES, CommandSpec
 
 ENTRY_POINT_GROUP = "pyimgano"
@@ -172,10 +181,21 @@ class Registry:
         self.check_strict()
         return self
 
-    def load(self, entry_points: Any | None = None) -> Registry:
-        """Load plugins, recording failures on their records (never raises for a plugin)."""
+    def load(self, entry_points: Any | None = None, progress: Callable[[Any], None] | None = None) -> Registry:
+        """Load plugins, recording failures on their records (never raises for a plugin).
+
+        ``progress(entry_point)`` is called before each plugin is imported (a discovery
+        child reports it, so a plugin that hangs or ends the process is named). What a
+        plugin prints to standard output while it is imported or registered goes to standard
+        error: the command line's output (``list-plugins --json``) stays what it says.
+        """
+        with contextlib.redirect_stdout(sys.stderr):
+            return self._load(entry_points, progress)
+
+    def _load(self, entry_points: Any | None, progress: Callable[[Any], None] | None) -> Registry:
         eps = entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP)
         disabled = _disabled_plugins()
+        unresponsive = unresponsive_plugins()
         ordered = sorted(eps, key=lambda ep: (ep.name != BUILTIN_PLUGIN, ep.name))
         for ep in ordered:
             dist = getattr(ep, "dist", None)
@@ -194,6 +214,12 @@ class Registry:
             if mismatch is not None:  # never imported: its code was written against another core
                 self._fail(record, mismatch)
                 continue
+            gave_up = unresponsive.get((ep.name, ep.value))
+            if gave_up is not None:  # its import hung or ended a discovery child: not tried again
+                self._fail(record, gave_up)
+                continue
+            if progress is not None:
+                progress(ep)
             try:
                 module = ep.load()
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may raise anything on import
@@ -313,9 +339,11 @@ class Registry:
 
     # -- lookup ----------------------------------------------------------------------
     def plugin(self, name: str) -> PluginRecord:
-        for record in self.plugins:
-            if record.name == name:
-                return record
+        """The plugin called ``name``: the working one when a refused one has the same name (a
+        third-party plugin under a project plugin's name), else the first record."""
+        records = [record for record in self.plugins if record.name == name]
+        if records:
+            return next((record for record in records if record.status == "ok"), records[0])
         raise ComponentNotFound(f"no plugin named {name!r}; installed: {', '.join(p.name for p in self.plugins)}")
 
     def components(self, kind: str) -> dict[str, tuple[Any, PluginRecord]]:
@@ -366,12 +394,11 @@ class Registry:
         return f"{record.name}:{spec.name}"
 
     def _why_missing(self, plugin_name: str) -> str:
-        for record in self.plugins:
-            if record.name == plugin_name and record.status != "ok":
-                return f" (plugin {plugin_name!r} is {record.status}: {record.error})"
         if not any(r.name == plugin_name for r in self.plugins):
             return f" (no plugin {plugin_name!r} is installed)"
-        return ""
+        record = self.plugin(plugin_name)
+        return f" ({record.provider()} is {record.status}: {record.error})" if record.status != "ok" else ""
+
 
     def validate_params(self, kind: str, name: str, params: dict[str, Any]) -> BaseModel:
         spec, record = self.resolve(kind, name)

@@ -109,3 +109,30 @@ def plain_name(value: str, source: str, what: str = "name", error: type[Pyimgano
     if not value or value in (".", "..") or "/" in value or "\\" in value or "\x00" in value or ":" in value:
         raise error(f"{source}: {what} {value!r} is not a plain folder name (no '/', '\\', ':' or '..'); refused")
     return value
+
+
+def not_a_file(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a regular file to read, in words (``is missing``, ``is a character
+    device (via the link to /dev/zero)``, ``is a folder``...); None when it is one.
+
+    ``Path.is_file()`` says False for all of these alike, and "missing" is the wrong thing to
+    tell a user whose file is a link to a device, a pipe or a folder.
+    """
+    import stat
+
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"is a broken link (to {os.readlink(path)})"
+        return "is missing"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    via = f" (via the link to {os.readlink(path)})" if os.path.islink(path) else ""
+    return f"is {kind}{via}, not a file"

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pyimgano import CommandSpec, DatasetSpec, NoParams, hookimpl
+from pyimgano.bounds import SEED_MAX
 
 DefectKind = Literal["scratch", "stain", "foreign", "missing"]
 
@@ -20,7 +21,7 @@ class SyntheticParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    seed: int = Field(0, ge=0, description="random seed: same seed, same images")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed: same seed, same images")
     image_size: int = Field(256, ge=32, le=2048, description="side of the square images, pixels")
     n_train: int = Field(32, ge=1, le=10000, description="good training images per category")
     n_test_good: int = Field(10, ge=0, le=10000, description="good test images per category")

@@ -27,13 +27,22 @@ def configure_threads(num_threads: int | None) -> int:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` is CUDA when a GPU is present, else CPU; anything else is checked."""
+    """``"auto"`` is CUDA when a GPU is present, else CPU; anything else is checked against the
+    machine: a GPU it does not have is a configuration error (:class:`pyimgano.InvalidParams`,
+    exit status 2 on the command line), said before any work starts."""
     import torch
+
+    from pyimgano.errors import InvalidParams
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InvalidParams(f"device={device!r}: torch sees no CUDA GPU on this machine; use device='cpu' or 'auto'")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise InvalidParams(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     return device
 
 

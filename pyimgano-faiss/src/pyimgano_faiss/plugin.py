@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
+from pyimgano.bounds import SEED_MAX
 from pyimgano.specs import EXPORT_FORMATS, OFFLINE_BACKBONE
 
 # context="auto": a context view for network inputs of at least this side (smaller inputs, such as
@@ -46,21 +47,22 @@ class _BackboneParams(BaseModel):
         description="cut the resized image into overlapping tiles of this side (rounded to the backbone stride), "
         "scored and stitched; None: the whole image is one network input",
     )
-    tile_overlap: int = Field(64, ge=0, description="least overlap of neighbouring tiles, pixels")
+    tile_overlap: int = Field(64, ge=0, le=4096, description="least overlap of neighbouring tiles, pixels")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "float32",
         description="backbone arithmetic: 'bfloat16' (about 1.8x faster on CPUs with native bf16, features "
         "within ~3%), 'auto' (bfloat16 where the CPU has it natively, else float32; fixed at fit)",
     )
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]{1,3})?)$",
+                        description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
     engine: Literal["auto", "torch", "openvino"] = Field(
         "auto",
         description="what runs the backbone: 'openvino' (float32 on the CPU, about 2.5x faster than torch there, the "
         "same features to float32 rounding; needs the openvino package), 'torch', or 'auto' (OpenVINO when installed, "
         "the device is the CPU and precision is float32, else torch)",
     )
-    num_threads: int | None = Field(None, ge=1, description="torch and faiss threads; default: the CPUs this process may use")
-    seed: int = Field(0, ge=0, description="seed of every random choice (projection, coreset start, k-means)")
+    num_threads: int | None = Field(None, ge=1, le=1024, description="torch and faiss threads; default: the CPUs this process may use")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of every random choice (projection, coreset start, k-means)")
     progress: bool = Field(True, description="progress bar on stderr for long feature extraction")
 
     @field_validator("layers")
@@ -79,7 +81,7 @@ class _BackboneParams(BaseModel):
 
 class PatchCoreParams(_BackboneParams):
     target_dim: int | None = Field(
-        None, ge=8, description="reduce patch features to this many channels (adaptive average pooling; the paper uses 1024)"
+        None, ge=8, le=8192, description="reduce patch features to this many channels (adaptive average pooling; the paper uses 1024)"
     )
     coreset_ratio: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = Field(
         "auto",
@@ -90,7 +92,7 @@ class PatchCoreParams(_BackboneParams):
     coreset_chunk: int = Field(
         131_072,
         ge=16,
-        description="training patches per coreset chunk: each chunk picks its share of the memory bank, so memory "
+        le=100_000_000, description="training patches per coreset chunk: each chunk picks its share of the memory bank, so memory "
         "stays bounded for any training-set size (one chunk = exact greedy over all patches)",
     )
     projection_dim: int = Field(128, ge=8, le=4096, description="random projection size used for coreset selection")
@@ -99,9 +101,9 @@ class PatchCoreParams(_BackboneParams):
         description="faiss index: flat (exact), ivf or hnsw (approximate; image scores stay exact), auto (flat while "
         "one network input's patches x bank rows is at most 2**23 distances, else ivf; docs/patchcore.md)",
     )
-    nprobe: int = Field(8, ge=1, description="IVF lists visited per query (index='ivf')")
+    nprobe: int = Field(8, ge=1, le=65_536, description="IVF lists visited per query (index='ivf')")
     reweight: bool = Field(False, description="image score with the paper's neighbourhood reweighting (eq. 7)")
-    reweight_neighbors: int = Field(9, ge=1, description="memory-bank neighbours used by the reweighting")
+    reweight_neighbors: int = Field(9, ge=1, le=1024, description="memory-bank neighbours used by the reweighting")
     context: Annotated[int, Field(ge=2, le=8)] | Literal["auto"] | None = Field(
         "auto",
         description="a second, coarser view of each network input (downsampled by this factor with a box filter) with "
@@ -117,10 +119,10 @@ class PatchCoreParams(_BackboneParams):
         description="weight of the context view's scaled map against the detail view's (1: equal; smaller: the "
         "context view must stand further out of its normal range to count)",
     )
-    sigma: float = Field(4.0, ge=0.0, description="Gaussian smoothing of the anomaly map, pixels of the network input")
+    sigma: float = Field(4.0, ge=0.0, le=512.0, description="Gaussian smoothing of the anomaly map, pixels of the network input")
     batch_size: int = Field(8, ge=1, le=1024, description="images per backbone forward pass")
     max_embedding_mb: float = Field(
-        2048.0, gt=0, description="training patch features above this size are spilled to a temp file"
+        2048.0, gt=0, le=1_048_576.0, description="training patch features above this size are spilled to a temp file"
     )
 
     @model_validator(mode="after")
@@ -140,7 +142,7 @@ class PatchCoreParams(_BackboneParams):
 
 
 class KNNParams(_BackboneParams):
-    n_neighbors: int = Field(5, ge=1, description="training images averaged over for the score")
+    n_neighbors: int = Field(5, ge=1, le=100_000, description="training images averaged over for the score")
     batch_size: int = Field(16, ge=1, le=1024, description="images per backbone forward pass")
 
 

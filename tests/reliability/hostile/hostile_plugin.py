@@ -12,7 +12,7 @@ from pyimgano import DatasetSpec, DetectorSpec, NoParams, hookimpl
 class HostileParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["none", "abort", "segfault", "hang", "exit"] = Field("none", description="what fit does")
+    action: Literal["none", "abort", "segfault", "hang", "exit", "interrupt"] = Field("none", description="what fit does")
     on_height: int = Field(0, description="only on images of this height (0: always)")
     marker: str = Field("", description="file where fit writes its process id when it starts")
 

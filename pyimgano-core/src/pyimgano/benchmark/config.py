@@ -41,10 +41,11 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pyimgano.bounds import TIMEOUT_MAX_S, VALIDATED_BOUND, Seed
 from pyimgano.errors import (
     ComponentNotFound,
     ConfigError,
@@ -99,23 +100,25 @@ class BenchmarkConfig(PipelineSettings):
     detectors: list[DetectorEntry] = Field(default_factory=list)
     datasets: list[DatasetEntry] = Field(default_factory=list)
     image_size: int | None = Field(
-        None, ge=8, description="resize images and masks to N x N before the detector (squashing other aspect "
+        None, ge=8, json_schema_extra={VALIDATED_BOUND: "the image pixel limit (pyimgano.limits)"},
+        description="resize images and masks to N x N before the detector (squashing other aspect "
         "ratios; N x N within the image pixel limit); None: each image at its own size",
     )
-    seed: int | None = Field(None, description="the one seed of the grid (default 0); or give seeds")
-    seeds: list[int] | None = Field(None, description="several seeds: one job per seed of every grid cell")
-    jobs: int = Field(1, ge=1, description="categories run in parallel processes")
+    seed: Seed | None = Field(None, description="the one seed of the grid (default 0); or give seeds")
+    seeds: list[Seed] | None = Field(None, description="several seeds: one job per seed of every grid cell")
+    jobs: int = Field(1, ge=1, le=1024, description="categories run in parallel processes")
     job_timeout: float | None = Field(
-        None, ge=0, description="seconds a job may run before its worker is stopped and it is recorded "
-                                "as an error (0 or None: no limit)",
+        None, ge=0, le=TIMEOUT_MAX_S,
+        description="seconds a job may run before its worker is stopped and it is recorded as an error (0 or None: "
+                    "no limit; at most a week)",
     )
     out: str | None = None
     force: bool = False
-    overlays: int = Field(4, ge=0, description="heatmap overlays saved per category")
+    overlays: int = Field(4, ge=0, le=10_000, description="heatmap overlays saved per category")
     metrics: list[str] | None = Field(
         None, description="metrics to compute (names as list-plugins shows them); absent: every registered metric"
     )
-    few_shot: list[int] | None = Field(
+    few_shot: list[Annotated[int, Field(ge=0, le=10_000)]] | None = Field(
         None, description="few-shot runs (docs/few-shot.md): for each K, K defective test images drawn per run (seeded "
                           "by its seed) tune the pipeline and leave the evaluation; 0: the zero-shot pipeline; "
                           "absent: [0]")
@@ -125,7 +128,7 @@ class BenchmarkConfig(PipelineSettings):
                           "lists (docs/few-shot.md); absent: the documented default")
     few_shot_training: bool = field_from(FewShotSettings, "train")
     flush_interval: float = Field(
-        DEFAULT_FLUSH_INTERVAL_S, ge=0,
+        DEFAULT_FLUSH_INTERVAL_S, ge=0, le=3600,
         description="seconds between rewrites of results.json, CSV, summary.md and report.html "
                     "(0: after every job); each job's own record is always written at once",
     )
@@ -157,13 +160,10 @@ class BenchmarkConfig(PipelineSettings):
 
 
 def grid_few_shot(config: BenchmarkConfig) -> list[int]:
-    """``config.few_shot`` (default ``[0]``: zero-shot only); a negative or repeated K is an error."""
+    """``config.few_shot`` (default ``[0]``: zero-shot only; the field bounds each K); a repeated K is an error."""
     values = [0] if config.few_shot is None else list(config.few_shot)
     if not values:
         raise ConfigError("few_shot is empty; give at least one K (0: zero-shot)")
-    bad = [k for k in values if k < 0]
-    if bad:
-        raise ConfigError(f"few_shot {values}: K must be 0 (zero-shot) or more labelled defective images, got {bad[0]}")
     repeated = sorted({k for k in values if values.count(k) > 1})
     if repeated:
         raise ConfigError(f"few_shot {values}: {', '.join(map(str, repeated))} given more than once")

@@ -93,6 +93,7 @@ def load(ctx: JobContext) -> None:
     ctx.dataset = _open_dataset(spec)
     ctx.train = check_samples(spec, list(ctx.dataset.train), "train")
     ctx.test = check_samples(spec, list(ctx.dataset.test), "test")
+    ctx.extra["notes"] += overlap_notes(ctx.train, ctx.test)
     ctx.stage = "drawing the few-shot images"
     ctx.few = FewShotJob.draw(spec, ctx.test)  # None: zero-shot
     if ctx.few is not None:
@@ -245,6 +246,16 @@ def _postprocess_test_maps(ctx: JobContext, maps: list | None) -> list | None:
         ctx.extra["postprocess_s"] = time.perf_counter() - t0
         ctx.scored.predict_s += ctx.extra["postprocess_s"]
     return maps
+
+
+def overlap_notes(train: list, test: list) -> list[str]:
+    """A warning for test images identical to training images (:mod:`pyimgano.overlap`): the
+    benchmark goes on, as the data set is given, but says its figures count them."""
+    from pyimgano.overlap import find_overlaps
+
+    overlaps = find_overlaps({"training images": [s.image_path for s in train],
+                              "test images": [s.image_path for s in test]})
+    return [f"{o.describe()}; the test figures count images the detector trained on" for o in overlaps]
 
 
 def _open_dataset(spec: JobSpec) -> Any:

@@ -88,8 +88,15 @@ def discover_registry() -> object:
 
 
 def current_listing() -> PluginListing:
-    """The plugin listing of this process: saved, or from :func:`discover_registry`."""
-    return get_listing(discover_registry)
+    """The plugin listing of this process: saved, or found by a discovery child with a time
+    bound per plugin (:mod:`pyimgano.discovery`; :func:`discover_registry` when it cannot)."""
+    return get_listing(_discover_bounded)
+
+
+def _discover_bounded(search_path: list[str]) -> tuple[PluginListing, dict]:
+    from pyimgano.discovery import discover_bounded  # imported only when the saved listing cannot serve
+
+    return discover_bounded(discover_registry, search_path)
 
 
 def version_text(listing: PluginListing) -> str:
@@ -132,16 +139,106 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. No failure escapes as a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or env_flag(DEBUG_ENV)
+    sigint = _SigintWatch()
     try:
         return _run(argv)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return report_interrupt(exc, sigint.seen, debug)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit status
         if _interrupted(exc):
-            print("interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return report_interrupt(exc, sigint.seen, debug)
         return report_error(exc, debug)
+    finally:
+        sigint.restore()
+
+
+class _SigintWatch:
+    """Notes whether SIGINT (Ctrl-C) arrived, raising KeyboardInterrupt as Python's own handler
+    does: a KeyboardInterrupt without one was raised by code, a bug to be named."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.seen = False
+        self.previous = None
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave the handler alone
+            pass
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        import signal
+
+        if self.previous is not None:
+            try:
+                signal.signal(signal.SIGINT, self.previous)
+            except ValueError:
+                pass
+
+
+def report_interrupt(exc: BaseException, sigint: bool | None, debug: bool = False) -> int:
+    """A Ctrl-C (``sigint`` true, or unknown: None) is ``interrupted``, exit 130; a
+    KeyboardInterrupt that code raised without one is a bug: one ``error:`` line naming the
+    plugin and the function that raised it, exit 4."""
+    if sigint or sigint is None:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    where = _raised_in(exc)
+    text = f"KeyboardInterrupt raised by {where} without a Ctrl-C" if where else "KeyboardInterrupt raised without a Ctrl-C"
+    print(f"error: {text} (unexpected: run with --debug or {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def _plugin_packages() -> dict[str, object]:
+    """Each third-party plugin by the top-level packages of its module and its components'
+    factories (from the registry when this process loaded it, else the listing)."""
+    from pyimgano.listing import provider_label
+
+    packages: dict[str, object] = {}
+    registry = sys.modules["pyimgano.plugins"].loaded_registry() if "pyimgano.plugins" in sys.modules else None
+    records = registry.plugins if registry is not None else current_listing().plugins
+    for record in records:
+        if record.name == BUILTIN_PLUGIN:
+            continue
+        modules = [record.module]
+        for specs in (getattr(record, "components", None) or {}).values():
+            modules += [spec.factory for spec in specs if isinstance(getattr(spec, "factory", None), str)]
+        for module in modules:
+            package = module.partition(":")[0].strip().split(".")[0]
+            if package and package != "pyimgano":
+                packages.setdefault(package, provider_label(record.name, record.distribution, record.version))
+    return packages
+
+
+def _raised_in(exc: BaseException) -> str | None:
+    """``plugin 'x' (dist version) in module.function``: the innermost frame of ``exc`` (or of
+    the KeyboardInterrupt it grew from) in a plugin's package; else the innermost function."""
+    while not isinstance(exc, KeyboardInterrupt) and (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    if not frames:
+        return None
+    packages = _plugin_packages()
+    for frame in reversed(frames):
+        module = frame.f_globals.get("__name__", "?")
+        plugin = packages.get(module.split(".")[0])
+        if plugin is not None:
+            return f"{plugin} in {module}.{frame.f_code.co_name}"
+    frame = frames[-1]
+    return f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_name}"
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -35,6 +35,7 @@ ended in an error are retried. Exit status: 0 all ok, 1 when some run failed, 2 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pyimgano.bounds import TIMEOUT_MAX_S
     from pyimgano.cli.options import add_few_shot_options, add_model_options, add_set_option
     from pyimgano.pipeline.settings import PipelineSettings
 
@@ -58,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tables show the mean and spread (not with --seed)")
     parser.add_argument("--jobs", type=int, metavar="N", help="run N jobs in parallel processes (default 1)")
     parser.add_argument("--job-timeout", type=float, metavar="SECONDS",
-                        help="stop a job that runs longer and record it as an error (default: no limit; 0: none)")
+                        help="stop a job that runs longer and record it as an error (default: no limit; 0: none; "
+                             f"at most {TIMEOUT_MAX_S:g} s, a week)")
     parser.add_argument("--in-process", action="store_true",
                         help="run the jobs one by one in this process, for debuggers and profilers (by default "
                              "each runs in a worker process, so a crashing plugin fails only its own job)")

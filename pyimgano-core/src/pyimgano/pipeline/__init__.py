@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pyimgano.bounds import SEED_MAX
 from pyimgano.calibration import DEFAULT_CALIBRATION, p_values, parse_calibration, promise
 from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError, PyimganoError
 from pyimgano.pipeline.calibration import (
@@ -167,8 +168,8 @@ class Pipeline(FewShotMixin):
         self.pixel_threshold = None if resolved.pixel_threshold is None else make_strategy(resolved.pixel_threshold)
         self.val_fraction = resolved.val_fraction
         self.calibration, self.folds = parse_calibration(resolved.calibration)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InvalidParams(f"seed {seed!r}: must be a whole number >= 0")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+            raise InvalidParams(f"seed {seed!r}: must be a whole number from 0 to {SEED_MAX}")
         self.seed = int(seed)
         self.postprocessing: Any = None
         self.image_threshold_: float | None = None
@@ -289,13 +290,13 @@ class Pipeline(FewShotMixin):
         from pyimgano.images import load_images
 
         sized = isinstance(train_images, (list, tuple))
-        if anomalies is not None:
-            if val_labels is not None or val_masks is not None:
-                raise InvalidParams("give labelled defects as anomalies= (few-shot) or as val_labels=/val_masks=, "
-                                    "not both")
-            return self._fit_few_shot(train_images, val_images, anomalies, anomaly_masks, few_shot, anomaly_names)
-        if anomaly_masks is not None:
+        if anomalies is not None and (val_labels is not None or val_masks is not None):
+            raise InvalidParams("give labelled defects as anomalies= (few-shot) or as val_labels=/val_masks=, not both")
+        if anomalies is None and anomaly_masks is not None:
             raise InvalidParams("anomaly_masks describe anomalies; give anomalies too")
+        refuse_overlaps(train_images, val_images, anomalies)
+        if anomalies is not None:
+            return self._fit_few_shot(train_images, val_images, anomalies, anomaly_masks, few_shot, anomaly_names)
         self.check_fit(len(train_images) if sized else None, val_images is not None, val_labels, val_masks)
         self.val_indices_: list[int] | None = None  # which training images were held out, if any
         need = self.traits.min_train_images
@@ -605,3 +606,25 @@ def load(directory: str | os.PathLike) -> Pipeline:
     pipe.few_shot_ = data["few_shot"]
     pipe.is_fitted_ = True
     return pipe
+
+
+# Why each pair of sets must not share an image (pyimgano.overlap): the fit refuses it.
+_OVERLAP_HARM = {
+    ("training images", "validation images"): "thresholds fitted on images the detector learnt reject more good parts "
+                                              "than they promise",
+    ("training images", "defect images"): "the detector would learn those defects as normal",
+    ("validation images", "defect images"): "one image cannot be both a good and a defective example",
+}
+
+
+def refuse_overlaps(train_images: Any, val_images: Any = None, anomalies: Any = None) -> None:
+    """Refuse (:class:`InvalidParams`, one line) training, validation and defect images that
+    are identical (by content hash, :mod:`pyimgano.overlap`)."""
+    from pyimgano.overlap import find_overlaps
+
+    overlaps = find_overlaps({"training images": train_images, "validation images": val_images,
+                              "defect images": anomalies})
+    if overlaps:
+        problems = "; ".join(f"{o.describe()}: {_OVERLAP_HARM[(o.first, o.second)]}" for o in overlaps)
+        raise InvalidParams(f"{problems}; give each set its own images")
+

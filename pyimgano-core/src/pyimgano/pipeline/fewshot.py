@@ -29,7 +29,6 @@ which :class:`pyimgano.Pipeline` inherits with the rest of its few-shot mode).
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import typing
@@ -49,6 +48,7 @@ from pyimgano.pipeline.calibration import (
     split_validation,
 )
 from pyimgano.pipeline.settings import postprocess_config
+from pyimgano.postprocess.params import Area, ElementSize, Sigma
 from pyimgano.thresholds import make_strategy
 
 FewShotObjective = Literal["pixel_f1", "aupro"]  # what the post-processing search maximises over the shots
@@ -70,16 +70,10 @@ class SearchSpace(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sigma: list[float] | None = Field(None, description="Gaussian blur sigmas (before the pipeline's own steps)")
-    open_size: list[int] | None = Field(None, description="grey-opening sizes (after them)")
-    min_area: list[int] | None = Field(None, description="minimum defect areas in pixels (on the mask)")
-
-    @field_validator("sigma")
-    @classmethod
-    def _positive(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and any(not (math.isfinite(v) and v > 0) for v in value):
-            raise ValueError(f"sigmas must be positive numbers, got {value}")
-        return value
+    # each value bounded as the step it becomes (pyimgano.postprocess.params)
+    sigma: list[Sigma] | None = Field(None, description="Gaussian blur sigmas (before the pipeline's own steps)")
+    open_size: list[ElementSize] | None = Field(None, description="grey-opening sizes (after them)")
+    min_area: list[Area] | None = Field(None, description="minimum defect areas in pixels (on the mask)")
 
     @field_validator("open_size", "min_area")
     @classmethod

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from pyimgano.bounds import Finite
 from pyimgano.calibration import CALIBRATION_SOURCES, DEFAULT_CALIBRATION, parse_calibration
 from pyimgano.errors import InvalidParams, validation_problems
 from pyimgano.thresholds import DEFAULT_IMAGE_THRESHOLD, DEFAULT_PIXEL_THRESHOLD, make_strategy, spec_of
@@ -49,12 +50,12 @@ class PipelineSettings(BaseModel):
         DEFAULT, json_schema_extra={"maps_only": True, "metavar": "CONFIG"},
         description="post-processing of the anomaly maps: 'default' (the detector's declared default), 'none' "
                     "(raw maps), a list of steps, or a JSON text or file holding one (docs/postprocess.md)")
-    image_threshold: str | float | dict[str, Any] = Field(
+    image_threshold: str | Finite | dict[str, Any] = Field(
         DEFAULT_IMAGE_THRESHOLD, json_schema_extra=SPEC,
         description="image threshold: fpr:ALPHA (a false-reject rate of at most ALPHA on good parts; "
                     "fpr:ALPHA:strict refuses too few calibration scores), quantile:Q of the normal calibration "
                     "scores, fixed:V, or f1 (labelled validation images only)")
-    pixel_threshold: str | float | dict[str, Any] | None = Field(
+    pixel_threshold: str | Finite | dict[str, Any] | None = Field(
         DEFAULT, json_schema_extra={"maps_only": True, **SPEC},
         description=f"pixel threshold on the post-processed maps: quantile:Q of the normal validation pixels "
                     f"('default': {DEFAULT_PIXEL_THRESHOLD} for a detector with maps), fixed:V, f1, or "

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pyimgano.bounds import Finite
+
+# Bounds of the steps' sizes, in pixels of the maps, shared with the few-shot search
+# (pyimgano.pipeline.fewshot.SearchSpace). Maps are at the data set's resolution (a few
+# thousand pixels at most): a kernel, element or area beyond these covers any map whole,
+# which is pointless, and costs time in proportion to its size.
+Sigma = Annotated[float, Field(gt=0.0, le=512.0)]
+"""A Gaussian kernel's standard deviation, pixels (at most 512: wider than any map)."""
+Truncate = Annotated[float, Field(gt=0.0, le=10.0)]
+"""A Gaussian kernel's radius in standard deviations (beyond 10 the weights are below 1e-21)."""
+ElementSize = Annotated[int, Field(ge=1, le=1025)]
+"""A structuring element's width, pixels."""
+Area = Annotated[int, Field(ge=1, le=100_000_000)]
+"""A region's area, pixels (100 megapixels: more than any image pyimgano reads by default)."""
 
 
 class _Params(BaseModel):
@@ -42,24 +57,24 @@ class StandardizeParams(_Params):
 
 
 class GaussianParams(_Params):
-    sigma: float = Field(4.0, gt=0.0, description="standard deviation of the kernel, in pixels")
-    truncate: float = Field(4.0, gt=0.0, description="kernel radius in standard deviations")
+    sigma: Sigma = Field(4.0, description="standard deviation of the kernel, in pixels")
+    truncate: Truncate = Field(4.0, description="kernel radius in standard deviations")
 
 
 class MorphologyParams(_Params):
-    size: int = Field(3, ge=1, description="width of the structuring element, in pixels")
+    size: ElementSize = Field(3, description="width of the structuring element, in pixels")
     shape: Literal["disk", "square"] = Field("disk", description="shape of the structuring element")
 
 
 class RemoveSmallParams(_Params):
-    min_area: int = Field(16, ge=1, description="components with fewer pixels than this are removed")
-    threshold: float = Field(0.5, description="pixels scoring above this form the components")
+    min_area: Area = Field(16, description="components with fewer pixels than this are removed")
+    threshold: Finite = Field(0.5, description="pixels scoring above this form the components")
     connectivity: Literal[4, 8] = Field(8, description="4- or 8-connected components")
-    fill: float = Field(0.0, description="value written into removed components")
+    fill: Finite = Field(0.0, description="value written into removed components")
 
 
 class ThresholdParams(_Params):
-    value: float = Field(0.5, description="pixels scoring above this become 1, the rest 0")
+    value: Finite = Field(0.5, description="pixels scoring above this become 1, the rest 0")
 
 
 class BuiltinStep(NamedTuple):

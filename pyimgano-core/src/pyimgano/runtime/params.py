@@ -21,7 +21,7 @@ class ExportedParams(BaseModel):
         description="inference engine: onnxruntime, openvino, or auto (the graph's own: OpenVINO for model.xml, "
         "else onnxruntime, else OpenVINO when only it is installed)",
     )
-    num_threads: int | None = Field(None, ge=1, description="engine threads; default: the CPUs this process may use")
+    num_threads: int | None = Field(None, ge=1, le=1024, description="engine threads; default: the CPUs this process may use")
     batch_size: int = Field(
         2, ge=1, le=1024,
         description="images per graph run (the export may allow fewer): on a few CPU cores small runs are faster "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import sys
 import tempfile
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -76,16 +77,29 @@ class DetectorTarget:
         return self._images
 
     def make(self, seed: int | None = None) -> Any:
-        """A fresh, unfitted detector (with ``seed`` passed when its params take one)."""
+        """A fresh, unfitted detector (with ``seed`` passed when its params take one), built
+        from seeded global generators and returned with them seeded again, so what it draws
+        when built and when fitted is the same in every check, run and process.
+
+        torch is seeded only once imported (:func:`pyimgano.seeding.seed_everything`): when
+        building the detector is what imported it, the detector is built again from the
+        seeded torch, so the first check (run alone or after others) sees what later ones see.
+        """
         params = dict(self.params)
         if seed is not None and self.seed_param and self.seed_param not in params:
             params[self.seed_param] = seed
-        return self.make_fresh(**params)
+        torch_before = "torch" in sys.modules
+        seed_everything(SEED)
+        detector = self.make_fresh(**params)
+        if not torch_before and "torch" in sys.modules:
+            seed_everything(SEED)
+            detector = self.make_fresh(**params)
+        seed_everything(SEED)
+        return detector
 
     def fitted(self) -> Any:
         """The shared detector fitted on the kit's training images (fit once, then cached)."""
         if self._fitted is None:
-            seed_everything(SEED)
             detector = self.make(SEED)
             try:
                 returned = detector.fit(self.images.train)
@@ -397,7 +411,6 @@ def check_deterministic_with_seed(target: DetectorTarget) -> None:
     images = target.images
     runs = []
     for _ in range(2):
-        seed_everything(SEED)
         detector = target.make(SEED).fit(images.train)
         scores = _scores(target, detector, images.test)
         maps = _maps(target, detector, images.test) if target.capabilities.pixel_maps else []
@@ -422,7 +435,6 @@ def check_out_of_fold(target: DetectorTarget) -> None:
     name = "check_out_of_fold"
     images = target.images
     target.fitted()
-    seed_everything(SEED)
     detector = target.make(SEED)
     from pyimgano.detector import Detector
 
