@@ -283,6 +283,24 @@ def pixel_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def fit_cost(datasets, rounds: int, seed: int) -> str:
+    """The fit cost alone, holdout and out-of-fold fits alternating for ``rounds`` rounds per data set
+    (the fastest of each: other work on the machine only ever adds time)."""
+    out = ["| data set | holdout fit s (fastest) | out-of-fold fit s (fastest) | out-of-fold / holdout | every round |",
+           "|---|---|---|---|---|"]
+    for name, dataset in datasets:
+        train = [dataset.load(s)[0] for s in dataset.train]
+        times: dict[str, list[float]] = {"holdout": [], "oof": []}
+        for _ in range(rounds):
+            for calibration in times:
+                times[calibration].append(_fit(train, calibration, seed)[3])
+        print(json.dumps({"dataset": name, **times}), file=sys.stderr, flush=True)
+        best = {c: min(t) for c, t in times.items()}
+        every = ", ".join(f"{o / h:.2f}" for h, o in zip(times["holdout"], times["oof"]))
+        out.append(f"| {name} | {best['holdout']:.1f} | {best['oof']:.1f} | {best['oof'] / best['holdout']:.2f} | {every} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--synthetic", nargs="*", default=list(SYNTHETIC), help="synthetic categories")
@@ -294,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kfold", nargs="*", default=[], help="data set names also calibrated by kfold:5")
     parser.add_argument("--json", type=Path, help="write every row here")
+    parser.add_argument("--fit-cost", type=int, metavar="ROUNDS",
+                        help="only time the holdout and out-of-fold fits, alternating for ROUNDS rounds (first seed)")
     parser.add_argument("--tables", type=Path, help="print the tables of a --json file written earlier, measure nothing")
     args = parser.parse_args(argv)
     if args.tables:
@@ -303,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     warm = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
     _fit(list(warm), "holdout", 0)  # the backbone's first build is no calibration's cost
+    if args.fit_cost:
+        print(fit_cost(_datasets(args), args.fit_cost, args.seeds[0]))
+        return 0
     for name, dataset in _datasets(args):
         calibrations = ["holdout", "oof"] + (["kfold"] if name in args.kfold else [])
         rows += measure(name, dataset, args.seeds, calibrations)
