@@ -52,18 +52,23 @@ PARAMS = {"backbone": "efficientnet_lite0", "progress": False}  # the default ba
 
 
 def _datasets(args: argparse.Namespace):
-    """The small sets first, so a run cut short still covers most of them."""
+    """(name, data set, seeds), the small sets first, so a run cut short still covers most of them.
+    With ``--draw-data`` each seed of a synthetic category is a data set of its own, generated
+    with that seed: independent training and test images, not the same images fitted again."""
     import pyimgano
 
     if args.mvtec_grid:
-        yield "mvtec/grid", pyimgano.load_dataset("mvtec", root=args.mvtec_grid, category="grid")
+        yield "mvtec/grid", pyimgano.load_dataset("mvtec", root=args.mvtec_grid, category="grid"), args.seeds
     for category in args.synthetic:
-        yield f"synthetic/{category}", pyimgano.load_dataset("synthetic", category=category,
-                                                             n_test_good=args.synthetic_good)
+        for seeds in [[seed] for seed in args.seeds] if args.draw_data else [args.seeds]:
+            yield f"synthetic/{category}", pyimgano.load_dataset(
+                "synthetic", category=category, n_test_good=args.synthetic_good,
+                seed=seeds[0] if args.draw_data else 0), seeds
     if args.mvtec_transistor:
-        yield "mvtec/transistor", pyimgano.load_dataset("mvtec", root=args.mvtec_transistor, category="transistor")
+        yield ("mvtec/transistor", pyimgano.load_dataset("mvtec", root=args.mvtec_transistor, category="transistor"),
+               args.seeds)
     if args.visa:
-        yield "visa/capsules", pyimgano.load_dataset("visa", root=args.visa, category="capsules")
+        yield "visa/capsules", pyimgano.load_dataset("visa", root=args.visa, category="capsules"), args.seeds
 
 
 def _fit(train: list[np.ndarray], calibration: str, seed: int):
@@ -288,7 +293,7 @@ def fit_cost(datasets, rounds: int, seed: int) -> str:
     (the fastest of each: other work on the machine only ever adds time)."""
     out = ["| data set | holdout fit s (fastest) | out-of-fold fit s (fastest) | out-of-fold / holdout | every round |",
            "|---|---|---|---|---|"]
-    for name, dataset in datasets:
+    for name, dataset, _ in datasets:
         train = [dataset.load(s)[0] for s in dataset.train]
         times: dict[str, list[float]] = {"holdout": [], "oof": []}
         for _ in range(rounds):
@@ -310,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mvtec-transistor", type=Path)
     parser.add_argument("--visa", type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--draw-data", action="store_true",
+                        help="generate each synthetic category anew per seed (seed = the data set's seed): "
+                        "independent calibration and test images per run")
     parser.add_argument("--kfold", nargs="*", default=[], help="data set names also calibrated by kfold:5")
     parser.add_argument("--json", type=Path, help="write every row here")
     parser.add_argument("--fit-cost", type=int, metavar="ROUNDS",
@@ -326,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.fit_cost:
         print(fit_cost(_datasets(args), args.fit_cost, args.seeds[0]))
         return 0
-    for name, dataset in _datasets(args):
+    for name, dataset, seeds in _datasets(args):
         calibrations = ["holdout", "oof"] + (["kfold"] if name in args.kfold else [])
-        rows += measure(name, dataset, args.seeds, calibrations)
+        rows += measure(name, dataset, seeds, calibrations)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
     print(before_after(rows), runs(rows), closeness(rows), pixel_table(rows), summary(rows), sep="\n\n")
