@@ -179,3 +179,37 @@ def test_result_folders_from_before_the_pipeline_still_read(fake_plugin, toy_roo
     header, rows = tables.table_rows([loaded["run"]])
     assert "img F1@thr" not in header  # no deployed figures: no columns for them
     assert tables.results_csv([loaded["run"], outcome.runs[0]])  # old and new runs side by side
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda run: run.update(n_train=-1), "run.n_train: Input should be greater than or equal to 0"),
+    (lambda run: run["timing"].update(fit_s=-5.0), "run.timing.fit_s: Input should be greater than or equal to 0"),
+    (lambda run: run.update(status="maybe"), "run.status: Input should be 'ok' or 'error'"),
+])
+def test_a_job_record_out_of_bounds_is_one_line_naming_file_and_field(fake_plugin, toy_root, tmp_path, change,
+                                                                        problem):
+    from pyimgano.errors import SavedFileError
+
+    cfg = grid(tmp_path, toy_root, DetectorEntry(name="benchtest:mean"))
+    run_benchmark(cfg, console=quiet())
+    (job,) = expand_jobs(cfg)
+    path = ResultStore(tmp_path).record_path(job)
+    record = json.loads(path.read_text())
+    change(record["run"])
+    path.write_text(json.dumps(record))
+    with pytest.raises(SavedFileError, match=f"^{path}: invalid job record: {problem}.*delete the file") as info:
+        run_benchmark(cfg, console=quiet())  # the rerun reads the record back before anything runs
+    assert "\n" not in str(info.value)
+
+
+def test_an_oversized_job_record_is_refused_before_it_is_read(fake_plugin, toy_root, tmp_path):
+    from pyimgano.benchmark.results import MAX_RECORD_BYTES
+    from pyimgano.errors import SavedFileError
+
+    cfg = grid(tmp_path, toy_root, DetectorEntry(name="benchtest:mean"))
+    run_benchmark(cfg, console=quiet())
+    (job,) = expand_jobs(cfg)
+    with open(ResultStore(tmp_path).record_path(job), "r+b") as handle:
+        handle.truncate(MAX_RECORD_BYTES + 1)
+    with pytest.raises(SavedFileError, match="far more than a job record holds"):
+        ResultStore(tmp_path).load_record(job)

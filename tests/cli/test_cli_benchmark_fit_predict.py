@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -283,9 +284,27 @@ def test_fit_refuses_an_out_that_is_a_file_or_a_folder_of_other_files(cli_plugin
     assert "refusing to replace it" in capsys.readouterr().err and (folder / "holiday.jpg").exists()
     model = tmp_path / "model"  # an earlier model folder is replaced whole
     assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--out", str(model)]) == 0
-    (model / "stale.txt").write_text("from an older fit")
     assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--out", str(model)]) == 0
-    assert not (model / "stale.txt").exists() and (model / "pyimgano-pipeline.json").exists()
+    capsys.readouterr()
+    # ... but not when it holds anything the model did not write: the user's file, predictions written into it
+    (model / "mine.txt").write_text("the user's")
+    images = str(cli_toy_root / "alpha" / "test")
+    assert main(["predict", "--model", str(model), images, "--out", str(model / "preds")]) == 0
+    capsys.readouterr()
+    assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--out", str(model)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {model}: a saved pyimgano model that also holds ") and "mine.txt" in err
+    assert "replacing it would delete them: move them out or choose another folder" in err
+    assert (model / "mine.txt").read_text() == "the user's" and (model / "preds" / "predictions.csv").is_file()
+    (model / "mine.txt").unlink()
+    shutil.rmtree(model / "preds")
+    assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--out", str(model)]) == 0
+    # a model saved before folders recorded their contents: its own kinds of files only, no folders
+    (model / ".pyimgano-contents.json").unlink()
+    (model / "preds").mkdir()
+    (model / "preds" / "a.png").write_bytes(b"x")
+    assert main(["fit", "--detector", "benchtest:mean", "--train", train, "--out", str(model)]) == 2
+    assert "preds/a.png" in capsys.readouterr().err
 
 
 def test_predict_refuses_non_finite_thresholds_and_an_out_file(cli_plugin, cli_toy_root, tmp_path, capsys):

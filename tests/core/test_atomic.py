@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from pyimgano.atomic import atomic_write, replacing_dir
+from pyimgano.atomic import CONTENTS_FILE, atomic_write, replacing_dir
 
 
 def test_a_new_folder_appears_with_its_files_and_no_temporary_left(tmp_path):
@@ -36,7 +36,7 @@ def test_a_finished_write_replaces_every_file_of_the_old_folder(tmp_path):
         (folder / "stale.bin").write_bytes(b"x")
     with replacing_dir(target) as folder:
         (folder / "fresh.bin").write_bytes(b"y")
-    assert sorted(p.name for p in target.iterdir()) == ["fresh.bin"]
+    assert sorted(p.name for p in target.iterdir()) == [CONTENTS_FILE, "fresh.bin"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 

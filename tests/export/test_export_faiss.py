@@ -42,6 +42,12 @@ def test_patchcore_runtime_matches_the_source(patchcore_export, images_dir):
     manifest = json.loads((exported / "pyimgano-export.json").read_text())
     assert manifest["source"]["detector"] == "faiss:patchcore" and manifest["source"]["plugin_version"]
     assert manifest["check"]["max_score_rel_diff"] < SCORE_RTOL and manifest["max_batch"] >= 1
+    # what the runtime refuses and the source scores is said at export time
+    from pyimgano.preprocess import Preprocess
+    from pyimgano.runtime.detector import refused_inputs
+
+    refused = refused_inputs(Preprocess(**manifest["geometry"]), manifest["input"]["min_size"])
+    assert refused is not None and any(f"the export refuses {refused}" in note for note in manifest["notes"])
 
 
 def test_knn_runtime_matches_the_source(knn_export, images_dir):

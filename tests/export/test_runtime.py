@@ -16,7 +16,14 @@ from pyimgano import ModelLoadError, load_detector
 from pyimgano.cli import main
 from pyimgano.errors import ExportError
 from pyimgano.preprocess import Preprocess
-from pyimgano.runtime.manifest import EXPORT_FILE, ExportManifest, SourceInfo, file_entry, write_manifest
+from pyimgano.runtime.manifest import (
+    EXPORT_FILE,
+    ExportManifest,
+    SourceInfo,
+    content_digest,
+    file_entry,
+    write_manifest,
+)
 from pyimgano_testutils import optional
 
 optional("onnxruntime")
@@ -139,12 +146,18 @@ def test_a_truncated_graph_is_refused(tmp_path, capsys, image_file):
     assert f"{len(data) // 3} of {len(data)} bytes: truncated after export" in err
 
 
+def rewrite_manifest(folder: Path, manifest: dict) -> None:
+    """Write an edited manifest with its own checksum renewed (the edit is what a test is about)."""
+    manifest["content_sha256"] = content_digest(manifest)
+    (folder / EXPORT_FILE).write_text(json.dumps(manifest))
+
+
 def test_a_graph_that_cannot_load_names_the_file(tmp_path, capsys, image_file):
     folder = make_export(tmp_path / "m")
     (folder / "model.onnx").write_bytes(b"not a graph")
     manifest = json.loads((folder / EXPORT_FILE).read_text())
     manifest["files"]["model.onnx"] = file_entry(folder / "model.onnx").model_dump()
-    (folder / EXPORT_FILE).write_text(json.dumps(manifest))
+    rewrite_manifest(folder, manifest)
     err = _cli_error(capsys, folder, tmp_path, image_file)
     assert "model.onnx: onnxruntime cannot load the graph" in err
 
@@ -163,7 +176,7 @@ def test_a_geometry_that_does_not_fit_a_fixed_size_graph_is_refused(tmp_path, ca
     folder = make_export(tmp_path / "m", size=32, resize=32)
     manifest = json.loads((folder / EXPORT_FILE).read_text())
     manifest["geometry"]["resize"] = 48  # the policy was changed by hand
-    (folder / EXPORT_FILE).write_text(json.dumps(manifest))
+    rewrite_manifest(folder, manifest)
     err = _cli_error(capsys, folder, tmp_path, image_file)
     assert "model.onnx: the graph takes 32x32 images, but the manifest's geometry makes 48x48" in err
 
@@ -171,8 +184,27 @@ def test_a_geometry_that_does_not_fit_a_fixed_size_graph_is_refused(tmp_path, ca
 def test_an_image_below_the_graphs_minimum_is_one_line(tmp_path):
     folder = make_export(tmp_path / "m", size=None, resize=None)
     detector = load_detector(folder)
-    with pytest.raises(ExportError, match="becomes 4x4 at the graph's input, below its minimum side of 8"):
+    with pytest.raises(ExportError, match=r"becomes 4x4 at the graph's input, below its minimum side of 8 pixels "
+                                          r"\(this export refuses images with a side below 8 pixels; the source "
+                                          r"detector scores them\)"):
         detector.score([np.zeros((4, 4, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("geometry, min_size, refused", [
+    ({"resize": None}, 8, "images with a side below 8 pixels"),
+    ({"resize": 32}, 8, None),  # every image becomes 32 x 32
+    ({"resize": 4}, 8, "every image"),
+    ({"resize": 256, "aspect": "keep", "multiple": 8}, 8, None),  # sides are rounded to at least 8
+    ({"resize": 256, "aspect": "keep", "multiple": 8}, 32, "images more elongated than 83.5:1"),
+])
+def test_what_an_export_refuses_is_known_from_its_geometry(geometry, min_size, refused):
+    from pyimgano.runtime.detector import refused_inputs
+
+    said = refused_inputs(Preprocess(**geometry), min_size)
+    assert (said is None) if refused is None else said.startswith(refused)
+    if said and "elongated" in said:  # the rule is the one the runtime applies
+        policy = Preprocess(**geometry)
+        assert min(policy.output_shape((1000, 83_500))) >= min_size > min(policy.output_shape((1000, 83_700)))
 
 
 def test_not_an_export_and_a_corrupt_manifest(tmp_path):
@@ -181,7 +213,7 @@ def test_not_an_export_and_a_corrupt_manifest(tmp_path):
     with pytest.raises(ModelLoadError, match="not an exported pyimgano model"):
         read_manifest(tmp_path)
     (tmp_path / EXPORT_FILE).write_text("{")
-    with pytest.raises(ModelLoadError, match="unreadable manifest"):
+    with pytest.raises(ModelLoadError, match="corrupt export manifest"):
         read_manifest(tmp_path)
     (tmp_path / EXPORT_FILE).write_text(json.dumps({"format": 1, "graph": "model.onnx"}))
     with pytest.raises(ModelLoadError, match="invalid manifest: input: Field required"):
@@ -210,3 +242,65 @@ def test_export_capability_is_validated():
         DetectorCapabilities(export_formats=("onnx",))
     with pytest.raises(ValidationError, match="are not among"):
         DetectorCapabilities(exporter="pkg.mod:export", export_formats=("tensorrt",))
+
+
+BOUNDED_PREDICT = """
+import resource, sys
+limit = 3 * 1024**3  # a bounded address space: a 16384 x 16384 float input alone would need 3 GiB
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from pyimgano.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("resize", [16384, 100000])
+def test_a_geometry_beyond_the_largest_network_input_is_refused_in_bounded_memory(tmp_path, image_file, resize):
+    import subprocess
+    import sys
+
+    from pyimgano.runtime.manifest import MAX_GRAPH_SIDE
+
+    folder = make_export(tmp_path / "m", size=None, resize=32)
+    manifest = json.loads((folder / EXPORT_FILE).read_text())
+    manifest["geometry"]["resize"] = resize  # checksum renewed: only the bound can stop it
+    rewrite_manifest(folder, manifest)
+    proc = subprocess.run([sys.executable, "-c", BOUNDED_PREDICT, "predict", "--model", str(folder), str(image_file),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        f"error: {folder / EXPORT_FILE}: invalid manifest: geometry: resize {resize}: sides must be whole numbers "
+        f"between 1 and {MAX_GRAPH_SIDE} (the largest network input)")
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda m: m.update(max_batch=10**9), "max_batch: Input should be less than or equal to 1024"),
+    (lambda m: m["input"].update(min_size=0), "input.min_size: Input should be greater than or equal to 1"),
+    (lambda m: m["input"].update(pixel_divisor=-1), "input.pixel_divisor: Input should be greater than 0"),
+    (lambda m: m["geometry"].update(multiple=10**6), "geometry: multiple 1000000: must be a whole number"),
+    (lambda m: m["files"]["model.onnx"].update(sha256="abc"), "files.model.onnx.sha256: String should match"),
+])
+def test_every_number_of_the_manifest_is_bounded(tmp_path, capsys, image_file, change, problem):
+    folder = make_export(tmp_path / "m")
+    manifest = json.loads((folder / EXPORT_FILE).read_text())
+    change(manifest)
+    rewrite_manifest(folder, manifest)
+    assert problem in _cli_error(capsys, folder, tmp_path, image_file)
+
+
+def test_an_edited_manifest_is_refused_by_its_own_checksum(tmp_path, capsys, image_file):
+    folder = make_export(tmp_path / "m", size=None)
+    manifest = json.loads((folder / EXPORT_FILE).read_text())
+    assert manifest["content_sha256"] == content_digest(manifest)
+    manifest["input"]["pixel_divisor"] = 1.0  # in bounds, but not what was exported
+    (folder / EXPORT_FILE).write_text(json.dumps(manifest))
+    err = _cli_error(capsys, folder, tmp_path, image_file)
+    assert f"{folder / EXPORT_FILE}: does not match its own checksum (content_sha256): edited after export" in err
+
+
+def test_an_oversized_manifest_is_refused_before_it_is_read(tmp_path, capsys, image_file):
+    from pyimgano.runtime.manifest import MAX_MANIFEST_BYTES
+
+    folder = make_export(tmp_path / "m")
+    with open(folder / EXPORT_FILE, "r+b") as handle:
+        handle.truncate(MAX_MANIFEST_BYTES + 1)
+    assert "far more than an export manifest holds" in _cli_error(capsys, folder, tmp_path, image_file)

@@ -121,3 +121,26 @@ def test_leave_one_image_out_distances_skip_the_images_own_rows():
     det.memory_bank_, det.bank_image_, det._index = bank[:50], np.zeros(50, int), build_index(bank[:50], "flat")
     alone, _ = det._leave_out_distances(rows, [0])
     assert alone.max() < 0.1
+
+
+def test_a_coreset_chunk_holds_the_same_training_inputs_in_both_views(monkeypatch):
+    """The context view's chunks are as many inputs as the detail view's (its picks per chunk, and
+    the greedy's cost, would otherwise grow with its higher coreset ratio)."""
+    import pyimgano
+    from pyimgano_faiss.patchcore import PatchCore
+
+    calls = []
+    original = PatchCore._coreset
+
+    def spy(self, n, ratio, dim, chunk):
+        calls.append((n, chunk))
+        return original(self, n, ratio, dim, chunk)
+
+    monkeypatch.setattr(PatchCore, "_coreset", spy)
+    det = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=384, coreset_ratio=0.2,
+                                   coreset_chunk=2 * 48 * 48)  # two training inputs of the detail view
+    det.fit(_images(5, 384))
+    (n_detail, chunk_detail), (n_context, chunk_context) = calls
+    assert (n_detail, chunk_detail) == (5 * 48 * 48, 2 * 48 * 48)
+    assert (n_context, chunk_context) == (5 * 24 * 24, 2 * 24 * 24)
+    assert det.coreset_chunks_ == 3

@@ -31,6 +31,9 @@ def test_lazy_greedy_selects_exactly_what_the_plain_loop_selects():
         plain = greedy_coreset_plain(x, 300, start=seed)
         np.testing.assert_array_equal(lazy, plain)
         assert len(set(lazy.tolist())) == 300
+        # the full passes before the lazy loop change nothing: none, some, or every pick by them
+        for warm in (1, 7, 300):
+            np.testing.assert_array_equal(greedy_coreset(x, 300, start=seed, warm=warm), plain)
 
 
 def test_torch_loop_agrees_and_small_cases():

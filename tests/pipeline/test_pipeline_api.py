@@ -62,7 +62,7 @@ def test_save_and_load_round_trip_bit_for_bit(plugin, toy, tmp_path):
                              image_threshold="quantile:0.9", pixel_threshold="quantile:0.99", val_fraction=0.3)
     pipe.fit(train_files(toy))
     folder = pipe.save(tmp_path / "model")
-    assert sorted(p.name for p in folder.iterdir()) == ["pyimgano-model.json", PIPELINE_FILE, "state.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == [".pyimgano-contents.json", "pyimgano-model.json", PIPELINE_FILE, "state.npz"]
     saved = json.loads((folder / PIPELINE_FILE).read_text())
     assert saved["format"] == 1 and saved["detector"] == "benchtest:mean"
     assert saved["postprocess"][1]["name"] == "minmax" and set(saved["postprocess"][1]["state"]) == {"offset", "scale"}
@@ -181,8 +181,9 @@ def test_a_damaged_pipeline_file_is_a_clear_error(plugin, toy, tmp_path):
     saved = json.loads((folder / PIPELINE_FILE).read_text())
     for damage, message in [
         ({**saved, "format": 9}, "pipeline format 9 is not supported"),
-        ({**saved, "postprocess": [{"name": "nope"}]}, "corrupt pipeline file"),
-        ({**saved, "image_threshold": {"strategy": "quantile", "q": 0.99, "value": "NaN"}}, "not finite"),
+        ({**saved, "postprocess": [{"name": "nope"}]}, r"post-processing step 0 \(nope\)"),
+        ({**saved, "image_threshold": {"strategy": "quantile", "q": 0.99, "value": "NaN"}},
+         "image_threshold.value: Input should be a finite number"),
         ({**saved, "postprocess": [{"name": "minmax"}]}, "needs statistics has none saved"),
     ]:
         (folder / PIPELINE_FILE).write_text(json.dumps(damage))

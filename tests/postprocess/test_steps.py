@@ -121,3 +121,19 @@ def test_lists_of_differently_sized_maps_stay_lists():
     assert isinstance(out, list) and [m.shape for m in out] == [(5, 7), (9, 4)]
     with pytest.raises(pyimgano.ContractViolation, match="N x H x W"):
         make("gaussian")(RNG.random((5, 7)))
+
+
+def test_standardize_fitted_map_by_map_equals_the_statistics_of_all_pixels():
+    """Maps of different sizes and scales: the streamed mean and deviation are those of one vector."""
+    from pyimgano.errors import ContractViolation
+    from pyimgano.postprocess.steps import Standardize, all_pixels
+
+    rng = np.random.default_rng(3)
+    maps = [rng.gamma(2.0, 1.0, shape).astype(np.float32) * scale
+            for shape, scale in (((40, 60), 1.0), ((13, 7), 50.0), ((90, 31), 0.01), ((1, 1), 7.0))]
+    step = Standardize().fit(maps)
+    pixels = all_pixels(maps)
+    assert step.state["offset"] == pytest.approx(pixels.mean(), rel=1e-12)
+    assert step.state["scale"] == pytest.approx(pixels.std(), rel=1e-12)
+    with pytest.raises(ContractViolation, match="at least one pixel"):
+        Standardize().fit([np.zeros((0, 0), dtype=np.float32)])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,9 +85,15 @@ def test_fit_and_predict_refuse_the_bomb_in_one_line(hostile_site, tmp_path):
     bomb.unlink()
     assert run_cli(*fit, pythonpath=[hostile_site]).returncode == 0
     bomb = png_claiming(test / "bomb.png", 50000, 50000)
-    result = run_cli("predict", "--model", str(tmp_path / "model"), str(test), "--out", str(tmp_path / "pred"),
-                     pythonpath=[hostile_site])
+    predict = ["predict", "--model", str(tmp_path / "model"), str(test), "--out", str(tmp_path / "pred")]
+    result = run_cli(*predict, "--strict", pythonpath=[hostile_site])
     assert result.returncode == 2 and result.stderr.splitlines() == [f"error: {bomb_message(bomb)}"]
+    assert not (tmp_path / "pred").exists()
+    result = run_cli(*predict, pythonpath=[hostile_site])  # by default: skipped and reported, the rest scored
+    assert result.returncode == 1 and "3 image(s) scored" in result.stdout and "1 image(s) could not be read" \
+        in result.stdout
+    rows = {Path(r["image"]).name: r for r in csv.DictReader(open(tmp_path / "pred" / "predictions.csv"))}
+    assert rows["bomb.png"]["error"] == bomb_message(bomb) and rows["bomb.png"]["score"] == ""
 
 
 @pytest.mark.parametrize("quick", [True, False])

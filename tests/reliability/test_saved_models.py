@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import pyimgano
-from pyimgano import InvalidParams, ModelLoadError, OutputError
+from pyimgano import InvalidParams, ModelLoadError, OutputError, OutputExists
+from pyimgano.atomic import CONTENTS_FILE
 from pyimgano.limits import DEFAULT_MAX_STATE_BYTES, max_state_bytes, set_max_state_bytes
 
 CONFIG = "pyimgano-model.json"
@@ -101,9 +102,14 @@ def test_a_first_save_that_meets_a_full_disk_leaves_nothing(mad, tmp_path, monke
 
 
 def test_save_replaces_a_saved_model_whole_and_refuses_other_folders(mad, saved, tmp_path):
-    (saved / "stale-extra.bin").write_bytes(b"from an older save")
     mad.save(saved)  # a saved model is replaced whole: nothing of the old folder is left
-    assert sorted(p.name for p in saved.iterdir()) == [CONFIG, "state.npz"]
+    assert sorted(p.name for p in saved.iterdir()) == [CONTENTS_FILE, CONFIG, "state.npz"]
+    (saved / "mine.bin").write_bytes(b"the user's own file")
+    with pytest.raises(OutputExists, match=r"model: a saved pyimgano model that also holds 1 file\(s\) it did not "
+                                           r"write \(mine.bin\); replacing it would delete them"):
+        mad.save(saved)
+    assert (saved / "mine.bin").read_bytes() == b"the user's own file"
+    (saved / "mine.bin").unlink()
     project = tmp_path / "project"
     project.mkdir()
     (project / "notes.txt").write_text("mine")

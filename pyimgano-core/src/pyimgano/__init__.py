@@ -28,6 +28,7 @@ from pyimgano.errors import (
     OutputExists,
     PluginError,
     PyimganoError,
+    SavedFileError,
     WeightsError,
 )
 
@@ -98,6 +99,7 @@ __all__ = [
     "OutputError",
     "PluginError",
     "PyimganoError",
+    "SavedFileError",
     "WeightsError",
     *_LAZY,
 ]

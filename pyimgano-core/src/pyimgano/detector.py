@@ -28,9 +28,7 @@ from pyimgano.errors import (
     InvalidParams,
     ModelLoadError,
     NotFittedError,
-    OutputError,
     PyimganoError,
-    os_reason,
     validation_problems,
 )
 from pyimgano.images import ImageInput, image_shapes, load_image, load_images
@@ -436,12 +434,12 @@ class Detector:
         saved model (else :class:`~pyimgano.errors.OutputExists`). Raises :class:`OutputError` when it
         cannot be written.
         """
-        from pyimgano.atomic import check_output_dir, replacing_dir
+        from pyimgano.atomic import replacing_dir
 
         self._check_fitted()
         directory = Path(directory)
         target = directory.resolve() if directory.is_symlink() else directory  # a link keeps pointing at the model
-        check_output_dir(target, MODEL_CONFIG_FILE)
+        check_model_output(target)
         state = {k: np.asarray(v) for k, v in self._get_state().items()}
         check_saved_state(self, state)
         try:
@@ -460,15 +458,10 @@ class Detector:
             raise InvalidParams(f"{self._describe()} cannot be saved: {problem}") from None
         except ValueError as exc:  # a threshold or parameter JSON cannot hold (NaN, infinity)
             raise InvalidParams(f"{self._describe()} cannot be saved: {exc}") from None
-        try:
-            with replacing_dir(target) as tmp:
-                np.savez(tmp / MODEL_STATE_FILE, **state)
-                self._save_files(tmp)
-                (tmp / MODEL_CONFIG_FILE).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            kept = "the model saved there before is intact" if target.exists() else "nothing was left there"
-            reason = os_reason(exc, with_file=False)
-            raise OutputError(f"{directory}: the model could not be saved ({reason}); {kept}") from None
+        with replacing_dir(target) as tmp:  # a full disk: OutputError naming the folder
+            np.savez(tmp / MODEL_STATE_FILE, **state)
+            self._save_files(tmp)
+            (tmp / MODEL_CONFIG_FILE).write_text(text, encoding="utf-8")
         return directory
 
     @classmethod
@@ -569,6 +562,23 @@ def _compatible(saved: str | None, installed: str | None) -> bool:
     if s[0] != i[0]:
         return False
     return not (s[0] == "0" and len(s) > 1 and len(i) > 1 and s[1] != i[1])
+
+
+# the files of a model folder saved before folders recorded their contents (atomic.CONTENTS_FILE):
+# the model, pipeline, training and export files, the state, a graph and its weights, safetensors
+_SAVED_SUFFIXES = frozenset({".json", ".npz", ".onnx", ".xml", ".bin", ".safetensors"})
+
+
+def _older_model_file(name: str) -> bool:
+    return "/" not in name and Path(name).suffix in _SAVED_SUFFIXES
+
+
+def check_model_output(directory: str | Path) -> None:
+    """Refuse (:class:`~pyimgano.errors.OutputExists`) a model output folder that is neither new,
+    empty, nor a saved model holding only its own files (:func:`pyimgano.atomic.check_output_dir`)."""
+    from pyimgano.atomic import check_output_dir
+
+    check_output_dir(directory, MODEL_CONFIG_FILE, legacy=_older_model_file)
 
 
 def load_detector(directory: str | os.PathLike) -> Detector:

@@ -94,6 +94,11 @@ class ModelLoadError(PyimganoError, RuntimeError):
     absent/incompatible plugin; the message names the file."""
 
 
+class SavedFileError(PyimganoError, ValueError):
+    """A file pyimgano wrote and reads back (a benchmark's job record) is corrupt, over its
+    size limit, or holds a value outside its bounds; the message names the file and field."""
+
+
 class OutputError(PyimganoError, OSError):
     """An output could not be written (a full disk, no permission, a folder that is not ours
     to replace); what was there before is left as it was."""

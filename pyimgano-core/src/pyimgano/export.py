@@ -98,8 +98,7 @@ def export_model(
     import tempfile
 
     from pyimgano import __version__
-    from pyimgano.atomic import check_output_dir
-    from pyimgano.detector import MODEL_CONFIG_FILE, load_detector
+    from pyimgano.detector import check_model_output, load_detector
     from pyimgano.pipeline import PIPELINE_FILE
     from pyimgano.pipeline import load as load_pipeline
     from pyimgano.plugins import get_registry
@@ -109,7 +108,7 @@ def export_model(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.resolve() == model_dir.resolve():
         raise ExportError(f"{out_dir}: the export would replace the model it exports; choose another --out")
-    check_output_dir(out_dir, MODEL_CONFIG_FILE)  # the save at the end would refuse it: say so before exporting
+    check_model_output(out_dir)  # the save at the end would refuse it: say so before exporting
     pipeline = load_pipeline(model_dir) if (model_dir / PIPELINE_FILE).is_file() else None
     detector = pipeline.detector if pipeline is not None else load_detector(model_dir)
     name = detector.component
@@ -131,6 +130,9 @@ def export_model(
     try:
         say(f"writing the graph of {name}")
         graph = _graph_spec(caps.exporter, exporter(detector, staging))
+        refused = _refused_note(graph)
+        if refused:
+            graph.notes.append(refused)
         if format == "openvino":
             say("converting the graph to OpenVINO IR")
             graph = _to_openvino(staging, graph)
@@ -176,6 +178,16 @@ def _runtime_pipeline(pipeline: Any, runtime: Any) -> Any:
     exported.detector = runtime
     exported.traits = dataclasses.replace(pipeline.traits, name=runtime.component)
     return exported
+
+
+def _refused_note(graph: Any) -> str | None:
+    """What the runtime will refuse that the source scores, said at export time (a manifest note)."""
+    from pyimgano.preprocess import Preprocess
+    from pyimgano.runtime.detector import refused_inputs
+
+    refused = refused_inputs(Preprocess.model_validate(graph.geometry), graph.input.min_size)
+    return None if refused is None else (f"the export refuses {refused}, which the source detector scores; "
+                                         "predict with the source model for those")
 
 
 def _graph_spec(exporter: str, returned: Any) -> Any:

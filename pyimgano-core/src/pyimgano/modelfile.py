@@ -65,7 +65,7 @@ _PHRASES = {
     "string_type": "expected a string",
     "float_type": "expected a number",
     "finite_number": "expected a finite number",
-    "dict_type": "expected an object of parameters",
+    "dict_type": "expected an object",
     "extra_forbidden": "unknown field",
     "missing": "missing",
     "string_pattern_mismatch": "expected a detector name, plugin:name",
@@ -73,11 +73,13 @@ _PHRASES = {
 }
 
 
-def _problem(err: Mapping[str, Any]) -> str:
+def _problem(err: Mapping[str, Any], fields: Any = ()) -> str:
     where = ".".join(str(p) for p in err["loc"])
     phrase = _PHRASES.get(err["type"], err["msg"].removeprefix("Value error, "))
-    if err["type"] == "extra_forbidden":
-        phrase += f" (fields: {', '.join(ModelFile.model_fields)})"
+    if err["type"] == "dict_type" and err["loc"][-1:] == ("params",):
+        phrase += " of parameters"
+    if err["type"] == "extra_forbidden" and len(err["loc"]) == 1 and fields:
+        phrase += f" (fields: {', '.join(fields)})"
     if err["type"] != "missing" and where:
         shown = json.dumps(err.get("input"), default=str)
         phrase += f", got {shown if len(shown) <= 60 else shown[:57] + '...'}"
@@ -88,23 +90,34 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def read_json_object(path: Path, what: str, error: type[Exception] = ModelLoadError,
+                     max_bytes: int = MAX_MODEL_CONFIG_BYTES, allow_nan: bool = False) -> dict[str, Any]:
+    """The JSON object of a file pyimgano wrote and reads back (a model, pipeline or export
+    manifest, a job record): size-capped before it is read, UTF-8, no ``NaN``/``Infinity``
+    unless ``allow_nan`` (a job record's undefined metric); any problem is one ``error`` line
+    naming the file (``what`` says what it should be). The caller validates the fields."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            article = "an" if what[:1] in "aeiou" else "a"
+            raise error(f"{path}: {size:,} bytes, far more than {article} {what} holds (at most {max_bytes:,}); refused")
+        text = path.read_bytes().decode("utf-8-sig")
+        raw = json.loads(text) if allow_nan else json.loads(text, parse_constant=_refuse_constant)
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
+        raise error(f"{path}: corrupt {what} ({exc})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: corrupt {what} (a JSON {type(raw).__name__}, not an object)")
+    return raw
+
+
 def read_model_file(directory: Path) -> ModelFile:
     """The validated ``pyimgano-model.json`` of ``directory``; :class:`ModelLoadError` otherwise."""
     path = directory / MODEL_CONFIG_FILE
     if not path.is_file():
         raise ModelLoadError(f"{directory}: not a saved pyimgano model (no {MODEL_CONFIG_FILE})")
-    try:
-        size = path.stat().st_size
-        if size > MAX_MODEL_CONFIG_BYTES:
-            raise ModelLoadError(f"{path}: {size:,} bytes, far more than a model file holds "
-                                 f"(at most {MAX_MODEL_CONFIG_BYTES:,}); refused")
-        raw = json.loads(path.read_bytes().decode("utf-8-sig"), parse_constant=_refuse_constant)
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
-        raise ModelLoadError(f"{path}: corrupt model config ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ModelLoadError(f"{path}: corrupt model config (a JSON {type(raw).__name__}, not an object)")
+    raw = read_json_object(path, "model config")
     version = raw.get("format")
     if type(version) is not int or version != MODEL_FORMAT:
         raise ModelLoadError(f"{path}: model format {version!r} is not supported (this pyimgano reads format "
@@ -112,7 +125,7 @@ def read_model_file(directory: Path) -> ModelFile:
     try:
         return ModelFile.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(_problem(err) for err in exc.errors())
+        problems = "; ".join(_problem(err, ModelFile.model_fields) for err in exc.errors())
         raise ModelLoadError(f"{path}: invalid model file: {problems}") from None
 
 

@@ -31,6 +31,7 @@ from pyimgano.limits import ENV_MAX_IMAGE_PIXELS, max_image_pixels
 from pyimgano.preprocess import AUTO_MAX_SIDE, Box, Preprocess, auto_side, round_to_multiple, tile_boxes
 from pyimgano_faiss.backbones import Backbone, build_backbone, images_to_tensor
 from pyimgano_faiss.devices import configure_threads, native_bfloat16, resolve_device
+from pyimgano_faiss.engines import openvino_backbone, resolve_engine
 from pyimgano_faiss.errors import InputGeometryError
 
 # one network input (an image or a tile) holds at most this many pixels: a 4096 x 4096 input
@@ -90,6 +91,7 @@ class BackboneDetector(Detector):
         super().__init__(**params)
         self._backbone: Backbone | None = None
         self._device: str | None = None
+        self._threads = 1
         self.input_size_: int | str | None = None
         self.precision_: str | None = None
 
@@ -187,7 +189,7 @@ class BackboneDetector(Detector):
 
     def _prepare(self) -> Backbone:
         """Thread counts, device and the backbone (built on first use, then reused)."""
-        configure_threads(self.num_threads)
+        self._threads = configure_threads(self.num_threads)
         if self._backbone is None:
             self._device = resolve_device(self.device)
             stamp = os.stat(self.weights).st_mtime_ns if self.weights and os.path.exists(self.weights) else None
@@ -200,19 +202,24 @@ class BackboneDetector(Detector):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """N x 3 x H x W floats in [0, 1] (preprocessed network inputs) -> float32 stage maps.
 
-        Runs under ``torch.inference_mode``, in bfloat16 when ``precision_`` says so. A
-        shape the backbone cannot take is an :class:`InputGeometryError` naming it.
+        Runs under ``torch.inference_mode``, in bfloat16 when ``precision_`` says so, or on
+        OpenVINO (``engine``, :mod:`pyimgano_faiss.engines`). A shape the backbone cannot take is
+        an :class:`InputGeometryError` naming it.
         """
+        from pyimgano.errors import ExportError
+
         backbone = self._prepare()
         precision = self._resolve_precision()
         x = x.to(self._device, non_blocking=True)
         try:
+            if resolve_engine(self.engine, self._device, precision) == "openvino":
+                return openvino_backbone(backbone, self._threads)(x)
             with torch.inference_mode():
                 if precision == "bfloat16":
                     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
                         return [f.float() for f in backbone(x)]
                 return backbone(x)
-        except RuntimeError as exc:
+        except (RuntimeError, ExportError) as exc:
             if "memory" in str(exc).lower():
                 raise
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -70,7 +70,9 @@ class EmbeddingStore:
     def gather(self, indices: np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
         if self._file is None:
-            data = np.concatenate(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
+            if len(self._chunks) > 1:  # joined once: gathering batch by batch stays linear in the rows
+                self._chunks = [np.concatenate(self._chunks)]
+            data = self._chunks[0] if self._chunks else np.zeros((0, self.dim or 0), dtype=np.float32)
             return np.ascontiguousarray(data[indices])
         self._file.flush()
         data = np.memmap(self._path, dtype=np.float32, mode="r", shape=(self.rows, self.dim))

@@ -223,7 +223,11 @@ class PatchCore(BackboneDetector):
                         if grids[v] is None:
                             grids[v] = (int(emb.shape[-2]), int(emb.shape[-1]))
                         if coresets[v] is None:
-                            coresets[v] = self._coreset(counts[v], ratios[v], rows.shape[1])
+                            # a chunk of every view holds the same training inputs: the detail view's
+                            # coreset_chunk patches (the context view's picks would otherwise grow
+                            # with its higher ratio, and the greedy's cost with the picks per chunk)
+                            chunk = max(1, self.coreset_chunk * counts[v] // counts[0])
+                            coresets[v] = self._coreset(counts[v], ratios[v], rows.shape[1], chunk)
                         coresets[v].add(rows)
                         for j, unit in enumerate(batch):
                             starts[v].append(offsets[v] + j * per)
@@ -252,8 +256,8 @@ class PatchCore(BackboneDetector):
         self.view_scales_ = np.array([self._normal_scale(v, kept[v]) for v in range(n_views)], dtype=np.float64)
         return batches
 
-    def _coreset(self, n: int, ratio: float, dim: int) -> ChunkedCoreset:
-        """Greedy k-center selection of ``ratio`` of ``n`` streamed rows of width ``dim``."""
+    def _coreset(self, n: int, ratio: float, dim: int, chunk: int) -> ChunkedCoreset:
+        """Greedy k-center selection of ``ratio`` of ``n`` streamed rows of width ``dim``, ``chunk`` rows at a time."""
         if self._device is not None and self._device.startswith("cuda"):
             device = self._device
 
@@ -264,7 +268,7 @@ class PatchCore(BackboneDetector):
         return ChunkedCoreset(
             total_rows=n,
             k=coreset_size(n, ratio),
-            chunk_rows=self.coreset_chunk,
+            chunk_rows=chunk,
             projection=RandomProjection(dim, self.projection_dim, self.seed),
             rng=np.random.default_rng(self.seed),
             select=select,

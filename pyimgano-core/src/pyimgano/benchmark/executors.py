@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from multiprocessing import connection as mp_connection
 from typing import Any, Protocol
 
+from pyimgano.atomic import sigterm_exits
 from pyimgano.benchmark.config import ConfigError, JobSpec
 from pyimgano.benchmark.job import ProgressFn, empty_run, run_job
 
@@ -120,51 +121,50 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("spawn")
         pending = list(jobs)
         workers: list[_Worker] = []
-        previous_sigterm = _stop_on_sigterm()
-        try:
-            n_workers = min(self.workers, len(jobs))
-            slots = _cpu_slots(n_workers) if n_workers > 1 else [None]
-            workers = [_Worker(ctx, self.threads_per_worker, cpus) for cpus in slots]
-            while pending or any(w.job is not None for w in workers):
-                for worker in workers:
-                    if worker.job is None and pending:
-                        worker.start_job(pending.pop(0))
-                busy = [w for w in workers if w.job is not None]
-                wait_s = None
-                if self.job_timeout is not None:
-                    wait_s = max(0.0, min(w.started + self.job_timeout for w in busy) - time.monotonic())
-                ready = mp_connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy], wait_s)
-                now = time.monotonic()
-                for worker in busy:
-                    spec = worker.job
-                    if worker.conn in ready or worker.process.sentinel in ready:
-                        message = worker.receive()
-                        if message is not None and message[0] == "progress":
-                            _report(progress, message[1])
-                            continue
-                        worker.job = None
-                        if message is None:  # the process died: fail its job, start a fresh worker
-                            error, extra = worker.death()
-                            outcome = crashed_outcome(spec, error, **extra)
+        with sigterm_exits(SIGTERM_MESSAGE):
+            try:
+                n_workers = min(self.workers, len(jobs))
+                slots = _cpu_slots(n_workers) if n_workers > 1 else [None]
+                workers = [_Worker(ctx, self.threads_per_worker, cpus) for cpus in slots]
+                while pending or any(w.job is not None for w in workers):
+                    for worker in workers:
+                        if worker.job is None and pending:
+                            worker.start_job(pending.pop(0))
+                    busy = [w for w in workers if w.job is not None]
+                    wait_s = None
+                    if self.job_timeout is not None:
+                        wait_s = max(0.0, min(w.started + self.job_timeout for w in busy) - time.monotonic())
+                    ready = mp_connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy], wait_s)
+                    now = time.monotonic()
+                    for worker in busy:
+                        spec = worker.job
+                        if worker.conn in ready or worker.process.sentinel in ready:
+                            message = worker.receive()
+                            if message is not None and message[0] == "progress":
+                                _report(progress, message[1])
+                                continue
+                            worker.job = None
+                            if message is None:  # the process died: fail its job, start a fresh worker
+                                error, extra = worker.death()
+                                outcome = crashed_outcome(spec, error, **extra)
+                            else:
+                                outcome = message[1]
+                        elif self.job_timeout is not None and now - worker.started >= self.job_timeout:
+                            worker.kill()
+                            outcome = crashed_outcome(
+                                spec,
+                                f"timed out after {self.job_timeout:g} s (job_timeout); its worker process was stopped",
+                                timed_out_s=self.job_timeout,
+                            )
                         else:
-                            outcome = message[1]
-                    elif self.job_timeout is not None and now - worker.started >= self.job_timeout:
-                        worker.kill()
-                        outcome = crashed_outcome(
-                            spec,
-                            f"timed out after {self.job_timeout:g} s (job_timeout); its worker process was stopped",
-                            timed_out_s=self.job_timeout,
-                        )
-                    else:
-                        continue
-                    if not worker.process.is_alive():
-                        worker.stop()
-                        workers[workers.index(worker)] = _Worker(ctx, self.threads_per_worker, worker.cpus)
-                    yield spec, outcome
-        finally:
-            for worker in workers:
-                worker.stop()
-            _restore_sigterm(previous_sigterm)
+                            continue
+                        if not worker.process.is_alive():
+                            worker.stop()
+                            workers[workers.index(worker)] = _Worker(ctx, self.threads_per_worker, worker.cpus)
+                        yield spec, outcome
+            finally:
+                for worker in workers:
+                    worker.stop()
 
 
 def _report(progress: ProgressFn | None, event: tuple[str, str, int, int]) -> None:
@@ -333,29 +333,7 @@ def _die_with_parent() -> None:
         threading.Thread(target=watch, name="pyimgano-parent-watch", daemon=True).start()
 
 
-def _stop_on_sigterm() -> Any:
-    """While jobs run in workers, SIGTERM ends the driver like Ctrl-C does (its ``finally``
-    blocks stop the workers and write what finished). Only from the main thread, and only
-    when no one else handles SIGTERM; returns the handler to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return None
-
-        def terminate(signum: int, frame: Any) -> None:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
-            print("terminated: stopping the workers; finished runs are saved", file=sys.stderr)
-            raise SystemExit(128 + signum)
-
-        return signal.signal(signal.SIGTERM, terminate)
-    except (ValueError, OSError):
-        return None
-
-
-def _restore_sigterm(previous: Any) -> None:
-    if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)
+SIGTERM_MESSAGE = "terminated: stopping the workers; finished runs are saved"
 
 
 def _run_in_worker(spec: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:

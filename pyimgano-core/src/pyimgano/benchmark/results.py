@@ -40,7 +40,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pyimgano.atomic import atomic_write
 from pyimgano.benchmark.config import JobSpec
@@ -55,14 +55,15 @@ FEW_SHOT_SCORE_COLUMNS = ["zero_shot_score", "zero_shot_predicted"]
 # A run record is built as these models from the start of a job (validate_assignment: a
 # wrong type fails where it is set, not when the file is written).
 RECORD_CONFIG = ConfigDict(extra="forbid", validate_assignment=True)
+MAX_RECORD_BYTES = 64 * 1024**2  # a job record: parameters, metrics, few-shot trials; far below this
 
 
 class Timing(BaseModel):
     model_config = RECORD_CONFIG
 
-    fit_s: float | None = None
-    predict_s: float | None = None
-    images_per_s: float | None = None
+    fit_s: float | None = Field(None, ge=0)
+    predict_s: float | None = Field(None, ge=0)
+    images_per_s: float | None = Field(None, ge=0)
 
 
 def _column(title: str, level: str) -> dict[str, Any]:
@@ -139,7 +140,7 @@ class FewShotResult(BaseModel):
 
     model_config = RECORD_CONFIG
 
-    k: int = Field(description="defective test images drawn to tune the run (0: zero-shot)")
+    k: int = Field(ge=0, description="defective test images drawn to tune the run (0: zero-shot)")
     shots: list[str] = Field(default_factory=list, description="the drawn images (removed from the evaluation)")
     tuned: dict[str, Any] = Field(default_factory=dict, description="the tuned post-processing, thresholds, figures")
     objective: str | None = Field(None, description="pixel_f1 or aupro; null when only the image threshold was tuned")
@@ -167,10 +168,10 @@ class RunResult(BaseModel):
     metrics: dict[str, float | None] = Field(description="metric key -> value; null where it does not apply")
     deployed: Deployed | None = Field(None, description="figures at the calibrated thresholds")
     timing: Timing = Field(default_factory=Timing)
-    peak_rss_mb: float | None = Field(None, description="peak RSS of the process that ran the job, MiB")
-    n_train: int = Field(0, description="training images the detector was fitted on")
-    n_val: int | None = Field(None, description="training images held out to calibrate (null: older files)")
-    n_test: int = 0
+    peak_rss_mb: float | None = Field(None, ge=0, description="peak RSS of the process that ran the job, MiB")
+    n_train: int = Field(0, ge=0, description="training images the detector was fitted on")
+    n_val: int | None = Field(None, ge=0, description="training images held out to calibrate (null: older files)")
+    n_test: int = Field(0, ge=0)
     few_shot: FewShotResult | None = Field(None, description="few-shot mode (null: files from before it)")
 
     @classmethod
@@ -206,19 +207,28 @@ class ResultStore:
         return self.jobs_dir / f"{spec.job_id}.json"
 
     def load_record(self, spec: JobSpec) -> dict[str, Any] | None:
-        """The stored record of this exact job (same key), or None."""
+        """The stored record of this exact job (same key), or None. A record that is not
+        readable, over :data:`MAX_RECORD_BYTES` or out of bounds is one
+        :class:`~pyimgano.errors.SavedFileError` naming the file and field (records are
+        written atomically: only a hand edit or another program damages one)."""
+        from pyimgano.errors import SavedFileError, validation_problems
+        from pyimgano.modelfile import read_json_object
+
         path = self.record_path(spec)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
+        if not path.exists():
             return None
-        if not isinstance(record, dict) or record.get("key") != spec.key or not isinstance(record.get("run"), dict):
-            return None
+        record = read_json_object(path, "job record", SavedFileError, MAX_RECORD_BYTES, allow_nan=True)
+        if record.get("key") != spec.key:
+            return None  # the record of other settings under the same name: the job runs again
+        if not isinstance(record.get("run"), dict):
+            raise SavedFileError(f"{path}: invalid job record: run: expected an object; delete the file to run "
+                                 "the job again")
         record["run"].setdefault("seed", spec.seed)  # records written before runs carried their seed
         try:
             record["run"] = RunResult.model_validate(record["run"]).model_dump(mode="json")
-        except ValueError:
-            return None
+        except ValidationError as exc:
+            raise SavedFileError(f"{path}: invalid job record: run.{validation_problems(exc)}; delete the file to "
+                                 "run the job again") from None
         return record
 
     def finished(self, spec: JobSpec, metric_keys: list[str]) -> dict[str, Any] | None:

@@ -133,15 +133,14 @@ def describe_choices(detector: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from pyimgano.atomic import check_output_dir
     from pyimgano.cli.inputs import collect_images, find_masks
     from pyimgano.cli.options import few_shot_given
-    from pyimgano.detector import MODEL_CONFIG_FILE
+    from pyimgano.detector import check_model_output
     from pyimgano.pipeline.fewshot import FewShotSettings
 
     console = Console(stderr=True)
     out = Path(args.out).expanduser()
-    check_output_dir(out, MODEL_CONFIG_FILE)  # before anything is read or fitted
+    check_model_output(out)  # before anything is read or fitted
     pipe = build_pipeline(args)
     files = collect_images(args.train, "training images")
     val_files = collect_images(args.val, "validation images") if args.val else None

@@ -7,8 +7,8 @@ largest batch, whatever the number of images, and heatmaps are drawn at a bounde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from pyimgano.errors import InvalidParams, OutputExists
+from pyimgano.errors import InvalidParams
 
+PREDICTIONS_CSV = "predictions.csv"  # the file that marks a folder as a predict output
+OUTPUT_KIND = "pyimgano predict output"
 BATCH = 16  # images per batch at most
 BATCH_PIXELS = 16 * 1024 * 1024  # ... and at most this many pixels (one image may exceed it alone)
 HEATMAP_MAX_SIDE = 1024  # heatmaps are drawn at most this large (masks keep the image's size)
@@ -36,6 +38,12 @@ OUT/heatmaps/*.png (the post-processed map over the image, at most 1024 px a sid
 normal, red anomalous, the pixel threshold halfway). --save-json adds OUT/predictions.json
 with every region's bounding box [x, y, width, height], area and peak map value; --json
 prints the summary as JSON on stdout.
+
+An image that cannot be read is skipped and reported: a row with its error in
+predictions.csv, a count in the summary, exit status 1 (--strict stops at the first, exit 2).
+OUT is written whole, beside it, and swapped in at the end: an interrupted run leaves what
+was there before; OUT must be new, empty or an earlier predict output holding only its own
+files, outside the input folders; one run at a time writes it (docs/reliability.md).
 """
 
 
@@ -57,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_deprecated(parser, "--threshold", "--image-threshold", "image_threshold", type=float)
     parser.add_argument("--save-maps", action="store_true",
                         help="also keep the post-processed float32 maps as OUT/maps/<name>.npy")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first image that cannot be read (default: skip it, report it in "
+                             "predictions.csv and the summary, exit 1)")
 
 
 # -- output names -------------------------------------------------------------------------------
@@ -143,16 +154,24 @@ def colour_range(pipe: Any, first_maps: list[np.ndarray]) -> tuple[float, float]
 
 
 # -- batches -----------------------------------------------------------------------------------
-def batches(files: list[Path]) -> list[list[int]]:
+def batches(files: list[Path], failed: dict[int, str] | None = None) -> list[list[int]]:
     """Indices of ``files`` in batches of at most :data:`BATCH` images and :data:`BATCH_PIXELS`
-    pixels (read from the headers)."""
+    pixels (read from the headers). With ``failed``, an image whose header cannot be read is
+    left out and its error kept there by index; without it, the error is raised."""
+    from pyimgano.errors import ImageLoadError
     from pyimgano.images import read_image_size
 
     out: list[list[int]] = []
     current: list[int] = []
     pixels = 0
     for i, path in enumerate(files):
-        h, w = read_image_size(path)
+        try:
+            h, w = read_image_size(path)
+        except ImageLoadError as exc:
+            if failed is None:
+                raise
+            failed[i] = str(exc)
+            continue
         if current and (len(current) >= BATCH or pixels + h * w > BATCH_PIXELS):
             out.append(current)
             current, pixels = [], 0
@@ -164,14 +183,10 @@ def batches(files: list[Path]) -> list[list[int]]:
 
 
 class _JsonWriter:
-    """predictions.json written image by image to a temporary file, renamed when complete."""
+    """predictions.json written image by image (into the staged output folder)."""
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
-        import tempfile
-
-        self.path = path
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self.handle = os.fdopen(fd, "w", encoding="ascii")
+        self.handle = open(path, "w", encoding="ascii")
         head = json.dumps(header, indent=2)[:-2]  # reopen the object to append "images"
         self.handle.write(head + ',\n  "images": [')
         self.count = 0
@@ -183,27 +198,37 @@ class _JsonWriter:
     def close(self) -> None:
         self.handle.write("\n  ]\n}\n")
         self.handle.close()
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.path)
 
-    def abort(self) -> None:
-        self.handle.close()
-        Path(self.tmp).unlink(missing_ok=True)
+
+def _older_output_file(name: str) -> bool:
+    """A file of a predict output written before folders recorded their contents."""
+    top = name.split("/", 1)[0]
+    return name in (PREDICTIONS_CSV, "predictions.json") or (top in ("heatmaps", "masks", "maps") and "/" in name)
+
+
+def check_out(out: Path, items: list[str], files: list[Path]) -> None:
+    """Refuse an ``--out`` inside an input folder, or holding input images: a later run would
+    score its own heatmaps and masks as images."""
+    resolved = out.resolve()
+    for item in items:
+        folder = Path(item).expanduser()
+        if folder.is_dir() and resolved.is_relative_to(folder.resolve()):
+            raise InvalidParams(f"--out {out} is inside the input folder {item}: a later run would score its own "
+                                "heatmaps and masks as images; choose an --out outside it")
+    inside = next((f for f in files if f.is_relative_to(resolved)), None)
+    if inside is not None:
+        raise InvalidParams(f"--out {out} holds the input image {inside}: a run would replace what it scores; "
+                            "choose an --out outside the inputs")
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
-    from pyimgano.atomic import atomic_write
-    from pyimgano.benchmark.results import rows_to_csv
+    from pyimgano.atomic import check_output_dir, replacing_dir, sigterm_exits
     from pyimgano.cli.inputs import collect_images
     from pyimgano.cli.options import fixed_threshold
-    from pyimgano.images import load_image
     from pyimgano.pipeline import load
 
     out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise OutputExists(f"{out}: exists and is not a folder; choose another --out")
+    check_output_dir(out, PREDICTIONS_CSV, OUTPUT_KIND, legacy=_older_output_file)
     image_override = fixed_threshold(args.image_threshold, "--image-threshold")
     pixel_override = fixed_threshold(args.pixel_threshold, "--pixel-threshold")
     save_json = args.save_json
@@ -221,62 +246,90 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidParams(f"--pixel-threshold: {pipe.traits.name} gives no anomaly maps")
         pipe.pixel_threshold_ = pixel_override
     files = collect_images(args.images, "images to score")
+    check_out(out, args.images, files)
+    failed: dict[int, str] = {}
+    groups = batches(files, None if args.strict else failed)
+    header = {"model": str(Path(args.model)), "detector": pipe.traits.name,
+              "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
+              "promise": None if pipe.promise_ is None else pipe.promise_.to_dict(),
+              "bbox": "[x, y, width, height] in pixels of the image, origin top left"}
+    target = out.resolve() if out.is_symlink() else out  # a link keeps pointing at the output
+    with sigterm_exits("terminated: nothing written; the output folder holds what it held before"), \
+            replacing_dir(target, what=OUTPUT_KIND, wait=False, durable=False) as staged:
+        rows = _predict_into(staged, pipe, files, groups, failed, header if save_json else None, args)
+    written = [out / PREDICTIONS_CSV] + ([out / "predictions.json"] if save_json else [])
+    print(_summary(pipe, rows, written, as_json=args.json, promise=None if image_override is not None else pipe.promise_))
+    return 1 if failed else 0
+
+
+def _predict_into(folder: Path, pipe: Any, files: list[Path], groups: list[list[int]], failed: dict[int, str],
+                  json_header: dict[str, Any] | None, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Score every batch and write the outputs into ``folder``; the rows, in the order of ``files``.
+    An image that cannot be read is a row with its error (``failed`` by index; raised with --strict)."""
+    from rich.progress import Progress
+
+    from pyimgano.benchmark.results import rows_to_csv
+    from pyimgano.errors import ImageLoadError
+    from pyimgano.images import load_image
+
     names = output_names(files)
-    groups = batches(files)
-    out.mkdir(parents=True, exist_ok=True)
-    dirs = {"heatmaps": out / "heatmaps", "masks": out / "masks", "maps": out / "maps"}
-    writer = None
-    if save_json:
-        writer = _JsonWriter(out / "predictions.json", {
-            "model": str(Path(args.model)), "detector": pipe.traits.name,
-            "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
-            "promise": None if pipe.promise_ is None else pipe.promise_.to_dict(),
-            "bbox": "[x, y, width, height] in pixels of the image, origin top left",
-        })
-    rows: list[dict[str, Any]] = []
+    dirs = {"heatmaps": folder / "heatmaps", "masks": folder / "masks", "maps": folder / "maps"}
+    writer = None if json_header is None else _JsonWriter(folder / "predictions.json", json_header)
+    rows: dict[int, dict[str, Any]] = {}
     scale: tuple[float, float] | None = None
-    try:
-        with Progress(transient=True) as progress:
-            task = progress.add_task(f"predicting with {pipe.traits.name}", total=len(files))
-            for group in groups:
-                images = [load_image(files[i]) for i in group]
-                result = pipe.predict(images)
-                if result.maps is not None and scale is None:
-                    scale = colour_range(pipe, result.maps)
-                for k, i in enumerate(group):
-                    row, regions = _outputs(result, k, images[k], files[i], names[i], dirs, scale, args.save_maps)
-                    rows.append(row)
-                    if writer is not None:
-                        writer.add({key: row[key] for key in ("image", "score", "p_value", "label",
-                                                              "anomalous_fraction",
-                                                              "heatmap", "mask") if key in row} | {"regions": regions})
-                progress.advance(task, len(group))
-                del images, result
-    except BaseException:
+    with contextlib.ExitStack() as cleanup, Progress(transient=True) as progress:
         if writer is not None:
-            writer.abort()
-        raise
-    if writer is not None:
-        writer.close()
+            cleanup.callback(writer.handle.close)  # on an error too (closing twice is harmless)
+        task = progress.add_task(f"predicting with {pipe.traits.name}", total=len(files))
+        progress.advance(task, len(failed))
+        for group in groups:
+            images: dict[int, np.ndarray] = {}
+            for i in group:
+                try:
+                    images[i] = load_image(files[i])
+                except ImageLoadError as exc:
+                    if args.strict:
+                        raise
+                    failed[i] = str(exc)
+            readable = list(images)
+            result = pipe.predict([images[i] for i in readable]) if readable else None
+            if result is not None and result.maps is not None and scale is None:
+                scale = colour_range(pipe, result.maps)
+            for k, i in enumerate(readable):
+                rows[i], regions = _outputs(result, k, images[i], files[i], names[i], dirs, scale, args.save_maps)
+                if writer is not None:
+                    writer.add({key: rows[i][key] for key in ("image", "score", "p_value", "label",
+                                                              "anomalous_fraction",
+                                                              "heatmap", "mask") if key in rows[i]}
+                               | {"regions": regions})
+            progress.advance(task, len(group))
+            del images, result
+        for i, error in failed.items():
+            rows[i] = {"image": str(files[i]), "error": error}
+            if writer is not None:
+                writer.add({"image": str(files[i]), "error": error})
+        if writer is not None:
+            writer.close()
+    ordered = [rows[i] for i in sorted(rows)]
     columns = ["image", "score", "p_value", "label", "anomalous_fraction", "n_regions", "largest_area", "largest_x",
                "largest_y", "largest_width", "largest_height", "heatmap", "mask"] + (["map"] if args.save_maps else [])
-    atomic_write(out / "predictions.csv", rows_to_csv(rows, columns))
-    written = [out / "predictions.csv"] + ([out / "predictions.json"] if save_json else [])
-    print(_summary(pipe, rows, written, as_json=args.json, promise=None if image_override is not None else pipe.promise_))
-    return 0
+    (folder / PREDICTIONS_CSV).write_bytes(rows_to_csv(ordered, columns + ["error"]).encode("utf-8", "surrogateescape"))
+    return ordered
 
 
 def _summary(pipe: Any, rows: list[dict[str, Any]], written: list[Path], as_json: bool, promise: Any = None) -> str:
     """What predict says at the end: one line, or with --json the same facts as JSON;
     ``promise``: the image threshold's :class:`pyimgano.calibration.Promise` (None when the
     threshold was overridden: it promises nothing)."""
-    n_anomalous = sum(1 for r in rows if r["label"] == 1)
+    n_failed = sum(1 for r in rows if r.get("error"))
+    n_anomalous = sum(1 for r in rows if r.get("label") == 1)
     if as_json:
-        return json.dumps({"n_images": len(rows), "n_anomalous": None if pipe.image_threshold_ is None else n_anomalous,
+        return json.dumps({"n_images": len(rows) - n_failed, "n_failed": n_failed,
+                           "n_anomalous": None if pipe.image_threshold_ is None else n_anomalous,
                            "image_threshold": pipe.image_threshold_, "pixel_threshold": pipe.pixel_threshold_,
                            "promise": None if promise is None else promise.to_dict(),
                            "files": [str(p) for p in written]}, indent=2)
-    summary = f"{len(rows)} image(s) scored"
+    summary = f"{len(rows) - n_failed} image(s) scored"
     if pipe.image_threshold_ is None:
         summary += "; no threshold in the model: labels left empty (pass --image-threshold)"
     else:
@@ -284,6 +337,8 @@ def _summary(pipe: Any, rows: list[dict[str, Any]], written: list[Path], as_json
         summary += f", pixel threshold {pipe.pixel_threshold_:.6g})" if pipe.pixel_threshold_ is not None else ")"
         if promise is not None:
             summary += f"; {promise.line()}"
+    if n_failed:
+        summary += f"; {n_failed} image(s) could not be read: skipped, each row in {PREDICTIONS_CSV} names its error"
     return f"{summary}; wrote {' and '.join(map(str, written))}"
 
 

@@ -35,9 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from pyimgano.atomic import check_output_dir
 from pyimgano.calibration import DEFAULT_CALIBRATION, p_values, parse_calibration, promise
-from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError
+from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError, PyimganoError
 from pyimgano.pipeline.calibration import (
     finite,
     fit_postprocessing,
@@ -491,11 +490,11 @@ class Pipeline(FewShotMixin):
         A path that is a file, or a folder of other files, is refused (:class:`OutputExists`).
         """
         from pyimgano.atomic import replacing_dir
-        from pyimgano.detector import MODEL_CONFIG_FILE
+        from pyimgano.detector import check_model_output
 
         self._check_fitted()
         directory = Path(directory)
-        check_output_dir(directory, MODEL_CONFIG_FILE)
+        check_model_output(directory)
         content = json.dumps(self.to_dict(), indent=2) + "\n"
         self.detector.threshold_ = self.image_threshold_  # pyimgano-model.json's threshold: the image threshold
         with replacing_dir(directory) as tmp:
@@ -519,10 +518,37 @@ class Pipeline(FewShotMixin):
 
 def _loadable_calibration(data: dict[str, Any], detector: Any) -> str:
     """The saved calibration setting, or ``auto`` when it asks for what the loaded detector lacks."""
-    setting = str(data.get("calibration_setting", DEFAULT_CALIBRATION))
+    setting = str(data.get("calibration_setting") or DEFAULT_CALIBRATION)
     if setting == "oof" and not getattr(detector, "supports_out_of_fold", False):
         return DEFAULT_CALIBRATION
     return setting
+
+
+def read_pipeline_file(path: Path, detector: Any) -> dict[str, Any]:
+    """The checked content of ``pyimgano-pipeline.json`` (:class:`~pyimgano.pipeline.record.PipelineFile`)
+    of ``detector``'s folder; one :class:`ModelLoadError` line naming the file and field otherwise."""
+    from pydantic import ValidationError
+
+    from pyimgano.errors import validation_problems
+    from pyimgano.modelfile import MODEL_CONFIG_FILE, read_json_object
+    from pyimgano.pipeline.record import PipelineFile
+
+    raw = read_json_object(path, "pipeline file")
+    if raw.get("format") != PIPELINE_FORMAT:
+        raise ModelLoadError(f"{path}: pipeline format {raw.get('format')!r} is not supported "
+                             f"(this pyimgano reads format {PIPELINE_FORMAT})")
+    try:
+        record = PipelineFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ModelLoadError(f"{path}: invalid pipeline file: {validation_problems(exc)}") from None
+    if record.detector != detector.component:
+        raise ModelLoadError(f"{path}: detector {record.detector!r} is not the model's {detector.component!r} "
+                             f"({MODEL_CONFIG_FILE}): was it copied from another model?")
+    saved = detector.threshold_  # save() writes the image threshold into both files
+    if saved is not None and not math.isclose(saved, record.image_threshold.value, rel_tol=1e-12, abs_tol=0.0):
+        raise ModelLoadError(f"{path}: image_threshold.value {record.image_threshold.value!r} is not the threshold "
+                             f"{saved!r} of {MODEL_CONFIG_FILE}: one of the two files was edited")
+    return record.model_dump() | {"calibration": record.calibration.model_dump(exclude_unset=True)}
 
 
 def load(directory: str | os.PathLike) -> Pipeline:
@@ -548,38 +574,34 @@ def load(directory: str | os.PathLike) -> Pipeline:
         pipe.calibration_ = {"legacy": True, "heatmap_range": None}
         pipe.is_fitted_ = True
         return pipe
+    data = read_pipeline_file(path, detector)
+    # the strategy with its fitted value; make_strategy keeps "value" for fixed:V only
+    image, pixel = dict(data["image_threshold"]), data["pixel_threshold"]
+    image_value = finite(float(image["value"]), "image threshold")
+    pixel_value = None
+    if pixel is not None:
+        pixel = dict(pixel)
+        pixel_value = finite(float(pixel["value"]), "pixel threshold")
+    steps = data["postprocess"]
     try:
-        data = json.loads(path.read_text())
-        if data.get("format") != PIPELINE_FORMAT:
-            raise ModelLoadError(f"{path}: pipeline format {data.get('format')!r} is not supported "
-                                 f"(this pyimgano reads format {PIPELINE_FORMAT})")
-        # the strategy with its fitted value; make_strategy keeps "value" for fixed:V only
-        image, pixel = dict(data["image_threshold"]), data["pixel_threshold"]
-        image_value = finite(float(image["value"]), "image threshold")
-        pixel_value = None
-        if pixel is not None:
-            pixel = dict(pixel)
-            pixel_value = finite(float(pixel["value"]), "pixel threshold")
-        steps = data["postprocess"]
         pipe = Pipeline(detector, postprocess=[{k: v for k, v in s.items() if k != "state"} for s in steps],
-                        image_threshold=image, pixel_threshold=pixel, val_fraction=data.get("val_fraction", 0.0),
-                        seed=data.get("seed", 0), calibration=_loadable_calibration(data, detector))
+                        image_threshold=image, pixel_threshold=pixel, val_fraction=data["val_fraction"],
+                        seed=data["seed"], calibration=_loadable_calibration(data, detector))
         from pyimgano.postprocess.chain import PostProcessing
 
         pipe.postprocessing = PostProcessing.from_config(steps)
-        if pipe.postprocessing.needs_fit and not all(
-                s.get("state") for s, (_, step) in zip(steps, pipe.postprocessing.steps)
-                if getattr(step, "needs_fit", False)):
-            raise ModelLoadError(f"{path}: a post-processing step that needs statistics has none saved")
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
-        raise ModelLoadError(f"{path}: corrupt pipeline file ({type(exc).__name__}: {exc})") from None
+    except PyimganoError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
+    if pipe.postprocessing.needs_fit and not all(
+            s.get("state") for s, (_, step) in zip(steps, pipe.postprocessing.steps)
+            if getattr(step, "needs_fit", False)):
+        raise ModelLoadError(f"{path}: a post-processing step that needs statistics has none saved")
     pipe.image_threshold_ = image_value
     pipe.pixel_threshold_ = pixel_value
     pipe.n_train_ = data.get("n_train")
     pipe.n_val_ = data.get("n_val")
-    pipe.calibration_ = dict(data.get("calibration") or {})
-    pipe.few_shot_ = data.get("few_shot")
+    pipe.calibration_ = {key: list(value) if isinstance(value, tuple) else value
+                         for key, value in data["calibration"].items()}
+    pipe.few_shot_ = data["few_shot"]
     pipe.is_fitted_ = True
     return pipe

@@ -61,7 +61,11 @@ class PostProcessing:
             except (InvalidParams, ComponentNotFound, NameConflict, PluginError) as exc:
                 raise type(exc)(f"post-processing step {i} ({item['name']}): {exc}") from None
             if item["state"]:
-                step.state = {k: float(v) for k, v in item["state"].items()}
+                checked = getattr(step, "checked_state", None)
+                try:
+                    step.state = checked(item["state"]) if checked else {k: float(v) for k, v in item["state"].items()}
+                except InvalidParams as exc:
+                    raise InvalidParams(f"post-processing step {i} ({item['name']}): {exc}") from None
             steps.append((item["name"], step))
         return cls(steps)
 

@@ -7,6 +7,7 @@ and, when it needs statistics, learns them in ``fit(maps)`` from training/calibr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import ndimage
 
-from pyimgano.errors import ContractViolation, NotFittedError
+from pyimgano.errors import ContractViolation, InvalidParams, NotFittedError
 from pyimgano.postprocess import params as P
 from pyimgano.specs import NoParams
 
@@ -57,9 +58,31 @@ class Step:
     name: ClassVar[str] = "step"
     params_model: ClassVar[type[BaseModel]] = NoParams
 
+    state_bounds: ClassVar[dict[str, tuple[float, float]]] = {}
+    """The fitted statistics a step keeps, each with its closed range (a saved state is checked against it)."""
+
     def __init__(self, **params: Any) -> None:
         self.params = self.params_model(**params)
         self.state: dict[str, float] = {}
+
+    def checked_state(self, state: Any) -> dict[str, float]:
+        """``state`` read back from a file, as this step's statistics; :class:`InvalidParams`
+        naming the key when one is missing, unknown, not a finite number or out of its range."""
+        if not isinstance(state, dict):
+            raise InvalidParams(f"state: expected an object of statistics, got {type(state).__name__}")
+        unknown = sorted(set(state) - set(self.state_bounds))
+        if unknown or set(self.state_bounds) - set(state):
+            raise InvalidParams(f"state: holds {', '.join(sorted(state)) or 'nothing'}; step {self.name} "
+                                f"keeps {', '.join(self.state_bounds) or 'no statistics'}")
+        out = {}
+        for key, (low, high) in self.state_bounds.items():
+            value = state[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidParams(f"state.{key}: expected a finite number, got {value!r}")
+            if not low <= value <= high:
+                raise InvalidParams(f"state.{key}: {value!r} is outside [{low:g}, {high:g}]")
+            out[key] = float(value)
+        return out
 
     @property
     def needs_fit(self) -> bool:
@@ -68,8 +91,12 @@ class Step:
 
     def fit(self, maps: Maps) -> Step:
         if self.needs_fit:
-            self.state = self._statistics(all_pixels(maps))
+            self.state = self._fit_statistics(maps)
         return self
+
+    def _fit_statistics(self, maps: Maps) -> dict[str, float]:
+        """The statistics of a set of maps (by default those of all their pixels as one vector)."""
+        return self._statistics(all_pixels(maps))
 
     def __call__(self, maps: Maps) -> Maps:
         if self.needs_fit and not self.state:
@@ -92,6 +119,12 @@ class Step:
 
 class _Normalizer(Step):
     """Affine rescaling ``(x - offset) / scale`` with statistics fitted or per image."""
+
+    # a spread is never negative (0: a constant map, left unscaled); the float32 maps' range bounds both
+    state_bounds: ClassVar[dict[str, tuple[float, float]]] = {
+        "offset": (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max)),
+        "scale": (0.0, 2 * float(np.finfo(np.float32).max)),
+    }
 
     @property
     def needs_fit(self) -> bool:
@@ -130,6 +163,29 @@ class Standardize(_Normalizer):
             median = float(np.median(pixels))
             return {"offset": median, "scale": 1.4826 * float(np.median(np.abs(pixels - median)))}
         return {"offset": float(pixels.mean()), "scale": float(pixels.std())}
+
+    def _fit_statistics(self, maps: Maps) -> dict[str, float]:
+        """Mean and standard deviation map by map, combined exactly (Chan et al.'s pairwise
+        update, float64): the same values as over one vector of every pixel, without building
+        it (out-of-fold maps of every training image are hundreds of millions of pixels)."""
+        if self.params.robust:
+            return super()._fit_statistics(maps)
+        count, mean, m2 = 0, 0.0, 0.0
+        for amap in maps:
+            values = np.asarray(amap)
+            n = values.size
+            if not n:
+                continue
+            mean_i = float(np.mean(values, dtype=np.float64))
+            m2_i = float(np.var(values, dtype=np.float64)) * n
+            delta = mean_i - mean
+            total = count + n
+            mean += delta * n / total
+            m2 += m2_i + delta * delta * count * n / total
+            count = total
+        if not count:
+            all_pixels(maps)  # the one error for an empty set
+        return {"offset": mean, "scale": float(np.sqrt(m2 / count))}
 
 
 class Gaussian(Step):

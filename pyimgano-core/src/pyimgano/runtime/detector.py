@@ -13,6 +13,7 @@ the exported model on any data set); scoring opens it on first use.
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,34 @@ from pyimgano.runtime.manifest import EXPORT_FILE, ExportManifest, read_manifest
 from pyimgano.runtime.params import ExportedParams
 
 _SESSION_PARAMS = frozenset({"path", "engine", "num_threads"})
+_PROBE = 1000  # the side of the probe images refused_inputs measures the geometry with
+
+
+def refused_inputs(geometry: Preprocess, min_size: int) -> str | None:
+    """Which images an export refuses that its source detector scores (one phrase), or None:
+    those whose shorter side the geometry makes smaller than the graph's ``min_size``."""
+    probes = [(_PROBE, _PROBE), (_PROBE // 4, _PROBE * 4), (7, _PROBE * 9)]
+    shapes = {geometry.output_shape(p) for p in probes}
+    if len(shapes) == 1:  # a fixed input size (stretched or cropped): every image or none
+        (shape,) = shapes
+        return "every image" if min(shape) < min_size else None
+    if geometry.resize is None:
+        return f"images with a side below {min_size} pixels"
+
+    def accepted(width: int) -> bool:
+        return min(geometry.output_shape((_PROBE, width))) >= min_size
+
+    if not accepted(_PROBE):
+        return "every image"
+    low, high = _PROBE, _PROBE * 10**5  # accepted, refused (or the largest tried)
+    if accepted(high):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if accepted(middle) else (low, middle)
+    ratio = math.floor(low / _PROBE * 10) / 10  # rounded down: every image up to this ratio is accepted
+    return (f"images more elongated than {ratio:g}:1 (the shorter side becomes less than {min_size} "
+            "pixels at the graph's input)")
 
 
 class ExportedDetector(Detector):
@@ -124,7 +153,8 @@ class ExportedDetector(Detector):
             if min(height, width) < manifest.input.min_size:
                 raise ExportError(
                     f"{self._describe()}: image {members[0]} becomes {height}x{width} at the graph's input, "
-                    f"below its minimum side of {manifest.input.min_size} pixels"
+                    f"below its minimum side of {manifest.input.min_size} pixels (this export refuses "
+                    f"{refused_inputs(geometry, manifest.input.min_size)}; the source detector scores them)"
                 )
             for start in range(0, len(members), limit):
                 chunk = members[start : start + limit]

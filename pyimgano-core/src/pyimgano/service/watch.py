@@ -32,7 +32,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,45 @@ def _repair_tail(path: Path) -> None:
         data = handle.read()
         if data and not data.endswith(b"\n"):
             handle.truncate(data.rfind(b"\n") + 1)
+
+
+MAX_JOURNAL_LINE = 1024**2  # one image's record: its regions and error; far below this
+
+
+def journal_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of ``results.jsonl``, each checked before it is used: a JSON object whose
+    ``id`` is text, ``status`` done or failed, and ``file`` a name in ``done/`` or ``failed/``
+    (where its claim is moved); anything else is one :class:`~pyimgano.errors.SavedFileError`
+    naming the file, line and field."""
+    from pyimgano.errors import SavedFileError
+
+    with open(path, "rb") as handle:
+        for number, line in enumerate(iter(lambda: handle.readline(MAX_JOURNAL_LINE + 1), b""), start=1):
+            where = f"{path}: line {number}"
+            if len(line) > MAX_JOURNAL_LINE:
+                raise SavedFileError(f"{where}: longer than {MAX_JOURNAL_LINE:,} bytes, not a record pyimgano wrote")
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except ValueError as exc:
+                raise SavedFileError(f"{where}: corrupt record ({exc})") from None
+            if not isinstance(record, dict):
+                raise SavedFileError(f"{where}: corrupt record (not a JSON object)")
+            problem = _journal_problem(record)
+            if problem:
+                raise SavedFileError(f"{where}: {problem}")
+            yield record
+
+
+def _journal_problem(record: dict[str, Any]) -> str | None:
+    ident, status, file = record.get("id"), record.get("status"), record.get("file")
+    if not isinstance(ident, str) or not ident:
+        return f"id: expected text, got {json.dumps(ident)[:60]}"
+    if status not in ("done", "failed"):
+        return f"status: expected 'done' or 'failed', got {json.dumps(status)[:60]}"
+    folder, _, name = file.partition("/") if isinstance(file, str) else ("", "", "")
+    if folder != status or not name or "/" in name or name in (".", ".."):
+        return f"file: expected {status}/NAME (where its image was moved), got {json.dumps(file)[:60]}"
+    return None
 
 
 def _append(path: Path, text: str) -> None:
@@ -130,11 +169,9 @@ class Watcher:
         _repair_tail(jsonl)
         _repair_tail(csv_path)
         if jsonl.exists():
-            with open(jsonl, encoding="utf-8") as handle:
-                for line in handle:
-                    record = json.loads(line)
-                    self.committed[record["id"]] = {"file": record["file"], "status": record["status"],
-                                                    "error": record.get("error")}
+            for record in journal_records(jsonl):
+                self.committed[record["id"]] = {"file": record["file"], "status": record["status"],
+                                                "error": record.get("error")}
         in_csv: set[str] = set()
         if csv_path.exists() and csv_path.stat().st_size:
             import csv
@@ -146,8 +183,7 @@ class Watcher:
         missing = [i for i in self.committed if i not in in_csv]
         if missing:
             wanted = set(missing)
-            with open(jsonl, encoding="utf-8") as handle:
-                lines = [csv_line(r) for r in map(json.loads, handle) if r["id"] in wanted]
+            lines = [csv_line(r) for r in journal_records(jsonl) if r["id"] in wanted]
             _append(csv_path, "".join(lines))
         todo = []
         for path in sorted(self.claimed.iterdir()):

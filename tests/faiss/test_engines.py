@@ -1,0 +1,81 @@
+"""The backbone on OpenVINO in process (``engine``, pyimgano_faiss.engines): same results as torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyimgano.errors import InvalidParams
+
+OFFLINE = {"backbone": "efficientnet_lite0", "progress": False}
+
+
+def test_openvino_and_torch_give_the_same_scores_and_maps(small_category):
+    import pyimgano
+
+    pytest.importorskip("openvino")
+    train, test = small_category[0], small_category[1][:4]
+    results = {}
+    for engine in ("torch", "openvino"):
+        det = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=96, coreset_ratio=0.2, engine=engine)
+        det.fit(train)
+        results[engine] = (det.memory_bank_, *det.score(test))
+    bank_t, scores_t, maps_t = results["torch"]
+    bank_o, scores_o, maps_o = results["openvino"]
+    # float32 rounding of two implementations of the same network: far below any score difference that matters
+    np.testing.assert_allclose(bank_o, bank_t, rtol=1e-3, atol=1e-3 * np.abs(bank_t).max())
+    np.testing.assert_allclose(scores_o, scores_t, rtol=1e-4)
+    np.testing.assert_allclose(maps_o, maps_t, rtol=1e-4, atol=1e-4 * np.abs(maps_t).max())
+
+
+def test_auto_picks_openvino_for_float32_on_the_cpu_only(monkeypatch):
+    from pyimgano_faiss import engines
+
+    monkeypatch.setattr(engines, "openvino_installed", lambda: True)
+    assert engines.resolve_engine("auto", "cpu", "float32") == "openvino"
+    assert engines.resolve_engine("auto", "cpu", "bfloat16") == "torch"
+    assert engines.resolve_engine("auto", "cuda", "float32") == "torch"
+    assert engines.resolve_engine("torch", "cpu", "float32") == "torch"
+    monkeypatch.setattr(engines, "openvino_installed", lambda: False)
+    assert engines.resolve_engine("auto", "cpu", "float32") == "torch"
+
+
+def test_openvino_asked_for_where_it_cannot_run_is_one_clear_line(monkeypatch):
+    from pyimgano_faiss import engines
+    from pyimgano_faiss.errors import BackboneError
+
+    monkeypatch.setattr(engines, "openvino_installed", lambda: False)
+    with pytest.raises(BackboneError, match=r"needs the openvino package: pip install openvino"):
+        engines.resolve_engine("openvino", "cpu", "float32")
+    monkeypatch.setattr(engines, "openvino_installed", lambda: True)
+    with pytest.raises(BackboneError, match=r"engine='openvino' runs float32 on the CPU.*precision='bfloat16'"):
+        engines.resolve_engine("openvino", "cpu", "bfloat16")
+
+
+def test_an_unknown_engine_is_refused_before_work():
+    import pyimgano
+
+    with pytest.raises(InvalidParams, match="engine"):
+        pyimgano.create_detector("faiss:patchcore", **OFFLINE, engine="tensorrt")
+
+
+def test_the_compiled_backbone_is_built_once_per_process(small_category, monkeypatch):
+    import pyimgano
+    from pyimgano_faiss import engines
+
+    pytest.importorskip("openvino")
+    built = []
+    original = engines.OpenVinoBackbone.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(engines.OpenVinoBackbone, "__init__", counting)
+    engines._compiled.cache_clear()
+    train = small_category[0][:3]
+    for _ in range(2):
+        det = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=64, coreset_ratio=0.5, engine="openvino")
+        det.fit(train)
+        det.score(train[:1])
+    assert len(built) == 1
