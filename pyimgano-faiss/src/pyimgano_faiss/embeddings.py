@@ -21,7 +21,6 @@ class EmbeddingStore:
         self.dim: int | None = None
         self.rows = 0
         self._chunks: list[np.ndarray] = []
-        self._ends: list[int] = []  # per in-memory chunk, the row count up to its end
         self._file = None
         self._path: str | None = None
 
@@ -39,33 +38,11 @@ class EmbeddingStore:
             self._file = os.fdopen(fd, "wb")
             for old in self._chunks:
                 old.tofile(self._file)
-            self._chunks, self._ends = [], []
+            self._chunks = []
         if self._file is not None:
             chunk.tofile(self._file)
         else:
             self._chunks.append(chunk)
-            self._ends.append(self.rows)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` in append order (a range of chunks, never the whole store joined)."""
-        if not 0 <= start <= stop <= self.rows:
-            raise IndexError(f"rows {start}:{stop} are outside the store's {self.rows}")
-        if start == stop:
-            return np.empty((0, self.dim or 0), dtype=np.float32)
-        if self._file is not None:
-            self._file.flush()
-            data = np.memmap(self._path, dtype=np.float32, mode="r", shape=(self.rows, self.dim))
-            out = np.array(data[start:stop])
-            del data
-            return out
-        first = int(np.searchsorted(self._ends, start, "right"))
-        parts, offset = [], self._ends[first - 1] if first else 0
-        for chunk in self._chunks[first:]:
-            if offset >= stop:
-                break
-            parts.append(chunk[max(start - offset, 0) : stop - offset])
-            offset += len(chunk)
-        return np.concatenate(parts) if len(parts) != 1 else parts[0].copy()
 
     def gather(self, indices: np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
@@ -83,7 +60,7 @@ class EmbeddingStore:
         return out
 
     def close(self) -> None:
-        self._chunks, self._ends = [], []
+        self._chunks = []
         if self._file is not None:
             self._file.close()
             os.unlink(self._path)

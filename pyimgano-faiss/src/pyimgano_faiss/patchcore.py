@@ -486,7 +486,7 @@ class PatchCore(BackboneDetector):
                     owners = [unit.image for unit in batch]
                     views = []
                     for v, (h, w) in enumerate(grids):
-                        rows = stores[v].read(starts[v], starts[v] + len(batch) * h * w)
+                        rows = stores[v].gather(np.arange(starts[v], starts[v] + len(batch) * h * w))
                         starts[v] += len(rows)
                         views.append((rows, (h, w), *self._leave_out_distances(rows, owners, v)))
                     yield batch, owners, views
