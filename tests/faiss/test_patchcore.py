@@ -234,3 +234,22 @@ def test_out_of_fold_scores_are_exact_with_an_approximate_index_too(small_catego
         alone.memory_bank_ = det.memory_bank_[det.bank_image_ != i]
         alone._build_search()
         assert scores[i] == pytest.approx(alone.score([train[i]])[0][0], rel=1e-4)
+
+
+def test_out_of_fold_search_with_an_approximate_index_equals_an_excluding_search(small_category, monkeypatch):
+    """The leave-out search keeps the nearest of a few neighbours not from the image itself, and
+    searches again with the image's rows excluded where all of them are its own: the distances are
+    those of the excluding search alone, however many patches need the second search."""
+    import pyimgano
+    import pyimgano_faiss.patchcore as patchcore
+
+    train = small_category[0]
+    det = pyimgano.create_detector("faiss:patchcore", backbone="efficientnet_lite0", image_size=96,
+                                   coreset_ratio=0.2, index="ivf", nprobe=2, progress=False)
+    results = {}
+    for neighbours in (1, 4, 10_000):  # most patches searched again, few, none
+        monkeypatch.setattr(patchcore, "LEAVE_OUT_NEIGHBOURS", neighbours)
+        results[neighbours] = det.fit_out_of_fold(train)
+    for neighbours in (4, 10_000):
+        np.testing.assert_array_equal(results[neighbours][0], results[1][0])
+        np.testing.assert_array_equal(np.asarray(results[neighbours][1]), np.asarray(results[1][1]))
