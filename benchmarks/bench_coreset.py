@@ -12,7 +12,7 @@ the other (best of ``--repeat``):
 It prints both times, their ratio and whether both picked the same rows.
 
     python benchmarks/bench_coreset.py                                  # synthetic brick, 32 images
-    python benchmarks/bench_coreset.py --dataset visa --root ../shared/data/visa_capsules_subset \\
+    python benchmarks/bench_coreset.py --dataset visa --root CAPSULES_DIR \\
         --category capsules --images 10 --ratio 0.1
 
 Timings are noisy on a shared machine: run this alone (``flock /tmp/pyimgano-heavy.lock``)

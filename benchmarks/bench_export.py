@@ -23,7 +23,7 @@ the files of every distribution the torch path needs (pyimgano-faiss and its dep
 Bad input: a tampered and a truncated ``model.onnx``, a manifest of a newer format and a
 geometry that does not fit a fixed-size graph; each must be one line.
 
-    python benchmarks/bench_export.py [--mvtec ../shared/data/mvtec_ad_grid_subset] [--anomalib] [--json out.json]
+    python benchmarks/bench_export.py [--mvtec GRID_DIR] [--anomalib] [--json out.json]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Each run is checked on the way: no shot among the evaluated images, and both pip
 image lists identical.
 
     python benchmarks/bench_few_shot.py --out /tmp/few-shot \\
-        --mvtec ../shared/data/mvtec_ad_grid_subset --visa ../shared/data/visa_capsules_subset
+        --mvtec GRID_DIR --visa CAPSULES_DIR
     python benchmarks/bench_few_shot.py --out /tmp/few-shot --supersimplenet --no-run   # tables only
 
 Heavy (minutes of CPU per data set): on a shared machine wrap it in ``flock``.

@@ -235,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["visa", "mvtec", "synthetic"],
                         choices=["visa", "mvtec", "synthetic"])
-    parser.add_argument("--visa-root", default="../shared/data/visa_capsules_subset")
-    parser.add_argument("--mvtec-root", default="../shared/data/mvtec_ad_grid_subset")
+    parser.add_argument("--visa-root", help="the VisA capsules folder (VisA layout); needed for --datasets visa")
+    parser.add_argument("--mvtec-root", help="an MVTec AD-layout folder holding grid; needed for --datasets mvtec")
     parser.add_argument("--synthetic-categories", nargs="+", default=list(SYNTHETIC_CATEGORIES))
     parser.add_argument("--policies", nargs="+", type=_policy, default=["256", "384", "512", "keep512"],
                         metavar="POLICY", help=f"input policies: {POLICY_FORMS}")
@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write every row (and per-category rows) to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for name in ("visa", "mvtec"):
+        if name in args.datasets and not getattr(args, f"{name}_root"):
+            parser.error(f"--datasets {name} needs --{name}-root DIR")
     if args.worker:
         print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
         return 0

@@ -14,10 +14,10 @@ Last, the post-processing time per image as a share of the pipeline's predict ti
 the fastest of ``--repeats`` passes over the test images. The machine may be shared: the
 shares are ratios measured in the same run.
 
-    .venv/bin/python benchmarks/bench_postprocess.py --mvtec ../shared/data/mvtec_ad_grid_subset
+    .venv/bin/python benchmarks/bench_postprocess.py --mvtec GRID_DIR
     .venv/bin/python benchmarks/bench_postprocess.py --categories brick --json out.json
     .venv/bin/python benchmarks/bench_postprocess.py --categories --image-size 0 \
-        --mvtec ../shared/data/mvtec_ad_grid_subset --visa ../shared/data/visa_capsules_subset
+        --mvtec GRID_DIR --visa CAPSULES_DIR
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Bounded: at most ``--requests`` requests per phase and ``--max-seconds`` per pha
 leaves the machine. Run it alone (``flock /tmp/pyimgano-heavy.lock``): client, server and the
 in-process baseline share the CPUs, so read the ratio, not the absolute figures.
 
-    python benchmarks/bench_serve.py [--mvtec ../shared/data/mvtec_ad_grid_subset] [--requests 96] [--json out.json]
+    python benchmarks/bench_serve.py [--mvtec GRID_DIR] [--requests 96] [--json out.json]
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ images are those of the default synthetic set.
 
 Heavy: run it under ``flock /tmp/pyimgano-heavy.lock``; timings from one run compare.
 
-    python benchmarks/bench_thresholds.py --mvtec-grid ../shared/data/mvtec_ad_grid_subset \\
-        --mvtec-transistor ../shared/data/mvtec_ad_transistor_subset \\
-        --visa ../shared/data/visa_capsules_subset --json thresholds.json
+    python benchmarks/bench_thresholds.py --mvtec-grid GRID_DIR \\
+        --mvtec-transistor TRANSISTOR_DIR \\
+        --visa CAPSULES_DIR --json thresholds.json
 """
 
 from __future__ import annotations
