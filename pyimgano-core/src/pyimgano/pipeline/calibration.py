@@ -78,7 +78,9 @@ def normal_pixels(maps: Sequence[np.ndarray], limit: int = MAX_CALIBRATION_PIXEL
     if total == 0:
         return np.zeros(0)
     step = max(1, math.ceil(total / limit))
-    return np.concatenate([np.asarray(m, dtype=np.float64).ravel()[::step] for m in maps])
+    # stride first, then widen: only the pixels kept are converted (a float64 copy of every
+    # full-size map cost more than the rest of the calibration)
+    return np.concatenate([np.asarray(m).ravel()[::step].astype(np.float64) for m in maps])
 
 
 def finite(value: float, what: str) -> float:
