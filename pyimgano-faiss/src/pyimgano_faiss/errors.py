@@ -8,8 +8,8 @@ from pyimgano.errors import PyimganoError
 class BackboneError(PyimganoError, RuntimeError):
     """A backbone could not be built: unknown name, bad layers, or weights unavailable.
 
-    The message names the backbone and the offline options (``backbone='efficientnet_lite0'``,
-    ``weights=PATH``), so a machine without network gets an answer, not a hang.
+    The message names the backbone and the offline options (the offline backbones of
+    :data:`pyimgano.torchkit.OFFLINE_BACKBONES`, ``weights=PATH``), so a machine without network gets an answer, not a hang.
     """
 
 

