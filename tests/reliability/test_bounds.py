@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 import pyimgano
 from pyimgano import InvalidParams
-from pyimgano.benchmark.config import BenchmarkConfig
+from pyimgano.benchmark.config import BenchmarkConfig, JobSpec
 from pyimgano.bounds import VALIDATED_BOUND, Finite, unbounded_numbers
 from pyimgano.pipeline.fewshot import FewShotSettings
 from pyimgano.pipeline.settings import PipelineSettings
@@ -22,7 +22,7 @@ from pyimgano_testutils import run_cli
 def _builtin_models() -> dict[str, type[BaseModel]]:
     models: dict[str, type[BaseModel]] = {
         "PipelineSettings": PipelineSettings, "BenchmarkConfig": BenchmarkConfig, "FewShotSettings": FewShotSettings,
-        "ServeSettings": ServeSettings, "WatchSettings": WatchSettings,
+        "ServeSettings": ServeSettings, "WatchSettings": WatchSettings, "JobSpec": JobSpec,
     }
     registry = get_registry()
     for kind in KINDS:

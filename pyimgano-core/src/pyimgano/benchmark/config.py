@@ -209,13 +209,14 @@ class JobSpec(ResolvedSettings):
     root: str | None = None
     category: str
     dataset_options: dict[str, Any] = Field(default_factory=dict)
-    image_size: int | None = None
-    seed: int = 0
-    overlays: int = 4
+    image_size: int | None = field_from(BenchmarkConfig, "image_size",
+                                        json_schema_extra=BenchmarkConfig.model_fields["image_size"].json_schema_extra)
+    seed: Seed = 0
+    overlays: int = field_from(BenchmarkConfig, "overlays")
     metrics: list[str] | None = Field(
         None, description="qualified names of the metrics to compute; None: every registered metric"
     )
-    few_shot: int = Field(0, ge=0, description="K defective test images drawn to tune this run (0: zero-shot)")
+    few_shot: int = Field(0, ge=0, le=10_000, description="K defective test images drawn to tune this run (0: zero-shot)")
     few_shot_settings: dict[str, Any] | None = Field(None, description="FewShotSettings of a few-shot run")
 
     @property

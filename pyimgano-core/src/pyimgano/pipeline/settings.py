@@ -179,8 +179,7 @@ class ResolvedSettings(BaseModel):
         default_factory=lambda: make_strategy(PipelineSettings.default("image_threshold")).to_dict(),
         description="image threshold strategy")
     pixel_threshold: dict[str, Any] | None = Field(None, description="pixel threshold strategy; None: no masks")
-    val_fraction: float = Field(PipelineSettings.default("val_fraction"),
-                                description=PipelineSettings.model_fields["val_fraction"].description)
+    val_fraction: float = field_from(PipelineSettings, "val_fraction")
     calibration: str = Field(PipelineSettings.default("calibration"),
                              description=PipelineSettings.model_fields["calibration"].description)
 
