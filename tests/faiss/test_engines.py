@@ -79,3 +79,23 @@ def test_the_compiled_backbone_is_built_once_per_process(small_category, monkeyp
         det.fit(train)
         det.score(train[:1])
     assert len(built) == 1
+
+
+def test_openvino_needs_no_onnx_package(monkeypatch):
+    """A user's `pip install pyimgano[faiss]` has openvino but not onnx: the engine must not need it."""
+    import sys
+
+    import torch
+
+    from pyimgano_faiss import engines
+    from pyimgano_faiss.backbones import build_backbone
+
+    pytest.importorskip("openvino")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # importing onnx now fails
+    backbone = build_backbone("efficientnet_lite0")
+    compiled = engines.OpenVinoBackbone(backbone, 1)
+    x = torch.rand(2, 3, 64, 96)
+    with torch.inference_mode():
+        expected = backbone(x)
+    for got, want in zip(compiled(x), expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4 * float(want.abs().max()))

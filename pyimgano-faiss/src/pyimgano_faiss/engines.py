@@ -7,19 +7,16 @@ detector computes on the CPU in float32 and the ``openvino`` package is installe
 of pyimgano-faiss), and torch otherwise; the features agree with torch's to float32 rounding (about 1e-5 of their scale), so
 scores and maps do not change beyond noise.
 
-The network is traced once per (backbone, thread count) in a process (a few seconds: the
-TorchScript tracer of ``pyimgano export``, into a temporary ONNX file that OpenVINO compiles
-with dynamic batch and spatial axes) and run by :class:`pyimgano.runtime.engines.OpenVinoEngine`,
-the engine of exported models.
+The network is converted once per (backbone, thread count) in a process (a few seconds:
+OpenVINO's PyTorch frontend traces the module, no ONNX file and no ``onnx`` package) and
+compiled for the CPU with dynamic batch and spatial axes, in float32.
 """
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import warnings
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +24,6 @@ from torch import nn
 
 from pyimgano_faiss.errors import BackboneError
 
-_INPUT = "images"
 _COMPILE = threading.Lock()
 
 
@@ -69,31 +65,36 @@ class OpenVinoBackbone:
     [0, 1] -> the chosen stages' float32 maps (as torch tensors, like the backbone)."""
 
     def __init__(self, backbone: nn.Module, threads: int) -> None:
-        from pyimgano.runtime.engines import OpenVinoEngine
+        import openvino as ov
 
-        outputs = [f"stage{i}" for i in range(len(backbone.layers))]
-        axes = {_INPUT: {0: "batch", 2: "height", 3: "width"}, **{name: {0: "batch", 2: "h", 3: "w"} for name in outputs}}
-        with tempfile.TemporaryDirectory(prefix="pyimgano-openvino-") as tmp:
-            path = Path(tmp) / "backbone.onnx"
-            sample = torch.zeros(1, 3, 64, 64)
-            try:
-                with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(_Stages(backbone).eval(), (sample,), str(path), input_names=[_INPUT],
-                                      output_names=outputs, dynamic_axes=axes, opset_version=17, dynamo=False)
-            except Exception as exc:  # noqa: BLE001 - torch.onnx raises many kinds
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise BackboneError(f"backbone {backbone.name!r}: cannot be traced for OpenVINO ({first}); "
-                                    "use engine='torch'") from None
-            self._engine = OpenVinoEngine(path, _INPUT, threads)
-        self._outputs = outputs
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore")
+                # OpenVINO's PyTorch frontend traces the module itself (no ONNX file, no onnx package)
+                model = ov.convert_model(_Stages(backbone).eval(), example_input=torch.zeros(1, 3, 64, 64),
+                                         input=[ov.PartialShape([-1, 3, -1, -1])])
+            # f32 inference: a bf16/f16 hint would trade the agreement with torch for speed
+            self._compiled = ov.Core().compile_model(
+                model, "CPU", {"INFERENCE_NUM_THREADS": int(threads), "INFERENCE_PRECISION_HINT": "f32"})
+        except Exception as exc:  # noqa: BLE001 - the frontend and the plugin raise many kinds
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BackboneError(f"backbone {backbone.name!r}: OpenVINO cannot compile it ({first}); "
+                                "use engine='torch'") from None
+        self._request = self._compiled.create_infer_request()
+        self._outputs = list(self._compiled.outputs)  # one per chosen stage, shallow to deep
         self._lock = threading.Lock()  # one infer request: calls from several threads take turns
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        from pyimgano.errors import ExportError
+
         batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         with self._lock:
-            values = self._engine.run(batch)
-        return [torch.from_numpy(values[name]) for name in self._outputs]
+            try:
+                result = self._request.infer({0: batch})
+            except Exception as exc:  # noqa: BLE001
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ExportError(f"OpenVINO failed on a batch of shape {tuple(batch.shape)}: {first}") from None
+            return [torch.from_numpy(np.array(result[port], copy=True)) for port in self._outputs]
 
 
 @lru_cache(maxsize=4)
