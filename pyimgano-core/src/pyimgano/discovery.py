@@ -75,8 +75,11 @@ def discover_bounded(discover: Callable[[], Any], search_path: list[str]) -> tup
         outcome = _run_child(search_path, given_up, timeout)
         if outcome is None:
             break  # no plugin to blame: discover here
-        if "listing" in outcome and outcome["finders"] != import_finders():
-            break  # this process imports through other machinery than a fresh interpreter: discover here
+        if "listing" in outcome and (outcome["finders"] != import_finders() or outcome.get("core") != _core_version()):
+            # this process imports through other machinery than a fresh interpreter, or its core is
+            # not the one a fresh interpreter loads (the version the plugins are checked against):
+            # discover here
+            break
         if "listing" in outcome:
             mark_unresponsive(given_up)
             listing = PluginListing.from_data(outcome["listing"], outcome["strict_error"])
@@ -85,6 +88,12 @@ def discover_bounded(discover: Callable[[], Any], search_path: list[str]) -> tup
         given_up[(outcome["plugin"], outcome["module"])] = outcome["reason"]
     mark_unresponsive(given_up)
     return discover_here(discover, search_path)
+
+
+def _core_version() -> str:
+    import pyimgano
+
+    return str(pyimgano.__version__)
 
 
 def _warn(listing: PluginListing, given_up: dict[tuple[str, str], str]) -> None:
@@ -186,7 +195,7 @@ def child_main(request: dict[str, Any]) -> None:
 
     listing, files = discover_here(discover, request["path"])
     say({"listing": listing.to_data(), "strict_error": listing.strict_error, "files": files,
-         "finders": finders})
+         "finders": finders, "core": _core_version()})
     answer.close()
     sys.stderr.flush()
     os._exit(0)  # nothing a plugin started (a thread, an atexit hook) keeps the child alive
