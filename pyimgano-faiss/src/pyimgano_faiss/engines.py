@@ -27,10 +27,12 @@ from pyimgano_faiss.errors import BackboneError
 _COMPILE = threading.Lock()
 
 
+@lru_cache(maxsize=1)
 def openvino_installed() -> bool:
-    import importlib.util
+    """Whether openvino can be imported (asked once per process: every forward pass resolves the engine)."""
+    from pyimgano.runtime.engines import available
 
-    return importlib.util.find_spec("openvino") is not None
+    return available("openvino")
 
 
 def resolve_engine(engine: str, device: str, precision: str) -> str:
