@@ -45,7 +45,7 @@ def projected_rows(dataset: str, root: str | None, category: str, images: int, s
     try:
         detector = pyimgano.create_detector(
             "faiss:patchcore", backbone="efficientnet_lite0", device="cpu", progress=False, seed=seed,
-            coreset_chunk=2**31 - 1,  # one chunk: every row in one selection
+            coreset_chunk=10**8,  # one chunk (the bound of the parameter): every row in one selection
         )
         detector.fit(train)
     finally:
