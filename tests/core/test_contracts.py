@@ -86,3 +86,20 @@ def test_dataset_sample_and_info(tmp_path):
     info = DatasetInfo(name="mvtec", categories=["grid"], counts={"grid": {"train": {"good": 3}}})
     assert info.counts["grid"]["train"].total == 3
     assert DatasetInfo.model_validate_json(info.model_dump_json()) == info
+
+
+def test_maps_every_kind_of_non_finite_value_is_refused_and_a_checked_array_is_not_copied():
+    """The finiteness check reads min and max (no temporary mask of the whole map): NaN and
+    either infinity anywhere are still found; a float32 N x H x W array comes back as itself."""
+    for bad in (np.nan, np.inf, -np.inf):
+        maps = np.zeros((3, 8, 9), np.float32)
+        maps[2, 7, 8] = bad
+        with pytest.raises(ContractViolation, match="1 non-finite value"):
+            validate_maps(maps, [(8, 9)] * 3)
+        with pytest.raises(ContractViolation, match="in map 2"):
+            validate_maps(list(maps), [(8, 9)] * 3)
+    good = np.random.default_rng(0).random((3, 8, 9), dtype=np.float32)
+    assert validate_maps(good, [(8, 9)] * 3) is good
+    stacked = validate_maps(list(good.astype(np.float64)), [(8, 9)] * 3)
+    assert stacked.dtype == np.float32 and stacked.shape == (3, 8, 9)
+    np.testing.assert_array_equal(stacked, good)

@@ -74,6 +74,9 @@ def test_embedding_store_in_memory_and_spilled_give_the_same_rows():
         for chunk in chunks:
             store.append(chunk)
         assert store.spilled == (budget_mb < 1)
+        # runs of consecutive rows: inside one appended chunk (a view), across chunks, one row
+        for start, stop in ((0, 50), (60, 110), (40, 170), (199, 200), (0, 200)):
+            np.testing.assert_array_equal(store.gather(np.arange(start, stop)), everything[start:stop])
         np.testing.assert_array_equal(store.gather(idx), everything[idx])
         store.close()
 

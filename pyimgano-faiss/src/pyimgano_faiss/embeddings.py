@@ -45,7 +45,18 @@ class EmbeddingStore:
             self._chunks.append(chunk)
 
     def gather(self, indices: np.ndarray) -> np.ndarray:
+        """The rows at ``indices``, in that order. A run of consecutive rows held in memory comes
+        back as a view of the appended chunk holding it (out-of-fold scoring reads the fit's
+        batches back in order: no copy; callers read rows, never write them)."""
         indices = np.asarray(indices, dtype=np.int64)
+        if self._file is None and len(indices) and int(indices[-1]) - int(indices[0]) == len(indices) - 1 \
+                and (len(indices) == 1 or bool((np.diff(indices) == 1).all())):
+            start, stop = int(indices[0]), int(indices[-1]) + 1
+            offset = 0
+            for chunk in self._chunks:
+                if offset <= start and stop <= offset + len(chunk):
+                    return chunk[start - offset : stop - offset]
+                offset += len(chunk)
         if self._file is None:
             if len(self._chunks) > 1:  # joined once: gathering batch by batch stays linear in the rows
                 self._chunks = [np.concatenate(self._chunks)]

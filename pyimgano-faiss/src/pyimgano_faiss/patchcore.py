@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from pyimgano import StateArray
+from pyimgano.contracts import empty_maps
 from pyimgano.preprocess import resize_matrix, stitch_tiles
 from pyimgano_faiss.backbones import feature_channels
 from pyimgano_faiss.base import GEOMETRY_STATE, BackboneDetector, Unit
@@ -524,6 +525,12 @@ class PatchCore(BackboneDetector):
             remaining[unit.image] = remaining.get(unit.image, 0) + 1
         scores = np.empty(len(images), dtype=np.float64)
         maps: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
+        # images of one size: maps written straight into the N x H x W result (a training set's
+        # megapixel maps are gigabytes; a list stacked at the end holds them twice)
+        sizes = {tuple(image.shape[:2]) for image in images}
+        stacked = empty_maps(len(images), *sizes.pop()) if len(sizes) == 1 else None
+        if stacked is not None:
+            maps = stacked  # type: ignore[assignment]
         for batch, owners, views in distances:
             rows, (h, w), dist, nn_idx = views[0]
             if self.reweight:
@@ -547,8 +554,6 @@ class PatchCore(BackboneDetector):
                     grid = self._stitch(per_image.pop(unit.image))
                     scores[unit.image] = grid.max()
                     maps[unit.image] = self._map(grid, unit.frame, images[unit.image].shape)
-        if all(m.shape == maps[0].shape for m in maps):
-            return scores, np.stack(maps)
         return scores, maps
 
     def _combine(self, score: float, grid: np.ndarray, score_c: float, grid_c: np.ndarray, frame: tuple[int, int],

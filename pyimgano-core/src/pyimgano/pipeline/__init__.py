@@ -384,7 +384,11 @@ class Pipeline(FewShotMixin):
         if n and maps is None and (self.postprocess or self.pixel_threshold is not None):
             raise InvalidParams(f"{self.traits.name} returned no anomaly maps; post-processing and a pixel "
                                 "threshold need them")
-        raw = None if maps is None else [np.asarray(m, dtype=np.float32) for m in maps]
+        raw: Any = None
+        if isinstance(maps, np.ndarray) and maps.ndim == 3:
+            raw = maps.astype(np.float32, copy=False)  # one array stays one (post-processed into one more)
+        elif maps is not None:
+            raw = [np.asarray(m, dtype=np.float32) for m in maps]
         normal_maps = None if raw is None else [m for i, m in enumerate(raw) if y is None or not y[i]]
         self.postprocessing = fit_postprocessing(self.postprocess, normal_maps or [])
         processed = None if raw is None else self.postprocessing(raw)
@@ -398,7 +402,7 @@ class Pipeline(FewShotMixin):
         if self.pixel_threshold is not None:
             if processed is None and needs_data(self.pixel_threshold):
                 raise InvalidParams(f"pixel_threshold {self.pixel_threshold.spec()!r} needs validation images")
-            self.pixel_threshold_ = pixel_threshold_value(self.pixel_threshold, processed or [], y, mask_list)
+            self.pixel_threshold_ = pixel_threshold_value(self.pixel_threshold, [] if processed is None else processed, y, mask_list)
         self.n_val_ = n
         normal_scores = np.asarray(scores, dtype=np.float64)[~y] if y is not None else np.asarray(scores, np.float64)
         image_promise = promise(self.image_threshold, self.image_threshold_, normal_scores, source,
@@ -408,14 +412,14 @@ class Pipeline(FewShotMixin):
             "n_anomalous": int(y.sum()) if y is not None else 0,
             "source": source,
             "heatmap_range": heatmap_range(
-                [m for i, m in enumerate(processed) if y is None or not y[i]] if processed else [],
+                [m for i, m in enumerate(processed) if y is None or not y[i]] if processed is not None else [],
                 self.pixel_threshold_),
             "image_promise": image_promise.to_dict(),
             "notes": [fitted.note] if fitted is not None and fitted.note else [],
             # the normal calibration scores, sorted: p-values (pyimgano.calibration.p_values) and
             # the review page's histogram
             "normal_scores": sorted(float(v) for v in normal_scores),
-            "image_size": None if raw is None or not raw else list(raw[0].shape[:2]),
+            "image_size": None if raw is None or not len(raw) else list(raw[0].shape[:2]),
         }
         self.few_shot_ = None
         self.is_fitted_ = True

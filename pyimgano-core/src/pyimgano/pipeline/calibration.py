@@ -60,7 +60,10 @@ def pixel_threshold_value(
 
     if isinstance(strategy, FixedThreshold):
         return float(strategy.value)
-    if isinstance(strategy, (QuantileThreshold, FprThreshold)):
+    if isinstance(strategy, QuantileThreshold):
+        normal = [m for i, m in enumerate(maps) if labels is None or not labels[i]]
+        return finite(strategy.compute(normal_pixels(normal), scratch=True), "pixel threshold")
+    if isinstance(strategy, FprThreshold):
         normal = [m for i, m in enumerate(maps) if labels is None or not labels[i]]
         return finite(strategy.compute(normal_pixels(normal)), "pixel threshold")
     if masks is None:
@@ -79,8 +82,14 @@ def normal_pixels(maps: Sequence[np.ndarray], limit: int = MAX_CALIBRATION_PIXEL
         return np.zeros(0)
     step = max(1, math.ceil(total / limit))
     # stride first, then widen: only the pixels kept are converted (a float64 copy of every
-    # full-size map cost more than the rest of the calibration)
-    return np.concatenate([np.asarray(m).ravel()[::step].astype(np.float64) for m in maps])
+    # full-size map cost more than the rest of the calibration), straight into the result
+    kept = [np.asarray(m).ravel()[::step] for m in maps]
+    out = np.empty(sum(len(k) for k in kept), dtype=np.float64)
+    pos = 0
+    for k in kept:
+        out[pos : pos + len(k)] = k
+        pos += len(k)
+    return out
 
 
 def finite(value: float, what: str) -> float:
