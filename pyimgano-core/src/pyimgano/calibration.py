@@ -35,6 +35,9 @@ from pyimgano.errors import InvalidParams, MetricError
 
 #: confidence of the reported upper bound on the false-reject rate
 BOUND_CONFIDENCE = 0.95
+#: k rejects of m good images contradict a promised rate when k or more had less than this
+#: probability at that rate (docs/pipeline.md, "Checking the promise on your own good images")
+CONSISTENT_P = 0.05
 #: how calibration scores are obtained (Pipeline ``calibration=``, ``--calibration``)
 CALIBRATION_SOURCES = {
     "auto": "out-of-fold when the detector offers it (supports_out_of_fold), else holdout",
@@ -71,6 +74,15 @@ def clopper_pearson_upper(exceed: int, n: int, confidence: float = BOUND_CONFIDE
     if exceed >= n:
         return 1.0
     return float(betaincinv(exceed + 1, n - exceed, confidence))
+
+
+def rejects_probability(rejects: int, good: int, rate: float | None) -> float | None:
+    """P(at least ``rejects`` of ``good`` good images rejected) were the false-reject rate
+    ``rate``: below :data:`CONSISTENT_P`, the count contradicts the rate (None without a rate
+    or without good images)."""
+    from scipy.stats import binom
+
+    return None if rate is None or not good else float(binom.sf(int(rejects) - 1, int(good), float(rate)))
 
 
 def p_values(calibration_scores: Any, scores: Any) -> np.ndarray:

@@ -15,12 +15,15 @@ import html
 import json
 from typing import Any
 
+from pyimgano.calibration import CONSISTENT_P
+
 STYLE = """
 .explorer { border: 1px solid #d0d0d0; padding: 8px 12px; margin: 8px 0 16px; width: min(100%, 700px); }
 .explorer .track { position: relative; height: 14px; margin: 2px 0 4px; }
 .explorer .mark { position: absolute; top: 0; width: 2px; height: 14px; }
 .explorer .mark.cal { background: #1f6fd1; } .explorer .mark.target { background: #d17a1f; }
 .explorer input[type=range] { width: 100%; } .explorer .over { color: #b00020; font-weight: bold; }
+.explorer .near { color: #8a5a00; }
 """
 
 # Reads every .explorer block's JSON and wires its slider; the figures follow deployed.py's
@@ -38,6 +41,17 @@ SCRIPT = """
             f1: tp + fp + fn ? 2 * tp / (2 * tp + fp + fn) : null};
   }
   function fmt(v) { return v === null || v === undefined ? "\\u2013" : v.toFixed(3); }
+  // P(at least k of m good images rejected) were the false-reject rate p (binomial upper tail)
+  function rejectsProbability(k, m, p) {
+    if (k <= 0) return 1;
+    if (p <= 0) return 0;
+    if (p >= 1 || k > m) return k > m ? 0 : 1;
+    var logTerm = k * Math.log(p) + (m - k) * Math.log(1 - p), i, sum = 0;
+    for (i = 1; i <= k; i++) logTerm += Math.log((m - k + i) / i);
+    var term = Math.exp(logTerm);
+    for (i = k; i <= m; i++) { sum += term; term *= (m - i) / (i + 1) * p / (1 - p); }
+    return Math.min(1, sum);
+  }
   function place(el, d, t) { el.style.left = (100 * (t - d.lo) / (d.hi - d.lo)) + "%"; }
   function targetThreshold(d) {
     var cands = d.good.concat(d.defective, [d.lo]).sort(function (a, b) { return a - b; });
@@ -50,8 +64,18 @@ SCRIPT = """
   function show(row, d, t, f) {
     var cells = row.querySelectorAll("td");
     cells[1].textContent = t.toPrecision(6);
-    cells[2].textContent = fmt(f.fpr);
-    cells[2].className = d.target !== null && f.fpr !== null && f.fpr > (d.upper === null ? d.target : d.upper) ? "over" : "";
+    var m = d.good.length, k = f.fpr === null ? 0 : Math.round(f.fpr * m);
+    var bound = d.upper === null ? d.target : d.upper;
+    cells[2].textContent = f.fpr === null ? fmt(null) : fmt(f.fpr) + " (" + k + " of " + m + ")";
+    cells[2].className = "";
+    cells[2].title = "";
+    if (d.target !== null && f.fpr !== null && f.fpr > bound) {
+      var prob = rejectsProbability(k, m, bound);
+      cells[2].className = prob < d.consistent_p ? "over" : "near";
+      cells[2].title = k + " or more rejects of " + m + " good images: probability " + prob.toFixed(3) +
+        " were the rate " + bound.toPrecision(3) + (prob < d.consistent_p ? " (unlikely: the promise does not hold here)"
+        : " (a count this high is not unusual at that rate)");
+    }
     cells[3].textContent = fmt(f.recall); cells[4].textContent = fmt(f.precision); cells[5].textContent = fmt(f.f1);
   }
   var blocks = document.querySelectorAll(".explorer");
@@ -98,7 +122,7 @@ def explorer_data(good: list[float], defective: list[float], deployed: dict[str,
     return {"good": [float(v) for v in good], "defective": [float(v) for v in defective],
             "threshold": threshold, "target": deployed.get("image_fpr_target"),
             "upper": deployed.get("image_fpr_upper"), "n": deployed.get("n_calibration"),
-            "lo": lo - pad, "hi": hi + pad}
+            "consistent_p": CONSISTENT_P, "lo": lo - pad, "hi": hi + pad}
 
 
 def explorer_html(label: str, data: dict[str, Any]) -> str:
@@ -124,5 +148,8 @@ def explorer_html(label: str, data: dict[str, Any]) -> str:
         f"<tr class='cal'><td class='name'>calibrated</td>{row}</tr></tbody></table>"
         '<div class="legend">On the test split: false-reject rate = good images flagged, recall = defective '
         "images flagged. Marks: blue, the calibrated threshold; orange, the lowest threshold whose test "
-        "false-reject rate meets the target. A rate above the promised bound is red.</div></div>"
+        "false-reject rate meets the target. A false-reject rate above the promised bound is brown when "
+        f"that many rejects of the good images are still likely at the bound (probability {CONSISTENT_P:g} or "
+        "more: few good images measure a rate only coarsely) and red when they are not (the promise does "
+        "not hold on this split); hover over it for the probability.</div></div>"
     )
