@@ -103,3 +103,18 @@ def test_maps_every_kind_of_non_finite_value_is_refused_and_a_checked_array_is_n
     stacked = validate_maps(list(good.astype(np.float64)), [(8, 9)] * 3)
     assert stacked.dtype == np.float32 and stacked.shape == (3, 8, 9)
     np.testing.assert_array_equal(stacked, good)
+
+
+def test_large_arrays_come_in_ordinary_pages_and_behave_as_any_array():
+    from pyimgano.contracts import PLAIN_PAGES_BYTES, empty_array, empty_maps
+
+    small = empty_array((4, 5), np.float64)
+    assert small.shape == (4, 5) and small.dtype == np.float64
+    side = int(np.sqrt(PLAIN_PAGES_BYTES / 4)) + 1  # just past the switch
+    big = empty_maps(1, side, side)
+    assert big.shape == (1, side, side) and big.dtype == np.float32 and big.flags.writeable
+    big[0] = 1.5
+    big[0, 0, 0] = -2.0
+    big[0, -1].sort()
+    assert float(big.min()) == -2.0 and float(big.sum(dtype=np.float64)) == 1.5 * side * side - 3.5
+    assert np.isclose(np.quantile(big.ravel(), 0.5), 1.5)

@@ -167,21 +167,27 @@ PLAIN_PAGES_BYTES = 64 * 2**20  # from this size on, maps are allocated in ordin
 
 
 def empty_maps(n: int, height: int, width: int) -> np.ndarray:
-    """An uninitialised float32 ``n x height x width`` array for maps.
+    """An uninitialised float32 ``n x height x width`` array for maps (:func:`empty_array`)."""
+    return empty_array((int(n), int(height), int(width)), np.float32)
 
-    From :data:`PLAIN_PAGES_BYTES` on it is an anonymous memory mapping in ordinary pages:
+
+def empty_array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised array; from :data:`PLAIN_PAGES_BYTES` on, an anonymous memory mapping in
+    ordinary pages.
+
     numpy asks the kernel for transparent huge pages for large arrays, and where the kernel
     compacts memory to find them (``defrag=madvise``, a common default) the first write to a
     fresh gigabyte stalled for 2.5-6 s on the 2-core development machine, against 0.4 s in
     ordinary pages (out-of-fold maps of 120 VisA training images, 720 MB). The mapping is
     released with the array."""
-    shape = (int(n), int(height), int(width))
-    nbytes = 4 * shape[0] * shape[1] * shape[2]
-    if nbytes < PLAIN_PAGES_BYTES:
-        return np.empty(shape, dtype=np.float32)
+    dtype = np.dtype(dtype)
+    shape = tuple(int(v) for v in shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    if count * dtype.itemsize < PLAIN_PAGES_BYTES:
+        return np.empty(shape, dtype=dtype)
     import mmap
 
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.float32).reshape(shape)
+    return np.frombuffer(mmap.mmap(-1, count * dtype.itemsize), dtype=dtype, count=count).reshape(shape)
 
 
 class _ArrayModel(BaseModel):

@@ -148,29 +148,38 @@ def compute_metrics(
     class only), returns NaN or fails is ``None`` with a note naming it, and the others are
     still computed. Returns ({key: value}, {key: threshold} of the metrics that return one).
     """
+    from pyimgano.metrics._inputs import shared_split
+
     metrics = resolve_metrics() if metrics is None else metrics
     notes = notes if notes is not None else []
     values: dict[str, float | None] = {m.key: None for m in metrics}
     thresholds: dict[str, float] = {}
     pixel_inputs = None
     if masks is not None and maps is not None:
-        pixel_inputs = (_stack(masks), _stack(maps))
-    for metric in metrics:
-        if metric.level == "image":
-            truth, predictions = labels, scores
-        elif pixel_inputs is not None:
-            truth, predictions = pixel_inputs
-        else:
-            continue
-        try:
-            value, threshold = metric.compute(truth, predictions)
-        except MetricError as exc:
-            notes.append(f"{metric.key}: {exc}")
-            continue
-        except Exception as exc:  # noqa: BLE001 - one broken metric must not lose the run's other results
-            notes.append(f"{metric.key}: {type(exc).__name__}: {exc}")
-            continue
-        if threshold is not None:
-            thresholds[metric.key] = threshold
-        values[metric.key] = value if math.isfinite(value) else None
+        import numpy as np
+
+        from pyimgano.contracts import stack_maps
+
+        uniform = (maps and len({np.shape(m) for m in maps}) == 1 and all(np.ndim(m) == 2 for m in maps)
+                   and all(np.asarray(m).dtype == np.float32 for m in maps))  # the detectors' maps, checked
+        pixel_inputs = (_stack(masks), stack_maps(maps) if uniform else _stack(maps))
+    with shared_split():  # the core's pixel metrics split and sort the pixels once between them
+        for metric in metrics:
+            if metric.level == "image":
+                truth, predictions = labels, scores
+            elif pixel_inputs is not None:
+                truth, predictions = pixel_inputs
+            else:
+                continue
+            try:
+                value, threshold = metric.compute(truth, predictions)
+            except MetricError as exc:
+                notes.append(f"{metric.key}: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - one broken metric must not lose the run's other results
+                notes.append(f"{metric.key}: {type(exc).__name__}: {exc}")
+                continue
+            if threshold is not None:
+                thresholds[metric.key] = threshold
+            values[metric.key] = value if math.isfinite(value) else None
     return values, thresholds

@@ -2,7 +2,9 @@
 
 The normal-pixel scores are sorted once (in place, in the maps' own float dtype); every
 metric then needs only counts at the distinct defect-pixel scores. ``pixel_metrics``
-computes all of them, AUPRO included, from that one sort.
+computes all of them, AUPRO included, from that one sort; inside
+:func:`pyimgano.metrics._inputs.shared_split` (the benchmark's metric stage) the separate
+functions share it too.
 """
 
 from __future__ import annotations
@@ -12,22 +14,14 @@ from typing import Any
 import numpy as np
 
 from pyimgano.metrics import _ranking
-from pyimgano.metrics._inputs import pixel_level, split_pixels, undefined
+from pyimgano.metrics._inputs import split_sorted, undefined
 from pyimgano.metrics.params import DEFAULT_FPR_LIMIT
 from pyimgano.metrics.pro import check_fpr_limit, pro_from_split
 
 
-def _split_sorted(masks: Any, maps: Any) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    mask_list, map_list, dtype = pixel_level(masks, maps)
-    defects, normals = split_pixels(mask_list, map_list, dtype)
-    normals.sort()
-    return mask_list, defects, normals
-
-
 def _ranking_of(masks: Any, maps: Any) -> _ranking.Ranking:
-    _, defects, normals = _split_sorted(masks, maps)
-    defects.sort()
-    return _ranking.rank(defects, normals)
+    _, defects, normals = split_sorted(masks, maps)
+    return _ranking.rank(np.sort(defects), normals)  # a sorted copy: AUPRO needs the mask order
 
 
 def pixel_auroc(masks: Any, maps: Any, *, nan_on_undefined: bool = False) -> float:
@@ -61,7 +55,7 @@ def pixel_metrics(
     """Every pixel metric from one sort: ``pixel_auroc``, ``pixel_ap``, ``pixel_f1_max``,
     ``pixel_f1_threshold`` and ``aupro`` (at ``fpr_limit``)."""
     limit = check_fpr_limit(fpr_limit)
-    mask_list, defects, normals = _split_sorted(masks, maps)
+    mask_list, defects, normals = split_sorted(masks, maps)
     r = _ranking.rank(np.sort(defects), normals)
     out: dict[str, float] = {}
     if r.n_pos == 0 or r.n_neg == 0:

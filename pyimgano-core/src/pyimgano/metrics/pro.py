@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from pyimgano.errors import MetricError
-from pyimgano.metrics._inputs import pixel_level, split_pixels, undefined
+from pyimgano.metrics._inputs import pixel_level, sharing, split_pixels, split_sorted, undefined
 from pyimgano.metrics.params import DEFAULT_FPR_LIMIT
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
@@ -153,6 +153,10 @@ def aupro(masks: Any, maps: Any, fpr_limit: float = DEFAULT_FPR_LIMIT, *, nan_on
     defect-free pixel.
     """
     limit = check_fpr_limit(fpr_limit)
+    if sharing():  # the other pixel metrics sort every normal pixel anyway: one sort for all
+        mask_list, defects, normals = split_sorted(masks, maps)
+        return pro_from_split(mask_list, defects, normals, limit, nan_on_undefined=nan_on_undefined,
+                              normals_sorted=True)
     mask_list, map_list, dtype = pixel_level(masks, maps)
     defects, normals = split_pixels(mask_list, map_list, dtype)
     return pro_from_split(mask_list, defects, normals, limit, nan_on_undefined=nan_on_undefined)
