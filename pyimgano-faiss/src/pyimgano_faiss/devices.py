@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-
-def machine_threads() -> int:
-    """CPU cores this process may use (its affinity set, not the whole host)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+from pyimgano.runtime.engines import machine_threads  # one definition, the core's
 
 
 def configure_threads(num_threads: int | None) -> int:

@@ -27,6 +27,8 @@ class Engine(Protocol):
 
 
 def machine_threads() -> int:
+    """CPU cores this process may use (its affinity set, not the whole host); the faiss plugin's
+    thread settings use it too."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
