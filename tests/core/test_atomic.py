@@ -60,3 +60,24 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
         atomic_write(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_a_killed_run_s_staging_folder_is_removed_by_the_next_run_and_no_other(tmp_path):
+    """A run killed with SIGKILL leaves its hidden staging folder; the next run into the same
+    folder (it holds the lock, so no live run can own one) deletes it. Staging folders of other
+    targets, the kept old folder of a swap cut short, and similar names stay."""
+    target = tmp_path / "pred"
+    dead = tmp_path / ".pred.k3x_9a0q.tmp"
+    dead.mkdir()
+    (dead / "half.png").write_bytes(b"x")
+    others = [tmp_path / ".pred.x.k3x_9a0q.tmp",  # target "pred.x"
+              tmp_path / ".pred2.k3x_9a0q.tmp",  # target "pred2"
+              tmp_path / ".pred.old-k3x_9a0q",  # the old folder of a swap cut short
+              tmp_path / ".pred.toolongname.tmp"]
+    for other in others:
+        other.mkdir()
+    with replacing_dir(target, "predictions", durable=False) as tmp:
+        (tmp / "scores.csv").write_text("a\n")
+    assert not dead.exists()
+    assert all(other.exists() for other in others)
+    assert (target / "scores.csv").read_text() == "a\n"

@@ -179,6 +179,7 @@ def replacing_dir(target: str | os.PathLike, what: str = "model", wait: bool = T
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with output_lock(target, wait):
+            _remove_dead_staging(target)
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
             try:
                 yield tmp
@@ -204,6 +205,24 @@ def replacing_dir(target: str | os.PathLike, what: str = "model", wait: bool = T
         error = OutputError(f"{target}: the {what} could not be saved ({reason}); {kept}")
         error.reason = reason  # an outer replacing_dir (a pipeline around its detector) names its own folder
         raise error from None
+
+
+def _remove_dead_staging(target: Path) -> None:
+    """Delete the hidden staging folders of ``target`` left by runs that were killed (SIGKILL,
+    a power cut) before they could clean up. Called under ``target``'s lock, which every run
+    writing there holds while its staging folder exists, so any such folder is a dead run's.
+    Only names :func:`replacing_dir` itself makes (``.<name>.`` + mkdtemp's 8 characters +
+    ``.tmp``) match: another target's staging folders never do."""
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp")
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    for entry in entries:
+        if pattern.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def check_output_dir(directory: str | os.PathLike, marker: str, kind: str = "saved pyimgano model",
