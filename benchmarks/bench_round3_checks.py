@@ -40,8 +40,13 @@ from PIL import Image
 
 
 def _wall(command: list[str], env: dict[str, str], repeats: int) -> float:
+    return _wall_each([command] * repeats, env)
+
+
+def _wall_each(commands: list[list[str]], env: dict[str, str]) -> float:
+    """Median wall time of running each command once, in turn."""
     times = []
-    for _ in range(repeats):
+    for command in commands:
         started = time.perf_counter()
         subprocess.run(command, env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - started)
@@ -74,12 +79,7 @@ def predict_share(root: Path, env: dict[str, str], images: int, repeats: int) ->
                                                        progress=False)).fit(train).save(root / "model")
     command = [sys.executable, "-m", "pyimgano", "predict", "--model", str(model), str(folder)]
     _wall([*command, "--out", str(root / "preds0")], env, 1)  # warm-up: saves the listing
-    times = []
-    for i in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([*command, "--out", str(root / f"preds{i + 1}")], env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - started)
-    wall = statistics.median(times)
+    wall = _wall_each([[*command, "--out", str(root / f"preds{i + 1}")] for i in range(repeats)], env)
 
     def sigint_watch() -> None:
         _SigintWatch().restore()
@@ -101,12 +101,7 @@ def demo_share(root: Path, env: dict[str, str], repeats: int) -> tuple[float, fl
     from pyimgano.pipeline import refuse_overlaps
 
     command = [sys.executable, "-m", "pyimgano", "benchmark", "--no-progress"]
-    times = []
-    for i in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([*command, "--out", str(root / f"demo{i}")], env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - started)
-    wall = statistics.median(times)
+    wall = _wall_each([[*command, "--out", str(root / f"demo{i}")] for i in range(repeats)], env)
     checks = 0.0
     for spec in expand_jobs(default_config(str(root / "specs"))):
         dataset = _open_dataset(spec)

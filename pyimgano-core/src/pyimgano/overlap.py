@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-_CHUNK = 1 << 20
+from pyimgano.userfiles import sha256_file
 
 
 @dataclass(frozen=True)
@@ -106,14 +106,9 @@ def _cheap_key(item: Any) -> Any:
 
 
 def _digest(item: Any) -> str | None:
-    digest = hashlib.sha256()
     if isinstance(item, np.ndarray):
-        digest.update(np.ascontiguousarray(item).data)
-        return digest.hexdigest()
+        return hashlib.sha256(np.ascontiguousarray(item).data).hexdigest()
     try:
-        with open(item, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+        return sha256_file(item)[0]
     except OSError:
         return None
-    return digest.hexdigest()

@@ -15,6 +15,7 @@ symbolic links, so a data set that the user linked in from other storage still w
 from __future__ import annotations
 
 import codecs
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -136,3 +137,16 @@ def not_a_file(path: str | os.PathLike) -> str | None:
     kind = next((name for test, name in kinds if test(mode)), "not a regular file")
     via = f" (via the link to {os.readlink(path)})" if os.path.islink(path) else ""
     return f"is {kind}{via}, not a file"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> tuple[str, int]:
+    """(SHA-256 hex digest, size in bytes) of a file, read ``chunk`` bytes at a time: export
+    manifests, overlap checks and archive downloads hash files the same way. ``OSError``
+    propagates (callers say what a missing or unreadable file means to them)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pyimgano.errors import DatasetError
+from pyimgano.userfiles import sha256_file
 
 CHUNK = 1 << 20
 
@@ -62,11 +63,7 @@ LICENCE_INSTRUCTIONS = {
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path, CHUNK)[0]
 
 
 def fetch(url: str, dest: Path, sha256: str | None, *, progress: bool = True, timeout: float = 60.0) -> Path:

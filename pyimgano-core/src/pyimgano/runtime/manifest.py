@@ -134,13 +134,10 @@ def content_digest(data: dict[str, Any]) -> str:
 
 
 def file_entry(path: Path) -> FileEntry:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return FileEntry(bytes=size, sha256=digest.hexdigest())
+    from pyimgano.userfiles import sha256_file
+
+    sha256, size = sha256_file(path)
+    return FileEntry(bytes=size, sha256=sha256)
 
 
 def write_manifest(directory: Path, manifest: ExportManifest) -> Path:
