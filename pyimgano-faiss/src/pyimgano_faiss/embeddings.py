@@ -49,8 +49,7 @@ class EmbeddingStore:
         back as a view of the appended chunk holding it (out-of-fold scoring reads the fit's
         batches back in order: no copy; callers read rows, never write them)."""
         indices = np.asarray(indices, dtype=np.int64)
-        if self._file is None and len(indices) and int(indices[-1]) - int(indices[0]) == len(indices) - 1 \
-                and (len(indices) == 1 or bool((np.diff(indices) == 1).all())):
+        if self._file is None and len(indices) and bool((np.diff(indices) == 1).all()):
             start, stop = int(indices[0]), int(indices[-1]) + 1
             offset = 0
             for chunk in self._chunks:

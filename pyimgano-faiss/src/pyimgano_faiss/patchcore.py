@@ -524,13 +524,10 @@ class PatchCore(BackboneDetector):
         for unit in units:
             remaining[unit.image] = remaining.get(unit.image, 0) + 1
         scores = np.empty(len(images), dtype=np.float64)
-        maps: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
         # images of one size: maps written straight into the N x H x W result (a training set's
         # megapixel maps are gigabytes; a list stacked at the end holds them twice)
         sizes = {tuple(image.shape[:2]) for image in images}
-        stacked = empty_maps(len(images), *sizes.pop()) if len(sizes) == 1 else None
-        if stacked is not None:
-            maps = stacked  # type: ignore[assignment]
+        maps: Any = empty_maps(len(images), *sizes.pop()) if len(sizes) == 1 else [None] * len(images)
         for batch, owners, views in distances:
             rows, (h, w), dist, nn_idx = views[0]
             if self.reweight:

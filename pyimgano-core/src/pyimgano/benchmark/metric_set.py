@@ -126,11 +126,17 @@ def describe_keys(keys: Sequence[str]) -> list[MetricColumn]:
 
 
 def _stack(arrays: list[Any]) -> Any:
+    """Equal-shape arrays as one array (float32 maps, the detectors' checked maps, written map by
+    map into one allocation: :func:`pyimgano.contracts.stack_maps`), others as given."""
     import numpy as np
 
-    if arrays and len({a.shape for a in arrays}) == 1:
-        return np.stack(arrays)
-    return arrays
+    from pyimgano.contracts import stack_maps
+
+    if not arrays or len({np.shape(a) for a in arrays}) != 1:
+        return arrays
+    if all(np.ndim(a) == 2 and np.asarray(a).dtype == np.float32 for a in arrays):
+        return stack_maps(arrays)
+    return np.stack(arrays)
 
 
 def compute_metrics(
@@ -156,13 +162,7 @@ def compute_metrics(
     thresholds: dict[str, float] = {}
     pixel_inputs = None
     if masks is not None and maps is not None:
-        import numpy as np
-
-        from pyimgano.contracts import stack_maps
-
-        uniform = (maps and len({np.shape(m) for m in maps}) == 1 and all(np.ndim(m) == 2 for m in maps)
-                   and all(np.asarray(m).dtype == np.float32 for m in maps))  # the detectors' maps, checked
-        pixel_inputs = (_stack(masks), stack_maps(maps) if uniform else _stack(maps))
+        pixel_inputs = (_stack(masks), _stack(maps))
     with shared_split():  # the core's pixel metrics split and sort the pixels once between them
         for metric in metrics:
             if metric.level == "image":

@@ -60,12 +60,11 @@ def pixel_threshold_value(
 
     if isinstance(strategy, FixedThreshold):
         return float(strategy.value)
-    if isinstance(strategy, QuantileThreshold):
+    if isinstance(strategy, (QuantileThreshold, FprThreshold)):
         normal = [m for i, m in enumerate(maps) if labels is None or not labels[i]]
-        return finite(strategy.compute(normal_pixels(normal), scratch=True), "pixel threshold")
-    if isinstance(strategy, FprThreshold):
-        normal = [m for i, m in enumerate(maps) if labels is None or not labels[i]]
-        return finite(strategy.compute(normal_pixels(normal)), "pixel threshold")
+        # the pixel vector is this call's own: a quantile may reorder it instead of copying it
+        scratch = {"scratch": True} if isinstance(strategy, QuantileThreshold) else {}
+        return finite(strategy.compute(normal_pixels(normal), **scratch), "pixel threshold")
     if masks is None:
         raise InvalidParams(f"pixel_threshold {strategy.spec()!r} needs defect masks of the validation images")
     truth = np.concatenate([np.zeros(np.shape(m), bool).ravel() if k is None else (np.asarray(k) > 0).ravel()
@@ -82,14 +81,8 @@ def normal_pixels(maps: Sequence[np.ndarray], limit: int = MAX_CALIBRATION_PIXEL
         return np.zeros(0)
     step = max(1, math.ceil(total / limit))
     # stride first, then widen: only the pixels kept are converted (a float64 copy of every
-    # full-size map cost more than the rest of the calibration), straight into the result
-    kept = [np.asarray(m).ravel()[::step] for m in maps]
-    out = np.empty(sum(len(k) for k in kept), dtype=np.float64)
-    pos = 0
-    for k in kept:
-        out[pos : pos + len(k)] = k
-        pos += len(k)
-    return out
+    # full-size map cost more than the rest of the calibration), cast straight into the result
+    return np.concatenate([np.asarray(m).ravel()[::step] for m in maps], dtype=np.float64)
 
 
 def finite(value: float, what: str) -> float:

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import ndimage
 
-from pyimgano.contracts import empty_maps
+from pyimgano.contracts import empty_array
 from pyimgano.errors import ContractViolation, InvalidParams, NotFittedError
 from pyimgano.postprocess import params as P
 from pyimgano.specs import NoParams
@@ -42,8 +42,7 @@ def map_images(maps: Maps, fn: Callable[[np.ndarray], np.ndarray], *, what: str 
     if array.shape[0] == 0:
         return array.astype(np.float32)
     first = fn(array[0])
-    out = (empty_maps(len(array), *first.shape) if first.ndim == 2 and first.dtype == np.float32
-           else np.empty((len(array), *first.shape), first.dtype))
+    out = empty_array((len(array), *first.shape), first.dtype)
     out[0] = first
     for i in range(1, len(array)):  # one result map at a time: no list of N temporaries
         out[i] = fn(array[i])
