@@ -63,12 +63,9 @@ def test_a_context_model_saves_and_loads_with_the_same_outputs(tmp_path, small_c
         assert scores[labels == 1].max() > scores[labels == 0].min()
 
 
-def test_the_context_view_finds_a_missing_part():
-    """Three parts in a row; a test scene lacks the middle one. Where it was, every stride-8 patch
-    looks like background found elsewhere; the context view sees the row with a gap."""
-    import pyimgano
-    from pyimgano.metrics.pixel import pixel_auroc
-
+def _parts_scenes() -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Three parts in a row: six training scenes, then four good test scenes and four that lack
+    the middle part (training images, test images, test masks)."""
     rng = np.random.default_rng(1)
 
     def scene(missing: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -83,12 +80,41 @@ def test_the_context_view_finds_a_missing_part():
 
     train = [scene(False)[0] for _ in range(6)]
     pairs = [scene(False) for _ in range(4)] + [scene(True) for _ in range(4)]
-    images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+    return train, [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def test_the_context_view_finds_a_missing_part():
+    """A test scene lacks the middle part. Where it was, every stride-8 patch looks like
+    background found elsewhere; the context view sees the row with a gap."""
+    import pyimgano
+    from pyimgano.metrics.pixel import pixel_auroc
+
+    train, images, masks = _parts_scenes()
     results = {}
     for context in (None, "auto"):
         det = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=384, coreset_ratio=0.2, context=context)
         results[context] = pixel_auroc(masks, list(det.fit(train).predict_anomaly_map(images)))
     assert results["auto"] > 0.98 and results["auto"] > results[None] + 0.05, results
+
+
+def test_past_its_normal_range_the_context_view_counts_less_only_the_margin():
+    """Within its normal range the context view is discounted by context_weight; a missing part,
+    far out of that range, counts in full less context_margin (the weight alone would scale it down)."""
+    import pyimgano
+
+    train, images, masks = _parts_scenes()
+    det = pyimgano.create_detector("faiss:patchcore", **OFFLINE, image_size=384, coreset_ratio=0.2)
+    assert det.context_weight == 0.6 and det.context_margin == 0.4  # the documented defaults
+    scores, maps = det.fit(train).score(images)
+    weight_only, weight_maps = det.set_params(context_margin=None).score(images)
+    assert (maps >= weight_maps - 1e-6).all()  # the margin term only ever adds to the weighted one
+    missing = slice(4, 8)
+    assert (scores[missing] > weight_only[missing] + 0.5).all(), (scores, weight_only)
+    gap = np.stack(masks[missing])
+    assert maps[missing][gap].mean() > weight_maps[missing][gap].mean() + 0.5
+    # a context far out of range counts as the scaled map less the margin: weight 1 less 0.4
+    equal = det.set_params(context_weight=1.0, context_margin=None).score(images)[0]
+    np.testing.assert_allclose(scores[missing], np.maximum(equal[missing] - 0.4, weight_only[missing]), rtol=1e-5)
 
 
 def test_context_with_tiles_is_one_clear_error():

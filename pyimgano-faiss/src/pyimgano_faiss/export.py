@@ -116,9 +116,10 @@ class _PatchCoreGraph(nn.Module):
             self.context_search = _Bank(detector.context_bank_)
             self.blurs.append(_Blur(detector.sigma * self.context))
             (m0, q0), (m1, q1) = np.asarray(detector.view_scales_, dtype=np.float64)
-            weight = float(detector.context_weight)
+            self.weight = float(detector.context_weight)
+            self.margin = None if detector.context_margin is None else float(detector.context_margin)
             self.register_buffer("shift", torch.tensor([m0, m1], dtype=torch.float32))
-            self.register_buffer("gain", torch.tensor([1.0 / (q0 - m0), weight / (q1 - m1)], dtype=torch.float32))
+            self.register_buffer("gain", torch.tensor([1.0 / (q0 - m0), 1.0 / (q1 - m1)], dtype=torch.float32))
 
     def _view(self, images: torch.Tensor, bank: _Bank) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(queries, distances, nearest rows, 1 x h x w grid) of one view of the input."""
@@ -141,9 +142,15 @@ class _PatchCoreGraph(nn.Module):
         if self.context:
             _, dist_c, _, grid_c = self._view(F.avg_pool2d(images, self.context), self.context_search)
             amap_c = self.blurs[1](F.interpolate(grid_c, size=size, mode="bilinear", align_corners=False))
-            score = torch.maximum((score - self.shift[0]) * self.gain[0], (dist_c.max(1).values - self.shift[1]) * self.gain[1])
-            amap = torch.maximum((amap - self.shift[0]) * self.gain[0], (amap_c - self.shift[1]) * self.gain[1])
+            score = torch.maximum((score - self.shift[0]) * self.gain[0],
+                                  self._context_term((dist_c.max(1).values - self.shift[1]) * self.gain[1]))
+            amap = torch.maximum((amap - self.shift[0]) * self.gain[0], self._context_term((amap_c - self.shift[1]) * self.gain[1]))
         return score, amap[:, 0]
+
+    def _context_term(self, scaled: torch.Tensor) -> torch.Tensor:
+        """As :meth:`pyimgano_faiss.patchcore.PatchCore._context_term`."""
+        term = scaled * self.weight
+        return term if self.margin is None else torch.maximum(term, scaled - self.margin)
 
     def _reweighted(self, q: torch.Tensor, dist: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
         """Paper eq. 7, as :meth:`pyimgano_faiss.patchcore.PatchCore._reweighted` (exact search)."""

@@ -20,8 +20,9 @@ memory bank of its own. A stride-8 patch of a large input covers a small part of
 so a misplaced or missing part looks locally normal; the coarse view sees it whole. Each
 view's map is scaled by its own normal patch distances (the median and the 0.999 quantile of
 the maps of up to eight training images, each scored against the bank without its own
-patches), and the combined map is the larger of the detail view's and ``context_weight`` x
-the context view's (``docs/patchcore.md``, "Detail and context").
+patches), and the combined map is the larger of the detail view's and the context view's
+term: ``context_weight`` x its map, or past its normal range the map less ``context_margin``
+(``docs/patchcore.md``, "Detail and context").
 """
 
 from __future__ import annotations
@@ -556,13 +557,12 @@ class PatchCore(BackboneDetector):
     def _combine(self, score: float, grid: np.ndarray, score_c: float, grid_c: np.ndarray, frame: tuple[int, int],
                  shape: tuple[int, ...]) -> tuple[float, np.ndarray]:
         """Detail and context views -> one score and map: each scaled by its normal (median,
-        quantile), the larger of the detail view's and ``context_weight`` x the context view's.
-        The maps are combined at the network input size, then resized to the image (as the
-        exported graph does)."""
+        quantile), the larger of the detail view's and the context view's term
+        (:meth:`_context_term`). The maps are combined at the network input size, then resized to
+        the image (as the exported graph does)."""
         (m0, q0), (m1, q1) = self.view_scales_
-        weight = self.context_weight
         fused = np.maximum((self._view_map(0, grid, frame, frame) - m0) / (q0 - m0),
-                           weight * (self._view_map(1, grid_c, frame, frame) - m1) / (q1 - m1))
+                           self._context_term((self._view_map(1, grid_c, frame, frame) - m1) / (q1 - m1)))
         out = (int(shape[0]), int(shape[1]))
         fused = torch.from_numpy(np.ascontiguousarray(fused, dtype=np.float32))
         if out[0] >= frame[0] and out[1] >= frame[1] and out != tuple(frame):
@@ -573,7 +573,13 @@ class PatchCore(BackboneDetector):
             cols_m = torch.from_numpy(resize_matrix(frame[1], out[1]).astype(np.float32))
             fused = rows_m @ fused @ cols_m.T
         fused = fused.numpy()
-        return max((score - m0) / (q0 - m0), weight * (score_c - m1) / (q1 - m1)), fused.astype(np.float32)
+        return max((score - m0) / (q0 - m0), float(self._context_term((score_c - m1) / (q1 - m1)))), fused.astype(np.float32)
+
+    def _context_term(self, scaled: Any) -> Any:
+        """The context view's share of the maximum, from its scaled map or score: ``context_weight``
+        x it, or past its normal range (with ``context_margin``) it less the margin where larger."""
+        term = self.context_weight * scaled
+        return term if self.context_margin is None else np.maximum(term, scaled - self.context_margin)
 
     def _stitch(self, tiles: list[tuple[Unit, np.ndarray]]) -> np.ndarray:
         """Tile patch grids -> the frame's patch grid, overlaps averaged (offsets are whole patches)."""

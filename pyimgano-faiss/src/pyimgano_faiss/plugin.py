@@ -120,6 +120,14 @@ class PatchCoreParams(_BackboneParams):
         description="weight of the context view's scaled map against the detail view's (1: equal; smaller: the "
         "context view must stand further out of its normal range to count)",
     )
+    context_margin: float | None = Field(
+        0.4,
+        ge=0.0,
+        le=100.0,
+        description="past its normal range the context view counts in full less this margin: its term is the larger "
+        "of context_weight x its scaled map and the scaled map minus the margin (its normal 0.999 quantile is 1); "
+        "None: the weight alone (docs/patchcore.md)",
+    )
     sigma: float = Field(4.0, ge=0.0, le=512.0, description="Gaussian smoothing of the anomaly map, pixels of the network input")
     batch_size: int = Field(8, ge=1, le=1024, description="images per backbone forward pass")
     max_embedding_mb: float = Field(
