@@ -34,6 +34,9 @@ def test_lazy_greedy_selects_exactly_what_the_plain_loop_selects():
         # the full passes before the lazy loop change nothing: none, some, or every pick by them
         for warm in (1, 7, 300):
             np.testing.assert_array_equal(greedy_coreset(x, 300, start=seed, warm=warm), plain)
+        # small pools: points enter a few at a time and a full pool returns its tail to the queue
+        for batch in (1, 8, 64):
+            np.testing.assert_array_equal(greedy_coreset(x, 300, start=seed, batch=batch), plain)
 
 
 def test_torch_loop_agrees_and_small_cases():

@@ -5,13 +5,11 @@ repeatedly add the point farthest from everything chosen so far. The plain loop
 (:func:`greedy_coreset_plain`, what anomalib does) costs a full pass over all N points per
 chosen point. :func:`greedy_coreset` picks the same points with less work by lazy
 evaluation: a point's distance to the chosen set only ever shrinks, so a stale value is an
-upper bound. Points sit in a max-heap keyed by their stale values; to choose the next
-centre, the top point is brought up to date (distances to the centres added since its last
-refresh only) and chosen when it still beats the next stale bound, else pushed back. On real
-patch features a pick takes a few dozen refreshes and the selection evaluates about half of
-the plain loop's distances, in small products that stay in cache, where the plain loop
-streams all N points from memory for every pick (``docs/patchcore.md``; measured by
-``benchmarks/bench_coreset.py``: 3x faster at 110,000 rows).
+upper bound. Points wait in the order of their stale values; a pool of the leading ones is
+kept up to date (one product with each new centre), and a point enters the pool, brought up
+to date by a matrix product over the centres added since its last refresh, only while its
+stale bound beats the pool's best. Most points are refreshed a few times in large products
+instead of N distances per pick (``docs/patchcore.md``; ``benchmarks/bench_coreset.py``).
 
 Triangle-inequality pruning with k-means clusters (skip a cluster when ``|c - mu| - R``
 cannot lower any of its minima) was tried first: on real CNN patch features cluster radii
@@ -29,7 +27,6 @@ greedy selection over all of it.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 
 import numpy as np
@@ -107,20 +104,25 @@ def greedy_coreset_torch(points, k: int, start: int = 0):
 
 # picks made by full passes before the lazy loop starts (see greedy_coreset)
 WARM_PICKS = 32
+# points brought into greedy_coreset's pool at a time (one matrix product each)
+POOL_BATCH = 1024
 
 
-def greedy_coreset(points: np.ndarray, k: int, start: int = 0, warm: int = WARM_PICKS) -> np.ndarray:
+def greedy_coreset(points: np.ndarray, k: int, start: int = 0, warm: int = WARM_PICKS,
+                   batch: int = POOL_BATCH) -> np.ndarray:
     """Indices of ``k`` points chosen by exact greedy k-center (the first is ``start``).
 
-    Selects the same points as :func:`greedy_coreset_plain` (up to the choice among tied
-    distances) by lazy evaluation over a max-heap of stale (upper-bound) distances. A
-    refresh is one matrix-vector product: with centres stored as ``[c, |c|^2]`` and each
-    point as ``[-2x, 1]``, ``|x - c|^2 = |x|^2 + [c, |c|^2] . [-2x, 1]`` (one BLAS call and
-    a minimum per refresh instead of five array operations: 1.8x faster on real patch
-    features, same picks). The first ``warm`` picks are made by the plain loop's full passes
-    (one vectorised product each), which leaves every bound exact: after one centre nearly
-    every point would otherwise be refreshed once, one at a time, in the lazy loop (about
-    1.3x faster on real patch features, the same picks).
+    Selects the same points as :func:`greedy_coreset_plain` (up to the order of picks whose
+    distances tie to float32 rounding) by lazy evaluation. A point's distance to the chosen set
+    only shrinks, so a stale value is an upper bound. The first ``warm`` picks are made by the
+    plain loop's full passes (one vectorised product each), which leaves every bound exact.
+    Then the points are ordered by their stale bounds, and a *pool* holds the leading ones with
+    exact values: while the best stale bound outside the pool beats the pool's best value, the
+    next ``batch`` points enter it, brought up to date by one matrix product with the centres
+    added since their last refresh. The pool's best is then the exact farthest point; after the
+    pick one product with the new centre updates the pool. A pool past ``4 x batch`` keeps its
+    best ``2 x batch`` and returns the rest, with exact values, to the ordered outside. A
+    product is ``[c, |c|^2] . [-2x, 1]`` with ``|x|^2`` added: ``|x - c|^2``.
     """
     x = np.ascontiguousarray(points, dtype=np.float32)
     n, dim = x.shape
@@ -143,26 +145,45 @@ def greedy_coreset(points: np.ndarray, k: int, start: int = 0, warm: int = WARM_
         s = int(np.argmax(bound))
     if warm == k:
         return chosen
-    taken = set(chosen[:warm].tolist())
-    heap = [(-v, i) for i, v in enumerate(bound.tolist()) if i not in taken]
-    heapq.heapify(heap)
-    # plain lists: the loop reads and writes single entries, where lists beat arrays
-    bound, sq = bound.tolist(), norms.tolist()
-    refreshed = [warm] * n  # centres [0, refreshed[i]) are in bound[i]
-    pop, push = heapq.heappop, heapq.heappush
+    refreshed = np.full(n, warm, dtype=np.int64)  # centres [0, refreshed[i]) are in bound[i]
+    outside = np.argsort(-bound, kind="stable")[: n - warm]  # by stale bound, descending; chosen last
+    head = 0  # outside[head:] are not in the pool
+    pool = np.empty(0, dtype=np.int64)
+    value = np.empty(0, dtype=np.float32)  # the pool's exact distances to the chosen set
+    pool_query = np.empty((0, dim + 1), dtype=np.float32)
+    pool_norms = np.empty(0, dtype=np.float32)
     for step in range(warm, k):
-        while True:
-            _, i = pop(heap)
-            lo = refreshed[i]
-            if lo == step:
-                break
-            value = min(bound[i], sq[i] + float((centers[lo:step] @ query[i]).min()))
-            bound[i] = value
-            refreshed[i] = step
-            if not heap or value >= -heap[0][0]:
-                break
-            push(heap, (-value, i))
-        chosen[step], centers[step, :dim], centers[step, dim] = i, x[i], sq[i]
+        while head < len(outside) and (len(pool) == 0 or bound[outside[head]] > value.max()):
+            enter = outside[head:head + batch]
+            head += len(enter)
+            lo = refreshed[enter]
+            first = int(lo.min())
+            rows = query[enter]
+            fresh = bound[enter]
+            if first < step:
+                d2 = rows @ centers[first:step].T
+                if (lo > first).any():  # centres a point has seen already do not count twice
+                    d2[np.arange(first, step)[None, :] < lo[:, None]] = np.inf
+                fresh = np.minimum(fresh, norms[enter] + d2.min(1))
+            pool = np.concatenate([pool, enter])
+            value = np.concatenate([value, fresh])
+            pool_query = np.concatenate([pool_query, rows])
+            pool_norms = np.concatenate([pool_norms, norms[enter]])
+        best = int(np.argmax(value))
+        i = int(pool[best])
+        chosen[step], centers[step, :dim], centers[step, dim] = i, x[i], norms[i]
+        value[best] = -np.inf
+        np.minimum(value, pool_norms + pool_query @ centers[step], out=value)
+        if len(pool) > 4 * batch:
+            keep = np.argpartition(-value, 2 * batch)[: 2 * batch]
+            back = np.ones(len(pool), dtype=bool)
+            back[keep] = False
+            back &= value > -np.inf  # chosen points leave for good
+            returned = pool[back]
+            bound[returned], refreshed[returned] = value[back], step + 1
+            rest = np.concatenate([returned, outside[head:]])
+            outside, head = rest[np.argsort(-bound[rest], kind="stable")], 0
+            pool, value, pool_query, pool_norms = pool[keep], value[keep], pool_query[keep], pool_norms[keep]
     return chosen
 
 
