@@ -104,6 +104,24 @@ def test_resize_functions_keep_dtype_and_take_square_or_height_width():
         resize_mask(np.zeros((4, 4, 3)), 8)
 
 
+def test_a_large_float_image_resizes_channel_by_channel_whatever_the_threads():
+    """Large float images have their channels resized in threads: the values are each channel's
+    own resize, in float, exactly as one at a time."""
+    from PIL import Image
+
+    from pyimgano.preprocess import THREADED_RESIZE_PIXELS
+
+    rng = np.random.default_rng(0)
+    side = int(np.sqrt(THREADED_RESIZE_PIXELS)) + 8
+    image = (rng.random((side, side + 40, 3)) * 255).astype(np.float32)
+    out = resize_image(image, (123, 157))
+    assert out.dtype == np.float32 and out.shape == (123, 157, 3)
+    for c in range(3):
+        alone = np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c])).resize((157, 123), Image.Resampling.BILINEAR))
+        np.testing.assert_array_equal(out[:, :, c], alone)
+    assert resize_image(image.astype(np.float64), (123, 157)).dtype == np.float64
+
+
 @pytest.mark.parametrize("shape, size", [((8, 6), (64, 40)), ((90, 120), (33, 47)), ((32, 32), (32, 96))])
 def test_resize_matrix_is_resize_map_along_one_axis(shape, size):
     amap = np.random.default_rng(0).random(shape).astype(np.float32)
