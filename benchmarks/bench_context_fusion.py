@@ -1,7 +1,7 @@
 """How faiss:patchcore's detail and context views are combined: every rule scored from the same views.
 
-For each data set and seed the default detector is fitted once (on the 90% of the training images
-the holdout split keeps) and scores the test images once; every combination rule is then applied
+For each data set and seed the default detector is fitted once (on the training images the
+pipeline's holdout split keeps: all but ``val_fraction``) and scores the test images once; every combination rule is then applied
 to the same two views through the detector's own combination (``set_params`` and ``_combine``),
 so the rules differ by the rule alone. Prints image AUROC, pixel AUROC and AUPRO of the
 detector's maps (no post-processing) per seed and the mean over seeds, per data set.
@@ -67,9 +67,11 @@ def run(args: argparse.Namespace) -> dict:
     from pyimgano.metrics.pixel import pixel_auroc
     from pyimgano.metrics.pro import aupro
     from pyimgano.pipeline import split_validation
+    from pyimgano.pipeline.settings import PipelineSettings
     from pyimgano_faiss.patchcore import PatchCore
 
     rules = _rules(args.weights, args.margins)
+    val_fraction = PipelineSettings().val_fraction
     views: list[tuple] = []
     combine = PatchCore._combine
 
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> dict:
             labels = np.array([s.label for s in ds.test])
             masks = [m if m is not None else np.zeros(img.shape[:2], bool) for img, m in test]
             for seed in args.seeds:
-                keep, _ = split_validation(len(train), 0.1, seed)
+                keep, _ = split_validation(len(train), val_fraction, seed)
                 torch.manual_seed(seed)
                 det = pyimgano.create_detector("faiss:patchcore", backbone="efficientnet_lite0", seed=seed, progress=False)
                 det.fit([train[i] for i in keep])

@@ -76,6 +76,7 @@ def measure(dataset_name: str, category: str, dataset, args: argparse.Namespace)
     from pyimgano.factories import create_detector
     from pyimgano.metrics import aupro, pixel_ap, pixel_auroc, pixel_f1_max
     from pyimgano.pipeline import fit_postprocessing, pixel_threshold_value, split_validation
+    from pyimgano.pipeline.settings import PipelineSettings
     from pyimgano.thresholds import QuantileThreshold
 
     size = args.image_size or None  # 0: each image at its own size, the detector picks its input
@@ -83,7 +84,7 @@ def measure(dataset_name: str, category: str, dataset, args: argparse.Namespace)
     pairs = [load_pair(dataset, s, size) for s in dataset.test]
     test = [p[0] for p in pairs]
     masks = [np.zeros(im.shape[:2], bool) if m is None else m for im, m in pairs]
-    fit_idx, val_idx = split_validation(len(train), 0.1, 0)
+    fit_idx, val_idx = split_validation(len(train), PipelineSettings().val_fraction, 0)
     detector = create_detector("faiss:patchcore", backbone="efficientnet_lite0", progress=False, seed=0)
     detector.fit([train[i] for i in fit_idx])
     _, val_maps = detector.score([train[i] for i in val_idx])

@@ -55,7 +55,6 @@ STAGES = (
     ("pyimgano.preprocess", "Preprocess.apply_to_image", "resize"),
     ("pyimgano.preprocess", "Preprocess.apply", "resize"),
     ("pyimgano_faiss.backbones", "images_to_tensor", "resize"),
-    ("pyimgano_faiss.engines", "openvino_backbone", "setup"),
     ("pyimgano_faiss.base", "openvino_backbone", "setup"),  # the name the detector calls
     ("pyimgano_faiss.base", "BackboneDetector.forward", "backbone"),
     ("pyimgano_faiss.patchcore", "PatchCore._embed", "embedding"),
@@ -152,14 +151,11 @@ def profile_job(dataset: str, root: str, category: str, seed: int) -> dict:
     """One default benchmark job under the timers: stage seconds per phase, counts, times, metrics."""
     from pyimgano.benchmark import job as job_module
 
+    from pyimgano_faiss import base
+
     timers = Timers()
-    try:
-        base = importlib.import_module("pyimgano_faiss.base")
-        compiled_backbone = base.__dict__.get("openvino_backbone")
-    except ImportError:
-        base = compiled_backbone = None
-    if compiled_backbone is not None:
-        base.openvino_backbone = warm_on_build(compiled_backbone)
+    compiled_backbone = base.openvino_backbone
+    base.openvino_backbone = warm_on_build(compiled_backbone)  # install() times it as setup
     restore = install(timers)
     phase_s = {}
     original_score = job_module.score
@@ -193,8 +189,7 @@ def profile_job(dataset: str, root: str, category: str, seed: int) -> dict:
         job_module.STAGES = tuple(back.get(s, s) for s in job_module.STAGES)
         for owner, name, original in restore:
             setattr(owner, name, original)
-        if compiled_backbone is not None:
-            base.openvino_backbone = compiled_backbone
+        base.openvino_backbone = compiled_backbone
     run, extra = result["run"], result["extra"]
     if run.get("status") != "ok":
         raise SystemExit(f"error: the {dataset}/{category} job failed: {run.get('error')}")

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyimgano.errors import ExportError
+from pyimgano_faiss.patchcore import context_term
 
 OPSET = 17
 INPUT = "images"
@@ -143,14 +144,10 @@ class _PatchCoreGraph(nn.Module):
             _, dist_c, _, grid_c = self._view(F.avg_pool2d(images, self.context), self.context_search)
             amap_c = self.blurs[1](F.interpolate(grid_c, size=size, mode="bilinear", align_corners=False))
             score = torch.maximum((score - self.shift[0]) * self.gain[0],
-                                  self._context_term((dist_c.max(1).values - self.shift[1]) * self.gain[1]))
-            amap = torch.maximum((amap - self.shift[0]) * self.gain[0], self._context_term((amap_c - self.shift[1]) * self.gain[1]))
+                                  context_term((dist_c.max(1).values - self.shift[1]) * self.gain[1], self.weight, self.margin))
+            amap = torch.maximum((amap - self.shift[0]) * self.gain[0],
+                                 context_term((amap_c - self.shift[1]) * self.gain[1], self.weight, self.margin))
         return score, amap[:, 0]
-
-    def _context_term(self, scaled: torch.Tensor) -> torch.Tensor:
-        """As :meth:`pyimgano_faiss.patchcore.PatchCore._context_term`."""
-        term = scaled * self.weight
-        return term if self.margin is None else torch.maximum(term, scaled - self.margin)
 
     def _reweighted(self, q: torch.Tensor, dist: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
         """Paper eq. 7, as :meth:`pyimgano_faiss.patchcore.PatchCore._reweighted` (exact search)."""

@@ -103,6 +103,17 @@ def map_matrix(grid: int, size: int, out: int, sigma: float) -> torch.Tensor:
     return matrix.float()
 
 
+
+def context_term(scaled: Any, weight: float, margin: float | None) -> Any:
+    """The context view's share of the combined maximum, from its scaled map or score (numpy, a
+    float or a torch tensor: the exported graph uses it too): ``weight`` x it, or with a
+    ``margin`` it less the margin where that is larger (past its normal range)."""
+    term = weight * scaled
+    if margin is None:
+        return term
+    return (torch.maximum if isinstance(scaled, torch.Tensor) else np.maximum)(term, scaled - margin)
+
+
 class PatchCore(BackboneDetector):
     """Native PatchCore; parameters: :class:`pyimgano_faiss.plugin.PatchCoreParams`.
 
@@ -558,11 +569,12 @@ class PatchCore(BackboneDetector):
                  shape: tuple[int, ...]) -> tuple[float, np.ndarray]:
         """Detail and context views -> one score and map: each scaled by its normal (median,
         quantile), the larger of the detail view's and the context view's term
-        (:meth:`_context_term`). The maps are combined at the network input size, then resized to
+        (:func:`context_term`). The maps are combined at the network input size, then resized to
         the image (as the exported graph does)."""
         (m0, q0), (m1, q1) = self.view_scales_
+        weight, margin = self.context_weight, self.context_margin
         fused = np.maximum((self._view_map(0, grid, frame, frame) - m0) / (q0 - m0),
-                           self._context_term((self._view_map(1, grid_c, frame, frame) - m1) / (q1 - m1)))
+                           context_term((self._view_map(1, grid_c, frame, frame) - m1) / (q1 - m1), weight, margin))
         out = (int(shape[0]), int(shape[1]))
         fused = torch.from_numpy(np.ascontiguousarray(fused, dtype=np.float32))
         if out[0] >= frame[0] and out[1] >= frame[1] and out != tuple(frame):
@@ -573,13 +585,8 @@ class PatchCore(BackboneDetector):
             cols_m = torch.from_numpy(resize_matrix(frame[1], out[1]).astype(np.float32))
             fused = rows_m @ fused @ cols_m.T
         fused = fused.numpy()
-        return max((score - m0) / (q0 - m0), float(self._context_term((score_c - m1) / (q1 - m1)))), fused.astype(np.float32)
-
-    def _context_term(self, scaled: Any) -> Any:
-        """The context view's share of the maximum, from its scaled map or score: ``context_weight``
-        x it, or past its normal range (with ``context_margin``) it less the margin where larger."""
-        term = self.context_weight * scaled
-        return term if self.context_margin is None else np.maximum(term, scaled - self.context_margin)
+        return max((score - m0) / (q0 - m0), float(context_term((score_c - m1) / (q1 - m1), weight, margin))), \
+            fused.astype(np.float32)
 
     def _stitch(self, tiles: list[tuple[Unit, np.ndarray]]) -> np.ndarray:
         """Tile patch grids -> the frame's patch grid, overlaps averaged (offsets are whole patches)."""
