@@ -150,7 +150,6 @@ def warm_on_build(fn):
 def profile_job(dataset: str, root: str, category: str, seed: int) -> dict:
     """One default benchmark job under the timers: stage seconds per phase, counts, times, metrics."""
     from pyimgano.benchmark import job as job_module
-
     from pyimgano_faiss import base
 
     timers = Timers()
