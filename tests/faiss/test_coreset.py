@@ -81,6 +81,8 @@ def test_embedding_store_in_memory_and_spilled_give_the_same_rows():
         for start, stop in ((0, 50), (60, 110), (40, 170), (199, 200), (0, 200)):
             np.testing.assert_array_equal(store.gather(np.arange(start, stop)), everything[start:stop])
         np.testing.assert_array_equal(store.gather(idx), everything[idx])
+        with pytest.raises(IndexError, match=r"\[0, 200\)"):
+            store.gather(np.array([3, 200]))
         store.close()
 
 
@@ -121,6 +123,25 @@ def test_chunks_split_the_picks_and_see_at_most_chunk_rows_at_once():
     # the result does not depend on how the rows were batched, nor on spilling to disk
     for batches, budget in ((1, 2048.0), (40, 2048.0), (9, 0.001)):
         np.testing.assert_array_equal(_stream(x, 203, 300, batches, budget_mb=budget)[0], bank)
+
+
+def test_each_chunk_selects_from_its_own_projected_rows():
+    # the chunks share one buffer of projected rows: every selection, the short last one
+    # included, must see exactly its chunk's rows (never rows left from the chunk before)
+    x = _clustered(1100, 16, 6)
+    projection = RandomProjection(16, 8, 2)
+    seen = []
+
+    def select(points, k, start):
+        seen.append(points.copy())
+        return greedy_coreset(points, k, start)
+
+    bank, n_chunks = _stream(x, 110, chunk_rows=400, batches=13, seed=2, select=select)
+    assert n_chunks == 3 and [len(p) for p in seen] == [400, 400, 300]
+    for i, points in enumerate(seen):
+        np.testing.assert_array_equal(points, projection(x[i * 400 : (i + 1) * 400]))
+    out = np.empty((len(x), 8), dtype=np.float32)
+    np.testing.assert_array_equal(projection(x, out=out), projection(x))
 
 
 def test_chunked_selection_still_covers_better_than_random():

@@ -99,3 +99,29 @@ def test_openvino_needs_no_onnx_package(monkeypatch):
         expected = backbone(x)
     for got, want in zip(compiled(x), expected):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+def test_openvino_takes_channels_last_and_plain_batches_alike():
+    """The compiled graph's input is N x H x W x 3: the detector's channels-last batches go in as
+    they are, any other layout is reordered first; both give the torch backbone's stage maps."""
+    pytest.importorskip("openvino")
+    import torch
+
+    from pyimgano_faiss.backbones import build_backbone, images_to_tensor
+    from pyimgano_faiss.engines import OpenVinoBackbone
+
+    backbone = build_backbone("efficientnet_lite0")
+    engine = OpenVinoBackbone(backbone, 1)
+    rng = np.random.default_rng(0)
+    batch = images_to_tensor([rng.random((64, 96, 3), dtype=np.float32) * 255 for _ in range(2)])
+    assert batch.permute(0, 2, 3, 1).is_contiguous()  # channels-last: no copy on the way in
+    plain = batch.contiguous()
+    assert not plain.permute(0, 2, 3, 1).is_contiguous()
+    with torch.inference_mode():
+        expected = [f.numpy() for f in backbone(plain)]
+    for x in (batch, plain):
+        got = engine(x)
+        assert [tuple(f.shape) for f in got] == [e.shape for e in expected]
+        for f, e in zip(got, expected):
+            np.testing.assert_allclose(f.numpy(), e, rtol=1e-3, atol=1e-3 * np.abs(e).max())
+    np.testing.assert_array_equal(engine(batch)[-1].numpy(), engine(plain)[-1].numpy())

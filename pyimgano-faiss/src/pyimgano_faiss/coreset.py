@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pyimgano.contracts import empty_array
 from pyimgano_faiss.embeddings import EmbeddingStore
 
 
@@ -46,9 +47,16 @@ class RandomProjection:
             rng = np.random.default_rng(seed)
             self.matrix = (rng.standard_normal((in_dim, self.dim)) / np.sqrt(self.dim)).astype(np.float32)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The projected rows (``out``: a C-contiguous N x dim float32 array to write them into)."""
         x = np.asarray(x, dtype=np.float32)
-        return np.ascontiguousarray(x if self.matrix is None else x @ self.matrix)
+        if out is None:
+            return np.ascontiguousarray(x if self.matrix is None else x @ self.matrix)
+        if self.matrix is None:
+            out[...] = x
+        else:
+            np.matmul(x, self.matrix, out=out)
+        return out
 
 
 # coreset_ratio="auto": the paper's 0.1 up to the 1,024 patches of a 256 x 256 input (stride 8);
@@ -130,7 +138,7 @@ def greedy_coreset(points: np.ndarray, k: int, start: int = 0, warm: int = WARM_
     if k >= n:
         return np.arange(n, dtype=np.int64)
     norms = np.einsum("ij,ij->i", x, x)
-    query = np.empty((n, dim + 1), dtype=np.float32)
+    query = empty_array((n, dim + 1), np.float32)  # a chunk's worth: ordinary pages (pyimgano.contracts)
     np.multiply(x, -2.0, out=query[:, :dim])
     query[:, dim] = 1.0
     centers = np.empty((k, dim + 1), dtype=np.float32)
@@ -225,7 +233,9 @@ class ChunkedCoreset:
         self.n_chunks = 0
         self._done = 0  # rows of finished chunks
         self._store = EmbeddingStore(self.budget_mb)
-        self._projected: list[np.ndarray] = []
+        # one chunk's projected rows, written in place and reused by every chunk: a fresh array
+        # per chunk (tens of megabytes) cost more in page faults than the projection itself
+        self._projected: np.ndarray | None = None
         self._buffered = 0
         self._bank: list[np.ndarray] = []
         self._chosen: list[np.ndarray] = []  # stream positions of the bank's rows
@@ -244,7 +254,9 @@ class ChunkedCoreset:
         while len(rows):
             part, rows = rows[: self.chunk_rows - self._buffered], rows[self.chunk_rows - self._buffered:]
             self._store.append(part)
-            self._projected.append(self.projection(part))
+            if self._projected is None:
+                self._projected = empty_array((self.chunk_rows, self.projection.dim), np.float32)
+            self.projection(part, out=self._projected[self._buffered : self._buffered + len(part)])
             self._buffered += len(part)
             if self._buffered == self.chunk_rows:
                 self._select_chunk()
@@ -255,18 +267,14 @@ class ChunkedCoreset:
             return
         picks = self._quota(self._done + n) - self._quota(self._done)
         if picks > 0:
-            points = np.concatenate(self._projected) if len(self._projected) > 1 else self._projected[0]
-            self._projected = []
             if picks >= n:
                 chosen = np.arange(n)
             else:
-                chosen = np.asarray(self.select(points, picks, int(self.rng.integers(n))))
-            del points
+                chosen = np.asarray(self.select(self._projected[:n], picks, int(self.rng.integers(n))))
             self._bank.append(self._store.gather(chosen))
             self._chosen.append(self._done + np.asarray(chosen, dtype=np.int64))
         self._store.close()
         self._store = EmbeddingStore(self.budget_mb)
-        self._projected = []
         self._done += n
         self._buffered = 0
         self.n_chunks += 1
@@ -288,4 +296,4 @@ class ChunkedCoreset:
 
     def close(self) -> None:
         self._store.close()
-        self._projected = []
+        self._projected = None

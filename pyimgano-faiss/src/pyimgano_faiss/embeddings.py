@@ -49,6 +49,8 @@ class EmbeddingStore:
         back as a view of the appended chunk holding it (out-of-fold scoring reads the fit's
         batches back in order: no copy; callers read rows, never write them)."""
         indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.rows):
+            raise IndexError(f"row indices must be in [0, {self.rows}), got {indices.min()}..{indices.max()}")
         if self._file is None and len(indices) and bool((np.diff(indices) == 1).all()):
             start, stop = int(indices[0]), int(indices[-1]) + 1
             offset = 0
@@ -57,10 +59,18 @@ class EmbeddingStore:
                     return chunk[start - offset : stop - offset]
                 offset += len(chunk)
         if self._file is None:
-            if len(self._chunks) > 1:  # joined once: gathering batch by batch stays linear in the rows
-                self._chunks = [np.concatenate(self._chunks)]
-            data = self._chunks[0] if self._chunks else np.zeros((0, self.dim or 0), dtype=np.float32)
-            return np.ascontiguousarray(data[indices])
+            if len(self._chunks) <= 1:
+                data = self._chunks[0] if self._chunks else np.zeros((0, self.dim or 0), dtype=np.float32)
+                return np.ascontiguousarray(data[indices])
+            # each row read from the chunk holding it: the chunks are never joined (a fresh copy
+            # of every row, hundreds of megabytes, to read back a few of them)
+            starts = np.cumsum([0] + [len(chunk) for chunk in self._chunks])
+            which = np.searchsorted(starts, indices, side="right") - 1
+            out = np.empty((len(indices), self.dim), dtype=np.float32)
+            for c in np.unique(which):
+                at = np.flatnonzero(which == c)
+                out[at] = self._chunks[c][indices[at] - starts[c]]
+            return out
         self._file.flush()
         data = np.memmap(self._path, dtype=np.float32, mode="r", shape=(self.rows, self.dim))
         order = np.argsort(indices)

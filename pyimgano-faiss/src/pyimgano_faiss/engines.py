@@ -64,7 +64,8 @@ class _Stages(nn.Module):
 
 class OpenVinoBackbone:
     """A :class:`pyimgano_faiss.backbones.Backbone` compiled by OpenVINO: N x 3 x H x W floats in
-    [0, 1] -> the chosen stages' float32 maps (as torch tensors, like the backbone)."""
+    [0, 1] -> the chosen stages' float32 maps (as torch tensors, like the backbone). The compiled
+    graph's input is channels-last (N x H x W x 3), which a channels-last batch is without a copy."""
 
     def __init__(self, backbone: nn.Module, threads: int) -> None:
         import openvino as ov
@@ -75,6 +76,12 @@ class OpenVinoBackbone:
                 # OpenVINO's PyTorch frontend traces the module itself (no ONNX file, no onnx package)
                 model = ov.convert_model(_Stages(backbone).eval(), example_input=torch.zeros(1, 3, 64, 64),
                                          input=[ov.PartialShape([-1, 3, -1, -1])])
+            # the network takes N x H x W x 3 (OpenVINO reorders inside the compiled graph): the
+            # detector's batches are channels-last already, so they go in without a copy
+            layout = ov.preprocess.PrePostProcessor(model)
+            layout.input().tensor().set_layout(ov.Layout("NHWC"))
+            layout.input().model().set_layout(ov.Layout("NCHW"))
+            model = layout.build()
             # f32 inference: a bf16/f16 hint would trade the agreement with torch for speed
             self._compiled = ov.Core().compile_model(
                 model, "CPU", {"INFERENCE_NUM_THREADS": int(threads), "INFERENCE_PRECISION_HINT": "f32"})
@@ -89,13 +96,14 @@ class OpenVinoBackbone:
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         from pyimgano.errors import ExportError
 
-        batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        # N x H x W x 3: a view of a channels-last batch (images_to_tensor's), a copy of any other
+        batch = np.ascontiguousarray(x.detach().cpu().permute(0, 2, 3, 1).numpy(), dtype=np.float32)
         with self._lock:
             try:
                 result = self._request.infer({0: batch})
             except Exception as exc:  # noqa: BLE001
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise ExportError(f"OpenVINO failed on a batch of shape {tuple(batch.shape)}: {first}") from None
+                raise ExportError(f"OpenVINO failed on a batch of shape {tuple(x.shape)}: {first}") from None
             return [torch.from_numpy(np.array(result[port], copy=True)) for port in self._outputs]
 
 
