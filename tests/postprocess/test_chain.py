@@ -63,6 +63,29 @@ def test_fit_uses_the_given_maps_in_order_and_state_round_trips():
     np.testing.assert_array_equal(restored(train), out)
 
 
+def test_fit_passes_each_fitted_step_the_maps_before_it_and_transforms_no_further(monkeypatch):
+    # calibration maps are hundreds of megabytes: fit transforms them only to feed a later
+    # fitted step, never after the last one (the caller transforms once, with every statistic)
+    from pyimgano.postprocess import steps as steps_module
+
+    train = np.random.default_rng(4).random((3, 16, 16)) * 10
+    pipe = PostProcessing.from_config([{"name": "minmax"}, {"name": "standardize"}, {"name": "gaussian", "sigma": 1}])
+    calls = []
+    original = steps_module.Step.__call__
+
+    def counted(self, maps):
+        calls.append(self.name)
+        return original(self, maps)
+
+    monkeypatch.setattr(steps_module.Step, "__call__", counted)
+    pipe.fit(train)
+    assert calls == ["minmax"]
+    minmax, standardize = pipe.steps[0][1], pipe.steps[1][1]
+    scaled = (train - train.min()) / (train.max() - train.min())
+    assert standardize.state["offset"] == pytest.approx(scaled.mean())
+    assert minmax.state == {"offset": pytest.approx(train.min()), "scale": pytest.approx(train.max() - train.min())}
+
+
 def test_tune_postprocessing_picks_the_best_grid_point_and_reports_it():
     maps, masks = _labelled()
     space = [{"name": "gaussian", "sigma": [0.5, 2.0, 4.0]}, {"name": "minmax", "per_image": True}]

@@ -87,10 +87,11 @@ class PostProcessing:
     def fit(self, maps: Any) -> PostProcessing:
         """Fit the statistics of each step on training/calibration maps (never test maps)."""
         last = max((i for i, (_, s) in enumerate(self.steps) if getattr(s, "needs_fit", False)), default=-1)
-        for _, step in self.steps[: last + 1]:
+        for i, (_, step) in enumerate(self.steps[: last + 1]):
             if hasattr(step, "fit"):
                 step.fit(maps)
-            maps = step(maps)
+            if i < last:  # what the next fitted step learns from (after the last one: nothing)
+                maps = step(maps)
         return self
 
     def __call__(self, maps: Any) -> Any:

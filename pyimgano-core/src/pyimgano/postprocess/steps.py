@@ -139,7 +139,9 @@ class _Normalizer(Step):
     def _apply(self, amap: np.ndarray) -> np.ndarray:
         stats = self._statistics(amap.astype(np.float64).ravel()) if not self.needs_fit else self.state
         scale = stats["scale"] if stats["scale"] > 0 else 1.0
-        out = (amap.astype(np.float64) - stats["offset"]) / scale
+        out = amap.astype(np.float64)  # one float64 copy, changed in place: the same values
+        out -= stats["offset"]
+        out /= scale
         if getattr(self.params, "clip", False):
             np.clip(out, 0.0, 1.0, out=out)
         return out
