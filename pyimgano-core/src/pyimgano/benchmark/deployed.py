@@ -68,15 +68,18 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> list[list[float]] | Non
 def pro_curve(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float) -> list[list[float]] | None:
     """[fpr, pro] up to ``fpr_limit`` (the AUPRO definition, sampled at up to 200 thresholds);
     None without a defect region or a defect-free pixel."""
-    from pyimgano.metrics._inputs import split_pixels
+    from pyimgano.metrics._inputs import sharing, split_pixels, split_sorted
     from pyimgano.metrics.pro import region_weights
 
-    bool_masks = [np.asarray(m, dtype=bool) for m in masks]
-    defects, normals = split_pixels(bool_masks, [np.asarray(m) for m in maps], np.dtype(np.float64))
+    if sharing():  # the pixel metrics' split and sort (compute_metrics in the same block)
+        bool_masks, defects, normals = split_sorted(masks, maps)
+    else:
+        bool_masks = [np.asarray(m, dtype=bool) for m in masks]
+        defects, normals = split_pixels(bool_masks, [np.asarray(m) for m in maps], np.dtype(np.float64))
+        normals.sort()
     weights, n_regions = region_weights(bool_masks)
     if n_regions == 0 or normals.size == 0:
         return None
-    normals.sort()
     order = np.argsort(-defects, kind="mergesort")
     defects, cum = defects[order], np.cumsum(weights[order] / n_regions)
     n0 = normals.size

@@ -27,7 +27,7 @@ import numpy as np
 from pyimgano.benchmark.config import JobSpec
 from pyimgano.benchmark.deployed import curves, deployed_metrics
 from pyimgano.benchmark.few_shot import FewShotJob
-from pyimgano.benchmark.metric_set import compute_metrics, metric_key, resolve_metrics
+from pyimgano.benchmark.metric_set import compute_metrics, metric_key, pixel_inputs, resolve_metrics
 from pyimgano.benchmark.results import RunResult
 from pyimgano.benchmark.scoring import (
     JobContext,
@@ -41,6 +41,7 @@ from pyimgano.benchmark.scoring import (
 from pyimgano.detector import fitted_attributes
 from pyimgano.errors import ContractViolation, validation_problems
 from pyimgano.limits import sync_pil
+from pyimgano.metrics._inputs import shared_split
 from pyimgano.seeding import seed_everything
 
 __all__ = ["STAGES", "ProgressFn", "check_samples", "empty_run", "load_pair", "metric_keys", "pick_overlay_samples",
@@ -157,8 +158,12 @@ def metrics(ctx: JobContext) -> None:
     ctx.raw_maps = list(maps) if (ctx.few is not None and maps is not None) else None
     ctx.maps = _postprocess_test_maps(ctx, maps)
     ctx.set_timing(scored.predict_s)
-    ctx.run.metrics, ctx.extra["thresholds"] = compute_metrics(ctx.labels, scored.scores, ctx.masks, ctx.maps,
-                                                               ctx.metrics, notes)
+    masks, maps = pixel_inputs(ctx.masks, ctx.maps)
+    with shared_split():  # the metrics and the report's PRO curve split and sort the pixels once
+        ctx.run.metrics, ctx.extra["thresholds"] = compute_metrics(ctx.labels, scored.scores, masks, maps,
+                                                                   ctx.metrics, notes)
+        ctx.extra["curves"] = curves(ctx.labels, scored.scores, masks, maps, fpr_limit(ctx.metrics))
+    del masks, maps
     if ctx.maps is None:
         notes.append("pixel metrics: the detector gives no anomaly maps")
     elif ctx.masks is None:
@@ -166,11 +171,11 @@ def metrics(ctx: JobContext) -> None:
 
 
 def deployed(ctx: JobContext) -> None:
-    """The figures at the calibrated thresholds, the report's curves, the per-image scores."""
+    """The figures at the calibrated thresholds and the per-image scores (the report's curves
+    come with the metrics)."""
     scores, pipe = ctx.scored.scores, ctx.pipe
     ctx.run.deployed = deployed_metrics(ctx.labels, scores, pipe.image_threshold_, ctx.masks, ctx.maps,
                                         pipe.pixel_threshold_, pipe.promise_)
-    ctx.extra["curves"] = curves(ctx.labels, scores, ctx.masks, ctx.maps, fpr_limit(ctx.metrics))
     ctx.score_rows = [
         {"image": str(s.image_path), "label": int(s.label), "defect_type": getattr(s, "defect_type", ""),
          "score": float(v), "predicted": int(v > pipe.image_threshold_)}

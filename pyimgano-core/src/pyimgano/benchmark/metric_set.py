@@ -127,16 +127,28 @@ def describe_keys(keys: Sequence[str]) -> list[MetricColumn]:
 
 def _stack(arrays: list[Any]) -> Any:
     """Equal-shape arrays as one array (float32 maps, the detectors' checked maps, written map by
-    map into one allocation: :func:`pyimgano.contracts.stack_maps`), others as given."""
+    map into one allocation: :func:`pyimgano.contracts.stack_maps`), others as given; an array
+    stays the same object."""
     import numpy as np
 
     from pyimgano.contracts import stack_maps
 
+    if isinstance(arrays, np.ndarray):
+        return arrays
     if not arrays or len({np.shape(a) for a in arrays}) != 1:
         return arrays
     if all(np.ndim(a) == 2 and np.asarray(a).dtype == np.float32 for a in arrays):
         return stack_maps(arrays)
     return np.stack(arrays)
+
+
+def pixel_inputs(masks: list[Any] | None, maps: list[Any] | None) -> tuple[Any, Any]:
+    """The (masks, maps) pair the pixel metrics take, equal-shape sets as one array each (None,
+    None without both). Passing the same pair to :func:`compute_metrics` and the report's curves
+    inside one :func:`pyimgano.metrics._inputs.shared_split` block splits and sorts the pixels once."""
+    if masks is None or maps is None:
+        return None, None
+    return _stack(masks), _stack(maps)
 
 
 def compute_metrics(
@@ -160,15 +172,13 @@ def compute_metrics(
     notes = notes if notes is not None else []
     values: dict[str, float | None] = {m.key: None for m in metrics}
     thresholds: dict[str, float] = {}
-    pixel_inputs = None
-    if masks is not None and maps is not None:
-        pixel_inputs = (_stack(masks), _stack(maps))
+    pixels = None if masks is None or maps is None else pixel_inputs(masks, maps)
     with shared_split():  # the core's pixel metrics split and sort the pixels once between them
         for metric in metrics:
             if metric.level == "image":
                 truth, predictions = labels, scores
-            elif pixel_inputs is not None:
-                truth, predictions = pixel_inputs
+            elif pixels is not None:
+                truth, predictions = pixels
             else:
                 continue
             try:

@@ -153,7 +153,11 @@ _SHARED: ContextVar[dict | None] = ContextVar("pyimgano_metrics_shared_split", d
 def shared_split() -> Iterator[None]:
     """Inside this block, pixel metrics of the same ``masks`` and ``maps`` objects check, split
     and sort their pixels once (the benchmark computes four pixel metrics over each category's
-    test maps: tens of millions of pixels, each split and sort a second or more)."""
+    test maps: tens of millions of pixels, each split and sort a second or more). A block inside
+    another shares the outer one's pixels."""
+    if _SHARED.get() is not None:
+        yield
+        return
     token = _SHARED.set({})
     try:
         yield
