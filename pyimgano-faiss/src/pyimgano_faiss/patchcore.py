@@ -584,9 +584,8 @@ class PatchCore(BackboneDetector):
             rows_m = torch.from_numpy(resize_matrix(frame[0], out[0]).astype(np.float32))
             cols_m = torch.from_numpy(resize_matrix(frame[1], out[1]).astype(np.float32))
             fused = rows_m @ fused @ cols_m.T
-        fused = fused.numpy()
-        return max((score - m0) / (q0 - m0), float(context_term((score_c - m1) / (q1 - m1), weight, margin))), \
-            fused.astype(np.float32)
+        fused = fused.numpy()  # float32 already: no copy of a full-size map
+        return max((score - m0) / (q0 - m0), float(context_term((score_c - m1) / (q1 - m1), weight, margin))), fused
 
     def _stitch(self, tiles: list[tuple[Unit, np.ndarray]]) -> np.ndarray:
         """Tile patch grids -> the frame's patch grid, overlaps averaged (offsets are whole patches)."""
