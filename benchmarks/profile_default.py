@@ -269,6 +269,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pyimgano.openmp import apply_wait_policy
+
+    apply_wait_policy()  # as the pyimgano command does, before torch or faiss is loaded
     args = parse_args(argv)
     if args.report:
         print_report(json.loads(args.report.read_text())["rows"])

@@ -467,3 +467,22 @@ def test_old_option_spellings_work_for_one_release_with_a_deprecation_line(cli_p
     assert summary["image_threshold"] == 1e9 and summary["n_anomalous"] == 0 and summary["n_images"] > 0
     assert "--threshold is deprecated" in captured.err and "use --save-json for the file" in captured.err
     assert (pred / "predictions.json").exists() and str(pred / "predictions.json") in summary["files"]
+
+
+@pytest.mark.parametrize("chosen", [None, "ACTIVE"])
+def test_the_command_lets_idle_openmp_threads_sleep_unless_the_user_chose(chosen, tmp_path):
+    # torch's and faiss's OpenMP runtimes share the cores with OpenVINO: spinning idle threads
+    # slow the next library down; the policy must be in the environment before torch loads,
+    # and worker processes inherit it
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if chosen:
+        env["OMP_WAIT_POLICY"] = chosen
+    probe = ("import contextlib, os, sys; from pyimgano.cli import main\n"
+             "with contextlib.suppress(SystemExit):\n    main(['--version'])\n"
+             "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == f"False {chosen or 'PASSIVE'}"

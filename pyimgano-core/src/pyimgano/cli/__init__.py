@@ -23,6 +23,7 @@ from typing import NoReturn
 from pyimgano import __version__
 from pyimgano.errors import OutputExists, PyimganoError, env_flag, os_reason
 from pyimgano.listing import BUILTIN_PLUGIN, PluginListing, get_listing
+from pyimgano.openmp import apply_wait_policy
 
 # Commands of the project's other distributions: when one is missing, say what to install.
 COMMAND_DISTRIBUTIONS = {"datasets": "pyimgano-datasets"}
@@ -138,6 +139,7 @@ def _first_line(text: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. No failure escapes as a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    apply_wait_policy()  # before torch or faiss is loaded (pyimgano.openmp)
     debug = "--debug" in argv or env_flag(DEBUG_ENV)
     sigint = _SigintWatch()
     try:
