@@ -66,7 +66,8 @@ def test_curves_follow_the_metrics():
 def test_the_pro_curve_shares_the_metrics_split_and_sort(monkeypatch):
     # a category's test pixels are tens of millions: the metric stage splits and sorts them
     # once for the pixel metrics and the report's PRO curve, with the same curve as alone
-    from pyimgano.benchmark.metric_set import compute_metrics, pixel_inputs, resolve_metrics
+    from pyimgano.benchmark.deployed import metrics_and_curves
+    from pyimgano.benchmark.metric_set import resolve_metrics
     from pyimgano.metrics import _inputs
 
     rng = np.random.default_rng(1)
@@ -78,12 +79,10 @@ def test_the_pro_curve_shares_the_metrics_split_and_sort(monkeypatch):
     original = _inputs.split_pixels
     monkeypatch.setattr(_inputs, "split_pixels", lambda *a: splits.append(1) or original(*a))
     labels = np.array([0, 1, 1, 1, 1])
-    pixel_masks, pixel_maps = pixel_inputs(list(masks), list(maps))
-    with _inputs.shared_split():
-        values, _ = compute_metrics(labels, maps.max((1, 2)), pixel_masks, pixel_maps, resolve_metrics())
-        shared = pro_curve(pixel_masks, pixel_maps, 0.3)
+    values, _, shared = metrics_and_curves(labels, maps.max((1, 2)), list(masks), list(maps), resolve_metrics(), [],
+                                           0.3)
     assert len(splits) == 1 and values["aupro"] is not None
-    assert shared == alone
+    assert shared["pro"] == alone
 
 
 def test_entries_and_flags_choose_the_pipeline(fake_plugin, toy_root, tmp_path):

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 MAX_CURVE_POINTS = 200
 
-__all__ = ["curves", "deployed_metrics", "image_figures", "pixel_figures", "pro_curve", "roc_curve"]
+__all__ = ["curves", "deployed_metrics", "image_figures", "metrics_and_curves", "pixel_figures", "pro_curve",
+           "roc_curve"]
 
 
 def deployed_metrics(
@@ -68,15 +69,12 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> list[list[float]] | Non
 def pro_curve(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float) -> list[list[float]] | None:
     """[fpr, pro] up to ``fpr_limit`` (the AUPRO definition, sampled at up to 200 thresholds);
     None without a defect region or a defect-free pixel."""
-    from pyimgano.metrics._inputs import sharing, split_pixels, split_sorted
+    from pyimgano.metrics._inputs import split_sorted
     from pyimgano.metrics.pro import region_weights
 
-    if sharing():  # the pixel metrics' split and sort (compute_metrics in the same block)
-        bool_masks, defects, normals = split_sorted(masks, maps)
-    else:
-        bool_masks = [np.asarray(m, dtype=bool) for m in masks]
-        defects, normals = split_pixels(bool_masks, [np.asarray(m) for m in maps], np.dtype(np.float64))
-        normals.sort()
+    # the pixel metrics' own split and sort: shared with them inside one shared_split block
+    # (metrics_and_curves), computed here otherwise
+    bool_masks, defects, normals = split_sorted(masks, maps)
     weights, n_regions = region_weights(bool_masks)
     if n_regions == 0 or normals.size == 0:
         return None
@@ -89,6 +87,20 @@ def pro_curve(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float)
     n_hit = np.searchsorted(-defects, -thresholds, side="right")  # defects >= threshold
     pro = np.where(n_hit > 0, cum[np.maximum(n_hit - 1, 0)], 0.0)
     return _thin(np.r_[0.0, fp / n0], np.r_[0.0, np.minimum(pro, 1.0)])
+
+
+def metrics_and_curves(labels: np.ndarray, scores: np.ndarray, masks: list[np.ndarray] | None,
+                       maps: list[np.ndarray] | None, metrics: Any, notes: list[str],
+                       fpr_limit: float) -> tuple[dict[str, float | None], dict[str, float], dict[str, Any]]:
+    """:func:`pyimgano.benchmark.metric_set.compute_metrics` and :func:`curves` of the same test
+    split: the pixels are split and sorted once for both (tens of millions of them)."""
+    from pyimgano.benchmark.metric_set import compute_metrics, pixel_inputs
+    from pyimgano.metrics._inputs import shared_split
+
+    pixel_masks, pixel_maps = pixel_inputs(masks, maps)
+    with shared_split():
+        values, thresholds = compute_metrics(labels, scores, pixel_masks, pixel_maps, metrics, notes)
+        return values, thresholds, curves(labels, scores, pixel_masks, pixel_maps, fpr_limit)
 
 
 def curves(labels: np.ndarray, scores: np.ndarray, masks: list[np.ndarray] | None,

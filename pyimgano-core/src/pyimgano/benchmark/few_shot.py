@@ -116,7 +116,7 @@ class FewShotJob:
         """Evaluate the few-shot pipeline on the images the zero-shot one was just evaluated on;
         the run takes its figures and keeps the zero-shot ones beside them. The context then
         holds the few-shot pipeline, scores and post-processed maps (for the overlays)."""
-        from pyimgano.benchmark.deployed import curves, deployed_metrics
+        from pyimgano.benchmark.deployed import deployed_metrics, metrics_and_curves
         from pyimgano.benchmark.metric_set import compute_metrics
 
         run, extra, scored, labels, masks = ctx.run, ctx.extra, ctx.scored, ctx.labels, ctx.masks
@@ -134,13 +134,12 @@ class FewShotJob:
         fs_maps, postprocess_s = postprocess_each(self.pipe, fs_raw)
         fs_scored.predict_s += postprocess_s
         notes: list[str] = []
-        run.metrics, extra["thresholds"] = compute_metrics(labels, fs_scored.scores, masks, fs_maps, ctx.metrics,
-                                                           notes)
+        run.metrics, extra["thresholds"], extra["curves"] = metrics_and_curves(
+            labels, fs_scored.scores, masks, fs_maps, ctx.metrics, notes, fpr_limit(ctx.metrics))
         extra["notes"] += [f"few-shot: {n}" for n in notes]
         extra["postprocess_s"] = postprocess_s
         run.deployed = deployed_metrics(labels, fs_scored.scores, self.pipe.image_threshold_, masks, fs_maps,
                                         self.pipe.pixel_threshold_)
-        extra["curves"] = curves(labels, fs_scored.scores, masks, fs_maps, fpr_limit(ctx.metrics))
         ctx.set_timing(fs_scored.predict_s, fit_s=self.fit_s)
         record = self.pipe.few_shot_
         run.few_shot = FewShotResult(k=self.k, shots=record["shots"], tuned=record["tuned"],

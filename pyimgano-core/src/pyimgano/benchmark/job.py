@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from pyimgano.benchmark.config import JobSpec
-from pyimgano.benchmark.deployed import curves, deployed_metrics
+from pyimgano.benchmark.deployed import deployed_metrics, metrics_and_curves
 from pyimgano.benchmark.few_shot import FewShotJob
-from pyimgano.benchmark.metric_set import compute_metrics, metric_key, pixel_inputs, resolve_metrics
+from pyimgano.benchmark.metric_set import compute_metrics, metric_key, resolve_metrics
 from pyimgano.benchmark.results import RunResult
 from pyimgano.benchmark.scoring import (
     JobContext,
@@ -41,7 +41,6 @@ from pyimgano.benchmark.scoring import (
 from pyimgano.detector import fitted_attributes
 from pyimgano.errors import ContractViolation, validation_problems
 from pyimgano.limits import sync_pil
-from pyimgano.metrics._inputs import shared_split
 from pyimgano.seeding import seed_everything
 
 __all__ = ["STAGES", "ProgressFn", "check_samples", "empty_run", "load_pair", "metric_keys", "pick_overlay_samples",
@@ -158,12 +157,8 @@ def metrics(ctx: JobContext) -> None:
     ctx.raw_maps = list(maps) if (ctx.few is not None and maps is not None) else None
     ctx.maps = _postprocess_test_maps(ctx, maps)
     ctx.set_timing(scored.predict_s)
-    masks, maps = pixel_inputs(ctx.masks, ctx.maps)
-    with shared_split():  # the metrics and the report's PRO curve split and sort the pixels once
-        ctx.run.metrics, ctx.extra["thresholds"] = compute_metrics(ctx.labels, scored.scores, masks, maps,
-                                                                   ctx.metrics, notes)
-        ctx.extra["curves"] = curves(ctx.labels, scored.scores, masks, maps, fpr_limit(ctx.metrics))
-    del masks, maps
+    ctx.run.metrics, ctx.extra["thresholds"], ctx.extra["curves"] = metrics_and_curves(
+        ctx.labels, scored.scores, ctx.masks, ctx.maps, ctx.metrics, notes, fpr_limit(ctx.metrics))
     if ctx.maps is None:
         notes.append("pixel metrics: the detector gives no anomaly maps")
     elif ctx.masks is None:

@@ -144,8 +144,8 @@ def _stack(arrays: list[Any]) -> Any:
 
 def pixel_inputs(masks: list[Any] | None, maps: list[Any] | None) -> tuple[Any, Any]:
     """The (masks, maps) pair the pixel metrics take, equal-shape sets as one array each (None,
-    None without both). Passing the same pair to :func:`compute_metrics` and the report's curves
-    inside one :func:`pyimgano.metrics._inputs.shared_split` block splits and sorts the pixels once."""
+    None without both); the same pair given to :func:`compute_metrics` and the report's curves
+    splits and sorts the pixels once (:func:`pyimgano.benchmark.deployed.metrics_and_curves`)."""
     if masks is None or maps is None:
         return None, None
     return _stack(masks), _stack(maps)
@@ -172,13 +172,13 @@ def compute_metrics(
     notes = notes if notes is not None else []
     values: dict[str, float | None] = {m.key: None for m in metrics}
     thresholds: dict[str, float] = {}
-    pixels = None if masks is None or maps is None else pixel_inputs(masks, maps)
+    pixel_masks, pixel_maps = pixel_inputs(masks, maps)
     with shared_split():  # the core's pixel metrics split and sort the pixels once between them
         for metric in metrics:
             if metric.level == "image":
                 truth, predictions = labels, scores
-            elif pixels is not None:
-                truth, predictions = pixels
+            elif pixel_maps is not None:
+                truth, predictions = pixel_masks, pixel_maps
             else:
                 continue
             try:
