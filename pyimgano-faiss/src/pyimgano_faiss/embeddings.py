@@ -51,22 +51,15 @@ class EmbeddingStore:
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) and (indices.min() < 0 or indices.max() >= self.rows):
             raise IndexError(f"row indices must be in [0, {self.rows}), got {indices.min()}..{indices.max()}")
-        if self._file is None and len(indices) and bool((np.diff(indices) == 1).all()):
-            start, stop = int(indices[0]), int(indices[-1]) + 1
-            offset = 0
-            for chunk in self._chunks:
-                if offset <= start and stop <= offset + len(chunk):
-                    return chunk[start - offset : stop - offset]
-                offset += len(chunk)
         if self._file is None:
-            if len(self._chunks) <= 1:
-                data = self._chunks[0] if self._chunks else np.zeros((0, self.dim or 0), dtype=np.float32)
-                return np.ascontiguousarray(data[indices])
+            starts = np.cumsum([0] + [len(chunk) for chunk in self._chunks])
+            which = np.searchsorted(starts, indices, side="right") - 1  # the chunk holding each row
+            if len(indices) and which[0] == which[-1] and bool((np.diff(indices) == 1).all()):
+                first = indices[0] - starts[which[0]]
+                return self._chunks[which[0]][first : first + len(indices)]
             # each row read from the chunk holding it: the chunks are never joined (a fresh copy
             # of every row, hundreds of megabytes, to read back a few of them)
-            starts = np.cumsum([0] + [len(chunk) for chunk in self._chunks])
-            which = np.searchsorted(starts, indices, side="right") - 1
-            out = np.empty((len(indices), self.dim), dtype=np.float32)
+            out = np.empty((len(indices), self.dim or 0), dtype=np.float32)
             for c in np.unique(which):
                 at = np.flatnonzero(which == c)
                 out[at] = self._chunks[c][indices[at] - starts[c]]

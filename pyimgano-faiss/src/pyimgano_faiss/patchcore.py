@@ -103,7 +103,6 @@ def map_matrix(grid: int, size: int, out: int, sigma: float) -> torch.Tensor:
     return matrix.float()
 
 
-
 def context_term(scaled: Any, weight: float, margin: float | None) -> Any:
     """The context view's share of the combined maximum, from its scaled map or score (numpy, a
     float or a torch tensor: the exported graph uses it too): ``weight`` x it, or with a

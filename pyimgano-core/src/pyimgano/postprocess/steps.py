@@ -137,9 +137,9 @@ class _Normalizer(Step):
         return not getattr(self.params, "per_image", False)
 
     def _apply(self, amap: np.ndarray) -> np.ndarray:
-        stats = self._statistics(amap.astype(np.float64).ravel()) if not self.needs_fit else self.state
-        scale = stats["scale"] if stats["scale"] > 0 else 1.0
         out = amap.astype(np.float64)  # one float64 copy, changed in place: the same values
+        stats = self._statistics(out.ravel()) if not self.needs_fit else self.state
+        scale = stats["scale"] if stats["scale"] > 0 else 1.0
         out -= stats["offset"]
         out /= scale
         if getattr(self.params, "clip", False):
