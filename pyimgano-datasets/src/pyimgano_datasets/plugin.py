@@ -16,12 +16,24 @@ from pyimgano.bounds import SEED_MAX
 DefectKind = Literal["scratch", "stain", "foreign", "missing"]
 
 
-class SyntheticParams(BaseModel):
-    """Parameters of the generated ``synthetic`` set; each combination has its own cache folder."""
+def _distinct_kinds(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("defect kinds must not repeat")
+    return value
+
+
+class _GeneratedParams(BaseModel):
+    """What the generated sets share; each combination of parameters has its own cache folder."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     seed: int = Field(0, ge=0, le=SEED_MAX, description="random seed: same seed, same images")
+    in_memory: bool = Field(False, description="generate into memory instead of files (paths are then virtual)")
+
+
+class SyntheticParams(_GeneratedParams):
+    """Parameters of the generated ``synthetic`` textures."""
+
     image_size: int = Field(256, ge=32, le=2048, description="side of the square images, pixels")
     n_train: int = Field(32, ge=1, le=10000, description="good training images per category")
     n_test_good: int = Field(10, ge=0, le=10000, description="good test images per category")
@@ -33,14 +45,30 @@ class SyntheticParams(BaseModel):
     cache_dir: Path | None = Field(
         None, description="where generated sets are kept when no root is given (default: ~/.cache/pyimgano/synthetic)"
     )
-    in_memory: bool = Field(False, description="generate into memory instead of files (paths are then virtual)")
 
-    @field_validator("defect_kinds")
-    @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("defect kinds must not repeat")
-        return value
+    _distinct = field_validator("defect_kinds")(_distinct_kinds)
+
+
+PartsKind = Literal["missing", "misplaced", "rotated", "extra"]
+
+
+class PartsParams(_GeneratedParams):
+    """Parameters of the generated ``synthetic_parts`` board."""
+
+    image_size: int = Field(512, ge=128, le=2048, description="side of the square images, pixels")
+    n_train: int = Field(40, ge=1, le=10000, description="good training images")
+    n_test_good: int = Field(12, ge=0, le=10000, description="good test images")
+    n_test_defect: int = Field(16, ge=1, le=10000, description="defective test images (kinds take turns)")
+    defect_kinds: list[PartsKind] = Field(
+        default_factory=lambda: ["missing", "misplaced", "rotated", "extra"], min_length=1,
+        description="defect kinds: a part missing, misplaced, rotated by 90 degrees, or one too many",
+    )
+    severity: float = Field(1.0, gt=0.0, le=3.0, description="how far a misplaced part moves (1: 0.6-1 of its size)")
+    cache_dir: Path | None = Field(
+        None, description="where generated sets are kept when no root is given (default: ~/.cache/pyimgano/synthetic_parts)"
+    )
+
+    _distinct = field_validator("defect_kinds")(_distinct_kinds)
 
 
 class FolderParams(BaseModel):
@@ -85,6 +113,15 @@ def pyimgano_register_datasets() -> list[DatasetSpec]:
             params=SyntheticParams,
             needs_root=False,
             categories=("brick", "grass", "gravel"),
+        ),
+        DatasetSpec(
+            name="synthetic_parts",
+            summary="Offline, deterministic board of parts (512 px) with structural defects: a part missing, misplaced, "
+            "rotated or extra",
+            factory="pyimgano_datasets.parts:load_parts",
+            params=PartsParams,
+            needs_root=False,
+            categories=("board",),
         ),
         DatasetSpec(
             name="mvtec",

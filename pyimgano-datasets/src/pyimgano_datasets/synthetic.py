@@ -289,8 +289,11 @@ def default_cache_dir() -> Path:
     return Path(cache_root())
 
 
-def write_category(config: SyntheticConfig, category: str, root: Path) -> Path:
-    """Generate one category into ``root/<category>`` (atomically; safe across processes)."""
+def write_category(config: SyntheticConfig, category: str, root: Path, items: Any = None) -> Path:
+    """Generate one category into ``root/<category>`` (atomically; safe across processes).
+
+    ``items``: what :func:`iter_category` yields, from another generator (default: this one's).
+    """
     from PIL import Image
 
     target = root / category
@@ -304,7 +307,7 @@ def write_category(config: SyntheticConfig, category: str, root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{category}-", dir=root))
     try:
-        for rel_image, image, rel_mask, mask in iter_category(config, category):
+        for rel_image, image, rel_mask, mask in items if items is not None else iter_category(config, category):
             path = tmp / rel_image
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(path, compress_level=1)
@@ -363,9 +366,16 @@ def _manifest_matches(target: Path, config: SyntheticConfig) -> bool:
 
 
 class SyntheticDataset(MVTecDataset):
-    """The generated set; the categories are the texture names."""
+    """The generated set; the categories are the texture names.
+
+    Another generator (:mod:`pyimgano_datasets.parts`) subclasses it and sets ``kinds``,
+    ``cache_folder``, ``category_names`` and :meth:`_generate`.
+    """
 
     name = "synthetic"
+    kinds: tuple[str, ...] = DEFECT_KINDS
+    cache_folder = "synthetic"
+    category_names: tuple[str, ...] = tuple(TEXTURES)
 
     def __init__(
         self,
@@ -378,14 +388,14 @@ class SyntheticDataset(MVTecDataset):
     ) -> None:
         self.config = config or SyntheticConfig()
         for kind in self.config.defect_kinds:
-            if kind not in DEFECT_KINDS:
-                raise DatasetError(f"unknown synthetic defect kind {kind!r}; available: {', '.join(DEFECT_KINDS)}")
+            if kind not in self.kinds:
+                raise DatasetError(f"unknown {self.name} defect kind {kind!r}; available: {', '.join(self.kinds)}")
         self.in_memory = in_memory
         self._pixels: dict[Path, np.ndarray] = {}
         if in_memory:
             root = Path(f"<memory>/synthetic/{self.config.digest()}")
         elif root is None:
-            root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "synthetic"
+            root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / self.cache_folder
             root = root / self.config.digest()
         root = Path(root).expanduser()
         if not in_memory:
@@ -401,7 +411,11 @@ class SyntheticDataset(MVTecDataset):
             self._require_category(category)
 
     def _find_categories(self) -> list[str]:
-        return list(TEXTURES)
+        return list(self.category_names)
+
+    def _generate(self, category: str):
+        """(relative image path, image, relative mask path or None, mask) of each image of ``category``."""
+        return iter_category(self.config, category)
 
     @property
     def info(self) -> DatasetInfo:
@@ -423,10 +437,10 @@ class SyntheticDataset(MVTecDataset):
 
     def _scan(self, category: str) -> CategoryScan:
         if not self.in_memory:
-            write_category(self.config, category, self.root)
+            write_category(self.config, category, self.root, self._generate(category))
             return scan_layout(self.root / category, category, MVTEC_LAYOUT, "required")
         splits: dict[str, list[DatasetSample]] = {"train": [], "test": []}
-        for rel_image, image, rel_mask, mask in iter_category(self.config, category):
+        for rel_image, image, rel_mask, mask in self._generate(category):
             image_path = self.root / category / rel_image
             mask_path = self.root / category / rel_mask if rel_mask else None
             self._pixels[image_path] = image
