@@ -3,7 +3,8 @@
 Runs candidate detector settings through the benchmark (``pyimgano benchmark``: the default
 inspection pipeline, no threshold or statistic sees a test image) over every real data set
 given (MVTec AD-layout and VisA-layout folders; every category they hold) and the offline
-``synthetic`` set, with seeds 0, 1, 2 by default, and prints per category and candidate:
+sets (``synthetic``: textures with surface defects, 256 px; ``synthetic_parts``: a board of
+parts with structural defects, 512 px), with seeds 0, 1, 2 by default, and prints per category and candidate:
 image AUROC, pixel AUROC, AUPRO (mean ± std over the seeds), fit seconds per training image
 and predict images/s, then the mean over categories. A candidate is a name and detector
 parameters; the built-in ones:
@@ -36,6 +37,7 @@ import numpy as np
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 TITLES = ("img AUROC", "px AUROC", "AUPRO")
 BACKBONE = {"backbone": "efficientnet_lite0"}
+SYNTHETIC = ("synthetic", "synthetic_parts")  # the offline sets: surface defects on textures, structural ones on a board
 ADDED_BY_RUNNER = ("seed", "progress")  # parameters the benchmark sets on every job
 CANDIDATES = {
     "default": {},
@@ -61,7 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mvtec", action="append", default=[], metavar="DIR", help="an MVTec AD-layout folder (repeatable)")
     parser.add_argument("--visa", action="append", default=[], metavar="DIR", help="a VisA-layout folder (repeatable)")
-    parser.add_argument("--no-synthetic", action="store_true", help="leave out the offline synthetic set")
+    parser.add_argument("--synthetic", nargs="+", choices=SYNTHETIC, default=list(SYNTHETIC), metavar="NAME",
+                        help=f"the offline sets to run ({', '.join(SYNTHETIC)}; default: both)")
+    parser.add_argument("--no-synthetic", action="store_true", help="leave out the offline sets")
     parser.add_argument("--candidates", nargs="+", default=["default", "detail", "square256"],
                         help=f"built-in candidates to run ({', '.join(CANDIDATES)}) and names given with --candidate")
     parser.add_argument("--candidate", action="append", type=_candidate, default=[], metavar="NAME=JSON",
@@ -84,9 +88,9 @@ def config(args: argparse.Namespace, out: Path) -> dict:
     datasets = [{"name": "mvtec", "root": str(Path(root).resolve())} for root in args.mvtec]
     datasets += [{"name": "visa", "root": str(Path(root).resolve())} for root in args.visa]
     if not args.no_synthetic:
-        datasets.append({"name": "synthetic"})
+        datasets += [{"name": name} for name in dict.fromkeys(args.synthetic)]
     if not datasets:
-        raise SystemExit("error: no data set: give --mvtec / --visa folders or leave synthetic in")
+        raise SystemExit("error: no data set: give --mvtec / --visa folders or leave the offline sets in")
     return {
         "seeds": list(args.seeds),
         "jobs": 1,
