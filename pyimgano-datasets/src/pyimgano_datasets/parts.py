@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from pyimgano.errors import DatasetError
 from pyimgano_datasets.synthetic import NOISE_SIGMA, SyntheticConfig, SyntheticDataset, _finish, _rng, render_view
 
-PARTS_VERSION = 1  # bump on any change to the pixels: it names the cache folder
+PARTS_VERSION = 2  # bump on any change to the pixels: it names the cache folder
 PARTS_KINDS = ("missing", "misplaced", "rotated", "extra")
 CATEGORY = "board"
 BOARD_TINT = (0.55, 0.78, 0.58)  # applied to the grey board texture
@@ -207,15 +208,18 @@ def _defect(kind: str, parts: list[Part], size: int, rng: np.random.Generator,
             moved = _place(parts[i], others, size, rng, severity * rng.uniform(0.6, 1.0) * 2 * parts[i].extent())
             if moved is not None:
                 return others + [moved], [parts[i], moved]
-        raise AssertionError("no part of the layout can move")  # the layout leaves room: never reached
+        raise DatasetError(f"synthetic_parts: no part can move that far on the board (severity {severity}); "
+                           "use a smaller severity")
     if kind == "extra":
         template = parts[-1] if rng.random() < 0.5 else parts[3]  # a resistor or a capacitor
-        for _ in range(64):
-            spot = replace(template, cy=rng.uniform(0.1, 0.9) * size, cx=rng.uniform(0.1, 0.9) * size,
-                           angle=template.angle + (np.pi / 2 if rng.random() < 0.3 else 0.0), index=-1)
+        turn = np.pi / 2 if rng.random() < 0.3 else 0.0
+        steps = np.linspace(0.06, 0.94, 23) * size  # every free spot of a grid, in a random order
+        for k in rng.permutation(len(steps) ** 2):
+            spot = replace(template, cy=steps[k // len(steps)], cx=steps[k % len(steps)], angle=template.angle + turn,
+                           index=-1)
             if _fits(spot, parts, size):
                 return parts + [spot], [spot]
-        raise AssertionError("no room for an extra part")  # the layout leaves room: never reached
+        raise AssertionError("the layout leaves room for an extra part")  # a fixed layout: never reached
     raise ValueError(f"unknown synthetic_parts defect kind {kind!r}; available: {', '.join(PARTS_KINDS)}")
 
 
