@@ -4,9 +4,9 @@ Runs candidate detector settings through the benchmark (``pyimgano benchmark``: 
 inspection pipeline, no threshold or statistic sees a test image) over every real data set
 given (MVTec AD-layout and VisA-layout folders; every category they hold) and the offline
 sets (``synthetic``: textures with surface defects, 256 px; ``synthetic_parts``: a board of
-parts with structural defects, 512 px), with seeds 0, 1, 2 by default, and prints per category and candidate:
-image AUROC, pixel AUROC, AUPRO (mean ± std over the seeds), fit seconds per training image
-and predict images/s, then the mean over categories. A candidate is a name and detector
+parts with structural defects, 512 px), with seeds 0, 1, 2 by default, and prints per
+category and candidate: image AUROC, pixel AUROC, AUPRO (mean ± std over the seeds), fit
+seconds per training image and predict images/s, then the mean over categories. A candidate is a name and detector
 parameters; the built-in ones:
 
 - ``default``: the detector's own defaults (what ``pyimgano benchmark`` runs with no flags);

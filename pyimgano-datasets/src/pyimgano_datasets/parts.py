@@ -220,7 +220,7 @@ def _defect(kind: str, parts: list[Part], size: int, rng: np.random.Generator,
             if _fits(spot, parts, size):
                 return parts + [spot], [spot]
         raise AssertionError("the layout leaves room for an extra part")  # a fixed layout: never reached
-    raise ValueError(f"unknown synthetic_parts defect kind {kind!r}; available: {', '.join(PARTS_KINDS)}")
+    raise DatasetError(f"unknown synthetic_parts defect kind {kind!r}; available: {', '.join(PARTS_KINDS)}")
 
 
 def render_part_sample(config: PartsConfig, split: str, index: int, kind: str = "good",

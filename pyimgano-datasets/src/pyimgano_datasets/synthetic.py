@@ -393,7 +393,7 @@ class SyntheticDataset(MVTecDataset):
         self.in_memory = in_memory
         self._pixels: dict[Path, np.ndarray] = {}
         if in_memory:
-            root = Path(f"<memory>/synthetic/{self.config.digest()}")
+            root = Path(f"<memory>/{self.cache_folder}/{self.config.digest()}")
         elif root is None:
             root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / self.cache_folder
             root = root / self.config.digest()
