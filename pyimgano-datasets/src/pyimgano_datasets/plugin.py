@@ -63,7 +63,7 @@ class PartsParams(_GeneratedParams):
         default_factory=lambda: ["missing", "misplaced", "rotated", "extra"], min_length=1,
         description="defect kinds: a part missing, misplaced, rotated by 90 degrees, or one too many",
     )
-    severity: float = Field(1.0, gt=0.0, le=3.0, description="how far a misplaced part moves (1: 0.6-1 of its size)")
+    severity: float = Field(1.0, gt=0.0, le=3.0, description="how far a misplaced part moves (1: at least 0.6 of its size)")
     cache_dir: Path | None = Field(
         None, description="where generated sets are kept when no root is given (default: ~/.cache/pyimgano/synthetic_parts)"
     )
