@@ -29,7 +29,16 @@ from typing import Any
 import numpy as np
 
 from pyimgano.errors import DatasetError
-from pyimgano_datasets.synthetic import NOISE_SIGMA, SyntheticConfig, SyntheticDataset, _finish, _rng, render_view
+from pyimgano_datasets.synthetic import (
+    NOISE_SIGMA,
+    SyntheticConfig,
+    SyntheticDataset,
+    _finish,
+    _rng,
+    iter_layout,
+    lighting,
+    render_view,
+)
 
 PARTS_VERSION = 2  # bump on any change to the pixels: it names the cache folder
 PARTS_KINDS = ("missing", "misplaced", "rotated", "extra")
@@ -128,12 +137,17 @@ def _layers(part: Part, v: np.ndarray, u: np.ndarray) -> list[tuple[np.ndarray, 
     return layers
 
 
+def _drawn(part: Part, size: int) -> tuple[tuple[slice, slice], list[tuple[np.ndarray, tuple[float, float, float]]]]:
+    """The box of pixels a part may touch in a size x size image, and its layers there."""
+    box = _box(size, part.cy, part.cx, part.extent())
+    return box, _layers(part, *_local(box, part.cy, part.cx, part.angle))
+
+
 def _paint(board: np.ndarray, parts: list[Part]) -> np.ndarray:
     image = board.copy()
     for part in parts:
-        box = _box(board.shape[0], part.cy, part.cx, part.extent())
-        v, u = _local(box, part.cy, part.cx, part.angle)
-        for alpha, colour in _layers(part, v, u):
+        box, layers = _drawn(part, board.shape[0])
+        for alpha, colour in layers:
             region = image[box]
             region += alpha[:, :, None] * (np.asarray(colour, dtype=np.float32) - region)
     return image
@@ -142,9 +156,8 @@ def _paint(board: np.ndarray, parts: list[Part]) -> np.ndarray:
 def _footprint(size: int, part: Part) -> np.ndarray:
     """Pixels a part covers at all (any coverage above zero)."""
     out = np.zeros((size, size), dtype=bool)
-    box = _box(size, part.cy, part.cx, part.extent())
-    v, u = _local(box, part.cy, part.cx, part.angle)
-    out[box] = np.max(np.stack([a for a, _ in _layers(part, v, u)]), axis=0) > 0
+    box, layers = _drawn(part, size)
+    out[box] = np.max(np.stack([a for a, _ in layers]), axis=0) > 0
     return out
 
 
@@ -153,9 +166,7 @@ def _scene(size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[Part]]
     """A defect-free board (float32 RGB) and its parts, with this image's jitter."""
     grey = render_view(BOARD_TEXTURE, size, rng)
     grey = 0.55 + 0.45 * (grey - grey.mean())  # a calm board: the parts carry the contrast
-    theta = rng.uniform(0, 2 * np.pi)
-    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
-    light = rng.uniform(0.0, 0.05) * (np.cos(theta) * ramp[None, :] + np.sin(theta) * ramp[:, None])
+    light = lighting(size, rng)
     gain = rng.uniform(0.93, 1.07)
     board = np.clip((grey * gain + light)[:, :, None] * np.asarray(BOARD_TINT, dtype=np.float32), 0.0, 1.0)
     shift = rng.uniform(-0.012, 0.012, size=2) * size
@@ -242,17 +253,6 @@ def render_part_sample(config: PartsConfig, split: str, index: int, kind: str = 
     return (*out, _finish(clean, noise)) if with_clean else out
 
 
-def iter_parts(config: PartsConfig):
-    """Yield (relative image path, image, relative mask path or None, mask), as the textures' generator."""
-    for i in range(config.n_train):
-        yield f"train/good/{i:03d}.png", render_part_sample(config, "train", i)[0], None, None
-    for i in range(config.n_test_good):
-        yield f"test/good/{i:03d}.png", render_part_sample(config, "test", i)[0], None, None
-    for kind, i in config.defect_plan():
-        image, mask = render_part_sample(config, "test", i, kind)
-        yield f"test/{kind}/{i:03d}.png", image, f"ground_truth/{kind}/{i:03d}_mask.png", mask
-
-
 class PartsDataset(SyntheticDataset):
     """The generated board of parts (one category, ``board``)."""
 
@@ -262,7 +262,8 @@ class PartsDataset(SyntheticDataset):
     category_names = (CATEGORY,)
 
     def _generate(self, category: str):
-        return iter_parts(self.config)
+        config = self.config
+        return iter_layout(config, lambda split, index, kind: render_part_sample(config, split, index, kind))
 
 
 def load_parts(

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -130,14 +131,18 @@ def render_view(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     return map_coordinates(src, [rows, cols], order=1, mode="reflect").astype(np.float32)
 
 
+def lighting(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A lighting drift: a linear ramp of up to +-0.05 across the image, in a random direction."""
+    theta = rng.uniform(0, 2 * np.pi)
+    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    return rng.uniform(0.0, 0.05) * (np.cos(theta) * ramp[None, :] + np.sin(theta) * ramp[:, None])
+
+
 def render_clean(category: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """A defect-free RGB image (float32 in [0, 1]) before sensor noise."""
     grey = render_view(category, size, rng)
     gain, offset = rng.uniform(0.92, 1.08), rng.uniform(-0.03, 0.03)
-    theta = rng.uniform(0, 2 * np.pi)
-    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
-    light = rng.uniform(0.0, 0.05) * (np.cos(theta) * ramp[None, :] + np.sin(theta) * ramp[:, None])
-    grey = grey * gain + offset + light
+    grey = grey * gain + offset + lighting(size, rng)
     tint = np.asarray(TEXTURES[category]["tint"], dtype=np.float32)
     return np.clip(grey[:, :, None] * tint, 0.0, 1.0)
 
@@ -268,17 +273,23 @@ def render_sample(
     return (*out, _finish(clean, noise)) if with_clean else out
 
 
-def iter_category(config: SyntheticConfig, category: str):
-    """Yield (relative image path, image, relative mask path or None, mask) for one category."""
+def iter_layout(config: SyntheticConfig, render: Callable[[str, int, str], tuple[np.ndarray, np.ndarray | None]]):
+    """Yield (relative image path, image, relative mask path or None, mask) for one category in
+    the MVTec layout; ``render(split, index, kind)`` makes one image and its mask (any generator)."""
     for i in range(config.n_train):
-        image, _ = render_sample(config, category, "train", i)
+        image, _ = render("train", i, "good")
         yield f"train/good/{i:03d}.png", image, None, None
     for i in range(config.n_test_good):
-        image, _ = render_sample(config, category, "test", i)
+        image, _ = render("test", i, "good")
         yield f"test/good/{i:03d}.png", image, None, None
     for kind, i in config.defect_plan():
-        image, mask = render_sample(config, category, "test", i, kind)
+        image, mask = render("test", i, kind)
         yield f"test/{kind}/{i:03d}.png", image, f"ground_truth/{kind}/{i:03d}_mask.png", mask
+
+
+def iter_category(config: SyntheticConfig, category: str):
+    """:func:`iter_layout` of one texture category."""
+    return iter_layout(config, lambda split, index, kind: render_sample(config, category, split, index, kind))
 
 
 # -- on disk ----------------------------------------------------------------------------
@@ -289,11 +300,9 @@ def default_cache_dir() -> Path:
     return Path(cache_root())
 
 
-def write_category(config: SyntheticConfig, category: str, root: Path, items: Any = None) -> Path:
-    """Generate one category into ``root/<category>`` (atomically; safe across processes).
-
-    ``items``: what :func:`iter_category` yields, from another generator (default: this one's).
-    """
+def write_category(config: SyntheticConfig, category: str, root: Path, items: Iterable) -> Path:
+    """Write one category's ``items`` (what :func:`iter_layout` yields) into ``root/<category>``
+    (atomically; safe across processes); nothing is generated when it is there already."""
     from PIL import Image
 
     target = root / category
@@ -307,7 +316,7 @@ def write_category(config: SyntheticConfig, category: str, root: Path, items: An
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{category}-", dir=root))
     try:
-        for rel_image, image, rel_mask, mask in items if items is not None else iter_category(config, category):
+        for rel_image, image, rel_mask, mask in items:
             path = tmp / rel_image
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(path, compress_level=1)
